@@ -1,0 +1,1 @@
+"""splitlab: an experimentation platform."""

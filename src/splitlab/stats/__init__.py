@@ -1,0 +1,1 @@
+"""Pure statistics on sufficient statistics: numpy and scipy only, no I/O."""
