@@ -40,6 +40,8 @@ class EffectResult:
         df: degrees of freedom of a t-test; ``None`` for normal and exact tests.
         margin, relative_margin: non-inferiority margin and whether it is relative.
         cuped: whether the estimates are regression-adjusted.
+        correction: the multiple-testing method applied to ``p_value`` and the CIs, if any.
+        unadjusted_p_value: the p-value before that correction.
         error_code, error_message: set when the data do not allow (part of) the result.
     """
 
@@ -61,6 +63,8 @@ class EffectResult:
     margin: float = 0.0
     relative_margin: bool = False
     cuped: bool = False
+    correction: str | None = None
+    unadjusted_p_value: float | None = None
     error_code: ErrorCode | None = None
     error_message: str | None = None
 
