@@ -30,7 +30,7 @@ from splitlab.stats.frequentist import MEAN_TESTS, RATIO_TESTS, GroupEstimate, c
 from splitlab.stats.results import EffectResult
 from splitlab.stats.statistics import CovariateStatistic, RatioStatistic
 
-__all__ = ["cuped_test", "pooled_theta"]
+__all__ = ["cuped_estimates", "cuped_test", "pooled_theta"]
 
 
 def _moments(statistic: CovariateStatistic) -> tuple[float, float, float, float, float]:
@@ -64,6 +64,15 @@ def _adjusted(statistic: CovariateStatistic, theta: float, pooled_covariate: flo
     )
 
 
+def cuped_estimates(
+    control: CovariateStatistic, treatment: CovariateStatistic
+) -> tuple[GroupEstimate, GroupEstimate]:
+    """Adjusted estimates of both groups with the variances of those estimates (pooled theta)."""
+    theta = pooled_theta(control, treatment)
+    pooled_covariate = (control + treatment).covariate.linearize().estimate
+    return _adjusted(control, theta, pooled_covariate), _adjusted(treatment, theta, pooled_covariate)
+
+
 def cuped_test(
     control: CovariateStatistic,
     treatment: CovariateStatistic,
@@ -90,11 +99,10 @@ def cuped_test(
     is_ratio = isinstance(control.metric, RatioStatistic)
     tests = RATIO_TESTS if is_ratio else MEAN_TESTS
     name = check_choice("test", test or tests[0], tests)
-    theta = pooled_theta(control, treatment)
-    pooled_covariate = (control + treatment).covariate.linearize().estimate
+    adjusted_control, adjusted_treatment = cuped_estimates(control, treatment)
     return compare_estimates(
-        _adjusted(control, theta, pooled_covariate),
-        _adjusted(treatment, theta, pooled_covariate),
+        adjusted_control,
+        adjusted_treatment,
         test=name,
         use_t=name in ("welch-t", "delta-welch-t"),
         alpha=alpha,

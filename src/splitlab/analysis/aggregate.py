@@ -1,0 +1,151 @@
+"""Unit-level frame -> sufficient statistics per variant, in one vectorised pass per column.
+
+Variant labels are factorised once; every sum is an ``np.bincount`` over the codes, so a
+million-row frame costs a handful of C loops, and the statistics layer never sees rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from splitlab.analysis.metrics import MetricSpec
+from splitlab.stats.statistics import (
+    CovariateStatistic,
+    MeanStatistic,
+    MetricStatistic,
+    ProportionStatistic,
+    RatioStatistic,
+)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Groups:
+    """Variant labels in order of appearance and each row's code into them."""
+
+    labels: tuple[str, ...]
+    codes: npt.NDArray[np.intp]
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """Rows (units) per variant."""
+        return tuple(int(c) for c in np.bincount(self.codes, minlength=len(self.labels)))
+
+
+def column(data: Any, name: str) -> Any:
+    """A column of a pandas or polars frame (or a mapping of arrays), with a clear error if missing."""
+    columns = list(data.columns) if hasattr(data, "columns") else list(data)
+    if name not in columns:
+        msg = f"column {name!r} is not in the data; columns are {columns}"
+        raise ValueError(msg)
+    return data[name]
+
+
+def groups(data: Any, variant: str) -> Groups:
+    """Factorise the variant column; labels are compared as strings."""
+    values = np.asarray(column(data, variant))
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if (codes < 0).any():
+        msg = f"column {variant!r} has missing variant labels in {int((codes < 0).sum())} rows"
+        raise ValueError(msg)
+    labels = tuple(str(u) for u in uniques)
+    if len(set(labels)) != len(labels):
+        msg = f"variant labels of {variant!r} are not distinct as strings: {list(uniques)}"
+        raise ValueError(msg)
+    return Groups(labels, codes.astype(np.intp))
+
+
+def _floats(data: Any, name: str, metric: str) -> FloatArray:
+    try:
+        return np.asarray(column(data, name), dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        if "is not in the data" in str(error):
+            msg = f"metrics[{metric!r}]: {error}"
+            raise ValueError(msg) from error
+        msg = f"metrics[{metric!r}]: column {name!r} is not numeric"
+        raise ValueError(msg) from error
+
+
+def _is_binary(values: FloatArray) -> bool:
+    finite = values[~np.isnan(values)]
+    return bool(finite.size) and bool(np.all((finite == 0) | (finite == 1)))
+
+
+def resolve_kind(spec: MetricSpec, data: Any) -> MetricSpec:
+    """Turn ``kind='auto'`` into ``proportion`` (0/1 values) or ``mean``."""
+    if spec.kind != "auto" or spec.column is None:
+        return spec
+    values = _floats(data, spec.column, spec.name)
+    return replace(spec, kind="proportion" if _is_binary(values) else "mean")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricData:
+    """Per-variant statistics of one metric and the units left out for missing values."""
+
+    statistics: tuple[MetricStatistic | CovariateStatistic, ...]
+    excluded: tuple[int, ...]
+
+
+def metric_statistics(spec: MetricSpec, data: Any, grouping: Groups) -> MetricData:
+    """Aggregate one metric per variant. Rows with a missing (NaN) value in any of its columns are excluded."""
+    k = len(grouping.labels)
+    own = [spec.numerator, spec.denominator] if spec.kind == "ratio" else [spec.column]
+    cov = [] if spec.covariate is None else list(spec.covariate if isinstance(spec.covariate, tuple) else [spec.covariate])
+    arrays = [_floats(data, str(name), spec.name) for name in own + cov]
+    if spec.kind == "proportion" and arrays[0].size and not _is_binary(arrays[0]):
+        msg = f"metrics[{spec.name!r}]: a proportion metric needs 0/1 values in column {spec.column!r}"
+        raise ValueError(msg)
+    valid = np.ones(grouping.codes.size, dtype=bool)
+    for array in arrays:
+        valid &= ~np.isnan(array)
+    codes = grouping.codes
+    all_counts = np.bincount(codes, minlength=k)
+    if not valid.all():
+        codes = codes[valid]
+        arrays = [a[valid] for a in arrays]
+    counts = np.bincount(codes, minlength=k)
+
+    def total(values: FloatArray) -> FloatArray:
+        return np.bincount(codes, weights=values, minlength=k)
+
+    sums = [total(a) for a in arrays]
+    squares = [[total(a * b) if j >= i else np.empty(0) for j, b in enumerate(arrays)] for i, a in enumerate(arrays)]
+
+    def product(i: int, j: int) -> FloatArray:
+        return squares[min(i, j)][max(i, j)]
+
+    own_n = len(own)
+    statistics: list[MetricStatistic | CovariateStatistic] = []
+    for g in range(k):
+        n = int(counts[g])
+        metric = _statistic(spec.kind, n, [0, 1] if own_n == 2 else [0], sums, product, g)
+        if not cov:
+            statistics.append(metric)
+            continue
+        cov_index = list(range(own_n, own_n + len(cov)))
+        covariate = _statistic("mean" if len(cov) == 1 else "ratio", n, cov_index, sums, product, g)
+        cross = tuple(tuple(float(product(i, j)[g]) for j in cov_index) for i in range(own_n))
+        metric_for_cuped = metric.as_mean() if isinstance(metric, ProportionStatistic) else metric
+        statistics.append(CovariateStatistic(metric_for_cuped, covariate, cross))
+    return MetricData(tuple(statistics), tuple(int(a - b) for a, b in zip(all_counts, counts, strict=True)))
+
+
+def _statistic(kind: str, n: int, index: list[int], sums: list[FloatArray], product: Any, g: int) -> MetricStatistic:
+    if len(index) == 2:
+        i, j = index
+        return RatioStatistic(
+            MeanStatistic(n, float(sums[i][g]), float(product(i, i)[g])),
+            MeanStatistic(n, float(sums[j][g]), float(product(j, j)[g])),
+            float(product(i, j)[g]),
+        )
+    (i,) = index
+    if kind == "proportion":
+        return ProportionStatistic(n, float(sums[i][g]))
+    return MeanStatistic(n, float(sums[i][g]), float(product(i, i)[g]))

@@ -1,0 +1,95 @@
+"""Terminal forms of an analysis: a rich table for a TTY, aligned plain text otherwise."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from splitlab.analysis.results import AnalysisResult
+
+HEADERS = ("metric", "variant", "control", "treatment", "abs. effect", "rel. effect", "rel. CI", "p-value", "P(win)", "note")
+
+
+def _num(value: float, digits: int = 4) -> str:
+    if math.isnan(value):
+        return "-"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.{digits}g}"
+
+
+def _pct(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    if math.isinf(value):
+        return "+inf" if value > 0 else "-inf"
+    return f"{value:+.2%}"
+
+
+def _p(value: float) -> str:
+    return "-" if math.isnan(value) else ("<0.0001" if value < 1e-4 else f"{value:.4f}")
+
+
+def rows(result: AnalysisResult) -> list[tuple[str, ...]]:
+    """Formatted cells, one row per metric and treatment."""
+    out = []
+    for m in result.metrics:
+        e = m.effect
+        notes = [e.test + (" +CUPED" if e.cuped else "")]
+        if e.significant:
+            notes.append("significant")
+        if e.error_code is not None:
+            notes.append(str(e.error_code))
+        low, high = e.relative_ci
+        out.append((
+            m.metric, m.variant, _num(e.control_mean), _num(e.treatment_mean), _num(e.absolute_effect),
+            _pct(e.relative_effect), f"[{_pct(low)}, {_pct(high)}]", _p(e.p_value),
+            "-" if math.isnan(m.chance_to_win) else f"{m.chance_to_win:.1%}", ", ".join(notes),
+        ))  # fmt: skip
+    return out
+
+
+def srm_line(result: AnalysisResult) -> str:
+    """One line on the sample ratio check."""
+    srm = result.srm
+    counts = ", ".join(f"{v}={c}" for v, c in zip(srm.variants, srm.counts, strict=True))
+    verdict = "SAMPLE RATIO MISMATCH: results are not trustworthy" if srm.flag else "ok"
+    return f"SRM check: {counts}; p = {_p(srm.p_value)} (flag below {srm.threshold:g}): {verdict}"
+
+
+def _aligned(headers: Sequence[str], body: Sequence[Sequence[str]]) -> Iterator[str]:
+    widths = [max(len(r[i]) for r in [headers, *body]) for i in range(len(headers))]
+    for row in [headers, ["-" * w for w in widths], *body]:
+        yield "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+
+
+def plain_report(result: AnalysisResult) -> str:
+    """Plain aligned text for pipes and files."""
+    lines = [srm_line(result), *_aligned(HEADERS, rows(result))]
+    footer = f"alpha = {result.alpha:g}; control = {result.control}"
+    if len(result.variants) > 2:
+        footer += f"; p-values and CIs corrected across treatments by {result.correction}"
+    return "\n".join([*lines, footer])
+
+
+def rich_report(result: AnalysisResult) -> Iterator[RenderableType]:
+    """A rich table with the SRM verdict above it."""
+    from rich.table import Table
+    from rich.text import Text
+
+    yield Text(srm_line(result), style="bold red" if result.srm.flag else "green")
+    table = Table(title=f"Treatment vs control ({result.control}), alpha = {result.alpha:g}")
+    for header in HEADERS:
+        table.add_column(header, justify="left" if header in ("metric", "variant", "note", "rel. CI") else "right")
+    for metric, row in zip(result.metrics, rows(result), strict=True):
+        style = None
+        if metric.effect.significant:
+            better = (metric.effect.absolute_effect > 0) == metric.higher_is_better
+            style = "green" if better else "red"
+        table.add_row(*row, style=style)
+    yield table
+

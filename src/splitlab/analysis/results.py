@@ -1,0 +1,134 @@
+"""Typed results of an analysis, with their table, frame and JSON forms."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from splitlab.stats.results import EffectResult
+from splitlab.stats.srm import SrmResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console, ConsoleOptions, RenderResult
+
+
+def json_number(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: a missing or unbounded value becomes null."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricResult:
+    """One metric for one treatment against control.
+
+    Attributes:
+        metric: the metric's name.
+        kind: proportion, mean or ratio.
+        variant: the treatment's label; ``control`` the control's.
+        effect: the frequentist comparison (CUPED-adjusted when ``effect.cuped``).
+        chance_to_win: Bayesian P(treatment better than control), direction-aware.
+        expected_loss: Bayesian expected loss of shipping the treatment, in metric units.
+        excluded_units: units left out for a missing value, per group (control, treatment).
+        higher_is_better: the metric's direction.
+    """
+
+    metric: str
+    kind: str
+    variant: str
+    control: str
+    effect: EffectResult
+    chance_to_win: float
+    expected_loss: float
+    excluded_units: tuple[int, int] = (0, 0)
+    higher_is_better: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record of ``splitlab analyze-file --json``."""
+        e = self.effect
+        return {
+            "metric": self.metric,
+            "variant": self.variant,
+            "control_mean": json_number(e.control_mean),
+            "treatment_mean": json_number(e.treatment_mean),
+            "absolute_effect": json_number(e.absolute_effect),
+            "absolute_ci": [json_number(v) for v in e.absolute_ci],
+            "relative_effect": json_number(e.relative_effect),
+            "relative_ci": [json_number(v) for v in e.relative_ci],
+            "p_value": json_number(e.p_value),
+            "test": e.test,
+            "cuped": e.cuped,
+            "chance_to_win": json_number(self.chance_to_win),
+            "expected_loss": json_number(self.expected_loss),
+            "kind": self.kind,
+            "control": self.control,
+            "control_n": e.control_n,
+            "treatment_n": e.treatment_n,
+            "significant": e.significant,
+            "unadjusted_p_value": json_number(e.unadjusted_p_value),
+            "correction": e.correction,
+            "excluded_units": list(self.excluded_units),
+            "error_code": None if e.error_code is None else str(e.error_code),
+            "error_message": e.error_message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisResult:
+    """Everything ``splitlab.analyze`` found: the SRM check and one record per metric and treatment."""
+
+    control: str
+    variants: tuple[str, ...]
+    srm: SrmResult
+    metrics: tuple[MetricResult, ...]
+    alpha: float
+    correction: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary: ``{"srm": {...}, "metrics": [...]}`` plus context."""
+        srm = self.srm
+        return {
+            "srm": {
+                "p_value": json_number(srm.p_value),
+                "counts": dict(zip(srm.variants, srm.counts, strict=True)),
+                "flag": srm.flag,
+                "expected_shares": dict(zip(srm.variants, srm.expected_shares, strict=True)),
+                "threshold": srm.threshold,
+            },
+            "metrics": [m.to_dict() for m in self.metrics],
+            "control": self.control,
+            "variants": list(self.variants),
+            "alpha": self.alpha,
+            "correction": self.correction,
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """The result as strict JSON (no NaN)."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per metric and treatment, CI bounds in their own columns."""
+        import pandas as pd
+
+        rows = []
+        for m in self.metrics:
+            row = m.to_dict()
+            row["absolute_ci_lower"], row["absolute_ci_upper"] = m.effect.absolute_ci
+            row["relative_ci_lower"], row["relative_ci_upper"] = m.effect.relative_ci
+            del row["absolute_ci"], row["relative_ci"], row["excluded_units"]
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def __str__(self) -> str:
+        from splitlab.analysis.render import plain_report
+
+        return plain_report(self)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from splitlab.analysis.render import rich_report
+
+        yield from rich_report(self)

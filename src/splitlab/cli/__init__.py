@@ -1,0 +1,34 @@
+"""The ``splitlab`` command line: thin Typer commands over the Python API."""
+
+from __future__ import annotations
+
+import typer
+
+from splitlab.cli.analyze_file import analyze_file
+from splitlab.cli.sample_size import sample_size
+
+app = typer.Typer(
+    name="splitlab",
+    help="splitlab: experiments as code, assignment, and a statistics engine you can trust.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("analyze-file")(analyze_file)
+app.command("sample-size")(sample_size)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the installed splitlab version."""
+    from splitlab import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Entry point of the ``splitlab`` script."""
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,1 @@
+"""``splitlab sample-size``: units needed per variant, and days at a given traffic."""
