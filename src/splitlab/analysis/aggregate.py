@@ -47,18 +47,35 @@ def column(data: Any, name: str) -> Any:
     return data[name]
 
 
+def _factorize(values: Any) -> tuple[npt.NDArray[np.intp], list[Any]]:
+    """Codes (-1 for missing) and unique labels, in the column's own library when it has a fast path."""
+    if isinstance(values, pd.Series):
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        return np.asarray(codes, dtype=np.intp), list(uniques)
+    if hasattr(values, "to_arrow"):  # polars: Arrow dictionary encoding, no Python objects per row
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(values.to_arrow())
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.intp)
+        return codes, encoded.dictionary.to_pylist()
+    codes, uniques = pd.factorize(np.asarray(values), use_na_sentinel=True)
+    return np.asarray(codes, dtype=np.intp), list(uniques)
+
+
 def groups(data: Any, variant: str) -> Groups:
     """Factorise the variant column; labels are compared as strings."""
-    values = np.asarray(column(data, variant))
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    codes, uniques = _factorize(column(data, variant))
     if (codes < 0).any():
         msg = f"column {variant!r} has missing variant labels in {int((codes < 0).sum())} rows"
         raise ValueError(msg)
     labels = tuple(str(u) for u in uniques)
     if len(set(labels)) != len(labels):
-        msg = f"variant labels of {variant!r} are not distinct as strings: {list(uniques)}"
+        msg = f"variant labels of {variant!r} are not distinct as strings: {uniques}"
         raise ValueError(msg)
-    return Groups(labels, codes.astype(np.intp))
+    return Groups(labels, codes)
 
 
 def _floats(data: Any, name: str, metric: str) -> FloatArray:

@@ -43,7 +43,8 @@ def analyze(
             ``"num/den"`` or ``("num", "den")`` for a ratio, or a :class:`MetricSpec` from
             :func:`splitlab.proportion`, :func:`splitlab.mean`, :func:`splitlab.ratio`.
         variant: the column holding each unit's variant.
-        control: the control's label (compared as a string); default: the first label in sorted order.
+        control: the control's label (compared as a string); default: the first label in sorted order
+            (numeric labels by value).
         covariates: ``{metric name: pre-exposure column}`` (or a ``(num, den)`` pair) for CUPED.
         alpha: significance level, in (0, 1).
         alternative: ``two-sided``, ``greater`` or ``less``.
@@ -74,12 +75,14 @@ def analyze(
     if len(labels) < 2:
         msg = f"column {variant!r} has {len(labels)} variant label(s) {list(labels)}; an experiment needs at least 2"
         raise ValueError(msg)
-    control_label = sorted(labels)[0] if control is None else str(control)
+    control_label = min(labels, key=_natural) if control is None else str(control)
     if control_label not in labels:
         msg = f"control == {control!r} is not a label of column {variant!r}; labels are {list(labels)}"
         raise ValueError(msg)
-    srm = srm_test(dict(zip(labels, grouping.counts, strict=True)), _weights(weights, labels), threshold=srm_threshold)
-    treatments = [label for label in labels if label != control_label]
+    treatments = sorted((label for label in labels if label != control_label), key=_natural)
+    ordered = (control_label, *treatments)
+    counts = dict(zip(labels, grouping.counts, strict=True))
+    srm = srm_test({label: counts[label] for label in ordered}, _weights(weights, ordered), threshold=srm_threshold)
     options = {"alpha": alpha, "alternative": alternative, "relative_ci": relative_ci}
     results: list[MetricResult] = []
     for spec in specs:
@@ -89,8 +92,15 @@ def analyze(
             adjusted = adjust_results([m.effect for m in per_metric], method=correction, alpha=alpha)
             per_metric = [_with_effect(m, e) for m, e in zip(per_metric, adjusted, strict=True)]
         results.extend(per_metric)
-    ordered = (control_label, *treatments)
     return AnalysisResult(control_label, ordered, srm, tuple(results), alpha, correction)
+
+
+def _natural(label: str) -> tuple[int, float, str]:
+    """Sort numeric labels by value ("2" before "10"), then text labels alphabetically."""
+    try:
+        return (0, float(label), "")
+    except ValueError:
+        return (1, 0.0, label)
 
 
 def _weights(weights: Mapping[str, float] | None, labels: tuple[str, ...]) -> dict[str, float] | None:
