@@ -37,7 +37,11 @@ def main() -> None:
         return splitlab.analyze(
             data,
             control="control",
-            metrics={"conversion": "converted", "revenue_per_user": "revenue:mean", "orders_per_session": "orders/sessions"},
+            metrics={
+                "conversion": "converted",
+                "revenue_per_user": "revenue:mean",
+                "orders_per_session": "orders/sessions",
+            },
             covariates={"revenue_per_user": "pre_revenue"},
         )
 

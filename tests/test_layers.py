@@ -62,8 +62,7 @@ def test_stats_uses_only_numpy_scipy_and_the_standard_library() -> None:
             top = name.split(".")[0]
             if name.startswith("."):
                 continue
-            if top == "splitlab" and not name.startswith("splitlab.stats"):
-                outside.append(f"{path.name}: {name}")
-            elif top != "splitlab" and top not in allowed:
+            wrong_layer = top == "splitlab" and not name.startswith("splitlab.stats")
+            if wrong_layer or (top != "splitlab" and top not in allowed):
                 outside.append(f"{path.name}: {name}")
     assert outside == []

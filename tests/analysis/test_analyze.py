@@ -33,7 +33,9 @@ def test_results_equal_direct_engine_calls(data: pd.DataFrame) -> None:
     result = splitlab.analyze(data, metrics=METRICS, control="control", covariates={"revenue": "pre_revenue"})
     c, t = data[data.variant == "control"], data[data.variant == "free_shipping_35"]
     found = _by_metric(result)
-    conversion = proportions_test(ProportionStatistic.from_values(c.converted), ProportionStatistic.from_values(t.converted))
+    conversion = proportions_test(
+        ProportionStatistic.from_values(c.converted), ProportionStatistic.from_values(t.converted)
+    )
     assert found["conversion"].effect.p_value == pytest.approx(conversion.p_value, rel=REL)
     assert found["conversion"].effect.test == "pooled-z"
     revenue = cuped_test(CovariateStatistic.from_values(c.revenue, c.pre_revenue),

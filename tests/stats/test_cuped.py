@@ -107,7 +107,7 @@ def test_constant_covariate_falls_back_to_unadjusted() -> None:
 
 
 def test_invalid_inputs() -> None:
-    with pytest.raises(ValueError, match="metric.n"):
+    with pytest.raises(ValueError, match=r"metric\.n"):
         CovariateStatistic(MeanStatistic(3, 1.0, 1.0), MeanStatistic(4, 1.0, 1.0), ((1.0,),))
     with pytest.raises(ValueError, match="cross must have shape"):
         CovariateStatistic(MeanStatistic(3, 1.0, 1.0), MeanStatistic(3, 1.0, 1.0), ((1.0, 2.0),))

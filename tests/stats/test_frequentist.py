@@ -59,7 +59,9 @@ def test_z_test_matches_statsmodels(alternative: str) -> None:
         assert ours == pytest.approx(theirs, rel=REL)
 
 
-@pytest.mark.parametrize(("alternative", "sm_alt"), [("two-sided", "two-sided"), ("greater", "larger"), ("less", "smaller")])
+@pytest.mark.parametrize(
+    ("alternative", "sm_alt"), [("two-sided", "two-sided"), ("greater", "larger"), ("less", "smaller")]
+)
 def test_pooled_z_matches_statsmodels(alternative: str, sm_alt: str) -> None:
     result = proportions_test(ProportionStatistic(5000, 600), ProportionStatistic(5200, 690), alternative=alternative)
     stat, p = proportions_ztest([690, 600], [5200, 5000], alternative=sm_alt)
@@ -77,7 +79,9 @@ def test_wald_z_matches_statsmodels() -> None:
     assert result.statistic == pytest.approx(reference.statistic, rel=REL)
 
 
-@pytest.mark.parametrize(("alternative", "sp_alt"), [("two-sided", "two-sided"), ("greater", "greater"), ("less", "less")])
+@pytest.mark.parametrize(
+    ("alternative", "sp_alt"), [("two-sided", "two-sided"), ("greater", "greater"), ("less", "less")]
+)
 def test_fisher_matches_scipy_and_newcombe(alternative: str, sp_alt: str) -> None:
     control, treatment = ProportionStatistic(25, 3), ProportionStatistic(22, 9)
     result = proportions_test(control, treatment, test="fisher-exact", alternative=alternative)
@@ -132,7 +136,9 @@ def test_tea_tasting_cross_check_mean_and_ratio() -> None:
     groups = {v: data[data["variant"] == v] for v in (0, 1)}
     mean = tt.Mean("orders").analyze(data, control=0, treatment=1, variant="variant")
     ours = means_test(
-        MeanStatistic.from_values(groups[0]["orders"]), MeanStatistic.from_values(groups[1]["orders"]), relative_ci="log"
+        MeanStatistic.from_values(groups[0]["orders"]),
+        MeanStatistic.from_values(groups[1]["orders"]),
+        relative_ci="log",
     )
     assert ours.p_value == pytest.approx(mean.pvalue, rel=REL)
     assert ours.absolute_ci == pytest.approx((mean.effect_size_ci_lower, mean.effect_size_ci_upper), rel=REL)
@@ -224,7 +230,7 @@ def test_invalid_parameters_raise(kwargs: dict[str, object], match: str) -> None
 
 
 def test_invalid_counts_and_kinds_raise() -> None:
-    with pytest.raises(ValueError, match="treatment.successes"):
+    with pytest.raises(ValueError, match=r"treatment\.successes"):
         proportions_test(ProportionStatistic(10, 1), ProportionStatistic(10, 11))
     with pytest.raises(ValueError, match="fisher-exact"):
         proportions_test(ProportionStatistic(10, 1), ProportionStatistic(10, 5), test="fisher-exact",

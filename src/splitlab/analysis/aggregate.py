@@ -50,8 +50,8 @@ def column(data: Any, name: str) -> Any:
 def _factorize(values: Any) -> tuple[npt.NDArray[np.intp], list[Any]]:
     """Codes (-1 for missing) and unique labels, in the column's own library when it has a fast path."""
     if isinstance(values, pd.Series):
-        codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        return np.asarray(codes, dtype=np.intp), list(uniques)
+        series_codes, series_uniques = pd.factorize(values, use_na_sentinel=True)
+        return np.asarray(series_codes, dtype=np.intp), list(series_uniques)
     if hasattr(values, "to_arrow"):  # polars: Arrow dictionary encoding, no Python objects per row
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -114,7 +114,11 @@ def metric_statistics(spec: MetricSpec, data: Any, grouping: Groups) -> MetricDa
     """Aggregate one metric per variant. Rows with a missing (NaN) value in any of its columns are excluded."""
     k = len(grouping.labels)
     own = [spec.numerator, spec.denominator] if spec.kind == "ratio" else [spec.column]
-    cov = [] if spec.covariate is None else list(spec.covariate if isinstance(spec.covariate, tuple) else [spec.covariate])
+    cov = (
+        []
+        if spec.covariate is None
+        else list(spec.covariate if isinstance(spec.covariate, tuple) else [spec.covariate])
+    )
     arrays = [_floats(data, str(name), spec.name) for name in own + cov]
     if spec.kind == "proportion" and arrays[0].size and not _is_binary(arrays[0]):
         msg = f"metrics[{spec.name!r}]: a proportion metric needs 0/1 values in column {spec.column!r}"
@@ -130,7 +134,7 @@ def metric_statistics(spec: MetricSpec, data: Any, grouping: Groups) -> MetricDa
     counts = np.bincount(codes, minlength=k)
 
     def total(values: FloatArray) -> FloatArray:
-        return np.bincount(codes, weights=values, minlength=k)
+        return np.bincount(codes, weights=values, minlength=k).astype(np.float64)
 
     sums = [total(a) for a in arrays]
     squares = [[total(a * b) if j >= i else np.empty(0) for j, b in enumerate(arrays)] for i, a in enumerate(arrays)]

@@ -65,7 +65,9 @@ class MetricSpec:
 def proportion(column: str, *, covariate: Covariate | None = None, test: str | None = None,
                higher_is_better: bool = True) -> MetricSpec:  # fmt: skip
     """A binary metric: the share of units with a 1 in ``column`` (conversion)."""
-    return MetricSpec("", "proportion", column=column, covariate=covariate, test=test, higher_is_better=higher_is_better)
+    return MetricSpec(
+        "", "proportion", column=column, covariate=covariate, test=test, higher_is_better=higher_is_better
+    )
 
 
 def mean(column: str, *, covariate: Covariate | None = None, test: str | None = None,

@@ -11,7 +11,18 @@ if TYPE_CHECKING:
 
     from splitlab.analysis.results import AnalysisResult
 
-HEADERS = ("metric", "variant", "control", "treatment", "abs. effect", "rel. effect", "rel. CI", "p-value", "P(win)", "note")
+HEADERS = (
+    "metric",
+    "variant",
+    "control",
+    "treatment",
+    "abs. effect",
+    "rel. effect",
+    "rel. CI",
+    "p-value",
+    "P(win)",
+    "note",
+)
 
 
 def _num(value: float, digits: int = 4) -> str:
@@ -36,7 +47,7 @@ def _p(value: float) -> str:
 
 def rows(result: AnalysisResult) -> list[tuple[str, ...]]:
     """Formatted cells, one row per metric and treatment."""
-    out = []
+    out: list[tuple[str, ...]] = []
     for m in result.metrics:
         e = m.effect
         notes = [e.test + (" +CUPED" if e.cuped else "")]
@@ -92,4 +103,3 @@ def rich_report(result: AnalysisResult) -> Iterator[RenderableType]:
             style = "green" if better else "red"
         table.add_row(*row, style=style)
     yield table
-

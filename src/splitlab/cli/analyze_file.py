@@ -69,8 +69,11 @@ def analyze_file(
         list[str] | None, typer.Option(help="LABEL=SHARE configured traffic share for the SRM check (repeat).")
     ] = None,
     correction: Annotated[
-        str, typer.Option(help="Correction across treatments with 3+ variants: holm, bonferroni, hochberg, "
-                          "benjamini-hochberg, benjamini-yekutieli, none.")  # fmt: skip
+        str,
+        typer.Option(
+            help="Correction across treatments with 3+ variants: holm, bonferroni, hochberg, "
+            "benjamini-hochberg, benjamini-yekutieli, none."
+        ),
     ] = "holm",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:

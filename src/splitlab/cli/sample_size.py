@@ -28,7 +28,9 @@ def sample_size(
     absolute: Annotated[bool, typer.Option("--absolute", help="The MDE is on the metric's scale.")] = False,
     power: Annotated[float, typer.Option(help="Power at the MDE.")] = 0.8,
     alpha: Annotated[float, typer.Option(help="Family-wise significance level.")] = 0.05,
-    variants: Annotated[int, typer.Option(help="Number of variants, control included (Bonferroni over treatments).")] = 2,
+    variants: Annotated[
+        int, typer.Option(help="Number of variants, control included (Bonferroni over treatments).")
+    ] = 2,
     ratio: Annotated[float, typer.Option(help="Units of each treatment per control unit.")] = 1.0,
     alternative: Annotated[str, typer.Option(help="two-sided, greater or less.")] = "two-sided",
     variance_reduction: Annotated[
@@ -37,7 +39,9 @@ def sample_size(
     daily_traffic: Annotated[
         list[float] | None, typer.Option(help="Units a day entering the experiment (repeat); default 100 ... 10,000.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (keys per_variant, total, durations ...).")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (keys per_variant, total, durations ...).")
+    ] = False,
 ) -> None:
     """Sample size per variant and in total, with the days needed at several traffic levels."""
     from splitlab.stats.power import DEFAULT_DAILY_TRAFFIC, plan_sample_size
@@ -61,7 +65,8 @@ def sample_size(
     effect = f"{plan.mde:+.2%} relative" if plan.relative else f"{plan.mde:+g} absolute"
     lines = [
         f"Metric: {plan.metric}, baseline {plan.baseline:g}" if plan.baseline is not None else f"Metric: {plan.metric}",
-        f"MDE: {effect} (absolute {plan.absolute_mde:g}); power {plan.power:.0%}; alpha {plan.alpha:g} {plan.alternative}"
+        f"MDE: {effect} (absolute {plan.absolute_mde:g}); power {plan.power:.0%}; "
+        f"alpha {plan.alpha:g} {plan.alternative}"
         + (f", {plan.comparison_alpha:.4g} per comparison ({plan.correction})" if plan.variants > 2 else ""),
         f"Per variant: {plan.per_variant:,} (control)"
         + (f", {plan.treatment_per_variant:,} per treatment" if plan.ratio != 1 else ""),

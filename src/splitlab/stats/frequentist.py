@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
+import numpy as np
 from scipy import stats as sps
 
 from splitlab.stats._validation import check_alternative, check_choice, check_positive, check_probability
@@ -36,6 +38,11 @@ PROPORTION_TESTS = ("pooled-z", "wald-z", "fisher-exact")
 MEAN_TESTS = ("welch-t", "z")
 RATIO_TESTS = ("delta-z", "delta-welch-t")
 RELATIVE_CI_METHODS = ("delta", "log")
+_SCIPY_ALTERNATIVES: dict[str, Literal["two-sided", "less", "greater"]] = {
+    "two-sided": "two-sided",
+    "less": "less",
+    "greater": "greater",
+}
 
 __all__ = [
     "MEAN_TESTS",
@@ -302,11 +309,14 @@ def _fisher(
                              relative_ci=relative_ci)  # fmt: skip
     if base.error_code in (ErrorCode.EMPTY_GROUP,):
         return base
-    table = [
-        [round(treatment.successes), round(treatment.n - treatment.successes)],
-        [round(control.successes), round(control.n - control.successes)],
-    ]
-    odds_ratio, p_value = sps.fisher_exact(table, alternative=alternative)
+    table = np.array(
+        [
+            [round(treatment.successes), round(treatment.n - treatment.successes)],
+            [round(control.successes), round(control.n - control.successes)],
+        ],
+        dtype=np.int64,
+    )
+    odds_ratio, p_value = sps.fisher_exact(table, alternative=_SCIPY_ALTERNATIVES[alternative])
     z = _critical(alpha, None, two_sided=alternative == "two-sided")
     lt, ut = _wilson(treatment.successes, treatment.n, z)
     lc, uc = _wilson(control.successes, control.n, z)
@@ -314,7 +324,9 @@ def _fisher(
     effect = pt - pc
     low = effect - math.sqrt((pt - lt) ** 2 + (uc - pc) ** 2)
     high = effect + math.sqrt((ut - pt) ** 2 + (pc - lc) ** 2)
-    absolute_ci = (low, math.inf) if alternative == "greater" else (-math.inf, high) if alternative == "less" else (low, high)
+    absolute_ci = (
+        (low, math.inf) if alternative == "greater" else (-math.inf, high) if alternative == "less" else (low, high)
+    )
     error_code = base.error_code if base.error_code is not ErrorCode.ZERO_VARIANCE else None
     return EffectResult(
         "fisher-exact", alternative, alpha, pc, pt, control.n, treatment.n, effect, absolute_ci,
@@ -391,5 +403,6 @@ def two_sample_test(
         return ratio_test(control, treatment, test=test or "delta-z", **options)  # type: ignore[arg-type]
     if isinstance(control, MeanStatistic) and isinstance(treatment, MeanStatistic):
         return means_test(control, treatment, test=test or "welch-t", **options)  # type: ignore[arg-type]
-    msg = f"control and treatment must be statistics of the same kind, got {type(control).__name__} and {type(treatment).__name__}"
+    kinds = f"{type(control).__name__} and {type(treatment).__name__}"
+    msg = f"control and treatment must be statistics of the same kind, got {kinds}"
     raise TypeError(msg)
