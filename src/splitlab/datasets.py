@@ -45,16 +45,18 @@ def make_checkout_data(
     revenue = np.round(orders * value, 2)
     pre_orders = (rng.random(n_users) < base_rate) * (1 + rng.poisson(0.3 * engagement))
     pre_revenue = np.round(pre_orders * basket * rng.lognormal(0.0, 0.3, n_users), 2)
-    return pd.DataFrame({
-        "user_id": np.arange(1, n_users + 1),
-        "variant": np.asarray(variants, dtype=object)[arm],
-        "sessions": sessions,
-        "orders": orders,
-        "converted": (orders > 0).astype(np.int64),
-        "revenue": revenue,
-        "pre_sessions": pre_sessions,
-        "pre_revenue": pre_revenue,
-    })
+    return pd.DataFrame(
+        {
+            "user_id": np.arange(1, n_users + 1),
+            "variant": np.asarray(variants, dtype=object)[arm],
+            "sessions": sessions,
+            "orders": orders,
+            "converted": (orders > 0).astype(np.int64),
+            "revenue": revenue,
+            "pre_sessions": pre_sessions,
+            "pre_revenue": pre_revenue,
+        }
+    )
 
 
 def checkout_path() -> Any:

@@ -64,9 +64,7 @@ def _adjusted(statistic: CovariateStatistic, theta: float, pooled_covariate: flo
     )
 
 
-def cuped_estimates(
-    control: CovariateStatistic, treatment: CovariateStatistic
-) -> tuple[GroupEstimate, GroupEstimate]:
+def cuped_estimates(control: CovariateStatistic, treatment: CovariateStatistic) -> tuple[GroupEstimate, GroupEstimate]:
     """Adjusted estimates of both groups with the variances of those estimates (pooled theta)."""
     theta = pooled_theta(control, treatment)
     pooled_covariate = (control + treatment).covariate.linearize().estimate

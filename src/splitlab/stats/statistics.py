@@ -94,7 +94,9 @@ class MeanStatistic:
     @classmethod
     def from_row(cls, row: Mapping[str, Any], *, prefix: str = "") -> MeanStatistic:
         """Build from a row of SQL aggregates with keys ``{prefix}n``, ``{prefix}sum``, ``{prefix}sum_sq``."""
-        return cls(int(_row_value(row, f"{prefix}n")), _row_value(row, f"{prefix}sum"), _row_value(row, f"{prefix}sum_sq"))
+        return cls(
+            int(_row_value(row, f"{prefix}n")), _row_value(row, f"{prefix}sum"), _row_value(row, f"{prefix}sum_sq")
+        )
 
     @property
     def mean(self) -> float:
@@ -110,9 +112,7 @@ class MeanStatistic:
 
     def linearize(self) -> Linearization:
         """One component, the value itself; gradient 1."""
-        return Linearization(
-            self.n, np.array([self.mean]), np.array([[self.variance]]), np.array([1.0]), self.mean
-        )
+        return Linearization(self.n, np.array([self.mean]), np.array([[self.variance]]), np.array([1.0]), self.mean)
 
 
 @dataclass(frozen=True, slots=True)
