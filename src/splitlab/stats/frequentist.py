@@ -110,15 +110,15 @@ def _null_value(alternative: str, margin: float) -> float:
 
 def _relative(
     control: GroupEstimate, treatment: GroupEstimate, *, method: str, use_t: bool, alpha: float, alternative: str
-) -> tuple[float, Interval, float, float | None, ErrorCode | None]:
-    """Relative effect, its CI, and the delta-method standard error of ``t / c - 1`` with its df.
+) -> tuple[float, Interval, float, float | None, float | None, ErrorCode | None]:
+    """Relative effect, its CI, the delta-method standard error of ``t / c - 1``, its df, the CI's df.
 
     Each scale gets its own Welch-Satterthwaite df, from the two variance components of that
     scale (the delta-method terms, or the log-scale terms ``v / mean^2``), as tea-tasting does.
     """
     c, t = control.mean, treatment.mean
     if c == 0:
-        return math.nan, NAN_INTERVAL, math.nan, None, ErrorCode.ZERO_CONTROL_MEAN
+        return math.nan, NAN_INTERVAL, math.nan, None, None, ErrorCode.ZERO_CONTROL_MEAN
     effect = t / c - 1
     delta_c = GroupEstimate(c, t**2 * control.variance / c**4, control.n)
     delta_t = GroupEstimate(t, treatment.variance / c**2, treatment.n)
@@ -126,16 +126,16 @@ def _relative(
     delta_df = _welch_df(delta_c, delta_t) if use_t else None
     if method == "delta":
         crit = _critical(alpha, delta_df, two_sided=alternative == "two-sided")
-        return effect, _interval(effect, se, crit, alternative), se, delta_df, None
+        return effect, _interval(effect, se, crit, alternative), se, delta_df, delta_df, None
     if c < 0 or t <= 0:
-        return effect, NAN_INTERVAL, se, delta_df, ErrorCode.NONPOSITIVE_MEAN
+        return effect, NAN_INTERVAL, se, delta_df, None, ErrorCode.NONPOSITIVE_MEAN
     log_c = GroupEstimate(c, control.variance / c**2, control.n)
     log_t = GroupEstimate(t, treatment.variance / t**2, treatment.n)
     df = _welch_df(log_c, log_t) if use_t else None
     crit = _critical(alpha, df, two_sided=alternative == "two-sided")
     log_se = math.sqrt(log_c.variance + log_t.variance)
     low, high = _interval(math.log(t / c), log_se, crit, alternative)
-    return effect, (math.expm1(low), math.expm1(high)), se, delta_df, None
+    return effect, (math.expm1(low), math.expm1(high)), se, delta_df, df, None
 
 
 def _welch_df(control: GroupEstimate, treatment: GroupEstimate) -> float:
@@ -209,22 +209,23 @@ def compare_estimates(
     crit = _critical(alpha, df, two_sided=two_sided)
     effect = treatment.mean - control.mean
     absolute_ci = _interval(effect, se, crit, alternative)
-    relative_effect, rel_ci, relative_se, relative_df, error = _relative(
+    relative_effect, rel_ci, relative_se, relative_test_df, relative_ci_df, error = _relative(
         control, treatment, method=relative_ci, use_t=use_t, alpha=alpha, alternative=alternative
     )
 
     null = _null_value(alternative, margin)
+    test_df = df
     if relative_margin and margin > 0:
         statistic = (relative_effect - null) / relative_se if relative_se > 0 else math.nan
-        df = relative_df
+        test_df = relative_test_df
     else:
         statistic = (effect - null) / (null_se if null_se is not None and margin == 0 else se)
-    p_value = _p_value(statistic, df, alternative) if not math.isnan(statistic) else math.nan
+    p_value = _p_value(statistic, test_df, alternative) if not math.isnan(statistic) else math.nan
     message = None if error is None else _ERROR_MESSAGES[error]
     return EffectResult(
         test, alternative, alpha, control.mean, treatment.mean, control.n, treatment.n, effect,
         absolute_ci, relative_effect, rel_ci, relative_ci, statistic, p_value, df, margin,
-        relative_margin, cuped, None, None, error, message,
+        relative_margin, cuped, None, None, error, message, relative_ci_df,
     )  # fmt: skip
 
 

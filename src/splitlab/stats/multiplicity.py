@@ -238,87 +238,9 @@ def _newcombe(result: EffectResult, alpha: float) -> Interval:
     return (low, high)
 
 
-def _half_width(ci: Interval, center: float, alternative: str, *, log: bool) -> float:
-    """Length of the finite side of ``ci`` (one half of a two-sided interval), in log(1 + r) space if ``log``."""
-    scale = math.log1p if log else float
-    if alternative == "greater":
-        return scale(center) - scale(ci[0])
-    if alternative == "less":
-        return scale(ci[1]) - scale(center)
-    return (scale(ci[1]) - scale(ci[0])) / 2
-
-
-def _welch_df_of_share(share: float, a: float, b: float) -> float:
-    """Welch-Satterthwaite df (Welch 1947, eq. 9) from ``share = u_c / (u_c + u_t)`` and ``n - 1`` per group."""
-    return 1 / (share * share / a + (1 - share) ** 2 / b)
-
-
-def _shares_of_welch_df(df: float, a: float, b: float) -> tuple[float, float]:
-    """The two variance shares ``x`` with ``_welch_df_of_share(x, a, b) == df``.
-
-    ``x^2 / a + (1 - x)^2 / b = 1 / df`` is a quadratic in ``x`` with reduced discriminant
-    ``(a + b - df) / (a b df)``; its roots lie symmetric about ``a / (a + b)``, the share at which
-    the df is largest (``a + b``). Rounding can push ``df`` just past ``a + b``; the roots then meet.
-    """
-    spread = math.sqrt(max((a + b - df) / (a * b * df), 0.0))
-    total = 1 / a + 1 / b
-    low, high = (1 / b - spread) / total, (1 / b + spread) / total
-    return min(max(low, 0.0), 1.0), min(max(high, 0.0), 1.0)
-
-
-def _to_relative_share(share: float, r: float) -> float:
-    # Both relative scales weight the control term by (t / c)^2 relative to the treatment term:
-    # delta (t^2 v_c / c^4, v_t / c^2) and log (v_c / c^2, v_t / t^2) alike.
-    denominator = share * r + (1 - share)
-    return share * r / denominator if denominator > 0 else share
-
-
-def _to_absolute_share(share: float, r: float) -> float:
-    denominator = share + r * (1 - share)
-    return share / denominator if denominator > 0 else share
-
-
-def _scale_dfs(result: EffectResult) -> tuple[float | None, float | None]:
-    """Degrees of freedom of the absolute and of the relative CI of ``result``.
-
-    A Welch t result gives each scale its own Welch-Satterthwaite df, but records one: the
-    absolute one (the relative one with a relative margin). The Welch df fixes the share of the
-    control term in the variance up to the two roots of a quadratic; the share on the other scale
-    follows from ``(t / c)^2``, and the root that reproduces the observed ratio of the relative to
-    the absolute half-width is kept.
-    """
-    df = result.df
-    c, t = result.control_mean, result.treatment_mean
-    log = result.relative_ci_method == "log"
-    a, b = result.control_n - 1.0, result.treatment_n - 1.0
-    if df is None or not math.isfinite(df) or c == 0 or min(a, b) <= 0 or math.isnan(sum(result.relative_ci)):
-        return df, df
-    r = (t / c) ** 2
-    on_relative = result.relative_margin and result.margin > 0
-    h_abs = _half_width(result.absolute_ci, result.absolute_effect, result.alternative, log=False)
-    h_rel = _half_width(result.relative_ci, result.relative_effect, result.alternative, log=log)
-    # Relative variance per unit of absolute variance on each side: delta (t^2/c^4, 1/c^2), log (1/c^2, 1/t^2).
-    k_c, k_t = (1 / c**2, 1 / t**2) if log else (t**2 / c**4, 1 / c**2)
-    two_sided = result.alternative == "two-sided"
-    candidates = []
-    for share in _shares_of_welch_df(df, a, b):
-        x_abs = _to_absolute_share(share, r) if on_relative else share
-        x_rel = share if on_relative else _to_relative_share(share, r)
-        df_abs, df_rel = _welch_df_of_share(x_abs, a, b), _welch_df_of_share(x_rel, a, b)
-        predicted = (
-            _critical(result.alpha, df_rel, two_sided=two_sided)
-            / _critical(result.alpha, df_abs, two_sided=two_sided)
-            * math.sqrt(k_c * x_abs + k_t * (1 - x_abs))
-        )
-        miss = abs(math.log(predicted * h_abs / h_rel)) if predicted > 0 and h_abs > 0 and h_rel > 0 else 0.0
-        candidates.append((miss, df_abs, df_rel))
-    _, df_abs, df_rel = min(candidates)
-    return df_abs, df_rel
-
-
 def _recompute_cis(result: EffectResult, alpha: float) -> tuple[Interval, Interval]:
     two_sided = result.alternative == "two-sided"
-    df_abs, df_rel = _scale_dfs(result)
+    df_abs, df_rel = result.df, result.relative_df
 
     def ratio(df: float | None) -> float:
         return _critical(alpha, df, two_sided=two_sided) / _critical(result.alpha, df, two_sided=two_sided)
@@ -350,8 +272,7 @@ def adjust_results(
     critical value of the result's own ``alpha`` (normal, or Student t with ``result.df``;
     one-sided for one-sided alternatives), and the side is rebuilt with the new critical value;
     the ``log`` relative CI is rebuilt in ``log(1 + r)`` space, the ``delta`` one in ``r``. A Welch
-    t result gives its relative CI its own Welch-Satterthwaite df, which the record does not hold;
-    it is recovered exactly from the recorded df, the group sizes and means, and the two CIs.
+    t result's relative CI is rebuilt with its own Welch-Satterthwaite df, ``result.relative_df``.
     ``fisher-exact`` results get Newcombe's score interval recomputed at the new level. Note that
     after correction ``alpha`` is the family level and the CIs are at level
     ``1 - ci_alpha(method, ...)``.

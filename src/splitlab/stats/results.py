@@ -37,12 +37,14 @@ class EffectResult:
         relative_effect, relative_ci: ``treatment / control - 1`` and its CI.
         relative_ci_method: ``"delta"`` or ``"log"``.
         statistic, p_value: test statistic and p-value for the null of the ``alternative``.
-        df: degrees of freedom of a t-test; ``None`` for normal and exact tests.
+        df: Welch degrees of freedom of the absolute scale (its CI, and the test unless the margin
+            is relative); ``None`` for normal and exact tests.
         margin, relative_margin: non-inferiority margin and whether it is relative.
         cuped: whether the estimates are regression-adjusted.
         correction: the multiple-testing method applied to ``p_value`` and the CIs, if any.
         unadjusted_p_value: the p-value before that correction.
         error_code, error_message: set when the data do not allow (part of) the result.
+        relative_df: Welch degrees of freedom of the relative CI (each scale has its own).
     """
 
     test: str
@@ -67,6 +69,7 @@ class EffectResult:
     unadjusted_p_value: float | None = None
     error_code: ErrorCode | None = None
     error_message: str | None = None
+    relative_df: float | None = None
 
     @property
     def significant(self) -> bool:
