@@ -300,7 +300,7 @@ def test_adjusted_cis_equal_a_fresh_computation_at_ci_alpha(method: str, seed: i
 
 @pytest.mark.parametrize("seed", range(40))
 def test_welch_cis_are_rebuilt_exactly_for_small_unequal_groups(seed: int) -> None:
-    # Welch t gives the relative CI its own df, which the record does not carry (see _scale_dfs).
+    # Welch t gives the relative CI its own df, recorded as result.relative_df.
     rng = np.random.default_rng(1000 + seed)
     n_c, n_t = (int(n) for n in rng.integers(3, 40, 2))
     control = MeanStatistic.from_values(rng.gamma(2.0, rng.uniform(0.5, 3.0), n_c))
