@@ -89,6 +89,15 @@ def test_missing_values_are_excluded_and_counted() -> None:
     assert result.srm.counts == (50, 50)
 
 
+def test_rows_without_a_variant_are_left_out_and_reported() -> None:
+    frame = pl.DataFrame({"variant": ["a", None, "b", "a", "b", None] * 10, "y": [1, 0, 1, 0, 0, 1] * 10})
+    result = splitlab.analyze(frame, metrics={"y": "y"}, control="a")
+    assert result.unlabelled_rows == 20
+    assert result.srm.counts == (20, 20)
+    assert result.metrics[0].effect.control_n == 20
+    assert "20 rows without a variant were left out" in str(result)
+
+
 def test_auto_kind_and_integer_variant_labels() -> None:
     frame = pd.DataFrame({"group": [0, 1] * 100, "clicked": [True, False, True, True] * 50, "spend": np.arange(200.0)})
     result = splitlab.analyze(frame, variant="group", control=0, metrics={"clicked": "clicked", "spend": "spend"})

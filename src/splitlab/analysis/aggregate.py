@@ -27,7 +27,7 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True)
 class Groups:
-    """Variant labels in order of appearance and each row's code into them."""
+    """Variant labels in order of appearance and each row's code into them (-1: no variant)."""
 
     labels: tuple[str, ...]
     codes: npt.NDArray[np.intp]
@@ -35,7 +35,13 @@ class Groups:
     @property
     def counts(self) -> tuple[int, ...]:
         """Rows (units) per variant."""
-        return tuple(int(c) for c in np.bincount(self.codes, minlength=len(self.labels)))
+        labelled = self.codes[self.codes >= 0]
+        return tuple(int(c) for c in np.bincount(labelled, minlength=len(self.labels)))
+
+    @property
+    def unlabelled(self) -> int:
+        """Rows without a variant label; they are left out of every metric."""
+        return int((self.codes < 0).sum())
 
 
 def column(data: Any, name: str) -> Any:
@@ -66,11 +72,8 @@ def _factorize(values: Any) -> tuple[npt.NDArray[np.intp], list[Any]]:
 
 
 def groups(data: Any, variant: str) -> Groups:
-    """Factorise the variant column; labels are compared as strings."""
+    """Factorise the variant column; labels are compared as strings; missing labels get code -1."""
     codes, uniques = _factorize(column(data, variant))
-    if (codes < 0).any():
-        msg = f"column {variant!r} has missing variant labels in {int((codes < 0).sum())} rows"
-        raise ValueError(msg)
     labels = tuple(str(u) for u in uniques)
     if len(set(labels)) != len(labels):
         msg = f"variant labels of {variant!r} are not distinct as strings: {uniques}"
@@ -123,11 +126,11 @@ def metric_statistics(spec: MetricSpec, data: Any, grouping: Groups) -> MetricDa
     if spec.kind == "proportion" and arrays[0].size and not _is_binary(arrays[0]):
         msg = f"metrics[{spec.name!r}]: a proportion metric needs 0/1 values in column {spec.column!r}"
         raise ValueError(msg)
-    valid = np.ones(grouping.codes.size, dtype=bool)
+    valid = grouping.codes >= 0
     for array in arrays:
         valid &= ~np.isnan(array)
     codes = grouping.codes
-    all_counts = np.bincount(codes, minlength=k)
+    all_counts = np.asarray(grouping.counts)
     if not valid.all():
         codes = codes[valid]
         arrays = [a[valid] for a in arrays]

@@ -92,7 +92,7 @@ def analyze(
             adjusted = adjust_results([m.effect for m in per_metric], method=correction, alpha=alpha)
             per_metric = [_with_effect(m, e) for m, e in zip(per_metric, adjusted, strict=True)]
         results.extend(per_metric)
-    return AnalysisResult(control_label, ordered, srm, tuple(results), alpha, correction)
+    return AnalysisResult(control_label, ordered, srm, tuple(results), alpha, correction, grouping.unlabelled)
 
 
 def _natural(label: str) -> tuple[int, float, str]:

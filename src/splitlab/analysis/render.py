@@ -78,13 +78,18 @@ def _aligned(headers: Sequence[str], body: Sequence[Sequence[str]]) -> Iterator[
         yield "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
 
 
-def plain_report(result: AnalysisResult) -> str:
-    """Plain aligned text for pipes and files."""
-    lines = [srm_line(result), *_aligned(HEADERS, rows(result))]
+def _footer(result: AnalysisResult) -> str:
     footer = f"alpha = {result.alpha:g}; control = {result.control}"
     if len(result.variants) > 2:
         footer += f"; p-values and CIs corrected across treatments by {result.correction}"
-    return "\n".join([*lines, footer])
+    if result.unlabelled_rows:
+        footer += f"; {result.unlabelled_rows} rows without a variant were left out"
+    return footer
+
+
+def plain_report(result: AnalysisResult) -> str:
+    """Plain aligned text for pipes and files."""
+    return "\n".join([srm_line(result), *_aligned(HEADERS, rows(result)), _footer(result)])
 
 
 def rich_report(result: AnalysisResult) -> Iterator[RenderableType]:
@@ -103,3 +108,4 @@ def rich_report(result: AnalysisResult) -> Iterator[RenderableType]:
             style = "green" if better else "red"
         table.add_row(*row, style=style)
     yield table
+    yield Text(_footer(result), style="dim")

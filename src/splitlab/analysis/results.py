@@ -79,7 +79,10 @@ class MetricResult:
 
 @dataclass(frozen=True, slots=True)
 class AnalysisResult:
-    """Everything ``splitlab.analyze`` found: the SRM check and one record per metric and treatment."""
+    """Everything ``splitlab.analyze`` found: the SRM check and one record per metric and treatment.
+
+    ``unlabelled_rows`` counts rows without a variant label, left out of the whole analysis.
+    """
 
     control: str
     variants: tuple[str, ...]
@@ -87,6 +90,7 @@ class AnalysisResult:
     metrics: tuple[MetricResult, ...]
     alpha: float
     correction: str
+    unlabelled_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary: ``{"srm": {...}, "metrics": [...]}`` plus context."""
@@ -104,6 +108,7 @@ class AnalysisResult:
             "variants": list(self.variants),
             "alpha": self.alpha,
             "correction": self.correction,
+            "unlabelled_rows": self.unlabelled_rows,
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
