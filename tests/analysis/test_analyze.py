@@ -158,3 +158,17 @@ def test_statistics_from_sql_rows_match_arrays(data: pd.DataFrame) -> None:
     assert [s.n for s in from_rows] == [s.n for s in from_arrays]
     assert [s.sum_sq for s in from_rows] == pytest.approx([s.sum_sq for s in from_arrays], rel=1e-12)
     assert means_test(*from_rows).p_value == pytest.approx(means_test(*from_arrays).p_value, rel=1e-9)
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_rich_rendering_keeps_every_figure_readable(data: pd.DataFrame, width: int) -> None:
+    from rich.console import Console
+
+    result = splitlab.analyze(data, metrics=METRICS, control="control")
+    console = Console(width=width, record=True, color_system=None)
+    console.print(result)
+    text = console.export_text()
+    for metric in result.metrics:
+        assert metric.metric in text
+        assert f"{metric.effect.relative_effect:+.2%}" in text
+    assert "SRM check" in text

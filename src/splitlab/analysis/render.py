@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from splitlab.analysis.results import AnalysisResult
+    from splitlab.analysis.results import AnalysisResult, MetricResult
 
 HEADERS = (
     "metric",
@@ -92,20 +92,34 @@ def plain_report(result: AnalysisResult) -> str:
     return "\n".join([srm_line(result), *_aligned(HEADERS, rows(result)), _footer(result)])
 
 
-def rich_report(result: AnalysisResult) -> Iterator[RenderableType]:
-    """A rich table with the SRM verdict above it."""
+WIDE_TABLE = 120  # below this many columns the table would squeeze its cells; a list reads better
+
+
+def rich_report(result: AnalysisResult, width: int = WIDE_TABLE) -> Iterator[RenderableType]:
+    """A rich table with the SRM verdict above it (a compact list on narrow terminals)."""
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
     yield Text(srm_line(result), style="bold red" if result.srm.flag else "green")
-    table = Table(title=f"Treatment vs control ({result.control}), alpha = {result.alpha:g}")
-    for header in HEADERS:
-        table.add_column(header, justify="left" if header in ("metric", "variant", "note", "rel. CI") else "right")
-    for metric, row in zip(result.metrics, rows(result), strict=True):
-        style = None
-        if metric.effect.significant:
-            better = (metric.effect.absolute_effect > 0) == metric.higher_is_better
-            style = "green" if better else "red"
-        table.add_row(*row, style=style)
-    yield table
+    styles = [_style(m) for m in result.metrics]
+    if width < WIDE_TABLE:
+        for row, style in zip(rows(result), styles, strict=True):
+            metric, variant, control, treatment, _, rel, rel_ci, p, win, note = row
+            yield Text(f"{metric}: {variant} vs {result.control} [{note}]", style=style or "bold")
+            yield Text(f"  {control} -> {treatment} ({rel}, CI {rel_ci}); p = {p}; P(win) {win}")
+    else:
+        table = Table(title=f"Treatment vs control ({result.control})", box=box.SIMPLE_HEAD, pad_edge=False)
+        for header in HEADERS:
+            table.add_column(header, justify="left" if header in ("metric", "variant", "note", "rel. CI") else "right")
+        for row, style in zip(rows(result), styles, strict=True):
+            table.add_row(*row, style=style)
+        yield table
     yield Text(_footer(result), style="dim")
+
+
+def _style(metric: MetricResult) -> str | None:
+    """Green for a significant improvement, red for a significant harm."""
+    if not metric.effect.significant:
+        return None
+    return "green" if (metric.effect.absolute_effect > 0) == metric.higher_is_better else "red"

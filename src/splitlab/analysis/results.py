@@ -136,4 +136,4 @@ class AnalysisResult:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         from splitlab.analysis.render import rich_report
 
-        yield from rich_report(self)
+        yield from rich_report(self, width=options.max_width)
