@@ -1,0 +1,1 @@
+"""Sequential testing: look at a running experiment as often as you like without inflating errors."""
