@@ -1,0 +1,73 @@
+"""Experiments as versioned YAML specs: models, loading, lifecycle, change rules, assignment plans.
+
+Example:
+    >>> from splitlab.specs import load_spec, to_plan
+    >>> spec = load_spec("{key: checkout, variants: [{key: control}, {key: one-page}]}")
+    >>> to_plan(spec).weights
+    (0.5, 0.5)
+"""
+
+from __future__ import annotations
+
+from splitlab.specs.changes import PROTECTED, Change, check_update, diff
+from splitlab.specs.lifecycle import TRANSITIONS, Action, Status, allowed_actions, has_run, transition
+from splitlab.specs.loading import Catalog, SpecError, dump_metrics, dump_spec, load_catalog, load_spec
+from splitlab.specs.model import (
+    Allocation,
+    Analysis,
+    Capping,
+    Condition,
+    Covariate,
+    EventAggregate,
+    ExperimentSpec,
+    Guardrail,
+    Holdout,
+    Hypothesis,
+    MetricDefinition,
+    Metrics,
+    Namespace,
+    Schedule,
+    Targeting,
+    Variant,
+    check_metric_references,
+    metric_references,
+)
+from splitlab.specs.plan import to_plan
+
+__all__ = [
+    "PROTECTED",
+    "TRANSITIONS",
+    "Action",
+    "Allocation",
+    "Analysis",
+    "Capping",
+    "Catalog",
+    "Change",
+    "Condition",
+    "Covariate",
+    "EventAggregate",
+    "ExperimentSpec",
+    "Guardrail",
+    "Holdout",
+    "Hypothesis",
+    "MetricDefinition",
+    "Metrics",
+    "Namespace",
+    "Schedule",
+    "SpecError",
+    "Status",
+    "Targeting",
+    "Variant",
+    "allowed_actions",
+    "check_metric_references",
+    "check_update",
+    "diff",
+    "dump_metrics",
+    "dump_spec",
+    "has_run",
+    "load_catalog",
+    "load_spec",
+    "metric_references",
+    "to_plan",
+    "transition",
+]

@@ -1,0 +1,661 @@
+"""Pydantic models of an experiment spec and of a metric definition.
+
+Every model refuses unknown keys and is immutable. A validation error names the field by its path
+(``variants.1.weight``, ``targeting.exclude.0.value``); rules that involve several fields say which
+ones in the message (``hypothesis.primary_metric == 'aov' is not in metrics.goal``).
+
+Example:
+    >>> spec = ExperimentSpec(
+    ...     key="button-color",
+    ...     variants=[{"key": "control", "weight": 0.5}, {"key": "blue", "weight": 0.5}],
+    ... )
+    >>> spec.seed, spec.unit, spec.hash_version
+    ('button-color', 'user_id', '1')
+    >>> ExperimentSpec(key="x", variants=[{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.4}])
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for ExperimentSpec
+    variants
+      Value error, variant weights sum to 0.9, must sum to 1 (tolerance 1e-06) ...
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Collection, Iterable
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from splitlab.assignment.config import OPERATORS
+
+__all__ = [
+    "ALLOCATION_METHODS",
+    "ANALYSIS_METHODS",
+    "CORRECTIONS",
+    "HASH_VERSIONS",
+    "METRIC_KINDS",
+    "SEQUENTIAL_METHODS",
+    "WEIGHT_TOLERANCE",
+    "Allocation",
+    "Analysis",
+    "Capping",
+    "Condition",
+    "Covariate",
+    "EventAggregate",
+    "ExperimentSpec",
+    "Guardrail",
+    "Holdout",
+    "Hypothesis",
+    "MetricDefinition",
+    "Metrics",
+    "Namespace",
+    "Schedule",
+    "Targeting",
+    "Variant",
+    "check_metric_references",
+    "metric_references",
+]
+
+WEIGHT_TOLERANCE = 1e-6
+HashVersion = Literal["1", "growthbook-v2"]
+AllocationMethod = Literal["hash", "attributes", "random", "bandit"]
+AnalysisMethod = Literal["frequentist", "bayesian", "sequential"]
+SequentialMethod = Literal["msprt", "gst-obf", "gst-pocock"]
+Correction = Literal["bonferroni", "holm", "hochberg", "benjamini-hochberg", "benjamini-yekutieli", "none"]
+MetricKind = Literal["binary", "mean", "sum", "count", "ratio", "quantile"]
+
+HASH_VERSIONS: tuple[str, ...] = ("1", "growthbook-v2")
+ALLOCATION_METHODS: tuple[str, ...] = ("hash", "attributes", "random", "bandit")
+ANALYSIS_METHODS: tuple[str, ...] = ("frequentist", "bayesian", "sequential")
+SEQUENTIAL_METHODS: tuple[str, ...] = ("msprt", "gst-obf", "gst-pocock")
+# Same names as splitlab.stats.multiplicity.METHODS (a test keeps them equal); not imported so that
+# loading a spec does not import the statistics engine (scipy).
+CORRECTIONS: tuple[str, ...] = ("bonferroni", "holm", "hochberg", "benjamini-hochberg", "benjamini-yekutieli", "none")
+METRIC_KINDS: tuple[str, ...] = ("binary", "mean", "sum", "count", "ratio", "quantile")
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_VARIANT_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# SemVer-like: optional v, dot-separated integers, optional pre-release and build metadata; the same
+# grammar as splitlab.assignment.targeting.version_key, so a spec that validates also compiles.
+_VERSION = re.compile(r"[vV]?[0-9]+(?:\.[0-9]+)*(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z.-]*)?")
+
+
+def _check_slug(value: str) -> str:
+    if not _SLUG.fullmatch(value):
+        msg = f"{value!r} is not a slug: use lowercase letters, digits, '-' and '_', starting with a letter or digit"
+        raise ValueError(msg)
+    return value
+
+
+def _check_variant_key(value: str) -> str:
+    if not _VARIANT_KEY.fullmatch(value):
+        msg = f"{value!r} is not a variant key: use letters, digits, '.', '-' and '_', starting with a letter or digit"
+        raise ValueError(msg)
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_check_slug)]
+VariantKey = Annotated[str, AfterValidator(_check_variant_key)]
+Name = Annotated[str, Field(min_length=1)]
+# Free text; YAML block scalars (`>`) leave a trailing newline that would otherwise show up in diffs.
+Text = Annotated[str, AfterValidator(str.strip)]
+
+
+def _duplicates(values: Iterable[str]) -> list[str]:
+    return [value for value, count in Counter(values).items() if count > 1]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Hypothesis(_Model):
+    """What the experiment is expected to show, and the error rates it is planned for.
+
+    Attributes:
+        primary_metric: the goal metric the decision rests on (must be listed in ``metrics.goal``).
+        direction: ``increase`` or ``decrease``: the change the treatment is expected to cause.
+        mde: minimum detectable effect, > 0; relative (0.08 = +8 %) or absolute per ``mde_type``.
+        mde_type: ``relative`` (default) or ``absolute``.
+        alpha: significance level of the plan, in (0, 1); default 0.05.
+        power: planned power at ``mde``, in (0, 1); default 0.8.
+        baseline: expected value of the primary metric in control (e.g. 0.045), used to plan the
+            sample size; optional.
+        statement: the hypothesis in plain words; optional.
+    """
+
+    primary_metric: Slug
+    direction: Literal["increase", "decrease"]
+    mde: float = Field(strict=True, gt=0)
+    mde_type: Literal["relative", "absolute"] = "relative"
+    alpha: float = Field(default=0.05, strict=True, gt=0, lt=1)
+    power: float = Field(default=0.8, strict=True, gt=0, lt=1)
+    baseline: float | None = Field(default=None, strict=True)
+    statement: Text = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.mde_type == "relative" and self.direction == "decrease" and self.mde >= 1:
+            msg = f"mde == {self.mde}, must be < 1 for a relative decrease (a metric cannot fall by 100 % or more)"
+            raise ValueError(msg)
+        if self.mde_type == "relative" and self.baseline == 0:
+            msg = "baseline == 0, must be != 0 with a relative mde"
+            raise ValueError(msg)
+        return self
+
+
+class Variant(_Model):
+    """One arm: its key, its share of enrolled traffic, and the payload the application receives.
+
+    Attributes:
+        key: letters, digits, ``.``, ``-``, ``_``; unique within the experiment.
+        weight: share of enrolled units, in [0, 1]; the weights of an experiment sum to 1.
+        payload: any JSON value (feature flags, a model version for a router, prices ...).
+    """
+
+    key: VariantKey
+    weight: float = Field(strict=True, ge=0, le=1)
+    payload: JsonValue = None
+
+
+class Condition(_Model):
+    """One targeting rule: ``attributes[attribute] <operator> value``.
+
+    The value is checked against the operator: a scalar for ``eq``/``ne``, a non-empty list of
+    scalars for ``in``/``not_in``, a number or string for ``gt``/``gte``/``lt``/``lte``, a regular
+    expression that compiles for ``regex``, a quoted version string (``"1.10.2"``) for ``version_*``
+    and ``true``/``false`` for ``exists`` (omitted means ``true``).
+    """
+
+    attribute: Name
+    operator: str
+    value: JsonValue = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_exists(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("operator") == "exists" and data.get("value") is None:
+            return {**data, "value": True}
+        return data
+
+    @field_validator("operator")
+    @classmethod
+    def _check_operator(cls, value: str) -> str:
+        if value not in OPERATORS:
+            msg = f"operator == {value!r}, must be one of {', '.join(OPERATORS)}"
+            raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _check_value(self) -> Self:
+        problem = _value_problem(self.operator, self.value)
+        if problem:
+            msg = f"value == {self.value!r} {problem} (operator {self.operator!r})"
+            raise ValueError(msg)
+        return self
+
+
+def _value_problem(operator: str, value: JsonValue) -> str | None:
+    """Why ``value`` does not suit ``operator``, or None."""
+    if operator in ("eq", "ne"):
+        return None if _is_scalar(value) else "must be a string, number or boolean"
+    if operator in ("in", "not_in"):
+        if not isinstance(value, list) or not value or not all(_is_scalar(v) for v in value):
+            return "must be a non-empty list of strings, numbers or booleans"
+        return None
+    if operator in ("gt", "gte", "lt", "lte"):
+        return None if _is_number(value) or isinstance(value, str) else "must be a number or a string"
+    if operator == "regex":
+        if not isinstance(value, str):
+            return "must be a regular expression string"
+        try:
+            re.compile(value)
+        except re.error as exc:
+            return f"is not a valid regular expression: {exc}"
+        return None
+    if operator.startswith("version_"):
+        if not isinstance(value, str):
+            return "must be a quoted version string such as '1.10.2' (YAML reads an unquoted 1.10 as the number 1.1)"
+        return None if _VERSION.fullmatch(value) else "is not a version string such as '1.10.2' or 'v2.0.0-beta.1'"
+    return None if isinstance(value, bool) else "must be true or false"  # exists
+
+
+class Targeting(_Model):
+    """Eligibility: every ``include`` condition holds and no ``exclude`` condition does."""
+
+    include: tuple[Condition, ...] = ()
+    exclude: tuple[Condition, ...] = ()
+
+
+class Namespace(_Model):
+    """A layer of mutually exclusive experiments; this one takes units whose namespace hash is in [start, end).
+
+    Attributes:
+        name: the layer; experiments of the same layer must have disjoint ranges (checked by the catalog).
+        range: ``[start, end)`` with 0 <= start < end <= 1.
+    """
+
+    name: Name
+    range: tuple[Annotated[float, Field(strict=True)], Annotated[float, Field(strict=True)]]
+
+    @field_validator("range")
+    @classmethod
+    def _check_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        start, end = value
+        if start < 0 or end > 1:
+            msg = f"range == [{start}, {end}], must lie within [0, 1]"
+            raise ValueError(msg)
+        if start >= end:
+            msg = f"range == [{start}, {end}) is empty or reversed, must have start < end"
+            raise ValueError(msg)
+        return value
+
+
+class Holdout(_Model):
+    """Units whose hash under ``seed`` falls below ``share`` (in (0, 1)) get no variant."""
+
+    seed: Name
+    share: float = Field(strict=True, gt=0, lt=1)
+
+
+class Allocation(_Model):
+    """How enrolled units are split between variants.
+
+    Attributes:
+        method: ``hash`` (default: hash of the unit id), ``attributes`` (hash of the values of
+            ``attributes``, e.g. a feature tuple for an ML router), ``random`` (a fresh draw per
+            unit, kept by sticky assignment) or ``bandit`` (weights set by a policy).
+        attributes: the hashed attributes; required for ``attributes``, refused otherwise.
+        bandit: policy options, a free-form mapping with at least ``policy``; required for
+            ``bandit``, refused otherwise.
+    """
+
+    method: AllocationMethod = "hash"
+    attributes: tuple[Name, ...] = ()
+    bandit: dict[str, JsonValue] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.method == "attributes" and not self.attributes:
+            msg = "attributes is required when method is 'attributes' (the attribute names whose values are hashed)"
+            raise ValueError(msg)
+        if self.method != "attributes" and self.attributes:
+            msg = f"attributes is only used with method 'attributes', not {self.method!r}"
+            raise ValueError(msg)
+        if dup := _duplicates(self.attributes):
+            msg = f"attributes lists {', '.join(map(repr, dup))} more than once"
+            raise ValueError(msg)
+        if self.method == "bandit" and not (self.bandit and isinstance(self.bandit.get("policy"), str)):
+            msg = "bandit.policy is required when method is 'bandit' (e.g. bandit: {policy: thompson})"
+            raise ValueError(msg)
+        if self.method != "bandit" and self.bandit is not None:
+            msg = f"bandit is only used with method 'bandit', not {self.method!r}"
+            raise ValueError(msg)
+        return self
+
+
+class Guardrail(_Model):
+    """A metric that must not get worse by more than ``max_degradation`` (relative, e.g. 0.05 = 5 %)."""
+
+    metric: Slug
+    max_degradation: float = Field(strict=True, ge=0)
+
+
+class Metrics(_Model):
+    """The metrics an experiment is judged on; each name refers to a metric definition."""
+
+    goal: tuple[Slug, ...] = ()
+    secondary: tuple[Slug, ...] = ()
+    guardrails: tuple[Guardrail, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        lists = {"goal": self.goal, "secondary": self.secondary, "guardrails": [g.metric for g in self.guardrails]}
+        for field, names in lists.items():
+            if dup := _duplicates(names):
+                msg = f"{field} lists {', '.join(map(repr, dup))} more than once"
+                raise ValueError(msg)
+        if both := sorted(set(self.goal) & set(self.secondary)):
+            msg = f"{', '.join(map(repr, both))} is in both goal and secondary, must be in one"
+            raise ValueError(msg)
+        return self
+
+
+class Analysis(_Model):
+    """How the results are tested.
+
+    Attributes:
+        method: ``frequentist`` (default, fixed horizon), ``bayesian`` or ``sequential``.
+        sequential: ``msprt``, ``gst-obf`` (O'Brien-Fleming group sequential) or ``gst-pocock``;
+            required with method ``sequential``, refused otherwise.
+        correction: multiple-testing correction across metrics and treatments, one of
+            :data:`CORRECTIONS`; default ``holm``.
+        alpha: significance level; default ``hypothesis.alpha`` (0.05 without a hypothesis).
+    """
+
+    method: AnalysisMethod = "frequentist"
+    sequential: SequentialMethod | None = None
+    correction: Correction = "holm"
+    alpha: float | None = Field(default=None, strict=True, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.method == "sequential" and self.sequential is None:
+            msg = f"sequential is required when method is 'sequential' (one of {', '.join(SEQUENTIAL_METHODS)})"
+            raise ValueError(msg)
+        if self.method != "sequential" and self.sequential is not None:
+            msg = f"sequential is only used with method 'sequential', not {self.method!r}"
+            raise ValueError(msg)
+        return self
+
+
+class Schedule(_Model):
+    """When the experiment may be read: sample size per variant and duration bounds, in days."""
+
+    min_sample_size: int | None = Field(default=None, strict=True, ge=1)
+    min_duration_days: int | None = Field(default=None, strict=True, ge=0)
+    max_duration_days: int | None = Field(default=None, strict=True, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        low, high = self.min_duration_days, self.max_duration_days
+        if low is not None and high is not None and low > high:
+            msg = f"min_duration_days == {low}, must be <= max_duration_days == {high}"
+            raise ValueError(msg)
+        return self
+
+
+class ExperimentSpec(_Model):
+    """A versioned experiment: who is eligible, how they are split, and how the result is judged.
+
+    The lifecycle status is not part of the spec: it lives in the store.
+
+    Attributes:
+        key: the experiment's identity, a slug (lowercase letters, digits, ``-``, ``_``).
+        name: display name; default the key.
+        description, owner: free text.
+        hypothesis: see :class:`Hypothesis`; optional.
+        unit: the randomisation unit (``user_id``, ``device_id``, ``session_id`` ...); default ``user_id``.
+        variants: at least 2 arms with unique keys and weights summing to 1 (within 1e-6). When no
+            variant gives a weight, traffic is split equally.
+        coverage: share of eligible units enrolled, in [0, 1]; default 1.
+        targeting, namespace, holdout: eligibility.
+        allocation: see :class:`Allocation`.
+        hash_version: ``"1"`` (default, splitlab's MurmurHash3 scheme) or ``"growthbook-v2"``.
+        seed: hashing seed; default the key.
+        bucket_version: >= 1, bumped by a re-randomisation; default 1.
+        stratify_by: attributes to balance variants within, for batch assignment of a known population.
+        metrics: goal, secondary and guardrail metrics; ``hypothesis.primary_metric`` must be a goal metric.
+        analysis, schedule: see :class:`Analysis` and :class:`Schedule`.
+
+    When validated with ``context={"metrics": names}`` every metric reference must be in ``names``.
+    """
+
+    key: Slug
+    name: Text = ""
+    description: Text = ""
+    owner: Text = ""
+    hypothesis: Hypothesis | None = None
+    unit: Name = "user_id"
+    variants: tuple[Variant, ...]
+    coverage: float = Field(default=1.0, strict=True, ge=0, le=1)
+    targeting: Targeting = Field(default_factory=Targeting)
+    namespace: Namespace | None = None
+    holdout: Holdout | None = None
+    allocation: Allocation = Field(default_factory=Allocation)
+    hash_version: HashVersion = "1"
+    seed: str = ""
+    bucket_version: int = Field(default=1, strict=True, ge=1)
+    stratify_by: tuple[Name, ...] = ()
+    metrics: Metrics = Field(default_factory=Metrics)
+    analysis: Analysis = Field(default_factory=Analysis)
+    schedule: Schedule = Field(default_factory=Schedule)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        key = data.get("key")
+        if isinstance(key, str):
+            for field in ("seed", "name"):
+                if data.get(field) in (None, ""):
+                    data[field] = key
+        # YAML reads `hash_version: 1` as an integer.
+        if isinstance(data.get("hash_version"), int) and not isinstance(data["hash_version"], bool):
+            data["hash_version"] = str(data["hash_version"])
+        variants = data.get("variants")
+        if (
+            isinstance(variants, list | tuple)
+            and variants
+            and all(isinstance(v, dict) and "weight" not in v for v in variants)
+        ):
+            data["variants"] = [{**v, "weight": 1 / len(variants)} for v in variants]
+        return data
+
+    @field_validator("variants")
+    @classmethod
+    def _check_variants(cls, variants: tuple[Variant, ...]) -> tuple[Variant, ...]:
+        if len(variants) < 2:
+            msg = f"at least 2 variants are needed, got {len(variants)}"
+            raise ValueError(msg)
+        if dup := _duplicates(v.key for v in variants):
+            msg = f"duplicate variant key(s) {', '.join(map(repr, dup))}, keys must be unique"
+            raise ValueError(msg)
+        total = math.fsum(v.weight for v in variants)
+        if abs(total - 1) > WEIGHT_TOLERANCE:
+            msg = f"variant weights sum to {total:.10g}, must sum to 1 (tolerance {WEIGHT_TOLERANCE:g})"
+            raise ValueError(msg)
+        return variants
+
+    @field_validator("stratify_by")
+    @classmethod
+    def _check_stratify_by(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if dup := _duplicates(value):
+            msg = f"stratify_by lists {', '.join(map(repr, dup))} more than once"
+            raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> Self:
+        if self.hypothesis is not None and self.hypothesis.primary_metric not in self.metrics.goal:
+            msg = (
+                f"hypothesis.primary_metric == {self.hypothesis.primary_metric!r} is not in metrics.goal "
+                f"{list(self.metrics.goal)}, must be one of the goal metrics"
+            )
+            raise ValueError(msg)
+        if self.hypothesis is not None and self.analysis.alpha not in (None, self.hypothesis.alpha):
+            msg = (
+                f"analysis.alpha == {self.analysis.alpha} differs from hypothesis.alpha == {self.hypothesis.alpha}; "
+                "give one of them (the sample size was planned at hypothesis.alpha)"
+            )
+            raise ValueError(msg)
+        if self.hash_version == "growthbook-v2" and len(self.allocation.attributes) > 1:
+            msg = (
+                f"allocation.attributes has {len(self.allocation.attributes)} attributes, but hash_version "
+                "'growthbook-v2' hashes a single attribute (GrowthBook's hashAttribute)"
+            )
+            raise ValueError(msg)
+        defined = info.context.get("metrics") if isinstance(info.context, dict) else None
+        if defined is not None:
+            check_metric_references(self, defined)
+        return self
+
+    @property
+    def variant_keys(self) -> tuple[str, ...]:
+        """Variant keys in spec order."""
+        return tuple(v.key for v in self.variants)
+
+    @property
+    def alpha(self) -> float:
+        """The significance level of the analysis: ``analysis.alpha``, else ``hypothesis.alpha``, else 0.05."""
+        if self.analysis.alpha is not None:
+            return self.analysis.alpha
+        return self.hypothesis.alpha if self.hypothesis is not None else 0.05
+
+
+def metric_references(spec: ExperimentSpec) -> list[tuple[str, str]]:
+    """Every metric name the spec refers to, as ``(field path, name)`` pairs in spec order."""
+    refs = [(f"metrics.goal.{i}", name) for i, name in enumerate(spec.metrics.goal)]
+    refs += [(f"metrics.secondary.{i}", name) for i, name in enumerate(spec.metrics.secondary)]
+    refs += [(f"metrics.guardrails.{i}.metric", g.metric) for i, g in enumerate(spec.metrics.guardrails)]
+    return refs
+
+
+def check_metric_references(spec: ExperimentSpec, defined: Collection[str]) -> None:
+    """Raise ``ValueError`` naming every metric reference of ``spec`` that is not in ``defined``.
+
+    Example:
+        >>> spec = ExperimentSpec(key="x", variants=[{"key": "a"}, {"key": "b"}], metrics={"goal": ["conversion"]})
+        >>> check_metric_references(spec, {"revenue"})
+        Traceback (most recent call last):
+        ...
+        ValueError: metrics.goal.0 == 'conversion' is not a defined metric (defined: revenue)
+    """
+    missing = [f"{path} == {name!r}" for path, name in metric_references(spec) if name not in defined]
+    if missing:
+        known = ", ".join(sorted(defined)) or "none"
+        msg = f"{'; '.join(missing)} {'is not a defined metric' if len(missing) == 1 else 'are not defined metrics'}"
+        raise ValueError(f"{msg} (defined: {known})")
+
+
+class EventAggregate(_Model):
+    """One side of a ratio metric: the per-unit ``sum`` of an event's values or ``count`` of its occurrences."""
+
+    event: Name
+    aggregation: Literal["sum", "count"] = "sum"
+
+
+class Capping(_Model):
+    """Winsorisation of the per-unit value.
+
+    Attributes:
+        type: ``absolute`` (bounds are values) or ``percentile`` (bounds are shares in (0, 1) of the
+            pooled per-unit distribution, e.g. ``upper: 0.99``).
+        lower, upper: the bounds; at least one, ``lower < upper``.
+    """
+
+    type: Literal["absolute", "percentile"]
+    lower: float | None = Field(default=None, strict=True)
+    upper: float | None = Field(default=None, strict=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.lower is None and self.upper is None:
+            msg = "lower or upper is required (a cap without bounds does nothing)"
+            raise ValueError(msg)
+        if self.type == "percentile":
+            for field, bound in (("lower", self.lower), ("upper", self.upper)):
+                if bound is not None and not 0 < bound < 1:
+                    msg = f"{field} == {bound}, must be in (0, 1) for percentile capping (0.99 = 99th percentile)"
+                    raise ValueError(msg)
+        if self.lower is not None and self.upper is not None and self.lower >= self.upper:
+            msg = f"lower == {self.lower}, must be < upper == {self.upper}"
+            raise ValueError(msg)
+        return self
+
+
+class Covariate(_Model):
+    """CUPED covariate: the same metric computed over ``pre_window_days`` (> 0) before first exposure."""
+
+    pre_window_days: float = Field(strict=True, gt=0)
+
+
+class MetricDefinition(_Model):
+    """How a metric is computed from events, per unit, relative to the unit's first exposure.
+
+    Attributes:
+        name: a slug, referenced by experiment specs.
+        description: free text.
+        kind: the per-unit value and what is compared across variants:
+
+            - ``binary``: 1 if the unit had at least one ``event``, else 0 (conversion);
+            - ``count``: the unit's number of ``event`` occurrences (0 without one);
+            - ``sum``: the total of the unit's ``event`` values (0 without one): revenue per user;
+            - ``mean``: the average of the unit's ``event`` values; units without the event have no
+              value and are left out;
+            - ``ratio``: ``numerator`` over ``denominator``, each a per-unit sum or count, compared as
+              the ratio of their totals (average order value = revenue / orders);
+            - ``quantile``: the ``quantile`` (in (0, 1)) across units of the per-unit ``sum``.
+
+        event: the event name (every kind but ``ratio``).
+        numerator, denominator: :class:`EventAggregate` (``ratio`` only).
+        quantile: in (0, 1), ``quantile`` only.
+        window_days: attribution window after the unit's first exposure (> 0); None: until the
+            analysis. Events before first exposure never count.
+        capping: :class:`Capping` of the per-unit value (of the numerator for ``ratio``); not for
+            ``binary`` or ``quantile``.
+        direction: ``higher`` (default) or ``lower`` is better.
+        covariate: :class:`Covariate` for CUPED; not for ``quantile``.
+    """
+
+    name: Slug
+    description: Text = ""
+    kind: MetricKind
+    event: Name | None = None
+    numerator: EventAggregate | None = None
+    denominator: EventAggregate | None = None
+    quantile: float | None = Field(default=None, strict=True, gt=0, lt=1)
+    window_days: float | None = Field(default=None, strict=True, gt=0)
+    capping: Capping | None = None
+    direction: Literal["higher", "lower"] = "higher"
+    covariate: Covariate | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        kind = self.kind
+        if kind == "ratio":
+            for field in ("numerator", "denominator"):
+                if getattr(self, field) is None:
+                    msg = f"{field} is required for kind 'ratio'"
+                    raise ValueError(msg)
+            if self.event is not None:
+                msg = "event is not used by kind 'ratio' (give numerator and denominator)"
+                raise ValueError(msg)
+        else:
+            if self.event is None:
+                msg = f"event is required for kind {kind!r}"
+                raise ValueError(msg)
+            for field in ("numerator", "denominator"):
+                if getattr(self, field) is not None:
+                    msg = f"{field} is only used by kind 'ratio', not {kind!r}"
+                    raise ValueError(msg)
+        if kind == "quantile" and self.quantile is None:
+            msg = "quantile is required for kind 'quantile' (e.g. 0.9)"
+            raise ValueError(msg)
+        if kind != "quantile" and self.quantile is not None:
+            msg = f"quantile is only used by kind 'quantile', not {kind!r}"
+            raise ValueError(msg)
+        if self.capping is not None and kind in ("binary", "quantile"):
+            msg = f"capping does not apply to kind {kind!r}"
+            raise ValueError(msg)
+        if self.covariate is not None and kind == "quantile":
+            msg = "covariate (CUPED) is not supported for kind 'quantile'"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether an increase of the metric is an improvement."""
+        return self.direction == "higher"

@@ -1,0 +1,88 @@
+"""Every (status, action) pair: the seven allowed moves and the eighteen refused ones."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from splitlab.specs import TRANSITIONS, Action, Status, allowed_actions, has_run, transition
+
+ALLOWED = {
+    ("draft", "start"): "running",
+    ("draft", "archive"): "archived",
+    ("running", "pause"): "paused",
+    ("running", "stop"): "stopped",
+    ("paused", "resume"): "running",
+    ("paused", "stop"): "stopped",
+    ("stopped", "archive"): "archived",
+}
+PAIRS = list(itertools.product([s.value for s in Status], [a.value for a in Action]))
+REFUSED = [pair for pair in PAIRS if pair not in ALLOWED]
+
+
+def test_table_is_complete() -> None:
+    assert len(PAIRS) == 25
+    assert len(REFUSED) == 18
+    assert {(s.value, a.value): n.value for (s, a), n in TRANSITIONS.items()} == ALLOWED
+
+
+@pytest.mark.parametrize(("status", "action"), list(ALLOWED))
+def test_allowed_transitions(status: str, action: str) -> None:
+    new = transition(status, action)
+    assert new is Status(ALLOWED[status, action])
+    assert transition(Status(status), Action(action)) is new
+
+
+@pytest.mark.parametrize(("status", "action"), REFUSED)
+def test_refused_transitions_name_status_and_action(status: str, action: str) -> None:
+    with pytest.raises(ValueError, match=f"cannot {action} an experiment that is {status} \\(allowed from {status}: "):
+        transition(status, action)
+
+
+def test_refusal_lists_what_is_allowed() -> None:
+    with pytest.raises(
+        ValueError, match=r"cannot start an experiment that is paused \(allowed from paused: resume, stop\)"
+    ):
+        transition(Status.PAUSED, Action.START)
+    with pytest.raises(
+        ValueError, match=r"cannot start an experiment that is archived \(allowed from archived: nothing"
+    ):
+        transition("archived", "start")
+
+
+def test_allowed_actions() -> None:
+    assert allowed_actions("draft") == (Action.START, Action.ARCHIVE)
+    assert allowed_actions(Status.RUNNING) == (Action.PAUSE, Action.STOP)
+    assert allowed_actions("archived") == ()
+
+
+def test_unknown_status_or_action() -> None:
+    with pytest.raises(ValueError, match=r"status == 'live', must be one of draft, running, paused, stopped, archived"):
+        transition("live", "stop")
+    with pytest.raises(ValueError, match=r"action == 'restart', must be one of start, pause, resume, stop, archive"):
+        transition("running", "restart")
+    with pytest.raises(ValueError, match=r"status == 'live'"):
+        has_run("live")
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [("draft", False), ("running", True), ("paused", True), ("stopped", True), ("archived", True)],
+)
+def test_has_run(status: str, expected: bool) -> None:
+    assert has_run(status) is expected
+    assert has_run(Status(status)) is expected
+
+
+def test_no_path_leads_back_from_stopped_or_archived() -> None:
+    reachable = {Status.STOPPED}
+    frontier = [Status.STOPPED]
+    while frontier:
+        current = frontier.pop()
+        for action in allowed_actions(current):
+            new = transition(current, action)
+            if new not in reachable:
+                reachable.add(new)
+                frontier.append(new)
+    assert reachable == {Status.STOPPED, Status.ARCHIVED}
