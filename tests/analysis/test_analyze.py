@@ -172,3 +172,32 @@ def test_rich_rendering_keeps_every_figure_readable(data: pd.DataFrame, width: i
         assert metric.metric in text
         assert f"{metric.effect.relative_effect:+.2%}" in text
     assert "SRM check" in text
+
+
+def test_sequential_monitor_over_daily_looks_matches_the_monitor() -> None:
+    from splitlab.stats.sequential.monitor import monitor
+
+    data = make_checkout_data(12_000, seed=8)
+    data["day"] = (data["user_id"] - 1) // 1000
+    result = splitlab.analyze(
+        data, metrics={"conversion": "converted"}, control="control", sequential="gst-obf", planned_n=24_000,
+        time_column="day",
+    )  # fmt: skip
+    looks = []
+    for day in range(12):
+        seen = data[data["day"] <= day]
+        looks.append(tuple(ProportionStatistic.from_values(seen[seen.variant == v].converted)
+                           for v in ("control", "free_shipping_35")))  # fmt: skip
+    expected = monitor(looks, method="gst-obf", planned_n=24_000)
+    assert result.metrics[0].sequential == expected
+    single = splitlab.analyze(data, metrics={"conversion": "converted"}, control="control", sequential="msprt",
+                              planned_n=24_000)  # fmt: skip
+    assert single.metrics[0].sequential is not None
+    assert len(single.metrics[0].sequential.looks) == 1
+
+
+def test_sequential_parameters_are_checked(data: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="sequential == 'sprt'"):
+        splitlab.analyze(data, metrics={"c": "converted"}, control="control", sequential="sprt", planned_n=10.0)
+    with pytest.raises(ValueError, match="planned_n is required"):
+        splitlab.analyze(data, metrics={"c": "converted"}, control="control", sequential="msprt")

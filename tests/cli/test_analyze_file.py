@@ -67,3 +67,31 @@ def test_missing_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["analyze-file", str(tmp_path / "nope.csv"), "--metric", "x=y:mean"])
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+@pytest.mark.parametrize("method", ["msprt", "gst-obf", "gst-pocock"])
+def test_sequential_json(files: dict[str, Path], tmp_path: Path, method: str) -> None:
+    import pandas as pd
+
+    frame = pd.read_csv(files["csv"])
+    frame["day"] = (frame["user_id"] - 1) // 400 + 1
+    path = tmp_path / "daily.csv"
+    frame.to_csv(path, index=False)
+    args = ["analyze-file", str(path), "--control", "control", "--metric", "conversion=converted:proportion",
+            "--sequential", method, "--planned-n", "20000", "--time-column", "day", "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metric = json.loads(result.output)["metrics"][0]
+    assert metric["sequential_method"] == method
+    assert metric["sequential_looks"] >= 1
+    assert metric["sequential_decision"] in ("continue", "stop_efficacy", "stop_futility", "stop_harm")
+    if method == "msprt":
+        assert 0 <= metric["sequential_p_value"] <= 1
+        assert metric["sequential_ci"][0] <= metric["absolute_effect"] <= metric["sequential_ci"][1]
+
+
+def test_sequential_needs_planned_n(files: dict[str, Path]) -> None:
+    args = ["analyze-file", str(files["csv"]), "--metric", "c=converted:proportion", "--sequential", "msprt"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "planned_n is required" in result.output

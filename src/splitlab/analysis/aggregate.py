@@ -107,15 +107,43 @@ def resolve_kind(spec: MetricSpec, data: Any) -> MetricSpec:
 
 @dataclass(frozen=True, slots=True)
 class MetricData:
-    """Per-variant statistics of one metric and the units left out for missing values."""
+    """Per-variant statistics of one metric and the units left out for missing values.
 
-    statistics: tuple[MetricStatistic | CovariateStatistic, ...]
+    ``by_look[l][g]`` holds the cumulative statistics of variant ``g`` up to look ``l``;
+    ``statistics`` is the last look (all the data).
+    """
+
+    by_look: tuple[tuple[MetricStatistic | CovariateStatistic, ...], ...]
     excluded: tuple[int, ...]
 
+    @property
+    def statistics(self) -> tuple[MetricStatistic | CovariateStatistic, ...]:
+        """Per-variant statistics over all the data."""
+        return self.by_look[-1]
 
-def metric_statistics(spec: MetricSpec, data: Any, grouping: Groups) -> MetricData:
-    """Aggregate one metric per variant. Rows with a missing (NaN) value in any of its columns are excluded."""
+
+def look_codes(data: Any, time_column: str) -> tuple[npt.NDArray[np.intp], int]:
+    """Each row's look (the rank of its value in ``time_column``, e.g. its exposure day) and the number of looks."""
+    values = column(data, time_column)
+    codes, uniques = _factorize(values)
+    if (codes < 0).any():
+        msg = f"column {time_column!r} has missing values in {int((codes < 0).sum())} rows"
+        raise ValueError(msg)
+    order = sorted(range(len(uniques)), key=lambda index: uniques[index])
+    rank = np.empty(len(uniques), dtype=np.intp)
+    rank[order] = np.arange(len(uniques))
+    return rank[codes], len(uniques)
+
+
+def metric_statistics(
+    spec: MetricSpec, data: Any, grouping: Groups, *, looks: tuple[npt.NDArray[np.intp], int] | None = None
+) -> MetricData:
+    """Aggregate one metric per variant (and per look, cumulatively, when ``looks`` is given).
+
+    Rows with a missing (NaN) value in any of the metric's columns are excluded.
+    """
     k = len(grouping.labels)
+    n_looks = 1 if looks is None else looks[1]
     own = [spec.numerator, spec.denominator] if spec.kind == "ratio" else [spec.column]
     cov = (
         []
@@ -129,16 +157,19 @@ def metric_statistics(spec: MetricSpec, data: Any, grouping: Groups) -> MetricDa
     valid = grouping.codes >= 0
     for array in arrays:
         valid &= ~np.isnan(array)
-    codes = grouping.codes
+    # One cell per (variant, look); cumulative sums over looks give each look's statistics.
+    cells = grouping.codes if looks is None else grouping.codes * n_looks + looks[0]
     all_counts = np.asarray(grouping.counts)
     if not valid.all():
-        codes = codes[valid]
+        cells = cells[valid]
         arrays = [a[valid] for a in arrays]
-    counts = np.bincount(codes, minlength=k)
+    size = k * n_looks
 
-    def total(values: FloatArray) -> FloatArray:
-        return np.bincount(codes, weights=values, minlength=k).astype(np.float64)
+    def total(values: FloatArray | None) -> FloatArray:
+        summed = np.bincount(cells, weights=values, minlength=size).astype(np.float64)
+        return np.cumsum(summed.reshape(k, n_looks), axis=1).ravel()
 
+    counts = total(None)
     sums = [total(a) for a in arrays]
     squares = [[total(a * b) if j >= i else np.empty(0) for j, b in enumerate(arrays)] for i, a in enumerate(arrays)]
 
@@ -146,19 +177,21 @@ def metric_statistics(spec: MetricSpec, data: Any, grouping: Groups) -> MetricDa
         return squares[min(i, j)][max(i, j)]
 
     own_n = len(own)
-    statistics: list[MetricStatistic | CovariateStatistic] = []
-    for g in range(k):
-        n = int(counts[g])
-        metric = _statistic(spec.kind, n, [0, 1] if own_n == 2 else [0], sums, product, g)
+    cov_index = list(range(own_n, own_n + len(cov)))
+
+    def cell_statistic(cell: int) -> MetricStatistic | CovariateStatistic:
+        n = int(counts[cell])
+        metric = _statistic(spec.kind, n, [0, 1] if own_n == 2 else [0], sums, product, cell)
         if not cov:
-            statistics.append(metric)
-            continue
-        cov_index = list(range(own_n, own_n + len(cov)))
-        covariate = _statistic("mean" if len(cov) == 1 else "ratio", n, cov_index, sums, product, g)
-        cross = tuple(tuple(float(product(i, j)[g]) for j in cov_index) for i in range(own_n))
+            return metric
+        covariate = _statistic("mean" if len(cov) == 1 else "ratio", n, cov_index, sums, product, cell)
+        cross = tuple(tuple(float(product(i, j)[cell]) for j in cov_index) for i in range(own_n))
         metric_for_cuped = metric.as_mean() if isinstance(metric, ProportionStatistic) else metric
-        statistics.append(CovariateStatistic(metric_for_cuped, covariate, cross))
-    return MetricData(tuple(statistics), tuple(int(a - b) for a, b in zip(all_counts, counts, strict=True)))
+        return CovariateStatistic(metric_for_cuped, covariate, cross)
+
+    by_look = tuple(tuple(cell_statistic(g * n_looks + look) for g in range(k)) for look in range(n_looks))
+    final_counts = counts.reshape(k, n_looks)[:, -1]
+    return MetricData(by_look, tuple(int(a - b) for a, b in zip(all_counts, final_counts, strict=True)))
 
 
 def _statistic(kind: str, n: int, index: list[int], sums: list[FloatArray], product: Any, g: int) -> MetricStatistic:

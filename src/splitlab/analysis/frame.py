@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from splitlab.analysis.aggregate import MetricData, groups, metric_statistics, resolve_kind
+from splitlab.analysis.aggregate import MetricData, groups, look_codes, metric_statistics, resolve_kind
 from splitlab.analysis.metrics import Covariate, MetricSpec, parse_metrics
 from splitlab.analysis.results import AnalysisResult, MetricResult
-from splitlab.stats._validation import check_alternative, check_choice, check_probability
+from splitlab.stats._validation import check_alternative, check_choice, check_positive, check_probability
 from splitlab.stats.bayesian import beta_binomial, gaussian
 from splitlab.stats.cuped import cuped_estimates, cuped_test
 from splitlab.stats.frequentist import estimate, two_sample_test
 from splitlab.stats.multiplicity import adjust_results
-from splitlab.stats.results import EffectResult
+from splitlab.stats.sequential.monitor import METHODS, monitor
 from splitlab.stats.srm import srm_test
 from splitlab.stats.statistics import CovariateStatistic, ProportionStatistic
 
@@ -33,6 +34,9 @@ def analyze(
     weights: Mapping[str, float] | None = None,
     srm_threshold: float = 0.001,
     correction: str = "holm",
+    sequential: str | None = None,
+    planned_n: float | None = None,
+    time_column: str | None = None,
 ) -> AnalysisResult:
     """Analyse an experiment from unit-level rows (one row per unit).
 
@@ -54,6 +58,12 @@ def analyze(
         correction: multiple-testing correction across the treatments of each metric when there
             are three or more variants: ``holm`` (default), ``bonferroni``, ``hochberg``,
             ``benjamini-hochberg``, ``benjamini-yekutieli`` or ``none``.
+        sequential: also monitor each comparison sequentially: ``msprt`` (always-valid p-value
+            and confidence sequence), ``gst-obf`` or ``gst-pocock`` (group-sequential; stage-wise
+            p-value once stopped, repeated CI). See :func:`splitlab.stats.sequential.monitor.monitor`.
+        planned_n: units in all variants together at the planned end; required with ``sequential``.
+        time_column: a column ordering the units in time (e.g. the day of first exposure); each
+            distinct value is one look, cumulatively. Without it the data are a single look.
 
     Returns:
         An :class:`AnalysisResult`; ``print`` it for a table, or use ``to_frame()`` / ``to_json()``.
@@ -69,6 +79,12 @@ def analyze(
     check_alternative(alternative)
     check_choice("relative_ci", relative_ci, ("delta", "log"))
     check_choice("correction", correction, CORRECTIONS)
+    if sequential is not None:
+        check_choice("sequential", sequential, METHODS)
+        if planned_n is None:
+            msg = "planned_n is required with sequential: the units planned in all variants together"
+            raise ValueError(msg)
+        check_positive("planned_n", planned_n)
     specs = [resolve_kind(spec, data) for spec in parse_metrics(metrics, covariates)]
     grouping = groups(data, variant)
     labels = grouping.labels
@@ -84,13 +100,17 @@ def analyze(
     counts = dict(zip(labels, grouping.counts, strict=True))
     srm = srm_test({label: counts[label] for label in ordered}, _weights(weights, ordered), threshold=srm_threshold)
     options = {"alpha": alpha, "alternative": alternative, "relative_ci": relative_ci}
+    looks = None if time_column is None or sequential is None else look_codes(data, time_column)
+    # Each comparison sees two of the k variants, so its planned size is that share of planned_n
+    # (equal weights assumed; pass the per-comparison figure through the Python API otherwise).
+    plan = None if sequential is None else (sequential, float(planned_n or 0) * 2 / len(labels))
     results: list[MetricResult] = []
     for spec in specs:
-        per_metric = _compare_metric(spec, metric_statistics(spec, data, grouping), labels, control_label,
-                                     treatments, options)  # fmt: skip
+        metric_data = metric_statistics(spec, data, grouping, looks=looks)
+        per_metric = _compare_metric(spec, metric_data, labels, control_label, treatments, options, plan)
         if len(treatments) > 1 and correction != "none":
             adjusted = adjust_results([m.effect for m in per_metric], method=correction, alpha=alpha)
-            per_metric = [_with_effect(m, e) for m, e in zip(per_metric, adjusted, strict=True)]
+            per_metric = [replace(m, effect=e) for m, e in zip(per_metric, adjusted, strict=True)]
         results.extend(per_metric)
     return AnalysisResult(control_label, ordered, srm, tuple(results), alpha, correction, grouping.unlabelled)
 
@@ -113,9 +133,11 @@ def _weights(weights: Mapping[str, float] | None, labels: tuple[str, ...]) -> di
     return {label: given[label] for label in labels}
 
 
-def _with_effect(result: MetricResult, effect: EffectResult) -> MetricResult:
-    return MetricResult(result.metric, result.kind, result.variant, result.control, effect, result.chance_to_win,
-                        result.expected_loss, result.excluded_units, result.higher_is_better)  # fmt: skip
+def _estimates(control: Any, treatment: Any) -> tuple[Any, Any]:
+    """What the sequential monitor compares: CUPED-adjusted estimates, or the statistics themselves."""
+    if isinstance(control, CovariateStatistic) and isinstance(treatment, CovariateStatistic):
+        return cuped_estimates(control, treatment)
+    return control, treatment
 
 
 def _compare_metric(
@@ -125,6 +147,7 @@ def _compare_metric(
     control_label: str,
     treatments: list[str],
     options: dict[str, Any],
+    plan: tuple[str, float] | None,
 ) -> list[MetricResult]:
     index = {label: i for i, label in enumerate(labels)}
     control = metric_data.statistics[index[control_label]]
@@ -144,7 +167,30 @@ def _compare_metric(
             else:
                 bayes = gaussian(estimate(control), estimate(treatment), relative=False,  # type: ignore[arg-type]
                                  alpha=options["alpha"], higher_is_better=spec.higher_is_better)  # fmt: skip
+        sequential = None
+        if plan is not None:
+            pairs = [_estimates(look[index[control_label]], look[index[label]]) for look in metric_data.by_look]
+            sequential = monitor(
+                pairs,
+                method=plan[0],
+                planned_n=plan[1],
+                alpha=options["alpha"],
+                alternative=options["alternative"],
+                higher_is_better=spec.higher_is_better,
+            )
         excluded = (metric_data.excluded[index[control_label]], metric_data.excluded[index[label]])
-        out.append(MetricResult(spec.name, spec.kind, label, control_label, effect, bayes.chance_to_win,
-                                bayes.expected_loss_treatment, excluded, spec.higher_is_better))  # fmt: skip
+        out.append(
+            MetricResult(
+                spec.name,
+                spec.kind,
+                label,
+                control_label,
+                effect,
+                bayes.chance_to_win,
+                bayes.expected_loss_treatment,
+                excluded,
+                spec.higher_is_better,
+                sequential,
+            )
+        )
     return out

@@ -55,6 +55,9 @@ def rows(result: AnalysisResult) -> list[tuple[str, ...]]:
             notes.append("significant")
         if e.error_code is not None:
             notes.append(str(e.error_code))
+        if m.sequential is not None and m.sequential.looks:
+            last = m.sequential.looks[-1]
+            notes.append(f"{m.sequential.method}: {m.sequential.decision}, p = {_p(last.p_value)}")
         low, high = e.relative_ci
         out.append((
             m.metric, m.variant, _num(e.control_mean), _num(e.treatment_mean), _num(e.absolute_effect),

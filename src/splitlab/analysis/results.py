@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from splitlab.stats.results import EffectResult
+from splitlab.stats.sequential.monitor import MonitorResult
 from splitlab.stats.srm import SrmResult
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class MetricResult:
         expected_loss: Bayesian expected loss of shipping the treatment, in metric units.
         excluded_units: units left out for a missing value, per group (control, treatment).
         higher_is_better: the metric's direction.
+        sequential: the sequential monitor's looks and decision, when one was asked for.
     """
 
     metric: str
@@ -46,6 +48,7 @@ class MetricResult:
     expected_loss: float
     excluded_units: tuple[int, int] = (0, 0)
     higher_is_better: bool = True
+    sequential: MonitorResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record of ``splitlab analyze-file --json``."""
@@ -74,6 +77,21 @@ class MetricResult:
             "excluded_units": list(self.excluded_units),
             "error_code": None if e.error_code is None else str(e.error_code),
             "error_message": e.error_message,
+            **self._sequential_fields(),
+        }
+
+    def _sequential_fields(self) -> dict[str, Any]:
+        """``sequential_*`` keys: the latest look's always-valid (mSPRT) or stage-wise (GST) figures."""
+        if self.sequential is None:
+            return {}
+        last = self.sequential.looks[-1] if self.sequential.looks else None
+        return {
+            "sequential_method": self.sequential.method,
+            "sequential_decision": self.sequential.decision,
+            "sequential_p_value": None if last is None else json_number(last.p_value),
+            "sequential_ci": [None, None] if last is None else [json_number(v) for v in last.ci],
+            "sequential_looks": len(self.sequential.looks),
+            "sequential_stopped_at": self.sequential.stopped_at,
         }
 
 

@@ -75,6 +75,16 @@ def analyze_file(
             "benjamini-hochberg, benjamini-yekutieli, none."
         ),
     ] = "holm",
+    sequential: Annotated[
+        str | None,
+        typer.Option(help="Also monitor sequentially: msprt (always-valid p-value and CI), gst-obf or gst-pocock."),
+    ] = None,
+    planned_n: Annotated[
+        float | None, typer.Option(help="Units planned in all variants together (required with --sequential).")
+    ] = None,
+    time_column: Annotated[
+        str | None, typer.Option(help="Column ordering units in time (e.g. exposure day): one look per value.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Analyse an A/B test from a file of unit-level rows: SRM check, tests, CUPED, chance to win."""
@@ -101,6 +111,7 @@ def analyze_file(
         result = analyze(
             data, metrics=metrics, variant=variant, control=control, covariates=covariates or None, alpha=alpha,
             alternative=alternative, relative_ci=relative_ci, weights=weights or None, correction=correction,
+            sequential=sequential, planned_n=planned_n, time_column=time_column,
         )  # fmt: skip
     if as_json:
         typer.echo(result.to_json())
