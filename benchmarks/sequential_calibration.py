@@ -83,7 +83,7 @@ class Outcome:
     stop_n: FloatArray
 
 
-Method = Callable[[FloatArray, FloatArray, Looks], Outcome]
+Method = Callable[[FloatArray, FloatArray, Looks, FloatArray], Outcome]
 
 
 def first_stop(stop: BoolArray, looks: Looks, reject: BoolArray | None = None) -> Outcome:
@@ -97,28 +97,28 @@ def first_stop(stop: BoolArray, looks: Looks, reject: BoolArray | None = None) -
 Z_CRIT = float(special.ndtri(1 - ALPHA / 2))
 
 
-def fixed(effect: FloatArray, variance: FloatArray, looks: Looks) -> Outcome:
+def fixed(effect: FloatArray, variance: FloatArray, looks: Looks, _df: FloatArray) -> Outcome:
     z = effect[:, -1] / np.sqrt(variance[:, -1])
     return Outcome(np.abs(z) >= Z_CRIT, np.full(z.shape, looks.planned_n))
 
 
-def naive(effect: FloatArray, variance: FloatArray, looks: Looks) -> Outcome:
+def naive(effect: FloatArray, variance: FloatArray, looks: Looks, _df: FloatArray) -> Outcome:
     with np.errstate(invalid="ignore"):
         z = effect / np.sqrt(variance)
         return first_stop(np.abs(z) >= Z_CRIT, looks)
 
 
-def hybrid(effect: FloatArray, variance: FloatArray, looks: Looks) -> Outcome:
+def hybrid(effect: FloatArray, variance: FloatArray, looks: Looks, _df: FloatArray) -> Outcome:
     path = msprt_path(effect, variance, looks.total, alpha=ALPHA, planned_n=looks.planned_n)
     return first_stop(path.rejected, looks)
 
 
-def always_valid(effect: FloatArray, variance: FloatArray, looks: Looks) -> Outcome:
+def always_valid(effect: FloatArray, variance: FloatArray, looks: Looks, _df: FloatArray) -> Outcome:
     path = msprt_path(effect, variance, looks.total, alpha=ALPHA, mode="always-valid", planned_n=looks.planned_n)
     return first_stop(path.rejected, looks)
 
 
-def growthbook(effect: FloatArray, variance: FloatArray, looks: Looks) -> Outcome:
+def growthbook(effect: FloatArray, variance: FloatArray, looks: Looks, _df: FloatArray) -> Outcome:
     path = confidence_sequence_path(effect, variance, looks.total, alpha=ALPHA, tuning=GROWTHBOOK_TUNING)
     return first_stop(path.rejected, looks)
 
@@ -127,11 +127,11 @@ _DESIGNS: dict[tuple[str, int], GroupSequentialDesign] = {}
 
 
 def gst(spending: str) -> Method:
-    def run(effect: FloatArray, variance: FloatArray, looks: Looks) -> Outcome:
+    def run(effect: FloatArray, variance: FloatArray, looks: Looks, df: FloatArray) -> Outcome:
         key = (spending, looks.per_group.size)
         if key not in _DESIGNS:
             _DESIGNS[key] = spending_design(looks.fractions, alpha=ALPHA, power=POWER, spending=spending)
-        paths = sequential_decisions(effect, variance, _DESIGNS[key])
+        paths = sequential_decisions(effect, variance, _DESIGNS[key], df=df)
         rejected = paths.rejected
         stop_n = np.where(rejected, looks.total[np.maximum(paths.stop_look, 0)], looks.planned_n)
         return Outcome(rejected, stop_n)
@@ -139,7 +139,7 @@ def gst(spending: str) -> Method:
     return run
 
 
-def wald(effect: FloatArray, variance: FloatArray, looks: Looks) -> Outcome:
+def wald(effect: FloatArray, variance: FloatArray, looks: Looks, _df: FloatArray) -> Outcome:
     paths = sprt_paths(effect, variance, delta=MDE * SIGMA, alpha=ALPHA, beta=1 - POWER)
     decided = paths.stop_look >= 0
     stop_n = np.where(decided, looks.total[np.maximum(paths.stop_look, 0)], looks.planned_n)
@@ -170,8 +170,12 @@ def simulate(rng: np.random.Generator, looks: Looks, reps: int, effect_size: flo
         treatment_mean, treatment_var = sample_group(rng, looks, size, effect_size)
         effect = treatment_mean - control_mean
         variance = control_var + treatment_var
+        # Welch-Satterthwaite df of the estimated variance (equal group sizes), for the GST's t-to-z map.
+        n = looks.per_group.astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            df = variance**2 / ((control_var**2 + treatment_var**2) / np.maximum(n - 1, 1))
         for name, method in METHODS.items():
-            outcome = method(effect, variance, looks)
+            outcome = method(effect, variance, looks, df)
             rejections[name] += int(outcome.rejected.sum())
             stop_sum[name] += float(outcome.stop_n.sum())
         done += size

@@ -15,9 +15,9 @@ import math
 
 import numpy as np
 import pytest
-from scipy import integrate, stats
+from scipy import integrate, special, stats
 
-from splitlab.stats.frequentist import GroupEstimate, compare_estimates
+from splitlab.stats.frequentist import GroupEstimate, compare_estimates, estimate
 from splitlab.stats.power import sample_size_means, sample_size_proportions
 from splitlab.stats.results import ErrorCode
 from splitlab.stats.sequential.group_sequential import (
@@ -35,7 +35,9 @@ from splitlab.stats.sequential.group_sequential import (
     spending_design,
     spending_function,
     stagewise_inference,
+    t_to_z,
     update_design,
+    welch_df,
 )
 from splitlab.stats.statistics import MeanStatistic, ProportionStatistic
 
@@ -498,7 +500,9 @@ def test_scalar_looks_agree_with_vectorised_decisions() -> None:
     looks, batch, reps = 6, 40, 25
     effects, variances = _mean_paths(rng, reps, looks, batch, effect=0.25)
     design = spending_design(np.arange(1, looks + 1) / looks, spending="pocock", futility="obrien-fleming")
-    paths = sequential_decisions(effects, variances, design)
+    # Equal groups with equal variances: the scalar look's Welch df is 2 (n - 1).
+    df = 2.0 * (batch * np.arange(1, looks + 1) - 1)
+    paths = sequential_decisions(effects, variances, design, df=df)
     max_n = 2 * batch * looks
     for i in range(reps):
         previous: list[float] = []
@@ -507,7 +511,8 @@ def test_scalar_looks_agree_with_vectorised_decisions() -> None:
             control = GroupEstimate(0.0, variances[i, k] / 2, n)
             treatment = GroupEstimate(effects[i, k], variances[i, k] / 2, n)
             look = sequential_look(control, treatment, design=design, previous_fractions=previous, max_n=max_n)
-            assert look.statistic == pytest.approx(effects[i, k] / math.sqrt(variances[i, k]), rel=1e-12)
+            expected = float(t_to_z(effects[i, k] / math.sqrt(variances[i, k]), df[k]))
+            assert look.statistic == pytest.approx(expected, rel=1e-12)
             assert look.efficacy_bound == pytest.approx(design.efficacy_bounds[k], rel=1e-9)
             if look.stopped:
                 assert k == paths.stop_look[i]
@@ -535,7 +540,9 @@ def test_scalar_look_from_statistics_relative_and_variance_fraction() -> None:
     assert look.information_fraction == pytest.approx(0.4, rel=1e-9)
     bound = update_design(design, [look.information_fraction]).efficacy_bounds[0]
     assert look.efficacy_bound == pytest.approx(bound, rel=1e-12)
-    assert look.repeated_ci == pytest.approx((look.effect - bound * se, look.effect + bound * se), rel=1e-12)
+    df = welch_df(estimate(control), estimate(treatment), relative=True)
+    half = float(special.stdtrit(df, special.ndtr(bound))) * se  # the bound on the t scale
+    assert look.repeated_ci == pytest.approx((look.effect - half, look.effect + half), rel=1e-12)
     assert look.decision == "efficacy"
     assert look.p_value < 0.05
     assert look.ci[0] < look.median_estimate < look.ci[1]
@@ -706,3 +713,30 @@ def test_scalar_look_invalid_inputs() -> None:
         sequential_look(c, t, design=d, max_n=1000, previous_fractions=[0.5, 0.4])
     with pytest.raises(TypeError, match="control"):
         sequential_look(0.1, t, design=d, max_n=1000)  # type: ignore[arg-type]
+
+
+def test_t_to_z_matches_scipy_and_keeps_known_variance_statistics() -> None:
+    from scipy import stats as sps
+
+    t = np.array([-8.0, -2.5, -0.3, 0.0, 0.7, 2.1, 6.0])
+    for df in (3.0, 12.0, 400.0):
+        expected = sps.norm.ppf(sps.t.cdf(t, df))
+        np.testing.assert_allclose(t_to_z(t, df), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(t_to_z(t, np.inf), t)
+    assert np.isnan(t_to_z(np.nan, 5.0))
+
+
+@pytest.mark.slow
+def test_pocock_with_small_early_looks_and_estimated_variance_holds_alpha() -> None:
+    """1,000 looks with 6 units per group per look: the t-to-z map keeps the FPR at alpha."""
+    rng = np.random.default_rng(31)
+    reps, looks, batch = 6000, 1000, 6
+    effects, variances = _mean_paths(rng, reps, looks, batch)
+    n = batch * np.arange(1, looks + 1)
+    df = 2.0 * (n - 1)  # equal groups, equal true variances: Welch df ~ pooled df
+    design = spending_design(np.arange(1, looks + 1) / looks, spending="pocock")
+    limit = 0.05 + 3 * math.sqrt(0.05 * 0.95 / reps)
+    mapped = sequential_decisions(effects, variances, design, df=df).rejected.mean()
+    assert mapped <= limit
+    raw = sequential_decisions(effects, variances, design).rejected.mean()
+    assert raw > mapped  # without the map the small early looks reject more often

@@ -113,7 +113,9 @@ __all__ = [
     "spending_design",
     "spending_function",
     "stagewise_inference",
+    "t_to_z",
     "update_design",
+    "welch_df",
 ]
 
 
@@ -1226,7 +1228,38 @@ def _paths_input(effects: Any, variances: Any, design: GroupSequentialDesign) ->
     return effect, variance
 
 
-def sequential_decisions(effects: Any, variances: Any, design: GroupSequentialDesign) -> SequentialPaths:
+def t_to_z(statistic: Any, df: Any) -> FloatArray:
+    """Map a t statistic to the normal scale with the same tail probability.
+
+    With an estimated variance the statistic at an early look (few units) is a t statistic with
+    heavier tails than the normal the boundaries assume; matching significance levels,
+    ``z = Phi^{-1}(F_t(t; df))``, keeps the spending exact at small samples (the significance-
+    level transformation of Jennison & Turnbull 2000, section 11.3). ``df = inf`` leaves it as is.
+    """
+    t = np.asarray(statistic, dtype=np.float64)
+    nu = np.asarray(df, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        upper = special.ndtri(special.stdtr(nu, -np.abs(t)))  # tail matched on the lower side for precision
+        mapped = -np.sign(t) * upper
+    return np.where(np.isinf(nu), t, mapped)
+
+
+def welch_df(control: GroupEstimate, treatment: GroupEstimate, *, relative: bool = False) -> float:
+    """Welch-Satterthwaite degrees of freedom of the effect's variance (Welch 1947, eq. 9)."""
+    if relative and control.mean != 0:
+        c, t = control.mean, treatment.mean
+        v_c, v_t = t**2 * control.variance / c**4, treatment.variance / c**2
+    else:
+        v_c, v_t = control.variance, treatment.variance
+    denominator = (v_c**2 / (control.n - 1) if control.n > 1 else math.inf) + (
+        v_t**2 / (treatment.n - 1) if treatment.n > 1 else math.inf
+    )
+    return (v_c + v_t) ** 2 / denominator if denominator > 0 else math.inf
+
+
+def sequential_decisions(
+    effects: Any, variances: Any, design: GroupSequentialDesign, *, df: Any = None
+) -> SequentialPaths:
     """Apply a design to arrays of cumulative estimates, shape ``(..., looks)``.
 
     At each look ``Z_k = effect_k / sqrt(variance_k)`` is compared with the design's bounds at its
@@ -1238,6 +1271,9 @@ def sequential_decisions(effects: Any, variances: Any, design: GroupSequentialDe
         effects: cumulative effect estimates, shape ``(..., looks)``.
         variances: their variances, same shape.
         design: the design; its number of looks must match the last axis.
+        df: degrees of freedom of each statistic when the variance is estimated (means, ratios):
+            the statistic is mapped to the normal scale by :func:`t_to_z` first; None (default)
+            treats it as normal (proportions, or a known variance).
 
     Example:
         >>> d = spending_design([0.5, 1.0])
@@ -1249,6 +1285,8 @@ def sequential_decisions(effects: Any, variances: Any, design: GroupSequentialDe
     effect, variance = _paths_input(effects, variances, design)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(variance > 0, effect / np.sqrt(np.where(variance > 0, variance, 1.0)), np.nan)
+    if df is not None:
+        z = t_to_z(z, np.broadcast_to(np.asarray(df, dtype=np.float64), z.shape))
     directed = -z if design.alternative == "less" else z
     b = np.asarray(design.efficacy_bounds)
     efficacy = directed >= b
@@ -1502,7 +1540,9 @@ def sequential_look(
     is_final = final or fraction >= 1.0 or (design.method == "classical" and look == design.looks)
     current = update_design(design, (*previous, fraction), final=is_final, r=r)
     se = math.sqrt(variance)
-    z = effect / se
+    # A proportion's z uses its Bernoulli variance; means and ratios estimate theirs (a t statistic).
+    df = math.inf if isinstance(control, ProportionStatistic) else welch_df(c, t, relative=relative)
+    z = float(t_to_z(effect / se, df))
     directed = -z if design.alternative == "less" else z
     b = current.efficacy_bounds[-1]
     a = math.nan if current.futility_bounds is None else min(current.futility_bounds[-1], b)
@@ -1514,9 +1554,10 @@ def sequential_look(
         decision = "futility"
     else:
         decision = "continue"
+    half = b if math.isinf(df) else float(special.stdtrit(df, float(special.ndtr(float(b)))))  # b on the t scale
     repeated_ci = (
-        effect - b * se if design.alternative != "less" else -math.inf,
-        effect + b * se if design.alternative != "greater" else math.inf,
+        effect - half * se if design.alternative != "less" else -math.inf,
+        effect + half * se if design.alternative != "greater" else math.inf,
     )
     fields: dict[str, Any] = {
         "statistic": z, "efficacy_bound": b, "futility_bound": a, "decision": decision,
