@@ -66,3 +66,10 @@ def test_stats_uses_only_numpy_scipy_and_the_standard_library() -> None:
             if wrong_layer or (top != "splitlab" and top not in allowed):
                 outside.append(f"{path.name}: {name}")
     assert outside == []
+
+
+def test_top_level_names_resolve() -> None:
+    import splitlab
+
+    for name in splitlab.__all__:
+        assert getattr(splitlab, name) is not None

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import typer
 
+from splitlab.cli import events
 from splitlab.cli.analyze_file import analyze_file
+from splitlab.cli.assign import assign
+from splitlab.cli.experiments import apply, archive, list_experiments, pause, show_experiment, start, stop
 from splitlab.cli.sample_size import sample_size
 
 app = typer.Typer(
@@ -16,6 +19,15 @@ app = typer.Typer(
 )
 app.command("analyze-file")(analyze_file)
 app.command("sample-size")(sample_size)
+app.command("apply")(apply)
+app.command("list")(list_experiments)
+app.command("show")(show_experiment)
+app.command("start")(start)
+app.command("pause")(pause)
+app.command("stop")(stop)
+app.command("archive")(archive)
+app.command("assign")(assign)
+app.add_typer(events.app, name="events")
 
 
 @app.command("version")

@@ -1,0 +1,66 @@
+"""``splitlab assign``: which variant a unit gets, computed as an application would."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from splitlab.cli._common import split_pair, user_errors
+from splitlab.cli._store import DatabaseOption
+
+
+def _attribute_value(text: str) -> Any:
+    """JSON when it parses (numbers, true/false, lists), else the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def assign(
+    key: Annotated[str, typer.Argument(help="The experiment key.")],
+    unit: Annotated[str, typer.Argument(help="The unit id (user, device, session ...).")],
+    attr: Annotated[
+        list[str] | None, typer.Option("--attr", help="KEY=VALUE attribute for targeting (repeat); JSON values parse.")
+    ] = None,
+    preview: Annotated[
+        bool, typer.Option("--preview", help="Evaluate as if the experiment were running, whatever its status.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    database: DatabaseOption = None,
+) -> None:
+    """Assign a unit to a variant of a stored experiment (honours its sticky assignment)."""
+    from splitlab.assignment import assign as assign_plan
+    from splitlab.specs import ExperimentSpec, to_plan
+    from splitlab.storage import open_store
+
+    with user_errors():
+        attributes = {}
+        for item in attr or []:
+            name, value = split_pair("--attr", item)
+            attributes[name] = _attribute_value(value)
+        with open_store(database) as store:
+            record = store.experiments.get(key=key)
+            if record is None:
+                msg = f"experiment {key!r} is not in the store; `splitlab apply` creates it"
+                raise ValueError(msg)
+            stored = store.assignments.get(experiment_key=key, unit_id=unit)
+        spec = ExperimentSpec.model_validate(record.spec)
+        sticky = stored.variant if stored is not None and stored.bucket_version == spec.bucket_version else None
+        plan = to_plan(spec, active=preview or record.status == "running")
+        result = assign_plan(plan, unit, attributes, sticky=sticky)
+    payload = {
+        "experiment": key, "unit_id": unit, "status": record.status, "variant": result.variant,
+        "bucket": result.bucket, "enrolled": result.enrolled, "reason": result.reason,
+        "variation_index": result.variation_index, "payload": result.payload,
+    }  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(payload, default=str))
+        return
+    bucket = "-" if result.bucket is None else f"{result.bucket:.6f}"
+    variant = result.variant if result.variant is not None else "(not enrolled)"
+    typer.echo(f"{key} / {unit}: {variant} (reason: {result.reason}, bucket {bucket}, status {record.status})")
+    if result.payload is not None:
+        typer.echo(f"payload: {json.dumps(result.payload, default=str)}")

@@ -1,0 +1,50 @@
+"""``splitlab events import``: load exposures or events from CSV or Parquet into the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from splitlab.cli._common import user_errors
+from splitlab.cli._store import DatabaseOption
+
+app = typer.Typer(help="Exposures and events in the store.", no_args_is_help=True)
+MAX_SHOWN = 20
+
+
+@app.command("import")
+def import_events(
+    path: Annotated[Path, typer.Argument(help="CSV (.csv, .csv.gz) or Parquet file.")],
+    kind: Annotated[str | None, typer.Option(help="exposures or events (default: inferred from the columns).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    database: DatabaseOption = None,
+) -> None:
+    """Import exposures or events from a file.
+
+    Exposures have columns experiment, unit_id, variant, timestamp (plus attributes kept for
+    segments); events have event_id, unit_id, event, value, timestamp (plus properties).
+    Valid rows are written in one transaction; rejected rows are reported with their row number
+    (the header is row 1) and the reason. A malformed file writes nothing.
+    """
+    from splitlab.storage import import_file, open_store
+
+    with user_errors(), open_store(database) as store:
+        report = import_file(store, path, kind=kind)  # type: ignore[arg-type]
+    if as_json:
+        data = {
+            "kind": report.kind, "rows": report.rows, "inserted": report.inserted, "duplicates": report.duplicates,
+            "rejected": [{"row": r.row_number, "reason": r.reason} for r in report.rejected],
+        }  # fmt: skip
+        typer.echo(json.dumps(data, indent=2))
+        return
+    typer.echo(
+        f"{report.kind}: {report.rows} rows, {report.inserted} inserted, {report.duplicates} already stored, "
+        f"{len(report.rejected)} rejected"
+    )
+    for rejected in report.rejected[:MAX_SHOWN]:
+        typer.echo(f"  row {rejected.row_number}: {rejected.reason}")
+    if len(report.rejected) > MAX_SHOWN:
+        typer.echo(f"  ... and {len(report.rejected) - MAX_SHOWN} more (use --json for all)")
