@@ -1,0 +1,136 @@
+"""Sticky assignments: the variant a unit was given, kept so later spec changes do not move it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy.engine import Connection
+
+from splitlab.storage._sql import Transactions, chunks, now, upsert, variant_keys
+from splitlab.storage.errors import NotFoundError
+from splitlab.storage.records import StoredAssignment, check_text
+from splitlab.storage.tables import assignments, experiments
+
+__all__ = ["AssignmentRepository"]
+
+
+class AssignmentRepository:
+    """At most one stored assignment per (experiment, unit); the first one recorded wins.
+
+    ``record_many`` inserts only where no assignment exists under the same or a newer bucket
+    version, and returns what is stored afterwards: when two processes assign the same unit at
+    once, both get the first writer's variant. An assignment recorded under an older bucket
+    version (before a re-randomisation) is replaced.
+    """
+
+    def __init__(self, tx: Transactions) -> None:
+        self._tx = tx
+
+    def get(self, *, experiment_key: str, unit_id: str) -> StoredAssignment | None:
+        """The unit's stored assignment, or None."""
+        with self._tx.read() as conn:
+            row = conn.execute(
+                select(assignments).where(
+                    assignments.c.experiment_key == experiment_key, assignments.c.unit_id == unit_id
+                )
+            ).first()
+        return None if row is None else _assignment(row)
+
+    def get_many(self, *, experiment_key: str, unit_ids: Iterable[str]) -> dict[str, StoredAssignment]:
+        """Stored assignments of the given units that have one, by unit id."""
+        with self._tx.read() as conn:
+            return _stored(conn, experiment_key, list(dict.fromkeys(unit_ids)))
+
+    def record(self, *, experiment_key: str, unit_id: str, variant: str, bucket_version: int = 1) -> str:
+        """Record one assignment if the unit has none; returns the variant stored (maybe an earlier one)."""
+        stored = self.record_many(
+            experiment_key=experiment_key, variants={unit_id: variant}, bucket_version=bucket_version
+        )
+        return stored[unit_id]
+
+    def record_many(
+        self, *, experiment_key: str, variants: Mapping[str, str], bucket_version: int = 1
+    ) -> dict[str, str]:
+        """Record assignments (unit id -> variant) where none is stored yet, atomically.
+
+        Args:
+            experiment_key: The experiment.
+            variants: The variant of each unit.
+            bucket_version: The experiment's bucket version the assignments were made under
+                (default 1). A stored assignment with an older bucket version is replaced.
+
+        Returns:
+            The stored variant of every unit in ``variants``: the given one where it was new,
+            the earlier one where the unit was already assigned.
+
+        Raises:
+            NotFoundError: No experiment ``experiment_key``.
+            ValueError: An empty unit id or variant, or a variant not in the experiment's spec.
+        """
+        if isinstance(bucket_version, bool) or not isinstance(bucket_version, int) or bucket_version < 1:
+            msg = f"bucket_version == {bucket_version!r}, must be an integer >= 1"
+            raise ValueError(msg)
+        for unit_id, variant in variants.items():
+            check_text(unit_id, name="unit_id")
+            check_text(variant, name=f"variant of unit {unit_id!r}")
+        if not variants:
+            return {}
+        stamp = now()
+        rows = [
+            {
+                "experiment_key": experiment_key,
+                "unit_id": unit_id,
+                "variant": variant,
+                "bucket_version": bucket_version,
+                "assigned_at": stamp,
+            }
+            for unit_id, variant in sorted(variants.items())  # key order: concurrent batches cannot deadlock
+        ]
+        statement = upsert(assignments, self._tx.dialect)
+        statement = statement.on_conflict_do_update(
+            index_elements=[assignments.c.experiment_key, assignments.c.unit_id],
+            set_={
+                "variant": statement.excluded.variant,
+                "bucket_version": statement.excluded.bucket_version,
+                "assigned_at": statement.excluded.assigned_at,
+            },
+            where=assignments.c.bucket_version < statement.excluded.bucket_version,
+        )
+        with self._tx.write() as conn:
+            _check_variants(conn, experiment_key, set(variants.values()))
+            conn.execute(statement, rows)
+            stored = _stored(conn, experiment_key, list(variants))
+        return {unit_id: stored[unit_id].variant for unit_id in variants}
+
+
+def _check_variants(conn: Connection, experiment_key: str, used: set[str]) -> None:
+    spec = conn.execute(select(experiments.c.spec).where(experiments.c.key == experiment_key)).scalar()
+    if spec is None:
+        msg = f"experiment {experiment_key!r} does not exist"
+        raise NotFoundError(msg)
+    known = variant_keys(spec)
+    if known is not None and not used <= known:
+        msg = f"variants {sorted(used - known)} are not variants of experiment {experiment_key!r} ({sorted(known)})"
+        raise ValueError(msg)
+
+
+def _stored(conn: Connection, experiment_key: str, unit_ids: list[str]) -> dict[str, StoredAssignment]:
+    found: dict[str, StoredAssignment] = {}
+    for chunk in chunks(unit_ids):
+        query = select(assignments).where(
+            assignments.c.experiment_key == experiment_key, assignments.c.unit_id.in_(chunk)
+        )
+        found.update((row.unit_id, _assignment(row)) for row in conn.execute(query))
+    return found
+
+
+def _assignment(row: Row[Any]) -> StoredAssignment:
+    return StoredAssignment(
+        experiment_key=row.experiment_key,
+        unit_id=row.unit_id,
+        variant=row.variant,
+        bucket_version=row.bucket_version,
+        assigned_at=row.assigned_at,
+    )

@@ -1,0 +1,146 @@
+"""Events: what units did. Batches are atomic and idempotent by ``event_id``.
+
+Ingestion is the store's hot path. A batch is checked and encoded in one tight Python loop, then
+written by one ``executemany`` of a Core ``INSERT … ON CONFLICT (event_id) DO NOTHING``,
+compiled for the connection's dialect and executed at the driver level
+(``Connection.exec_driver_sql``). That skips SQLAlchemy's per-row parameter processing, which
+would cost more than the insert itself; ``benchmarks/ingest_bench.py`` compares the result with a
+bare driver ``executemany`` of the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from splitlab.storage._sql import Transactions, json_encoder, now, sqlite_time, upsert
+from splitlab.storage.records import Event, StoredEvent, WriteResult
+from splitlab.storage.tables import events
+
+__all__ = ["EventRepository"]
+
+COLUMNS = ("event_id", "unit_id", "name", "value", "timestamp", "properties", "ingested_at")
+"""The columns an ingested row fills, in the order of the tuples given to :func:`write_event_rows`."""
+
+
+class EventRepository:
+    """Append-only events; an ``event_id`` is stored once, however often it is sent."""
+
+    def __init__(self, tx: Transactions) -> None:
+        self._tx = tx
+
+    def log(self, event: Event) -> WriteResult:
+        """Log one event (see :meth:`log_many`)."""
+        return self.log_many([event])
+
+    def log_many(self, events_: Iterable[Event]) -> WriteResult:
+        """Log a batch of events in one transaction: all or nothing.
+
+        Re-sending events whose ids are stored (or repeating an id within the batch) adds
+        nothing: the first copy stored is kept. Every item is checked and encoded before the
+        first row is written, so a bad item raises and leaves the store unchanged.
+
+        Returns:
+            Rows received and rows inserted (new event ids).
+
+        Raises:
+            TypeError: An item is not an :class:`Event`.
+            ValueError: An item's properties are not JSON (NaN, infinities, non-JSON objects).
+        """
+        batch = events_ if isinstance(events_, list) else list(events_)
+        rows = _encode(batch, text_times=self._tx.dialect == "sqlite")
+        with self._tx.write() as conn:
+            inserted = write_event_rows(conn, rows)
+        return WriteResult(received=len(rows), inserted=inserted)
+
+    def get(self, *, event_id: str) -> StoredEvent | None:
+        """The stored event with this id, or None."""
+        with self._tx.read() as conn:
+            row = conn.execute(select(events).where(events.c.event_id == event_id)).first()
+        if row is None:
+            return None
+        return StoredEvent(
+            event_id=row.event_id,
+            unit_id=row.unit_id,
+            name=row.name,
+            value=row.value,
+            timestamp=row.timestamp,
+            properties=row.properties,
+            ingested_at=row.ingested_at,
+        )
+
+    def count(self, *, name: str | None = None) -> int:
+        """Stored events, or only those called ``name``."""
+        query = select(func.count()).select_from(events)
+        if name is not None:
+            query = query.where(events.c.name == name)
+        with self._tx.read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+
+def _encode(batch: Sequence[Event], *, text_times: bool) -> list[tuple[Any, ...]]:
+    """Rows for :func:`write_event_rows`, in one tight loop (this is most of the Python cost of ingestion)."""
+    for index, event in enumerate(batch):
+        if not isinstance(event, Event):
+            msg = f"events[{index}] is a {type(event).__name__}, must be an Event"
+            raise TypeError(msg)
+    encode = json_encoder()
+    received = now()
+    rows: list[tuple[Any, ...]] = []
+    append = rows.append
+    try:
+        if text_times:
+            # An Event's timestamp is in UTC already, so its ISO text without the "+00:00" is
+            # exactly sqlite_time(timestamp), in one C call.
+            stamp = sqlite_time(received)
+            for e in batch:
+                p = e.properties
+                text = e.timestamp.isoformat(" ", "microseconds")[:-6]
+                append((e.event_id, e.unit_id, e.name, e.value, text, None if p is None else encode(p), stamp))
+        else:
+            for e in batch:
+                p = e.properties
+                append(
+                    (e.event_id, e.unit_id, e.name, e.value, e.timestamp, None if p is None else encode(p), received)
+                )
+    except (TypeError, ValueError) as exc:
+        msg = f"events[{len(rows)}].properties is not JSON-serialisable: {exc}"
+        raise ValueError(msg) from exc
+    return rows
+
+
+def write_event_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Insert encoded rows (tuples in :data:`COLUMNS` order) in the caller's transaction; returns how many were new.
+
+    Encoded means: times as :func:`~splitlab.storage._sql.sqlite_time` text on SQLite and aware
+    datetimes on PostgreSQL, properties as JSON text or None, values finite floats or None.
+    """
+    if not rows:
+        return 0
+    sql, to_params = _compiled_insert(conn)
+    if conn.dialect.name == "postgresql":
+        # Row locks in event-id order: two overlapping batches in flight cannot deadlock.
+        # (SQLite runs one write transaction at a time, so it needs no order.)
+        rows = sorted(rows, key=itemgetter(0))
+    params = list(rows) if to_params is None else [to_params(row) for row in rows]
+    result = conn.exec_driver_sql(sql, params)
+    # Both drivers report the rows an executemany changed; ON CONFLICT DO NOTHING changes none.
+    return int(result.rowcount)
+
+
+def _compiled_insert(conn: Connection) -> tuple[str, Callable[[tuple[Any, ...]], Any] | None]:
+    """The driver-level SQL of the idempotent INSERT, and how a row tuple becomes its parameters (None: as is)."""
+    statement = upsert(events, conn.dialect.name).on_conflict_do_nothing(index_elements=[events.c.event_id])
+    # for_executemany: no implicit "RETURNING events.id", which PostgreSQL would otherwise compute per row.
+    compiled = statement.compile(dialect=conn.dialect, column_keys=list(COLUMNS), for_executemany=True)
+    positions = compiled.positiontup
+    if positions is None:  # named parameters (psycopg): the bind names are the column names
+        return compiled.string, lambda row: dict(zip(COLUMNS, row, strict=True))
+    if list(positions) == list(COLUMNS):
+        return compiled.string, None
+    order = [COLUMNS.index(name) for name in positions]
+    return compiled.string, lambda row: tuple(row[i] for i in order)

@@ -1,0 +1,226 @@
+"""Typed records going into and coming out of the store (frozen dataclasses, snake_case fields).
+
+Inputs (:class:`Event`, :class:`Exposure`) check themselves when built, so a batch handed to a
+repository is already well-typed and a bad row is reported where it was made. Outputs mirror
+table rows; times are aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from numbers import Real
+from typing import Any
+
+from splitlab.storage.tables import to_utc
+
+__all__ = [
+    "BanditArm",
+    "Event",
+    "ExperimentRecord",
+    "ExperimentVersion",
+    "Exposure",
+    "ExposureConflict",
+    "Snapshot",
+    "StoredAssignment",
+    "StoredEvent",
+    "StoredExposure",
+    "WriteResult",
+]
+
+
+def check_text(value: object, *, name: str) -> str:
+    """A non-empty string, or ValueError/TypeError naming the field."""
+    if not isinstance(value, str):
+        msg = f"{name} == {value!r}, must be a string"
+        raise TypeError(msg)
+    if not value.strip():
+        msg = f"{name} == {value!r}, must be a non-empty string"
+        raise ValueError(msg)
+    return value
+
+
+def check_finite(value: object, *, name: str) -> float:
+    """A finite real number (bools refused) as float, or ValueError/TypeError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        msg = f"{name} == {value!r}, must be a real number"
+        raise TypeError(msg)
+    result = float(value)
+    if not math.isfinite(result):
+        msg = f"{name} == {value!r}, must be finite"
+        raise ValueError(msg)
+    return result
+
+
+def _check_mapping(value: object, *, name: str) -> Mapping[str, Any] | None:
+    if value is not None and not isinstance(value, Mapping):
+        msg = f"{name} == {value!r}, must be a mapping (JSON object) or None"
+        raise TypeError(msg)
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One event to log: a unit did ``name`` (with an optional ``value``) at ``timestamp``.
+
+    ``event_id`` is the idempotency key: logging the same id again adds nothing. ``timestamp``
+    must be timezone-aware and is kept in UTC.
+
+    >>> from datetime import UTC, datetime
+    >>> Event(event_id="e1", unit_id="u1", name="purchase", value=12.5, timestamp=datetime(2024, 5, 1, tzinfo=UTC))
+    Event(event_id='e1', unit_id='u1', name='purchase', timestamp=datetime.datetime(2024, 5, 1, 0, 0, tzinfo=datetime.timezone.utc), value=12.5, properties=None)
+    """  # noqa: E501
+
+    event_id: str
+    unit_id: str
+    name: str
+    timestamp: datetime
+    value: float | None = None
+    properties: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        check_text(self.event_id, name="event_id")
+        check_text(self.unit_id, name="unit_id")
+        check_text(self.name, name="name")
+        object.__setattr__(self, "timestamp", to_utc(self.timestamp, name="timestamp"))
+        if self.value is not None:
+            object.__setattr__(self, "value", check_finite(self.value, name="value"))
+        _check_mapping(self.properties, name="properties")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exposure:
+    """One exposure to log: ``unit_id`` saw ``variant`` of ``experiment_key`` at ``timestamp``.
+
+    ``attributes`` (segment attributes such as device or country) are kept as JSON with the
+    first exposure, so results can be cut by segment.
+    """
+
+    experiment_key: str
+    unit_id: str
+    variant: str
+    timestamp: datetime
+    attributes: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        check_text(self.experiment_key, name="experiment_key")
+        check_text(self.unit_id, name="unit_id")
+        check_text(self.variant, name="variant")
+        object.__setattr__(self, "timestamp", to_utc(self.timestamp, name="timestamp"))
+        _check_mapping(self.attributes, name="attributes")
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a batch write did: rows ``received`` and rows ``inserted`` (new); the rest were duplicates."""
+
+    received: int
+    inserted: int
+
+    @property
+    def duplicates(self) -> int:
+        """Rows that added nothing because they were already stored (or repeated within the batch)."""
+        return self.received - self.inserted
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentRecord:
+    """An experiment's current state (one row of ``experiments``)."""
+
+    key: str
+    status: str
+    current_version: int
+    bucket_version: int
+    spec: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentVersion:
+    """One entry of an experiment's audit log: the spec and status after a change, and who made it."""
+
+    experiment_key: str
+    version: int
+    spec: dict[str, Any]
+    diff: list[dict[str, Any]]
+    status: str
+    changed_by: str
+    changed_at: datetime
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAssignment:
+    """A recorded (sticky) assignment of a unit to a variant under a bucket version."""
+
+    experiment_key: str
+    unit_id: str
+    variant: str
+    bucket_version: int
+    assigned_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredExposure:
+    """A unit's exposure to an experiment: its variant, first time seen, segment attributes.
+
+    ``multiple_variants`` is True when the unit was also seen in another variant (listed by
+    :meth:`ExposureRepository.conflicts`); analysis should exclude such units.
+    """
+
+    experiment_key: str
+    unit_id: str
+    variant: str
+    first_exposed_at: datetime
+    attributes: dict[str, Any] | None
+    multiple_variants: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureConflict:
+    """A variant a unit was seen in besides its recorded one, and when it was first seen there."""
+
+    experiment_key: str
+    unit_id: str
+    variant: str
+    first_seen_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A stored event, with the time the store received it."""
+
+    event_id: str
+    unit_id: str
+    name: str
+    value: float | None
+    timestamp: datetime
+    properties: dict[str, Any] | None
+    ingested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A stored analysis result for an experiment at a spec version; ``payload`` is free-form JSON."""
+
+    id: int
+    experiment_key: str
+    spec_version: int
+    created_at: datetime
+    payload: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BanditArm:
+    """Running sufficient statistics of one bandit arm: observations, sum and sum of squares of rewards."""
+
+    experiment_key: str
+    arm: str
+    n: int
+    sum: float
+    sum_sq: float
+    updated_at: datetime

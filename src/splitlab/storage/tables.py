@@ -1,0 +1,208 @@
+"""The store's schema as SQLAlchemy Core tables: one definition for SQLite and PostgreSQL.
+
+Alembic's migrations (``splitlab/storage/migrations``) create exactly these tables; a test
+compares the migrated database with this metadata, so the two cannot drift apart.
+
+Times are timezone-aware UTC in Python. PostgreSQL stores them as ``timestamptz``; SQLite has no
+time type, so they are stored as fixed-width UTC text ``YYYY-MM-DD HH:MM:SS.ffffff``, which sorts
+and compares in time order. JSON columns are ``jsonb`` on PostgreSQL and JSON text on SQLite.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+__all__ = [
+    "EXPERIMENT_STATUSES",
+    "UtcDateTime",
+    "analysis_snapshots",
+    "assignments",
+    "bandit_state",
+    "events",
+    "experiment_versions",
+    "experiments",
+    "exposure_conflicts",
+    "exposures",
+    "metadata",
+]
+
+EXPERIMENT_STATUSES = ("draft", "running", "paused", "stopped", "archived")
+"""The lifecycle states an experiment can be in; which transitions are allowed is the domain's rule."""
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC time on every backend; naive times are refused, not guessed.
+
+    Bound values are converted to UTC (and stored without offset on SQLite); loaded values are
+    always returned with ``tzinfo=UTC``, whatever the PostgreSQL session time zone.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """UTC; naive on SQLite (which cannot store an offset)."""
+        if value is None:
+            return None
+        utc = to_utc(value, name="timestamp")
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:  # noqa: ARG002
+        """Always aware UTC."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def to_utc(value: object, *, name: str) -> datetime:
+    """``value`` as an aware UTC datetime.
+
+    Raises:
+        TypeError: ``value`` is not a datetime.
+        ValueError: ``value`` is naive (no time zone); the message names ``name``.
+    """
+    if not isinstance(value, datetime):
+        msg = f"{name} == {value!r}, must be a timezone-aware datetime"
+        raise TypeError(msg)
+    if value.tzinfo is None or value.utcoffset() is None:
+        msg = f"{name} == {value.isoformat()}, must be timezone-aware (e.g. datetime.now(UTC))"
+        raise ValueError(msg)
+    return value.astimezone(UTC)
+
+
+def _json() -> TypeEngine[Any]:
+    """``jsonb`` on PostgreSQL, JSON text on SQLite; a Python None is SQL NULL, not the JSON literal null."""
+    return JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+_statuses = ", ".join(f"'{s}'" for s in EXPERIMENT_STATUSES)
+# SQLite makes only an INTEGER PRIMARY KEY an alias of the rowid (auto-incrementing); BIGINT is not.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("key", String, primary_key=True),
+    Column("status", String, nullable=False),
+    Column("current_version", Integer, nullable=False),
+    Column("spec", _json(), nullable=False),
+    Column("bucket_version", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("created_by", String, nullable=False),
+    CheckConstraint(f"status IN ({_statuses})", name="status"),
+)
+
+experiment_versions = Table(
+    "experiment_versions",
+    metadata,
+    Column("experiment_key", String, ForeignKey("experiments.key"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("spec", _json(), nullable=False),
+    Column("diff", _json(), nullable=False),
+    Column("status", String, nullable=False),
+    Column("changed_by", String, nullable=False),
+    Column("changed_at", UtcDateTime(), nullable=False),
+    Column("reason", String, nullable=True),
+    CheckConstraint(f"status IN ({_statuses})", name="status"),
+)
+
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("experiment_key", String, ForeignKey("experiments.key"), primary_key=True),
+    Column("unit_id", String, primary_key=True),
+    Column("variant", String, nullable=False),
+    Column("bucket_version", Integer, nullable=False),
+    Column("assigned_at", UtcDateTime(), nullable=False),
+)
+
+exposures = Table(
+    "exposures",
+    metadata,
+    Column("experiment_key", String, ForeignKey("experiments.key"), primary_key=True),
+    Column("unit_id", String, primary_key=True),
+    Column("variant", String, nullable=False),
+    Column("first_exposed_at", UtcDateTime(), nullable=False),
+    Column("attributes", _json(), nullable=True),
+    Column("multiple_variants", Boolean, nullable=False),
+)
+
+exposure_conflicts = Table(
+    "exposure_conflicts",
+    metadata,
+    Column("experiment_key", String, primary_key=True),
+    Column("unit_id", String, primary_key=True),
+    Column("variant", String, primary_key=True),
+    Column("first_seen_at", UtcDateTime(), nullable=False),
+    ForeignKeyConstraint(["experiment_key", "unit_id"], ["exposures.experiment_key", "exposures.unit_id"]),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String, nullable=False),
+    Column("unit_id", String, nullable=False),
+    Column("name", String, nullable=False),
+    Column("value", Double, nullable=True),
+    Column("timestamp", UtcDateTime(), nullable=False),
+    Column("properties", _json(), nullable=True),
+    Column("ingested_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("event_id"),
+    Index(None, "name", "unit_id", "timestamp"),
+)
+
+analysis_snapshots = Table(
+    "analysis_snapshots",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("experiment_key", String, ForeignKey("experiments.key"), nullable=False),
+    Column("spec_version", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("payload", _json(), nullable=False),
+    Index(None, "experiment_key", "id"),
+)
+
+bandit_state = Table(
+    "bandit_state",
+    metadata,
+    Column("experiment_key", String, ForeignKey("experiments.key"), primary_key=True),
+    Column("arm", String, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+    Column("sum", Double, nullable=False),
+    Column("sum_sq", Double, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
