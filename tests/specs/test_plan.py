@@ -95,3 +95,17 @@ def test_examples_compile(name: str) -> None:
     assert len(plan.targeting.include) + len(plan.targeting.exclude) == len(spec.targeting.include) + len(
         spec.targeting.exclude
     )
+
+
+def test_rerandomisation_moves_units_in_both_hash_versions() -> None:
+    import splitlab
+    from splitlab.specs.plan import effective_seed
+
+    for version in ("1", "growthbook-v2"):
+        text = f"key: ramp\nhash_version: '{version}'\nvariants: [{{key: a}}, {{key: b}}]\n"
+        first = splitlab.load_spec(text)
+        second = splitlab.load_spec(text + "bucket_version: 2\n")
+        buckets = [(splitlab.assign(first, f"u{i}").bucket, splitlab.assign(second, f"u{i}").bucket) for i in range(50)]
+        assert sum(a != b for a, b in buckets) >= 45, version
+    gb = splitlab.load_spec("key: g\nhash_version: growthbook-v2\nbucket_version: 3\nvariants: [{key: a}, {key: b}]\n")
+    assert effective_seed(gb) == "g:v3"

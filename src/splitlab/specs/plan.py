@@ -14,6 +14,17 @@ def _conditions(conditions: tuple[Condition, ...]) -> tuple[config.Condition, ..
     return tuple(config.Condition(c.attribute, c.operator, c.value) for c in conditions)
 
 
+def effective_seed(spec: ExperimentSpec) -> str:
+    """The hashing seed: the spec's seed, plus ``:v<bucket_version>`` in GrowthBook mode after a re-randomisation.
+
+    Version 1 hashes the bucket version itself; GrowthBook's hash has no such input, so a
+    re-randomisation there changes the seed instead (and GrowthBook SDKs must be given this seed).
+    """
+    if spec.hash_version == "growthbook-v2" and spec.bucket_version > 1:
+        return f"{spec.seed}:v{spec.bucket_version}"
+    return spec.seed
+
+
 def to_plan(
     spec: ExperimentSpec, *, forced: Mapping[str, str] | None = None, active: bool = True
 ) -> config.ExperimentPlan:
@@ -45,7 +56,7 @@ def to_plan(
     allocation = spec.allocation
     return config.ExperimentPlan(
         key=spec.key,
-        seed=spec.seed,
+        seed=effective_seed(spec),
         variants=tuple(config.Variant(v.key, v.weight, v.payload) for v in spec.variants),
         coverage=spec.coverage,
         hash_version=spec.hash_version,
