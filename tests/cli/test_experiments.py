@@ -141,3 +141,26 @@ def test_events_import_reports_rejected_rows(db: list[str], tmp_path: Path) -> N
     result = runner.invoke(app, ["events", "import", str(malformed), *db])
     assert result.exit_code == 2
     assert "error:" in result.output
+
+
+def test_recorded_assignment_is_sticky_when_weights_change(db: list[str], tmp_path: Path) -> None:
+    run("apply", str(EXAMPLES), *db)
+    run("start", "free-shipping-threshold", *db)
+    units = [f"user-{i}" for i in range(40)]
+    before = {u: json.loads(run("assign", "free-shipping-threshold", u, "--record", "--json", *db)) for u in units}
+    in_control = [u for u, a in before.items() if a["variant"] == "control"]
+    assert in_control
+    folder = _edited_examples(tmp_path, "weight: 0.5\n    payload: {free_shipping_threshold_usd: 50}",
+                              "weight: 0.05\n    payload: {free_shipping_threshold_usd: 50}")  # fmt: skip
+    text = (
+        (folder / "free_shipping.yaml")
+        .read_text()
+        .replace(
+            "weight: 0.5\n    payload: {free_shipping_threshold_usd: 35}",
+            "weight: 0.95\n    payload: {free_shipping_threshold_usd: 35}",
+        )
+    )
+    (folder / "free_shipping.yaml").write_text(text)
+    assert "weight" in run("apply", str(folder), *db)
+    after = {u: json.loads(run("assign", "free-shipping-threshold", u, "--json", *db)) for u in in_control}
+    assert all(a["variant"] == "control" and a["reason"] == "sticky" for a in after.values())

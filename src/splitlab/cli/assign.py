@@ -28,6 +28,10 @@ def assign(
     preview: Annotated[
         bool, typer.Option("--preview", help="Evaluate as if the experiment were running, whatever its status.")
     ] = False,
+    record: Annotated[
+        bool,
+        typer.Option("--record", help="Record the assignment in the store (sticky: later weight changes keep it)."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     database: DatabaseOption = None,
 ) -> None:
@@ -42,17 +46,20 @@ def assign(
             name, value = split_pair("--attr", item)
             attributes[name] = _attribute_value(value)
         with open_store(database) as store:
-            record = store.experiments.get(key=key)
-            if record is None:
+            experiment = store.experiments.get(key=key)
+            if experiment is None:
                 msg = f"experiment {key!r} is not in the store; `splitlab apply` creates it"
                 raise ValueError(msg)
             stored = store.assignments.get(experiment_key=key, unit_id=unit)
-        spec = ExperimentSpec.model_validate(record.spec)
-        sticky = stored.variant if stored is not None and stored.bucket_version == spec.bucket_version else None
-        plan = to_plan(spec, active=preview or record.status == "running")
-        result = assign_plan(plan, unit, attributes, sticky=sticky)
+            spec = ExperimentSpec.model_validate(experiment.spec)
+            sticky = stored.variant if stored is not None and stored.bucket_version == spec.bucket_version else None
+            plan = to_plan(spec, active=preview or experiment.status == "running")
+            result = assign_plan(plan, unit, attributes, sticky=sticky)
+            if record and result.enrolled and result.reason != "sticky" and result.variant is not None:
+                store.assignments.record(experiment_key=key, unit_id=unit, variant=result.variant,
+                                         bucket_version=spec.bucket_version)  # fmt: skip
     payload = {
-        "experiment": key, "unit_id": unit, "status": record.status, "variant": result.variant,
+        "experiment": key, "unit_id": unit, "status": experiment.status, "variant": result.variant,
         "bucket": result.bucket, "enrolled": result.enrolled, "reason": result.reason,
         "variation_index": result.variation_index, "payload": result.payload,
     }  # fmt: skip
@@ -61,6 +68,6 @@ def assign(
         return
     bucket = "-" if result.bucket is None else f"{result.bucket:.6f}"
     variant = result.variant if result.variant is not None else "(not enrolled)"
-    typer.echo(f"{key} / {unit}: {variant} (reason: {result.reason}, bucket {bucket}, status {record.status})")
+    typer.echo(f"{key} / {unit}: {variant} (reason: {result.reason}, bucket {bucket}, status {experiment.status})")
     if result.payload is not None:
         typer.echo(f"payload: {json.dumps(result.payload, default=str)}")
