@@ -36,6 +36,7 @@ TABLES = {
     "events",
     "analysis_snapshots",
     "bandit_state",
+    "metric_definitions",
 }
 
 
@@ -206,3 +207,17 @@ def test_events_check_their_fields(kwargs: dict[str, object], error: type[Except
     }
     with pytest.raises(error, match=match):
         Event(**(fields | kwargs))  # type: ignore[arg-type]
+
+
+def test_metric_definitions_are_upserted_and_read_back(store: Store) -> None:
+    assert (
+        store.metrics.put_many(definitions=[{"name": "conversion", "kind": "binary", "event": "purchase"}], actor="a")
+        == 1
+    )
+    store.metrics.put_many(definitions=[{"name": "conversion", "kind": "binary", "event": "order"}], actor="b")
+    assert store.metrics.get_many(names=["conversion", "missing"]) == {
+        "conversion": {"name": "conversion", "kind": "binary", "event": "order"}
+    }
+    assert list(store.metrics.list()) == ["conversion"]
+    with pytest.raises(ValueError, match="'name'"):
+        store.metrics.put_many(definitions=[{"kind": "binary"}], actor="a")

@@ -46,6 +46,11 @@ def apply(
         catalog = load_catalog(path)
         who = actor_name(actor)
         with _open(database) as store:
+            if catalog.metrics:
+                typer.echo(f"metrics: {len(catalog.metrics)} definitions ({', '.join(catalog.metrics)})")
+                if not dry_run:
+                    definitions = [m.model_dump(mode="json") for m in catalog.metrics.values()]
+                    store.metrics.put_many(definitions=definitions, actor=who)
             for key, spec in catalog.experiments.items():
                 record = store.experiments.get(key=key)
                 if record is None:

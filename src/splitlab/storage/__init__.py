@@ -42,6 +42,7 @@ from splitlab.storage.errors import (
 from splitlab.storage.events import EventRepository
 from splitlab.storage.experiments import ExperimentRepository
 from splitlab.storage.exposures import ExposureRepository
+from splitlab.storage.metrics import MetricRepository
 from splitlab.storage.records import (
     BanditArm,
     Event,
@@ -78,6 +79,7 @@ __all__ = [
     "ExposureConflict",
     "ExposureRepository",
     "ImportReport",
+    "MetricRepository",
     "NotFoundError",
     "RejectedRow",
     "Snapshot",

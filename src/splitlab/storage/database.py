@@ -27,6 +27,7 @@ from splitlab.storage.errors import StoreUnavailableError
 from splitlab.storage.events import EventRepository
 from splitlab.storage.experiments import ExperimentRepository
 from splitlab.storage.exposures import ExposureRepository
+from splitlab.storage.metrics import MetricRepository
 from splitlab.storage.snapshots import SnapshotRepository
 
 __all__ = [
@@ -80,6 +81,7 @@ class Store:
         events: Idempotent, atomic event batches (:class:`EventRepository`).
         snapshots: Stored analysis results (:class:`SnapshotRepository`).
         bandits: Per-arm sufficient statistics with atomic increments (:class:`BanditStateRepository`).
+        metrics: Metric definitions by name (:class:`MetricRepository`).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -91,6 +93,7 @@ class Store:
         self.events = EventRepository(tx)
         self.snapshots = SnapshotRepository(tx)
         self.bandits = BanditStateRepository(tx)
+        self.metrics = MetricRepository(tx)
 
     @property
     def url(self) -> str:

@@ -46,6 +46,7 @@ __all__ = [
     "exposure_conflicts",
     "exposures",
     "metadata",
+    "metric_definitions",
 ]
 
 EXPERIMENT_STATUSES = ("draft", "running", "paused", "stopped", "archived")
@@ -205,4 +206,13 @@ bandit_state = Table(
     Column("sum", Double, nullable=False),
     Column("sum_sq", Double, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+metric_definitions = Table(
+    "metric_definitions",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("definition", _json(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("updated_by", String, nullable=False),
 )

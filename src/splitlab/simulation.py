@@ -1,0 +1,263 @@
+"""Synthetic traffic with known true effects, pushed through the real assignment and the store.
+
+``simulate`` draws a population of units (device, country, account tier, employee flag, a latent
+engagement that carries over from the pre-period), assigns them with the experiment's own plan
+(targeting, coverage and weights apply), logs their exposures, and logs the events that the
+experiment's metrics read, in the pre-period (for CUPED) and after exposure.
+
+How an effect on a metric is planted (``effects={"conversion": 0.03}`` is +3 % relative), per the
+metric's kind, on the event it reads:
+
+* ``binary`` and ``count``: the chance that a unit has the event at all is multiplied by
+  ``1 + effect`` (so a binary metric's true relative effect is exactly ``effect``; a count's too,
+  since the count given occurrence is unchanged);
+* ``sum``, ``mean``, ``quantile``: the event's values are multiplied by ``1 + effect``;
+* ``ratio``: the numerator's values (a ``sum`` numerator) or occurrences (a ``count`` one).
+
+``segment_effects={"device": {"mobile": 2.0, "desktop": 0.0}}`` scales every planted effect per
+segment level (heterogeneous effects); ``split`` drops exposures to force a traffic split (to
+plant a sample ratio mismatch). Revenue-like values are lognormal (skewed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from splitlab.assignment.batch import assign_batch
+from splitlab.specs.model import ExperimentSpec, MetricDefinition
+from splitlab.specs.plan import to_plan
+from splitlab.storage import Event, Exposure, Store
+
+DEVICES = ("mobile", "desktop", "tablet")
+DEVICE_SHARES = (0.55, 0.38, 0.07)
+COUNTRIES = ("US", "DE", "FR", "BR", "IN")
+COUNTRY_SHARES = (0.4, 0.15, 0.12, 0.13, 0.2)
+BATCH = 10_000
+PRE_PERIOD_DAYS = 14.0
+POST_PERIOD_DAYS = 8.0  # events spread past the longest usual window (7 days), to test the cut-off
+
+
+@dataclass(frozen=True, slots=True)
+class EventModel:
+    """How one event name is generated: chance a unit has it, extra occurrences, and values."""
+
+    base_rate: float
+    extra_per_unit: float
+    value_median: float
+    value_sigma: float
+
+
+def default_event_model(name: str) -> EventModel:
+    """A plausible model for common event names; anything else is a mid-frequency event with values."""
+    models = {
+        "purchase": EventModel(0.045, 0.3, 45.0, 0.6),
+        "session_start": EventModel(0.95, 2.0, 1.0, 0.0),
+        "checkout_started": EventModel(0.12, 0.2, 1.0, 0.0),
+        "checkout_finished": EventModel(0.08, 0.0, 180.0, 0.5),
+        "payment_error": EventModel(0.02, 0.2, 1.0, 0.0),
+        "recommendation_click": EventModel(0.3, 1.5, 1.0, 0.0),
+        "recommendation_impression": EventModel(0.95, 8.0, 1.0, 0.0),
+    }
+    return models.get(name, EventModel(0.2, 1.0, 10.0, 0.5))
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationSummary:
+    """What was written, and the truth that was planted."""
+
+    experiment_key: str
+    units: int
+    exposed: dict[str, int]
+    events: int
+    effects: dict[str, float]
+    start: datetime
+    days: float
+    not_enrolled: int = 0
+    dropped_exposures: int = 0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _multipliers(
+    spec: ExperimentSpec, metrics: Mapping[str, MetricDefinition], effects: Mapping[str, float]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per event name: the multiplier of its occurrence chance and of its values, from metric effects."""
+    rate: dict[str, float] = {}
+    value: dict[str, float] = {}
+    for name, effect in effects.items():
+        if name not in metrics:
+            msg = f"effects[{name!r}]: no metric of that name; experiment {spec.key!r} has {sorted(metrics)}"
+            raise ValueError(msg)
+        if effect <= -1:
+            msg = f"effects[{name!r}] == {effect}, must be > -1 (a relative change)"
+            raise ValueError(msg)
+        definition = metrics[name]
+        factor = 1.0 + effect
+        if definition.kind in ("binary", "count") and definition.event:
+            rate[definition.event] = rate.get(definition.event, 1.0) * factor
+        elif definition.kind in ("sum", "mean", "quantile") and definition.event:
+            value[definition.event] = value.get(definition.event, 1.0) * factor
+        elif definition.kind == "ratio" and definition.numerator is not None:
+            target = value if definition.numerator.aggregation == "sum" else rate
+            target[definition.numerator.event] = target.get(definition.numerator.event, 1.0) * factor
+    return rate, value
+
+
+def _events_read(spec: ExperimentSpec, metrics: Mapping[str, MetricDefinition]) -> list[str]:
+    names: list[str] = []
+    for metric in [*spec.metrics.goal, *spec.metrics.secondary, *(g.metric for g in spec.metrics.guardrails)]:
+        definition = metrics.get(metric)
+        if definition is None:
+            continue
+        for event in (definition.event, *(a.event for a in (definition.numerator, definition.denominator) if a)):
+            if event and event not in names:
+                names.append(event)
+    return names
+
+
+def simulate(
+    store: Store,
+    spec: ExperimentSpec,
+    metrics: Mapping[str, MetricDefinition],
+    *,
+    units: int,
+    effects: Mapping[str, float] | None = None,
+    segment_effects: Mapping[str, Mapping[str, float]] | None = None,
+    split: Sequence[float] | None = None,
+    days: float = 14.0,
+    seed: int = 0,
+    start: datetime | None = None,
+    id_prefix: str | None = None,
+) -> SimulationSummary:
+    """Simulate ``units`` units of traffic for ``spec`` and write exposures and events to ``store``.
+
+    Args:
+        store: the store (the experiment must be in it: exposures refer to it).
+        spec: the experiment.
+        metrics: metric definitions by name (at least those the experiment uses).
+        units: units arriving over ``days`` (before targeting and coverage).
+        effects: true relative effect per metric, for every treatment (see the module docstring).
+        segment_effects: per dimension and level, a factor applied to every planted effect.
+        split: target traffic shares of the exposed units per variant (drops exposures to get them).
+        days: days over which units arrive (their first exposure).
+        seed: random seed; the same seed writes the same data.
+        start: time of the first arrival (default: ``days`` before now, so the experiment is current).
+        id_prefix: prefix of unit and event ids (default: the experiment key).
+    """
+    if units < 1:
+        msg = f"units == {units}, must be >= 1"
+        raise ValueError(msg)
+    if days <= 0:
+        msg = f"days == {days}, must be > 0"
+        raise ValueError(msg)
+    effects = dict(effects or {})
+    rng = np.random.default_rng(seed)
+    prefix = id_prefix or spec.key
+    start = start or (datetime.now(UTC) - timedelta(days=days)).replace(microsecond=0)
+    unit_ids = np.array([f"{prefix}-u{i}" for i in range(units)], dtype=object)
+    device = np.asarray(DEVICES, dtype=object)[rng.choice(len(DEVICES), units, p=DEVICE_SHARES)]
+    country = np.asarray(COUNTRIES, dtype=object)[rng.choice(len(COUNTRIES), units, p=COUNTRY_SHARES)]
+    tier = np.where(rng.random(units) < 0.03, "vip", "standard").astype(object)
+    employee = rng.random(units) < 0.01
+    attributes = {"device": device, "country": country, "account_tier": tier, "is_employee": employee}
+    assignment = assign_batch(to_plan(spec), list(unit_ids), attributes)
+    index = np.asarray(assignment.variation_index)
+    enrolled = index >= 0
+    variant_keys = [v.key for v in spec.variants]
+
+    dropped = 0
+    if split is not None:
+        enrolled, dropped = _force_split(rng, index, enrolled, split, len(variant_keys))
+    arrival = start + timedelta(0)
+    offsets = rng.uniform(0.0, days, units)  # days after start of each unit's first exposure
+    engagement = rng.gamma(0.8, 1 / 0.8, units)
+
+    rate_mult, value_mult = _multipliers(spec, metrics, effects)
+    scale = np.ones(units)
+    for dimension, levels in (segment_effects or {}).items():
+        column = attributes.get(dimension)
+        if column is None:
+            msg = f"segment_effects[{dimension!r}]: no such attribute; simulated ones are {sorted(attributes)}"
+            raise ValueError(msg)
+        for level, factor in levels.items():
+            scale = np.where(np.asarray(column) == level, scale * factor, scale)
+
+    exposures = [
+        Exposure(
+            experiment_key=spec.key, unit_id=str(unit_ids[i]), variant=variant_keys[index[i]],
+            timestamp=arrival + timedelta(days=float(offsets[i])),
+            attributes={"device": str(device[i]), "country": str(country[i])},
+        )
+        for i in np.flatnonzero(enrolled)
+    ]  # fmt: skip
+    for chunk in range(0, len(exposures), BATCH):
+        store.exposures.log_many(exposures[chunk : chunk + BATCH])
+
+    treated = enrolled & (index > 0)
+    written = 0
+    for name in _events_read(spec, metrics):
+        model = default_event_model(name)
+        for period in ("pre", "post"):
+            lift_rate = np.where(treated & (period == "post"), 1.0 + (rate_mult.get(name, 1.0) - 1.0) * scale, 1.0)
+            lift_value = np.where(treated & (period == "post"), 1.0 + (value_mult.get(name, 1.0) - 1.0) * scale, 1.0)
+            written += _log_events(store, rng, name, model, period, unit_ids, enrolled, engagement, lift_rate,
+                                   lift_value, arrival, offsets)  # fmt: skip
+    exposed = {key: int(np.sum(enrolled & (index == i))) for i, key in enumerate(variant_keys)}
+    return SimulationSummary(spec.key, units, exposed, written, effects, start, days,
+                             int(np.sum(index < 0)), dropped)  # fmt: skip
+
+
+def _force_split(
+    rng: np.random.Generator, index: npt.NDArray[np.int64], enrolled: npt.NDArray[np.bool_], split: Sequence[float],
+    k: int,
+) -> tuple[npt.NDArray[np.bool_], int]:  # fmt: skip
+    if len(split) != k or any(s <= 0 for s in split) or abs(sum(split) - 1) > 1e-6:
+        msg = f"split == {list(split)}, must be {k} positive shares summing to 1"
+        raise ValueError(msg)
+    counts = np.array([np.sum(enrolled & (index == i)) for i in range(k)], dtype=float)
+    # Keep as many units as possible: the arm that is shortest relative to its target share binds.
+    total = float(np.min(counts / np.asarray(split)))
+    keep = enrolled.copy()
+    dropped = 0
+    for i in range(k):
+        members = np.flatnonzero(enrolled & (index == i))
+        excess = len(members) - round(total * split[i])
+        if excess > 0:
+            keep[rng.choice(members, excess, replace=False)] = False
+            dropped += excess
+    return keep, dropped
+
+
+def _log_events(
+    store: Store, rng: np.random.Generator, name: str, model: EventModel, period: str, unit_ids: Any,
+    enrolled: npt.NDArray[np.bool_], engagement: npt.NDArray[np.float64], lift_rate: npt.NDArray[np.float64],
+    lift_value: npt.NDArray[np.float64], arrival: datetime, offsets: npt.NDArray[np.float64],
+) -> int:  # fmt: skip
+    chance = np.clip(model.base_rate * engagement * lift_rate, 0.0, 0.98)
+    occurs = enrolled & (rng.random(enrolled.size) < chance)
+    owners = np.flatnonzero(occurs)
+    counts = 1 + rng.poisson(model.extra_per_unit * engagement[owners])
+    unit_of_event = np.repeat(owners, counts)
+    size = unit_of_event.size
+    if period == "pre":
+        when = offsets[unit_of_event] - rng.uniform(0.0, PRE_PERIOD_DAYS, size)
+    else:
+        when = offsets[unit_of_event] + rng.uniform(0.0, POST_PERIOD_DAYS, size)
+    if model.value_sigma > 0:
+        values = model.value_median * rng.lognormal(0.0, model.value_sigma, size) * lift_value[unit_of_event]
+        values = np.round(values, 2)
+    else:
+        values = np.ones(size)
+    events = [
+        Event(event_id=f"{unit_ids[u]}:{name}:{period}:{j}", unit_id=str(unit_ids[u]), name=name,
+              timestamp=arrival + timedelta(days=float(t)), value=float(v))
+        for j, (u, t, v) in enumerate(zip(unit_of_event, when, values, strict=True))
+    ]  # fmt: skip
+    for chunk in range(0, size, BATCH):
+        store.events.log_many(events[chunk : chunk + BATCH])
+    return size
