@@ -9,6 +9,7 @@ from splitlab.cli.analyze_file import analyze_file
 from splitlab.cli.assign import assign
 from splitlab.cli.experiments import apply, archive, list_experiments, pause, show_experiment, start, stop
 from splitlab.cli.sample_size import sample_size
+from splitlab.cli.simulate import simulate
 
 app = typer.Typer(
     name="splitlab",
@@ -27,6 +28,7 @@ app.command("pause")(pause)
 app.command("stop")(stop)
 app.command("archive")(archive)
 app.command("assign")(assign)
+app.command("simulate")(simulate)
 app.add_typer(events.app, name="events")
 
 
