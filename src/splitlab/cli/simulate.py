@@ -69,8 +69,10 @@ def simulate(
         spec = ExperimentSpec.model_validate(record.spec)
         metrics = {name: MetricDefinition.model_validate(d) for name, d in store.metrics.list().items()}
         shares = None if split is None else [_share("--split", s) for s in split.split(",")]
-        summary = run(store, spec, metrics, units=units, effects=parse_effects(effect),
-                      segment_effects=parse_segment_effects(segment_effect), split=shares, days=days, seed=seed)  # fmt: skip
+        summary = run(
+            store, spec, metrics, units=units, effects=parse_effects(effect),
+            segment_effects=parse_segment_effects(segment_effect), split=shares, days=days, seed=seed,
+        )  # fmt: skip
     data = {
         "experiment": summary.experiment_key, "units": summary.units, "exposed": summary.exposed,
         "not_enrolled": summary.not_enrolled, "dropped_exposures": summary.dropped_exposures,
