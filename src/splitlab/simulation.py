@@ -14,6 +14,9 @@ metric's kind, on the event it reads:
 * ``sum``, ``mean``, ``quantile``: the event's values are multiplied by ``1 + effect``;
 * ``ratio``: the numerator's values (a ``sum`` numerator) or occurrences (a ``count`` one).
 
+Simulated attributes: device, country, account tier (3 % VIP), employee flag (1 %), app version
+(15 % below 5.0) and user agent (1 % bots), so the bundled examples' targeting rules apply.
+
 ``segment_effects={"device": {"mobile": 2.0, "desktop": 0.0}}`` scales every planted effect per
 segment level (heterogeneous effects); ``split`` drops exposures to force a traffic split (to
 plant a sample ratio mismatch). Revenue-like values are lognormal (skewed).
@@ -38,6 +41,8 @@ DEVICES = ("mobile", "desktop", "tablet")
 DEVICE_SHARES = (0.55, 0.38, 0.07)
 COUNTRIES = ("US", "DE", "FR", "BR", "IN")
 COUNTRY_SHARES = (0.4, 0.15, 0.12, 0.13, 0.2)
+APP_VERSIONS = ("4.9.2", "5.1.0", "5.2.3")
+APP_VERSION_SHARES = (0.15, 0.45, 0.40)
 BATCH = 10_000
 PRE_PERIOD_DAYS = 14.0
 POST_PERIOD_DAYS = 8.0  # events spread past the longest usual window (7 days), to test the cut-off
@@ -164,7 +169,12 @@ def simulate(
     country = np.asarray(COUNTRIES, dtype=object)[rng.choice(len(COUNTRIES), units, p=COUNTRY_SHARES)]
     tier = np.where(rng.random(units) < 0.03, "vip", "standard").astype(object)
     employee = rng.random(units) < 0.01
-    attributes = {"device": device, "country": country, "account_tier": tier, "is_employee": employee}
+    app_version = np.asarray(APP_VERSIONS, dtype=object)[rng.choice(len(APP_VERSIONS), units, p=APP_VERSION_SHARES)]
+    user_agent = np.where(rng.random(units) < 0.01, "Googlebot/2.1", "Mozilla/5.0").astype(object)
+    attributes = {
+        "device": device, "country": country, "account_tier": tier, "is_employee": employee,
+        "app_version": app_version, "user_agent": user_agent,
+    }  # fmt: skip
     assignment = assign_batch(to_plan(spec), list(unit_ids), attributes)
     index = np.asarray(assignment.variation_index)
     enrolled = index >= 0

@@ -49,6 +49,8 @@ class MetricReadout:
         max_degradation: for a guardrail, the tolerated relative degradation (e.g. 0.05).
         segment: ``(dimension, level)`` for a segment readout, None overall.
         heterogeneous: for a segment family, whether the effects differ across levels (Cochran's Q).
+        std_errors: ``(control, treatment)`` standard errors of the two estimates (the per-variant
+            error bars of the HTML report); None when not computed.
     """
 
     metric: str
@@ -64,6 +66,7 @@ class MetricReadout:
     max_degradation: float | None = None
     segment: tuple[str, str] | None = None
     heterogeneous: bool | None = None
+    std_errors: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

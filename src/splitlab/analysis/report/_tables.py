@@ -1,0 +1,175 @@
+"""The cells of every report table, shared by the Markdown, HTML and terminal forms."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from splitlab.analysis.readout import ExperimentReadout, MetricReadout
+from splitlab.analysis.report._format import count, interval, num, p_value, pct, share, signed
+
+Row = tuple[str, ...]
+
+ROLES = (("goal", "Goal metrics"), ("secondary", "Secondary metrics"), ("guardrail", "Guardrails"))
+METRIC_HEADERS: Row = (
+    "metric", "variant", "control", "treatment", "abs. effect", "rel. effect", "rel. CI", "p-value", "P(win)", "result",
+)  # fmt: skip
+GUARDRAIL_HEADERS: Row = ("metric", "variant", "rel. effect", "rel. CI", "tolerated", "p-value", "P(win)", "status")
+HEALTH_HEADERS: Row = ("check", "result", "severity", "value", "message")
+TRAFFIC_HEADERS: Row = ("variant", "configured", "actual", "units", "planned")
+SEGMENT_HEADERS: Row = (
+    "metric", "variant", "segment", "level", "units (c / t)", "rel. effect", "rel. CI", "p-value", "heterogeneous",
+)  # fmt: skip
+# Guardrail states of splitlab.analysis.decision.guardrail_status, in words.
+GUARDRAIL_WORDS = {
+    "breached": "BREACHED: worse beyond tolerance",
+    "harmed": "worse, within tolerance",
+    "uncertain": "not shown within tolerance",
+    "ok": "within tolerance",
+}
+
+
+def outcome(m: MetricReadout) -> str:
+    """``better`` / ``worse`` / ``not significant`` in the metric's own direction, with the test's notes."""
+    e = m.effect
+    if e.error_code is not None and math.isnan(e.p_value):
+        word = f"no test: {e.error_code}"
+    elif e.significant:
+        improved = (e.absolute_effect > 0) == m.higher_is_better
+        word = "better" if improved else "worse"
+    else:
+        word = "not significant"
+    notes = [e.test + (" +CUPED" if e.cuped else "")]
+    if e.correction not in (None, "none"):
+        notes.append(f"{e.correction}-corrected")
+    if m.sequential is not None and m.sequential.looks:
+        notes.append(f"{m.sequential.method}: {m.sequential.decision}")
+    return f"{word} ({', '.join(notes)})"
+
+
+def tone(m: MetricReadout) -> str:
+    """``good``, ``bad`` or ``neutral``: the colour of a metric's row."""
+    e = m.effect
+    if not e.significant:
+        return "neutral"
+    return "good" if (e.absolute_effect > 0) == m.higher_is_better else "bad"
+
+
+def metric_row(m: MetricReadout) -> Row:
+    """The cells of one metric readout (:data:`METRIC_HEADERS`)."""
+    e = m.effect
+    return (
+        m.metric, m.variant, num(e.control_mean), num(e.treatment_mean), signed(e.absolute_effect),
+        pct(e.relative_effect), interval(e.relative_ci), p_value(e.p_value), share(m.chance_to_win), outcome(m),
+    )  # fmt: skip
+
+
+def guardrail_state(m: MetricReadout) -> str:
+    """The decision engine's state of a guardrail (default rules)."""
+    # Imported here: the decision engine imports this package's number formatting.
+    from splitlab.analysis.decision import guardrail_status
+
+    return guardrail_status(m)
+
+
+def guardrail_row(m: MetricReadout) -> Row:
+    """The cells of one guardrail (:data:`GUARDRAIL_HEADERS`)."""
+    e = m.effect
+    tolerated = "-" if m.max_degradation is None else share(m.max_degradation)
+    return (
+        m.metric, m.variant, pct(e.relative_effect), interval(e.relative_ci), tolerated, p_value(e.p_value),
+        share(m.chance_to_win), GUARDRAIL_WORDS[guardrail_state(m)],
+    )  # fmt: skip
+
+
+def by_role(readout: ExperimentReadout, role: str) -> list[MetricReadout]:
+    """The overall readouts of one role, in readout order."""
+    return [m for m in readout.metrics if m.role == role]
+
+
+def health_rows(readout: ExperimentReadout) -> list[Row]:
+    """One row per health check (:data:`HEALTH_HEADERS`)."""
+    return [
+        (h.name, "pass" if h.passed else "FAIL", h.severity, "-" if h.value is None else num(h.value), h.message)
+        for h in readout.health
+    ]
+
+
+def actual_shares(readout: ExperimentReadout) -> dict[str, float]:
+    """Each variant's share of the analysed units (NaN without units)."""
+    total = sum(readout.units.values())
+    return {v: readout.units.get(v, 0) / total if total else math.nan for v in readout.variants}
+
+
+def configured_shares(readout: ExperimentReadout) -> dict[str, float]:
+    """Each variant's configured share, normalised to sum to 1."""
+    total = math.fsum(readout.configured_weights.values())
+    return {v: readout.configured_weights.get(v, math.nan) / total if total else math.nan for v in readout.variants}
+
+
+def traffic_rows(readout: ExperimentReadout) -> list[Row]:
+    """Configured and actual split per variant (:data:`TRAFFIC_HEADERS`)."""
+    configured, actual = configured_shares(readout), actual_shares(readout)
+    planned = count(readout.planned_units_per_variant) if readout.planned_units_per_variant is not None else "-"
+    return [(v, share(configured[v]), share(actual[v]), count(readout.units.get(v, 0)), planned)
+            for v in readout.variants]  # fmt: skip
+
+
+def traffic_line(readout: ExperimentReadout) -> str:
+    """``Configured: A=50.0%, B=50.0% / Actual: A=51.0%, B=49.0%; SRM p = 0.0051 (flag below 0.001): ok``."""
+    configured, actual = configured_shares(readout), actual_shares(readout)
+    srm = readout.srm
+    verdict = "SAMPLE RATIO MISMATCH" if srm.flag else "ok"
+    return (
+        f"Configured: {', '.join(f'{v}={share(configured[v])}' for v in readout.variants)} / "
+        f"Actual: {', '.join(f'{v}={share(actual[v])}' for v in readout.variants)}; "
+        f"SRM p = {p_value(srm.p_value)} (flag below {srm.threshold:g}): {verdict}"
+    )
+
+
+def summary_line(readout: ExperimentReadout) -> str:
+    """What was analysed, when, and how much data there is."""
+    planned = readout.planned_units_per_variant
+    parts = [
+        f"status {readout.status}",
+        f"spec v{readout.spec_version}",
+        f"analysed {readout.analysed_at.isoformat(timespec='seconds')}",
+        f"{readout.days_running:.1f} days running",
+        (
+            f"{count(sum(readout.units.values()))} units analysed ({count(readout.excluded_units)} excluded for "
+            "multiple exposures)"
+        ),
+        f"{count(readout.daily_units)} units a day",
+    ]
+    if planned is not None:
+        parts.append(f"planned {count(planned)} per variant")
+    return " · ".join(parts)
+
+
+def segment_row(m: MetricReadout) -> Row:
+    """The cells of one segment readout (:data:`SEGMENT_HEADERS`)."""
+    e = m.effect
+    dimension, level = m.segment if m.segment is not None else ("-", "-")
+    flag = {True: "yes", False: "no", None: "-"}[m.heterogeneous]
+    return (
+        m.metric, m.variant, dimension, level, f"{count(e.control_n)} / {count(e.treatment_n)}",
+        pct(e.relative_effect), interval(e.relative_ci), p_value(e.p_value), flag,
+    )  # fmt: skip
+
+
+def segment_groups(readout: ExperimentReadout) -> dict[tuple[str, str, str], list[MetricReadout]]:
+    """Segment readouts grouped by (metric, variant, dimension), in readout order."""
+    groups: dict[tuple[str, str, str], list[MetricReadout]] = {}
+    for m in readout.segments:
+        dimension = m.segment[0] if m.segment is not None else "-"
+        groups.setdefault((m.metric, m.variant, dimension), []).append(m)
+    return groups
+
+
+def aligned(headers: Row, body: Sequence[Row]) -> list[str]:
+    """Plain-text table lines, columns padded to their widest cell."""
+    widths = [max(len(r[i]) for r in [headers, *body]) for i in range(len(headers))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, tuple("-" * w for w in widths), *body]
+    ]
