@@ -5,8 +5,10 @@ from __future__ import annotations
 import typer
 
 from splitlab.cli import events
+from splitlab.cli.analyze import analyze, status
 from splitlab.cli.analyze_file import analyze_file
 from splitlab.cli.assign import assign
+from splitlab.cli.demo import demo
 from splitlab.cli.experiments import apply, archive, list_experiments, pause, show_experiment, start, stop
 from splitlab.cli.sample_size import sample_size
 from splitlab.cli.simulate import simulate
@@ -29,6 +31,9 @@ app.command("stop")(stop)
 app.command("archive")(archive)
 app.command("assign")(assign)
 app.command("simulate")(simulate)
+app.command("analyze")(analyze)
+app.command("status")(status)
+app.command("demo")(demo)
 app.add_typer(events.app, name="events")
 
 

@@ -1,0 +1,399 @@
+"""The main job: a stored experiment's exposures and events -> health checks, results, decision.
+
+``analyze_experiment`` runs the experiment's one aggregation query inside the store's database
+(:mod:`splitlab.analysis.sql`), then, on the sufficient statistics only:
+
+1. health checks: SRM against the configured weights (error), the sequential SRM check over the
+   days (error), the multiple-exposure rate (warning above 1 %, error above 5 %), the sample reached
+   against the plan (info), and pre-exposure balance of every CUPED covariate (warning);
+2. every goal, secondary and guardrail metric for every treatment: the configured test (CUPED
+   where the metric has a covariate; the sequential monitor when the spec asks for it), the
+   Bayesian chance to win and expected loss, the multiple-testing correction across treatments;
+3. segments: the top levels of each segment dimension (the rest pooled as ``other``), corrected
+   across the levels of each family, with Cochran's Q test for heterogeneous effects;
+4. the cumulative lift of the goal metrics day by day;
+5. the decision (:mod:`splitlab.analysis.decision`), and a snapshot in the store.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from scipy import stats as sps
+
+from splitlab.analysis.readout import ExperimentReadout, HealthCheck, MetricReadout, Role, Severity, TimelinePoint
+from splitlab.analysis.sql import ExperimentAggregates, QuantileStatistic, Source, aggregate_experiment
+from splitlab.specs import ExperimentSpec, MetricDefinition
+from splitlab.stats.bayesian import beta_binomial, gaussian
+from splitlab.stats.cuped import cuped_estimates, cuped_test
+from splitlab.stats.frequentist import GroupEstimate, compare_estimates, estimate, two_sample_test
+from splitlab.stats.multiplicity import adjust_results
+from splitlab.stats.power import plan_sample_size
+from splitlab.stats.results import EffectResult
+from splitlab.stats.sequential.monitor import monitor
+from splitlab.stats.sequential.srm import sequential_srm_test
+from splitlab.stats.srm import srm_test
+from splitlab.stats.statistics import CovariateStatistic, MeanStatistic, ProportionStatistic
+
+TOP_SEGMENT_LEVELS = 5
+MULTIPLE_EXPOSURE_WARNING = 0.01
+MULTIPLE_EXPOSURE_ERROR = 0.05
+COVARIATE_IMBALANCE_P = 0.001
+HETEROGENEITY_P = 0.05
+OTHER = "other"
+
+
+def _roles(spec: ExperimentSpec) -> list[tuple[str, Role, float | None]]:
+    roles: list[tuple[str, Role, float | None]] = [(m, "goal", None) for m in spec.metrics.goal]
+    roles += [(m, "secondary", None) for m in spec.metrics.secondary if m not in spec.metrics.goal]
+    roles += [(g.metric, "guardrail", g.max_degradation) for g in spec.metrics.guardrails]
+    return roles
+
+
+def _as_statistic(kind: str, statistic: Any) -> Any:
+    """Binary metrics are proportions: their 0/1 sums are successes."""
+    if kind == "binary" and isinstance(statistic, MeanStatistic):
+        return ProportionStatistic(statistic.n, statistic.sum)
+    return statistic
+
+
+def _compare(kind: str, control: Any, treatment: Any, *, alpha: float) -> EffectResult:
+    if isinstance(control, QuantileStatistic) and isinstance(treatment, QuantileStatistic):
+        return compare_estimates(
+            control.group_estimate(), treatment.group_estimate(), test=f"quantile-{control.quantile:g}", use_t=False,
+            alpha=alpha,
+        )  # fmt: skip
+    if isinstance(control, CovariateStatistic) and isinstance(treatment, CovariateStatistic):
+        return cuped_test(control, treatment, alpha=alpha)
+    return two_sample_test(_as_statistic(kind, control), _as_statistic(kind, treatment), alpha=alpha)
+
+
+def _estimates(control: Any, treatment: Any) -> tuple[GroupEstimate, GroupEstimate]:
+    if isinstance(control, QuantileStatistic) and isinstance(treatment, QuantileStatistic):
+        return control.group_estimate(), treatment.group_estimate()
+    if isinstance(control, CovariateStatistic) and isinstance(treatment, CovariateStatistic):
+        return cuped_estimates(control, treatment)
+    return estimate(control), estimate(treatment)
+
+
+def _bayes(kind: str, control: Any, treatment: Any, *, higher_is_better: bool, alpha: float) -> tuple[float, float]:
+    c, t = _as_statistic(kind, control), _as_statistic(kind, treatment)
+    if isinstance(c, ProportionStatistic) and isinstance(t, ProportionStatistic):
+        result = beta_binomial(c, t, alpha=alpha, higher_is_better=higher_is_better)
+    else:
+        est_c, est_t = _estimates(c, t)
+        result = gaussian(est_c, est_t, relative=False, alpha=alpha, higher_is_better=higher_is_better)
+    return result.chance_to_win, result.expected_loss_treatment
+
+
+def _cochran_q(effects: Sequence[EffectResult]) -> bool | None:
+    """Whether the segment effects differ more than chance allows (Cochran's Q, p < 0.05)."""
+    points = []
+    for effect in effects:
+        low, high = effect.absolute_ci
+        if math.isfinite(low) and math.isfinite(high) and high > low:
+            se = (high - low) / (2 * sps.norm.ppf(1 - effect.alpha / 2))
+            points.append((effect.absolute_effect, 1 / se**2))
+    if len(points) < 2:
+        return None
+    total = sum(w for _, w in points)
+    pooled = sum(d * w for d, w in points) / total
+    q = sum(w * (d - pooled) ** 2 for d, w in points)
+    return bool(sps.chi2.sf(q, len(points) - 1) < HETEROGENEITY_P)
+
+
+class _Analysis:
+    """One analysis run: the spec, its metrics, the aggregates, and the options."""
+
+    def __init__(self, spec: ExperimentSpec, metrics: dict[str, MetricDefinition], aggregates: ExperimentAggregates,
+                 *, alpha: float) -> None:  # fmt: skip
+        self.spec = spec
+        self.metrics = metrics
+        self.aggregates = aggregates
+        self.alpha = alpha
+        self.control = spec.variants[0].key
+        self.treatments = [v.key for v in spec.variants[1:] if v.key in aggregates.variant_units]
+
+    def readouts(self, name: str, role: Role, max_degradation: float | None, *, planned_n: float | None,
+                 sequential: str | None) -> list[MetricReadout]:  # fmt: skip
+        definition = self.metrics[name]
+        higher = definition.direction == "higher"
+        agg = self.aggregates
+        out = []
+        effects = []
+        for variant in self.treatments:
+            control = agg.statistic(name, self.control)
+            treatment = agg.statistic(name, variant)
+            effect = _compare(definition.kind, control, treatment, alpha=self.alpha)
+            effects.append(effect)
+            chance, loss = _bayes(definition.kind, control, treatment, higher_is_better=higher, alpha=self.alpha)
+            monitor_result = None
+            if sequential and planned_n and agg.days and definition.kind != "quantile":
+                looks = [
+                    _estimates(_as_statistic(definition.kind, agg.statistic(name, self.control, day=day)),
+                               _as_statistic(definition.kind, agg.statistic(name, variant, day=day)))
+                    for day in agg.days
+                ]  # fmt: skip
+                monitor_result = monitor(looks, method=sequential, planned_n=planned_n, alpha=self.alpha,
+                                         higher_is_better=higher)  # fmt: skip
+            out.append(MetricReadout(name, role, definition.kind, variant, self.control, higher, effect, chance, loss,
+                                     monitor_result, max_degradation))  # fmt: skip
+        if len(out) > 1 and self.spec.analysis.correction != "none":
+            adjusted = adjust_results(effects, method=self.spec.analysis.correction, alpha=self.alpha)
+            out = [replace(r, effect=e) for r, e in zip(out, adjusted, strict=True)]
+        return out
+
+    def segment_readouts(self, name: str, role: Role, max_degradation: float | None) -> list[MetricReadout]:
+        definition = self.metrics[name]
+        if definition.kind == "quantile":
+            return []
+        agg = self.aggregates
+        out = []
+        for dimension in agg.segments:
+            levels = self._top_levels(name, dimension)
+            for variant in self.treatments:
+                family = []
+                for label, members in levels:
+                    control = _sum_levels(agg, name, self.control, dimension, members)
+                    treatment = _sum_levels(agg, name, variant, dimension, members)
+                    if control is None or treatment is None:
+                        continue
+                    family.append((label, _compare(definition.kind, control, treatment, alpha=self.alpha),
+                                   control, treatment))  # fmt: skip
+                effects = [e for _, e, _, _ in family]
+                if len(effects) > 1 and self.spec.analysis.correction != "none":
+                    effects = adjust_results(effects, method=self.spec.analysis.correction, alpha=self.alpha)
+                heterogeneous = _cochran_q(effects)
+                for (label, _, control, treatment), effect in zip(family, effects, strict=True):
+                    higher = definition.direction == "higher"
+                    chance, loss = _bayes(
+                        definition.kind, control, treatment, higher_is_better=higher, alpha=self.alpha
+                    )
+                    out.append(MetricReadout(name, role, definition.kind, variant, self.control,
+                                             definition.direction == "higher", effect, chance, loss, None,
+                                             max_degradation, (dimension, label), heterogeneous))  # fmt: skip
+        return out
+
+    def _top_levels(self, name: str, dimension: str) -> list[tuple[str, list[str | None]]]:
+        agg = self.aggregates
+        index = agg.segments.index(dimension)
+        sizes: dict[str | None, int] = {}
+        for key, units in agg.cell_units.items():
+            if key.segment is not None and key.day is None:
+                sizes[key.segment[index]] = sizes.get(key.segment[index], 0) + units
+        ranked = sorted(sizes, key=lambda level: (-sizes[level], str(level)))
+        top = [level for level in ranked[:TOP_SEGMENT_LEVELS] if level is not None]
+        rest = [level for level in ranked if level not in top]
+        groups: list[tuple[str, list[str | None]]] = [(str(level), [level]) for level in top]
+        if rest:
+            groups.append((OTHER, rest))
+        del name
+        return groups
+
+
+def _sum_levels(agg: ExperimentAggregates, name: str, variant: str, dimension: str,
+                levels: Sequence[str | None]) -> Any:  # fmt: skip
+    parts: list[Any] = []
+    for level in levels:
+        try:
+            parts.append(agg.marginal(name, variant, dimension, level))
+        except KeyError:
+            continue
+    if not parts:
+        return None
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+def _health(analysis: _Analysis, units: dict[str, int], weights: dict[str, float],
+            planned: int | None) -> list[HealthCheck]:  # fmt: skip
+    agg = analysis.aggregates
+    checks: list[HealthCheck] = []
+    srm = srm_test(units, weights)
+    shares = ", ".join(f"{k}={s:.1%}" for k, s in zip(srm.variants, srm.observed_shares, strict=True))
+    configured = ", ".join(f"{k}={w:.0%}" for k, w in weights.items())
+    checks.append(HealthCheck(
+        "srm", not srm.flag, "error",
+        f"traffic split configured {configured} / actual {shares}: chi-square p = {srm.p_value:.2g}"
+        + (" (sample ratio mismatch)" if srm.flag else ""), srm.p_value,
+    ))  # fmt: skip
+    if agg.days:
+        cumulative = [[agg.cell_units.get(_day_key(v, day), 0) for v in units] for day in agg.days]
+        previous = None
+        for counts in cumulative:
+            if sum(counts) == 0:
+                continue
+            sequential = sequential_srm_test(dict(zip(units, counts, strict=True)), weights, previous_p_value=previous)
+            previous = sequential.p_value
+        if previous is not None:
+            checks.append(HealthCheck(
+                "sequential_srm", previous >= 0.001, "error",
+                f"sequential SRM check over {len(agg.days)} daily looks: always-valid p = {previous:.2g}", previous,
+            ))  # fmt: skip
+    rate = agg.multiple_exposure_rate
+    if math.isfinite(rate):
+        severity: Severity = "error" if rate > MULTIPLE_EXPOSURE_ERROR else "warning"
+        checks.append(HealthCheck(
+            "multiple_exposures", rate <= MULTIPLE_EXPOSURE_WARNING, severity,
+            f"{agg.multiple_exposure_units} units ({rate:.2%}) were exposed to more than one variant and are excluded",
+            rate,
+        ))  # fmt: skip
+    if planned:
+        smallest = min(units.values()) if units else 0
+        checks.append(HealthCheck(
+            "sample_size", smallest >= planned, "info",
+            f"{smallest:,} units in the smallest variant of {planned:,} planned per variant ({smallest / planned:.0%})",
+            smallest / planned,
+        ))  # fmt: skip
+    for name, definition in analysis.metrics.items():
+        if definition.covariate is None:
+            continue
+        control = agg.cells.get(_day_key(analysis.control, None), {}).get(name)
+        for variant in analysis.treatments:
+            treatment = agg.cells.get(_day_key(variant, None), {}).get(name)
+            if not (isinstance(control, CovariateStatistic) and isinstance(treatment, CovariateStatistic)):
+                continue
+            balance = two_sample_test(control.covariate, treatment.covariate)
+            checks.append(HealthCheck(
+                f"covariate_balance:{name}:{variant}", not balance.p_value < COVARIATE_IMBALANCE_P, "warning",
+                f"pre-exposure {name} differs between {analysis.control} and {variant}: p = {balance.p_value:.2g}",
+                balance.p_value,
+            ))  # fmt: skip
+    return checks
+
+
+def _day_key(variant: str, day: Any) -> Any:
+    from splitlab.analysis.sql import CellKey
+
+    return CellKey(variant, None, day)
+
+
+def _planned_per_variant(spec: ExperimentSpec, analysis: _Analysis) -> int | None:
+    if spec.schedule.min_sample_size:
+        return spec.schedule.min_sample_size
+    hypothesis = spec.hypothesis
+    if hypothesis is None or hypothesis.primary_metric not in analysis.metrics:
+        return None
+    definition = analysis.metrics[hypothesis.primary_metric]
+    control = analysis.aggregates.cells.get(_day_key(analysis.control, None), {}).get(hypothesis.primary_metric)
+    options = {"alpha": hypothesis.alpha, "power": hypothesis.power, "relative": hypothesis.mde_type == "relative",
+               "variants": len(spec.variants)}  # fmt: skip
+    try:
+        if definition.kind == "binary":
+            baseline = hypothesis.baseline or _as_statistic("binary", _metric_part(control)).mean
+            plan = plan_sample_size("proportion", hypothesis.mde, baseline=baseline, **options)  # type: ignore[arg-type]
+        else:
+            part = _metric_part(control)
+            est = estimate(part)
+            std = math.sqrt(est.variance * est.n)
+            plan = plan_sample_size("mean", hypothesis.mde, baseline=est.mean, std=std, **options)  # type: ignore[arg-type]
+    except (ValueError, AttributeError, TypeError):
+        return None
+    return plan.per_variant if plan.error_code is None else None
+
+
+def _metric_part(statistic: Any) -> Any:
+    return statistic.metric if isinstance(statistic, CovariateStatistic) else statistic
+
+
+def _timeline(analysis: _Analysis) -> list[TimelinePoint]:
+    agg = analysis.aggregates
+    points = []
+    for name in analysis.spec.metrics.goal:
+        definition = analysis.metrics.get(name)
+        if definition is None or definition.kind == "quantile":
+            continue
+        for variant in analysis.treatments:
+            for day in agg.days:
+                try:
+                    control = agg.statistic(name, analysis.control, day=day)
+                    treatment = agg.statistic(name, variant, day=day)
+                except KeyError:
+                    continue
+                effect = _compare(definition.kind, control, treatment, alpha=analysis.alpha)
+                units = agg.cell_units.get(_day_key(analysis.control, day), 0) + agg.cell_units.get(
+                    _day_key(variant, day), 0
+                )
+                points.append(TimelinePoint(day, name, variant, units, effect.relative_effect, effect.relative_ci))
+    return points
+
+
+def analyze_experiment(
+    store: Any,
+    key: str,
+    *,
+    segments: Sequence[str] | None = None,
+    as_of: datetime | None = None,
+    save: bool = True,
+    rules: Any = None,
+) -> ExperimentReadout:
+    """Analyse a stored experiment from its exposures and events; save a snapshot of the readout.
+
+    Args:
+        store: a :class:`splitlab.storage.Store`.
+        key: the experiment key.
+        segments: segment dimensions (exposure attributes); default the spec's ``stratify_by``.
+        as_of: analyse only what happened before this time (aware datetime); default everything.
+        save: store the readout as a snapshot (the history of readouts is kept).
+        rules: :class:`splitlab.analysis.decision.DecisionRules`; default the documented defaults.
+    """
+    from splitlab.analysis.decision import DecisionRules, decide
+    from splitlab.analysis.report import readout_to_dict
+
+    record = store.experiments.get(key=key)
+    if record is None:
+        msg = f"experiment {key!r} is not in the store; `splitlab apply` creates it"
+        raise ValueError(msg)
+    spec = ExperimentSpec.model_validate(record.spec)
+    names = [name for name, _, _ in _roles(spec)]
+    stored = store.metrics.get_many(names=names)
+    missing = [name for name in names if name not in stored]
+    if missing:
+        msg = f"experiment {key!r} uses metrics with no stored definition: {missing}; `splitlab apply` the metrics file"
+        raise ValueError(msg)
+    metrics = {name: MetricDefinition.model_validate(stored[name]) for name in dict.fromkeys(names)}
+    dimensions = list(spec.stratify_by if segments is None else segments)
+    aggregates = aggregate_experiment(
+        store.engine, experiment_key=key, metrics=list(metrics.values()), source=Source.splitlab_store(),
+        segments=dimensions, by_day=True, as_of=as_of,
+    )  # fmt: skip
+    alpha = spec.analysis.alpha or (spec.hypothesis.alpha if spec.hypothesis else 0.05)
+    analysis = _Analysis(spec, metrics, aggregates, alpha=alpha)
+    analysed_at = as_of or datetime.now(UTC)
+    units = {v.key: aggregates.variant_units.get(v.key, 0) for v in spec.variants}
+    weights = {v.key: v.weight for v in spec.variants}
+    planned = _planned_per_variant(spec, analysis)
+    first_day = aggregates.days[0] if aggregates.days else None
+    days_running = (analysed_at.date() - first_day).days + 1.0 if first_day else 0.0
+    sequential = spec.analysis.sequential if spec.analysis.method == "sequential" else None
+    planned_total = planned * 2 if planned else None
+    readouts: list[MetricReadout] = []
+    segment_readouts: list[MetricReadout] = []
+    for name, role, max_degradation in _roles(spec):
+        readouts += analysis.readouts(name, role, max_degradation, planned_n=planned_total, sequential=sequential)
+        if role != "secondary":
+            segment_readouts += analysis.segment_readouts(name, role, max_degradation)
+    readout = ExperimentReadout(
+        experiment_key=key, name=spec.name, spec_version=record.current_version, status=record.status,
+        analysed_at=analysed_at, days_running=days_running, control=analysis.control,
+        variants=tuple(units), configured_weights=weights, units=units,
+        excluded_units=aggregates.multiple_exposure_units, planned_units_per_variant=planned,
+        daily_units=sum(units.values()) / days_running if days_running else 0.0, srm=srm_test(units, weights),
+        health=tuple(_health(analysis, units, weights, planned)), metrics=tuple(readouts),
+        segments=tuple(segment_readouts), timeline=tuple(_timeline(analysis)),
+    )  # fmt: skip
+    hypothesis = spec.hypothesis
+    decision = decide(readout, rules=rules or DecisionRules(alpha=alpha),
+                      hypothesis_mde=hypothesis.mde if hypothesis else None,
+                      mde_relative=hypothesis.mde_type == "relative" if hypothesis else True,
+                      primary_metric=hypothesis.primary_metric if hypothesis else None)  # fmt: skip
+    readout = replace(readout, decision=decision)
+    if save:
+        store.snapshots.add(experiment_key=key, spec_version=record.current_version, payload=readout_to_dict(readout))
+    return readout

@@ -1,0 +1,90 @@
+"""``splitlab analyze`` and ``splitlab status``: read out a stored experiment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from splitlab.cli._common import show, user_errors
+from splitlab.cli._store import DatabaseOption
+
+KeyArgument = Annotated[str, typer.Argument(help="The experiment key.")]
+SegmentOption = Annotated[
+    list[str] | None, typer.Option("--segment", help="Segment dimension (exposure attribute; repeat).")
+]
+
+
+def _readout(key: str, database: str | None, segment: list[str] | None, *, save: bool) -> Any:
+    from splitlab.analysis.experiment import analyze_experiment
+    from splitlab.storage import open_store
+
+    with open_store(database) as store:
+        return analyze_experiment(store, key, segments=segment, save=save)
+
+
+def analyze(
+    key: KeyArgument,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the readout as JSON.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the readout as Markdown.")] = False,
+    html: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML report to this file.")] = None,
+    segment: SegmentOption = None,
+    save: Annotated[bool, typer.Option(help="Store the readout as a snapshot.")] = True,
+    database: DatabaseOption = None,
+) -> None:
+    """Analyse an experiment from its exposures and events: health checks, results, decision."""
+    from splitlab.analysis.report import rich_readout, to_html, to_json, to_markdown, to_text
+
+    with user_errors():
+        readout = _readout(key, database, segment, save=save)
+        if html is not None:
+            html.write_text(to_html(readout), encoding="utf-8")
+    if as_json:
+        typer.echo(to_json(readout))
+    elif markdown:
+        typer.echo(to_markdown(readout))
+    else:
+        from rich.console import Group
+
+        show(Group(*rich_readout(readout)), lambda: to_text(readout))
+    if html is not None and not as_json:
+        typer.echo(f"HTML report: {html}")
+
+
+def status(
+    key: KeyArgument,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    database: DatabaseOption = None,
+) -> None:
+    """Status, days running, traffic split configured vs actual (with SRM), sample size vs planned."""
+    import json
+
+    with user_errors():
+        readout = _readout(key, database, [], save=False)
+    configured = ", ".join(f"{k}={w:.0%}" for k, w in readout.configured_weights.items())
+    total = sum(readout.units.values())
+    actual = ", ".join(f"{k}={(n / total if total else 0):.0%}" for k, n in readout.units.items())
+    planned = readout.planned_units_per_variant
+    sizes = ", ".join(
+        f"{k}={n:,}" + (f"/{planned:,} ({n / planned:.0%})" if planned else "") for k, n in readout.units.items()
+    )
+    srm = readout.srm
+    data = {
+        "experiment": key, "status": readout.status, "days_running": readout.days_running,
+        "configured": readout.configured_weights, "units": readout.units, "planned_per_variant": planned,
+        "srm_p_value": srm.p_value, "srm_flag": srm.flag, "excluded_units": readout.excluded_units,
+    }  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    lines = [
+        f"{key}: {readout.status}, {readout.days_running:g} days running",
+        f"Configured: {configured} / Actual: {actual}",
+        f"SRM: p = {srm.p_value:.3g}" + (" -- SAMPLE RATIO MISMATCH" if srm.flag else " (ok)"),
+        f"Units per variant: {sizes}" + (" (planned per variant)" if planned else ""),
+    ]
+    if readout.excluded_units:
+        lines.append(f"Excluded: {readout.excluded_units:,} units exposed to more than one variant")
+    text = "\n".join(lines)
+    show(text, lambda: text)

@@ -1,0 +1,101 @@
+"""End to end with known truth: simulate -> store -> in-database aggregation -> statistics -> decision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from splitlab.analysis.experiment import analyze_experiment
+from splitlab.simulation import simulate
+from splitlab.specs import ExperimentSpec, MetricDefinition, load_spec
+from splitlab.storage import Store, open_store
+
+SPEC = """
+key: e2e
+variants: [{key: control, weight: 0.5}, {key: treatment, weight: 0.5}]
+hypothesis: {primary_metric: conversion, direction: increase, mde: 0.1, baseline: 0.045}
+metrics:
+  goal: [conversion]
+  secondary: [revenue_per_user]
+  guardrails: [{metric: average_order_value, max_degradation: 0.02}]
+stratify_by: [device]
+"""
+METRICS = {
+    "conversion": {"name": "conversion", "kind": "binary", "event": "purchase", "window_days": 7},
+    "revenue_per_user": {"name": "revenue_per_user", "kind": "sum", "event": "purchase", "window_days": 7,
+                         "covariate": {"pre_window_days": 14}},
+    "average_order_value": {"name": "average_order_value", "kind": "ratio", "window_days": 7,
+                            "numerator": {"event": "purchase", "aggregation": "sum"},
+                            "denominator": {"event": "purchase", "aggregation": "count"}},
+}  # fmt: skip
+
+
+def _store(tmp_path: Path) -> tuple[Store, ExperimentSpec, dict[str, MetricDefinition]]:
+    spec = load_spec(SPEC)
+    store = open_store(f"sqlite:///{tmp_path / 'e2e.db'}")
+    store.metrics.put_many(definitions=list(METRICS.values()), actor="test")
+    store.experiments.create(key=spec.key, spec=spec.model_dump(mode="json"), actor="test", status="running")
+    return store, spec, {k: MetricDefinition.model_validate(v) for k, v in METRICS.items()}
+
+
+def _metric(readout: object, name: str) -> object:
+    return next(m for m in readout.metrics if m.metric == name)  # type: ignore[attr-defined]
+
+
+def test_planted_effect_is_found_with_its_sign_and_covered_by_the_ci(tmp_path: Path) -> None:
+    store, spec, metrics = _store(tmp_path)
+    with store:
+        simulate(store, spec, metrics, units=60_000, effects={"conversion": 0.25}, seed=11)
+        readout = analyze_experiment(store, "e2e")
+        conversion = _metric(readout, "conversion")
+        low, high = conversion.effect.relative_ci  # type: ignore[attr-defined]
+        assert conversion.effect.relative_effect > 0  # type: ignore[attr-defined]
+        assert low <= 0.25 <= high
+        assert conversion.effect.p_value < 0.05  # type: ignore[attr-defined]
+        assert readout.decision is not None
+        assert readout.decision.category in ("STRONG_LAUNCH", "LAUNCH")
+        assert store.snapshots.latest(experiment_key="e2e") is not None
+        assert {s.segment[0] for s in readout.segments if s.segment} == {"device"}  # type: ignore[index]
+
+
+def test_aa_simulation_gives_no_launch(tmp_path: Path) -> None:
+    store, spec, metrics = _store(tmp_path)
+    with store:
+        simulate(store, spec, metrics, units=30_000, effects={}, seed=12)
+        readout = analyze_experiment(store, "e2e")
+    assert readout.decision is not None
+    assert readout.decision.category in ("NO_LAUNCH", "EXTEND_TEST")
+    assert all(check.passed for check in readout.health if check.severity == "error")
+
+
+def test_planted_guardrail_regression_rolls_back(tmp_path: Path) -> None:
+    store, spec, metrics = _store(tmp_path)
+    with store:
+        simulate(store, spec, metrics, units=60_000, effects={"average_order_value": -0.12}, seed=13)
+        readout = analyze_experiment(store, "e2e")
+    aov = _metric(readout, "average_order_value")
+    assert aov.effect.relative_ci[1] < -0.02  # type: ignore[attr-defined]
+    assert readout.decision is not None
+    assert readout.decision.category == "ROLLBACK"
+    assert any("average_order_value" in reason for reason in readout.decision.reasons)
+
+
+def test_planted_52_48_split_is_invalid(tmp_path: Path) -> None:
+    store, spec, metrics = _store(tmp_path)
+    with store:
+        simulate(store, spec, metrics, units=40_000, effects={"conversion": 0.25}, split=[0.52, 0.48], seed=14)
+        readout = analyze_experiment(store, "e2e")
+    assert readout.srm.flag
+    assert readout.decision is not None
+    assert readout.decision.category == "INVALID"
+
+
+def test_missing_metric_definitions_are_named(tmp_path: Path) -> None:
+    spec = load_spec(SPEC)
+    with open_store(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        store.experiments.create(key=spec.key, spec=spec.model_dump(mode="json"), actor="t")
+        with pytest.raises(ValueError, match="no stored definition"):
+            analyze_experiment(store, "e2e")
+        with pytest.raises(ValueError, match="'nope' is not in the store"):
+            analyze_experiment(store, "nope")
