@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_DATA := src/splitlab/data/checkout_experiment.csv.gz
 
 .PHONY: test demo lint typecheck pytest bench clean
 
@@ -28,13 +27,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 demo: $(STAMP)
-	$(BIN)/splitlab analyze-file $(DEMO_DATA) --variant variant --control control \
-		--metric conversion=converted:proportion \
-		--metric revenue_per_user=revenue:mean \
-		--metric orders_per_session=orders/sessions:ratio \
-		--metric average_order_value=revenue/orders:ratio \
-		--covariate revenue_per_user=pre_revenue
-	$(BIN)/splitlab sample-size --baseline-rate 0.045 --mde 0.08
+	$(BIN)/splitlab demo --database splitlab-demo.db --reports reports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/stats_bench.py

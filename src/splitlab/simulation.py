@@ -164,7 +164,8 @@ def simulate(
     rng = np.random.default_rng(seed)
     prefix = id_prefix or spec.key
     start = start or (datetime.now(UTC) - timedelta(days=days)).replace(microsecond=0)
-    unit_ids = np.array([f"{prefix}-u{i}" for i in range(units)], dtype=object)
+    # The seed is part of the ids, so another seed is another population (not only other behaviour).
+    unit_ids = np.array([f"{prefix}-s{seed}-u{i}" for i in range(units)], dtype=object)
     device = np.asarray(DEVICES, dtype=object)[rng.choice(len(DEVICES), units, p=DEVICE_SHARES)]
     country = np.asarray(COUNTRIES, dtype=object)[rng.choice(len(COUNTRIES), units, p=COUNTRY_SHARES)]
     tier = np.where(rng.random(units) < 0.03, "vip", "standard").astype(object)

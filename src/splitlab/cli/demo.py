@@ -13,12 +13,12 @@ from splitlab.cli._common import user_errors
 # What the demo plants in each bundled example, and how many units arrive: the truth to find.
 SCENARIOS: dict[str, dict[str, object]] = {
     "free-shipping-threshold": {
-        "units": 150_000,
+        "units": 100_000,
         "effects": {"conversion": 0.12, "average_order_value": -0.02},
         "segment_effects": {"device": {"mobile": 1.5, "desktop": 0.5}},
     },
-    "checkout-one-page": {"units": 60_000, "effects": {}},
-    "homepage-recommendations": {"units": 60_000, "effects": {"recommendation_ctr": 0.04}},
+    "checkout-one-page": {"units": 40_000, "effects": {}},
+    "homepage-recommendations": {"units": 50_000, "effects": {"recommendation_ctr": 0.10}},
 }
 
 
