@@ -99,3 +99,13 @@ def test_missing_metric_definitions_are_named(tmp_path: Path) -> None:
             analyze_experiment(store, "e2e")
         with pytest.raises(ValueError, match="'nope' is not in the store"):
             analyze_experiment(store, "nope")
+
+
+def test_decision_rules_come_from_the_spec(tmp_path: Path) -> None:
+    store, spec, metrics = _store(tmp_path)
+    with store:
+        simulate(store, spec, metrics, units=20_000, effects={}, seed=15)
+        strict = spec.model_copy(update={"analysis": spec.analysis.model_copy(update={"decision": {"alhpa": 0.01}})})
+        store.experiments.update(key="e2e", spec=strict.model_dump(mode="json"), diff=[], actor="t")
+        with pytest.raises(ValueError, match=r"analysis\.decision of experiment 'e2e'.*'alhpa'"):
+            analyze_experiment(store, "e2e")

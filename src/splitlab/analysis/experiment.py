@@ -389,7 +389,16 @@ def analyze_experiment(
         segments=tuple(segment_readouts), timeline=tuple(_timeline(analysis)),
     )  # fmt: skip
     hypothesis = spec.hypothesis
-    decision = decide(readout, rules=rules or DecisionRules(alpha=alpha),
+    if rules is None:
+        defaults: dict[str, Any] = {"alpha": alpha}
+        if spec.analysis.method == "bayesian":
+            defaults["significance"] = "chance_to_win"
+        try:
+            rules = DecisionRules.from_mapping({**defaults, **spec.analysis.decision})
+        except (TypeError, ValueError) as error:
+            msg = f"analysis.decision of experiment {key!r}: {error}"
+            raise ValueError(msg) from error
+    decision = decide(readout, rules=rules,
                       hypothesis_mde=hypothesis.mde if hypothesis else None,
                       mde_relative=hypothesis.mde_type == "relative" if hypothesis else True,
                       primary_metric=hypothesis.primary_metric if hypothesis else None)  # fmt: skip

@@ -351,12 +351,16 @@ class Analysis(_Model):
         correction: multiple-testing correction across metrics and treatments, one of
             :data:`CORRECTIONS`; default ``holm``.
         alpha: significance level; default ``hypothesis.alpha`` (0.05 without a hypothesis).
+        decision: overrides of the decision rules (``splitlab.analysis.decision.DecisionRules``
+            fields, e.g. ``{min_power_for_no_launch: 0.9}``); checked, with the field named, when
+            the experiment is analysed. With method ``bayesian`` the rules judge by chance to win.
     """
 
     method: AnalysisMethod = "frequentist"
     sequential: SequentialMethod | None = None
     correction: Correction = "holm"
     alpha: float | None = Field(default=None, strict=True, gt=0, lt=1)
+    decision: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
