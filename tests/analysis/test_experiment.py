@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,44 @@ def test_decision_rules_come_from_the_spec(tmp_path: Path) -> None:
         store.experiments.update(key="e2e", spec=strict.model_dump(mode="json"), diff=[], actor="t")
         with pytest.raises(ValueError, match=r"analysis\.decision of experiment 'e2e'.*'alhpa'"):
             analyze_experiment(store, "e2e")
+
+
+def test_warehouse_tables_give_the_same_readout(tmp_path: Path) -> None:
+    import duckdb
+    import pandas as pd
+    from sqlalchemy import text
+
+    from splitlab.analysis.warehouse import warehouse
+
+    store, spec, metrics = _store(tmp_path)
+    with store:
+        simulate(store, spec, metrics, units=8_000, effects={"conversion": 0.2}, seed=16)
+        own = analyze_experiment(store, "e2e", save=False)
+        with store.engine.connect() as conn:
+            exposures = pd.read_sql(text("SELECT * FROM exposures"), conn)
+            events = pd.read_sql(text("SELECT * FROM events"), conn)
+        exposures = pd.DataFrame({
+            "experiment_id": exposures["experiment_key"], "user_id": exposures["unit_id"], "arm": exposures["variant"],
+            "exposed_at": pd.to_datetime(exposures["first_exposed_at"], utc=True),
+            "device": exposures["attributes"].map(lambda a: json.loads(a)["device"]),
+        })  # fmt: skip
+        events = pd.DataFrame({
+            "user_id": events["unit_id"], "event_name": events["name"], "amount": events["value"],
+            "ts": pd.to_datetime(events["timestamp"], utc=True),
+        })  # fmt: skip
+        path = tmp_path / "warehouse.duckdb"
+        with duckdb.connect(str(path)) as con:
+            con.execute("CREATE TABLE exposures AS SELECT * FROM exposures")
+            con.execute("CREATE TABLE events AS SELECT * FROM events")
+        config = tmp_path / "source.yaml"
+        config.write_text(
+            f"database: duckdb:///{path}\n"
+            "exposures: {table: exposures, unit: user_id, variant: arm, timestamp: exposed_at,"
+            " experiment: experiment_id, segments: [device]}\n"
+            "events: {table: events, unit: user_id, name: event_name, timestamp: ts, value: amount}\n"
+        )
+        with warehouse(config) as data:
+            theirs = analyze_experiment(store, "e2e", save=False, data=data)
+    assert theirs.units == own.units
+    for mine, other in zip(own.metrics, theirs.metrics, strict=True):
+        assert other.effect.p_value == pytest.approx(mine.effect.p_value, rel=1e-9)

@@ -332,6 +332,7 @@ def analyze_experiment(
     as_of: datetime | None = None,
     save: bool = True,
     rules: Any = None,
+    data: tuple[Any, Source] | None = None,
 ) -> ExperimentReadout:
     """Analyse a stored experiment from its exposures and events; save a snapshot of the readout.
 
@@ -341,7 +342,9 @@ def analyze_experiment(
         segments: segment dimensions (exposure attributes); default the spec's ``stratify_by``.
         as_of: analyse only what happened before this time (aware datetime); default everything.
         save: store the readout as a snapshot (the history of readouts is kept).
-        rules: :class:`splitlab.analysis.decision.DecisionRules`; default the documented defaults.
+        rules: :class:`splitlab.analysis.decision.DecisionRules`; default the spec's rules.
+        data: ``(connection, source)`` to read exposures and events from the user's own tables
+            (warehouse-native, :mod:`splitlab.analysis.warehouse`); default the store itself.
     """
     from splitlab.analysis.decision import DecisionRules, decide
     from splitlab.analysis.report import readout_to_dict
@@ -359,8 +362,9 @@ def analyze_experiment(
         raise ValueError(msg)
     metrics = {name: MetricDefinition.model_validate(stored[name]) for name in dict.fromkeys(names)}
     dimensions = list(spec.stratify_by if segments is None else segments)
+    connection, source = data if data is not None else (store.engine, Source.splitlab_store())
     aggregates = aggregate_experiment(
-        store.engine, experiment_key=key, metrics=list(metrics.values()), source=Source.splitlab_store(),
+        connection, experiment_key=key, metrics=list(metrics.values()), source=source,
         segments=dimensions, by_day=True, as_of=as_of,
     )  # fmt: skip
     alpha = spec.analysis.alpha or (spec.hypothesis.alpha if spec.hypothesis else 0.05)

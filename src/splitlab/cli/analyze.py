@@ -16,12 +16,19 @@ SegmentOption = Annotated[
 ]
 
 
-def _readout(key: str, database: str | None, segment: list[str] | None, *, save: bool) -> Any:
+def _readout(
+    key: str, database: str | None, segment: list[str] | None, *, save: bool, source: Path | None = None
+) -> Any:
     from splitlab.analysis.experiment import analyze_experiment
     from splitlab.storage import open_store
 
     with open_store(database) as store:
-        return analyze_experiment(store, key, segments=segment, save=save)
+        if source is None:
+            return analyze_experiment(store, key, segments=segment, save=save)
+        from splitlab.analysis.warehouse import warehouse
+
+        with warehouse(source) as data:
+            return analyze_experiment(store, key, segments=segment, save=save, data=data)
 
 
 def analyze(
@@ -31,13 +38,17 @@ def analyze(
     html: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML report to this file.")] = None,
     segment: SegmentOption = None,
     save: Annotated[bool, typer.Option(help="Store the readout as a snapshot.")] = True,
+    source: Annotated[
+        Path | None,
+        typer.Option(help="YAML mapping of your own exposure and event tables (warehouse-native, read-only)."),
+    ] = None,
     database: DatabaseOption = None,
 ) -> None:
     """Analyse an experiment from its exposures and events: health checks, results, decision."""
     from splitlab.analysis.report import rich_readout, to_html, to_json, to_markdown, to_text
 
     with user_errors():
-        readout = _readout(key, database, segment, save=save)
+        readout = _readout(key, database, segment, save=save, source=source)
         if html is not None:
             html.write_text(to_html(readout), encoding="utf-8")
     if as_json:
