@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from splitlab.cli import events
+from splitlab.cli import bandit, events
 from splitlab.cli.analyze import analyze, status
 from splitlab.cli.analyze_file import analyze_file
 from splitlab.cli.assign import assign
@@ -35,6 +35,7 @@ app.command("analyze")(analyze)
 app.command("status")(status)
 app.command("demo")(demo)
 app.add_typer(events.app, name="events")
+app.add_typer(bandit.app, name="bandit")
 
 
 @app.command("version")

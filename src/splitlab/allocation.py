@@ -1,0 +1,519 @@
+"""Bandit allocation of stored experiments: spec settings, the store's bandit state, and sticky assignment.
+
+An experiment whose spec says ``allocation: {method: bandit, bandit: {...}}`` is run by a
+context-free policy of :mod:`splitlab.bandits` in production mode:
+
+* **Windows.** Weights are fixed within a window and recomputed when a new one begins: every
+  ``update_minutes`` minutes (clock-aligned windows, the default: hourly), or after every
+  ``update_every`` rewarded units. A unit belongs to the window of its stored assignment time,
+  so every process attributes its reward to the same window.
+* **State.** Rewards are kept in the store's bandit state (:class:`~splitlab.storage.BanditStateRepository`)
+  as running ``n``, ``sum``, ``sum_sq`` per (variant, window) under the key
+  ``"<variant>@<window>"``; each write is one atomic ``INSERT ... ON CONFLICT DO UPDATE``
+  increment, so processes recording rewards at once lose nothing. Count-based windows also keep
+  ``"~count@<w>"`` (rewarded units of window ``w``) and ``"~start@<w>"`` (``sum`` = the window's
+  start, Unix seconds, written once by the process whose reward completed window ``w - 1``); a
+  declared winner is kept as ``"~winner@<variant>"``.
+* **Weights.** The weights of window ``p`` are :func:`splitlab.bandits.decide_weights` on the
+  windows before ``p`` (period-weighted statistics, burn-in, floor, stopping rule), drawn with
+  ``numpy.random.default_rng((seed, p))``: any process computes the same weights for a window
+  (late rewards for earlier windows can still move them slightly).
+* **Assignment.** :func:`assign_unit` assigns a new unit with the current weights (hash-based,
+  so the unit's bucket decides within the weights) and records it as a sticky assignment (the
+  first writer wins); a unit with an assignment keeps its variant whatever the weights do.
+
+A reward is one observation per unit: record each unit's outcome once (its conversion as 1 or
+0 at the end of its conversion window, its revenue over the attribution window).
+
+Spec settings (``allocation.bandit``): ``policy`` (one of :data:`splitlab.bandits.POLICIES`),
+``options`` (the policy's keyword options), ``metric`` (the event whose occurrences or values
+are the reward, for :func:`record_events`), ``update_minutes`` (default 60) or ``update_every``,
+``burn_in`` (default 0), ``floor`` (default 0.01), ``stop_p_best``, ``stop_expected_loss``,
+``draws`` (default 10,000), ``statistics`` (default ``within-period``), ``seed`` (default 0).
+
+Example:
+    >>> from splitlab.storage import open_store
+    >>> spec = {"key": "cta", "variants": [{"key": "a"}, {"key": "b"}],
+    ...         "allocation": {"method": "bandit", "bandit": {"policy": "thompson", "update_every": 2}}}
+    >>> with open_store("sqlite://") as store:
+    ...     _ = store.experiments.create(key="cta", spec=spec, actor="ana", status="running")
+    ...     first = assign_unit(store, "cta", "user-1")
+    ...     report = record_rewards(store, "cta", {"user-1": 1.0})
+    ...     weights = current_weights(store, "cta")
+    >>> first.reason, report.recorded, weights.phase, weights.weights
+    ('enrolled', 1, 'burn-in', (0.5, 0.5))
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from splitlab.assignment import Assignment, assign
+from splitlab.bandits import PHASES, POLICIES, ArmEstimate, Policy, ProductionSettings, decide_weights, make_policy
+from splitlab.bandits.estimates import period_weighted_estimates
+from splitlab.specs import ExperimentSpec, to_plan
+from splitlab.stats.statistics import MeanStatistic
+from splitlab.storage import Event, NotFoundError, Store
+
+__all__ = [
+    "SETTINGS",
+    "BanditSettings",
+    "BanditWeights",
+    "RecordedRewards",
+    "assign_unit",
+    "bandit_estimates",
+    "bandit_settings",
+    "current_weights",
+    "record_events",
+    "record_reward",
+    "record_rewards",
+]
+
+SETTINGS: tuple[str, ...] = (
+    "policy", "options", "metric", "update_minutes", "update_every", "burn_in", "floor",
+    "stop_p_best", "stop_expected_loss", "draws", "statistics", "seed",
+)  # fmt: skip
+"""The keys ``allocation.bandit`` accepts."""
+
+DEFAULT_UPDATE_MINUTES = 60.0
+_PRODUCTION_KEYS = ("burn_in", "floor", "stop_p_best", "stop_expected_loss", "draws", "statistics")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BanditSettings:
+    """The validated ``allocation.bandit`` settings of a spec.
+
+    Attributes:
+        policy: the policy name.
+        options: the policy's keyword options.
+        metric: the event name whose occurrences (value 1) or values are the reward, or None.
+        update_minutes: window length in minutes for clock-aligned windows, or None.
+        update_every: rewarded units per window for count-based windows, or None.
+        production: burn-in, floor, stopping rule, draws, period weighting.
+        seed: seed of the per-window generators.
+    """
+
+    policy: str
+    options: dict[str, Any] = field(default_factory=dict)
+    metric: str | None = None
+    update_minutes: float | None = DEFAULT_UPDATE_MINUTES
+    update_every: int | None = None
+    production: ProductionSettings = field(default_factory=ProductionSettings)
+    seed: int = 0
+
+    def make_policy(self, n_arms: int) -> Policy:
+        """A fresh policy over ``n_arms`` arms."""
+        return make_policy(self.policy, n_arms, **self.options)
+
+
+@dataclass(frozen=True, slots=True)
+class BanditWeights:
+    """The allocation of a bandit experiment for one window.
+
+    Attributes:
+        experiment_key: the experiment.
+        window: the window the weights apply to.
+        variants: variant keys in spec order.
+        weights: allocation probability per variant; they sum to 1.
+        phase: ``burn-in``, ``adaptive`` or ``stopped`` (the winner has 100 %).
+        winner: the winning variant once stopped, else None.
+        p_best: posterior probability that each variant is the best (NaN once stopped earlier).
+        expected_loss: per variant, ``E[max_j theta_j - theta_i]`` (NaN once stopped earlier).
+        units: rewarded units of the earlier windows the weights are based on.
+    """
+
+    experiment_key: str
+    window: int
+    variants: tuple[str, ...]
+    weights: tuple[float, ...]
+    phase: str
+    winner: str | None
+    p_best: tuple[float, ...]
+    expected_loss: tuple[float, ...]
+    units: int
+
+    def by_variant(self) -> dict[str, float]:
+        """Weight per variant key."""
+        return dict(zip(self.variants, self.weights, strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python dictionary (tuples become lists)."""
+        data = asdict(self)
+        for key in ("variants", "weights", "p_best", "expected_loss"):
+            data[key] = list(data[key])
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRewards:
+    """What a batch of rewards did: units ``recorded``, and units ``skipped`` for having no assignment."""
+
+    recorded: int
+    skipped: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+
+def bandit_settings(spec: ExperimentSpec) -> BanditSettings:
+    """Validate ``spec.allocation.bandit``; ValueError names the key and the bound.
+
+    Raises:
+        ValueError: the spec is not a bandit experiment, a key is unknown or out of bounds, the
+            policy is unknown (contextual policies are not run from the store), or both
+            ``update_minutes`` and ``update_every`` are given.
+    """
+    if spec.allocation.method != "bandit" or spec.allocation.bandit is None:
+        msg = f"allocation.method == {spec.allocation.method!r}, must be 'bandit' for a bandit experiment"
+        raise ValueError(msg)
+    raw: dict[str, Any] = dict(spec.allocation.bandit)
+    unknown = sorted(set(raw) - set(SETTINGS))
+    if unknown:
+        msg = f"allocation.bandit.{unknown[0]} is not a bandit setting; use {', '.join(SETTINGS)}"
+        raise ValueError(msg)
+    policy = raw["policy"]
+    if policy not in POLICIES:
+        msg = (
+            f"allocation.bandit.policy == {policy!r}, must be one of {', '.join(POLICIES)} "
+            "(contextual policies run through splitlab.bandits, not from the store)"
+        )
+        raise ValueError(msg)
+    options = raw.get("options", {})
+    if not isinstance(options, dict):
+        msg = f"allocation.bandit.options == {options!r}, must be a mapping of the policy's options"
+        raise TypeError(msg)
+    metric = raw.get("metric")
+    if metric is not None and (not isinstance(metric, str) or not metric):
+        msg = f"allocation.bandit.metric == {metric!r}, must be an event name"
+        raise ValueError(msg)
+    minutes, every = raw.get("update_minutes"), raw.get("update_every")
+    if minutes is not None and every is not None:
+        msg = "allocation.bandit.update_minutes and update_every are both set, give one of them"
+        raise ValueError(msg)
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        msg = f"allocation.bandit.update_every == {every!r}, must be an integer >= 1"
+        raise ValueError(msg)
+    if minutes is not None and (
+        isinstance(minutes, bool) or not isinstance(minutes, int | float) or not 0 < minutes < math.inf
+    ):
+        msg = f"allocation.bandit.update_minutes == {minutes!r}, must be a number > 0"
+        raise ValueError(msg)
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        msg = f"allocation.bandit.seed == {seed!r}, must be an integer >= 0"
+        raise ValueError(msg)
+    try:
+        production = ProductionSettings(**{key: raw[key] for key in _PRODUCTION_KEYS if key in raw})
+        production.check_arms(len(spec.variants))
+        make_policy(policy, len(spec.variants), **options)
+    except ValueError as exc:
+        raise ValueError(f"allocation.bandit: {exc}") from None
+    return BanditSettings(
+        policy=policy,
+        options=dict(options),
+        metric=metric,
+        update_minutes=None if every is not None else float(minutes or DEFAULT_UPDATE_MINUTES),
+        update_every=every,
+        production=production,
+        seed=seed,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# State in the store
+
+
+def _reward_key(variant: str, window: int) -> str:
+    return f"{variant}@{window}"
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    stats: dict[int, np.ndarray[Any, np.dtype[np.float64]]]  # window -> (3, k): n, sum, sum_sq
+    starts: tuple[tuple[int, float], ...]  # count-based windows: (window, start in Unix seconds), sorted
+    winner: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Experiment:
+    spec: ExperimentSpec
+    settings: BanditSettings
+    status: str
+    bucket_version: int
+
+
+def _experiment(store: Store, key: str) -> _Experiment:
+    record = store.experiments.get(key=key)
+    if record is None:
+        msg = f"experiment {key!r} does not exist"
+        raise NotFoundError(msg)
+    spec = ExperimentSpec.model_validate(record.spec)
+    return _Experiment(spec, bandit_settings(spec), record.status, spec.bucket_version)
+
+
+def _read_state(store: Store, experiment: _Experiment) -> _State:
+    variants = {v: i for i, v in enumerate(experiment.spec.variant_keys)}
+    stats: dict[int, np.ndarray[Any, np.dtype[np.float64]]] = {}
+    starts: list[tuple[int, float]] = []
+    winners: list[tuple[int, str]] = []
+    for key, arm in store.bandits.get(experiment_key=experiment.spec.key).items():
+        name, _, suffix = key.partition("@")
+        if name == "~start" and suffix.lstrip("-").isdigit():
+            starts.append((int(suffix), arm.sum / max(arm.n, 1)))
+        elif name == "~winner" and suffix in variants:
+            winners.append((-arm.n, suffix))
+        elif name in variants and suffix.lstrip("-").isdigit():
+            window = stats.setdefault(int(suffix), np.zeros((3, len(variants))))
+            window[:, variants[name]] += (arm.n, arm.sum, arm.sum_sq)
+    return _State(stats, tuple(sorted(starts)), min(winners)[1] if winners else None)
+
+
+def _window(moment: datetime, settings: BanditSettings, state: _State) -> int:
+    seconds = moment.timestamp()
+    if settings.update_minutes is not None:
+        return math.floor(seconds / (60.0 * settings.update_minutes))
+    times = [start for _, start in state.starts]
+    position = bisect.bisect_right(times, seconds)
+    return 0 if position == 0 else state.starts[position - 1][0]
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        msg = f"now == {now!r}, must be timezone-aware"
+        raise ValueError(msg)
+    return now
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights and assignment
+
+
+def current_weights(store: Store, experiment_key: str, *, now: datetime | None = None) -> BanditWeights:
+    """The weights of the window ``now`` falls in (default: the current time), from the earlier windows.
+
+    A newly met stopping rule is recorded in the store, so the winner keeps 100 % from then on.
+
+    Raises:
+        NotFoundError: no experiment ``experiment_key``.
+        ValueError: the experiment is not a bandit experiment, or its settings are invalid.
+    """
+    experiment = _experiment(store, experiment_key)
+    return _weights(store, experiment, _read_state(store, experiment), _now(now))
+
+
+def _weights(store: Store, experiment: _Experiment, state: _State, now: datetime) -> BanditWeights:
+    variants = experiment.spec.variant_keys
+    k = len(variants)
+    window = _window(now, experiment.settings, state)
+    earlier = sorted(w for w in state.stats if w < window)
+    units = int(sum(state.stats[w][0].sum() for w in earlier))
+    if state.winner is not None:
+        weights = tuple(float(v == state.winner) for v in variants)
+        nan = (math.nan,) * k
+        return BanditWeights(experiment.spec.key, window, variants, weights, "stopped", state.winner, nan, nan, units)
+    stats = np.stack([state.stats[w] for w in earlier], axis=1) if earlier else np.zeros((3, 1, k))
+    policy = experiment.settings.make_policy(k)
+    rng = np.random.default_rng((experiment.settings.seed, window) if window >= 0 else experiment.settings.seed)
+    weights_array, phase, winner, p_best, loss = decide_weights(
+        policy, stats[0], stats[1], stats[2], experiment.settings.production, rng
+    )
+    won = None if int(winner) < 0 else variants[int(winner)]
+    if won is not None:
+        store.bandits.add(experiment_key=experiment.spec.key, arm=f"~winner@{won}", n=1, sum=0.0, sum_sq=0.0)
+    return BanditWeights(
+        experiment_key=experiment.spec.key,
+        window=window,
+        variants=variants,
+        weights=tuple(float(w) for w in weights_array),
+        phase=PHASES[int(phase)],
+        winner=won,
+        p_best=tuple(float(p) for p in p_best),
+        expected_loss=tuple(float(x) for x in loss),
+        units=units,
+    )
+
+
+def assign_unit(
+    store: Store,
+    experiment_key: str,
+    unit_id: str,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    now: datetime | None = None,
+    active: bool | None = None,
+) -> Assignment:
+    """Assign a unit with the bandit's current weights, sticky per unit.
+
+    A unit with a stored assignment (under the spec's bucket version) keeps it. A new unit is
+    assigned with the weights of the current window and recorded; when another process recorded
+    the unit first, its variant is returned.
+
+    Args:
+        store: the store.
+        experiment_key: the experiment (a bandit experiment in the store).
+        unit_id: the unit's id.
+        attributes: the unit's attributes, for targeting.
+        now: the time used to pick the window (default: the current time).
+        active: whether the experiment enrols units; default: its status is ``running``.
+
+    Raises:
+        NotFoundError: no experiment ``experiment_key``.
+        ValueError: the experiment is not a bandit experiment, or its settings are invalid.
+    """
+    experiment = _experiment(store, experiment_key)
+    stored = store.assignments.get(experiment_key=experiment_key, unit_id=unit_id)
+    sticky = stored.variant if stored is not None and stored.bucket_version == experiment.bucket_version else None
+    plan = to_plan(experiment.spec, active=experiment.status == "running" if active is None else active)
+    if sticky is not None:
+        return assign(plan, unit_id, attributes, sticky=sticky)
+    weights = _weights(store, experiment, _read_state(store, experiment), _now(now)).weights
+    result = assign(plan, unit_id, attributes, weights=weights)
+    if result.reason == "enrolled" and result.variant is not None:
+        kept = store.assignments.record(
+            experiment_key=experiment_key, unit_id=unit_id, variant=result.variant,
+            bucket_version=experiment.bucket_version,
+        )  # fmt: skip
+        if kept != result.variant:
+            result = assign(plan, unit_id, attributes, sticky=kept)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Rewards
+
+
+def record_reward(store: Store, experiment_key: str, unit_id: str, reward: float) -> None:
+    """Record one unit's reward in the window and variant of its stored assignment (atomic increments).
+
+    Raises:
+        NotFoundError: no experiment ``experiment_key``.
+        ValueError: the unit has no stored assignment, or the reward is not finite (or outside
+            [0, 1] for a Bernoulli policy).
+    """
+    report = record_rewards(store, experiment_key, {unit_id: reward})
+    if report.skipped:
+        msg = f"unit {unit_id!r} has no assignment in experiment {experiment_key!r}; assign it first"
+        raise ValueError(msg)
+
+
+def record_rewards(
+    store: Store, experiment_key: str, rewards: Mapping[str, float], *, now: datetime | None = None
+) -> RecordedRewards:
+    """Record one reward per unit, aggregated per (variant, window) into atomic increments.
+
+    Each (variant, window) row is one atomic ``INSERT ... ON CONFLICT DO UPDATE`` statement, so
+    concurrent writers lose nothing; a failure half-way leaves the rows already written.
+
+    Args:
+        store: the store.
+        experiment_key: the experiment.
+        rewards: unit id -> that unit's reward.
+        now: the time a completed count-based window is recorded to end at (default: now).
+
+    Returns:
+        The units recorded, and those skipped for having no assignment under the current bucket version.
+
+    Raises:
+        NotFoundError: no experiment ``experiment_key``.
+        ValueError: a reward that is not finite (or outside [0, 1] for a Bernoulli policy).
+    """
+    experiment = _experiment(store, experiment_key)
+    unit_interval = experiment.settings.make_policy(len(experiment.spec.variants)).unit_interval
+    for unit_id, reward in rewards.items():
+        if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
+            msg = f"reward of unit {unit_id!r} == {reward!r}, must be a finite number"
+            raise ValueError(msg)
+        if unit_interval and not 0 <= reward <= 1:
+            msg = (
+                f"reward of unit {unit_id!r} == {reward!r}, must be in [0, 1] for policy {experiment.settings.policy!r}"
+            )
+            raise ValueError(msg)
+    assignments = store.assignments.get_many(experiment_key=experiment_key, unit_ids=rewards)
+    state = _read_state(store, experiment) if experiment.settings.update_every is not None else None
+    totals: dict[tuple[str, int], list[float]] = {}
+    skipped = []
+    for unit_id, reward in rewards.items():
+        stored = assignments.get(unit_id)
+        if stored is None or stored.bucket_version != experiment.bucket_version:
+            skipped.append(unit_id)
+            continue
+        window = _window(stored.assigned_at, experiment.settings, state or _State({}, (), None))
+        total = totals.setdefault((stored.variant, window), [0, 0.0, 0.0])
+        total[0] += 1
+        total[1] += float(reward)
+        total[2] += float(reward) * float(reward)
+    per_window: dict[int, int] = {}
+    for (variant, window), (n, total_sum, total_sq) in sorted(totals.items()):
+        store.bandits.add(experiment_key=experiment_key, arm=_reward_key(variant, window), n=int(n), sum=total_sum,
+                          sum_sq=total_sq)  # fmt: skip
+        per_window[window] = per_window.get(window, 0) + int(n)
+    if experiment.settings.update_every is not None:
+        _close_full_windows(store, experiment_key, per_window, experiment.settings.update_every, _now(now))
+    return RecordedRewards(sum(per_window.values()), tuple(skipped))
+
+
+def _close_full_windows(store: Store, experiment_key: str, added: Mapping[int, int], every: int, now: datetime) -> None:
+    """Start window ``w + 1`` when this process's increment took window ``w`` to ``every`` rewarded units.
+
+    The counter is one atomic increment, so exactly one process crosses the threshold and writes
+    the next window's start.
+    """
+    for window, count in sorted(added.items()):
+        after = store.bandits.add(experiment_key=experiment_key, arm=f"~count@{window}", n=count, sum=0.0, sum_sq=0.0)
+        if after.n - count < every <= after.n:
+            store.bandits.add(experiment_key=experiment_key, arm=f"~start@{window + 1}", n=1, sum=now.timestamp(),
+                              sum_sq=0.0)  # fmt: skip
+
+
+def record_events(store: Store, experiment_key: str, events: Iterable[Event]) -> RecordedRewards:
+    """Record rewards from metric events: each event named ``allocation.bandit.metric`` adds its value (1 without one).
+
+    Rewards are summed per unit within the batch (and capped at 1 for Bernoulli policies, where
+    the reward is "converted"), then recorded with :func:`record_rewards`. Pass each unit's
+    events once: a unit recorded twice counts as two observations.
+
+    Raises:
+        ValueError: the spec names no ``metric``.
+    """
+    experiment = _experiment(store, experiment_key)
+    metric = experiment.settings.metric
+    if metric is None:
+        msg = f"allocation.bandit.metric is not set for experiment {experiment_key!r}; name the reward event"
+        raise ValueError(msg)
+    unit_interval = experiment.settings.make_policy(len(experiment.spec.variants)).unit_interval
+    rewards: dict[str, float] = {}
+    for event in events:
+        if event.name == metric:
+            rewards[event.unit_id] = rewards.get(event.unit_id, 0.0) + (1.0 if event.value is None else event.value)
+    if unit_interval:
+        rewards = {unit: min(max(value, 0.0), 1.0) for unit, value in rewards.items()}
+    return record_rewards(store, experiment_key, rewards)
+
+
+def bandit_estimates(store: Store, experiment_key: str, *, alpha: float = 0.05) -> dict[str, ArmEstimate]:
+    """Period-weighted mean reward per variant over every window (see :mod:`splitlab.bandits.estimates`).
+
+    Raises:
+        NotFoundError: no experiment ``experiment_key``.
+        ValueError: the experiment has no rewards yet.
+    """
+    experiment = _experiment(store, experiment_key)
+    state = _read_state(store, experiment)
+    if not state.stats:
+        msg = f"experiment {experiment_key!r} has no rewards yet"
+        raise ValueError(msg)
+    periods = [
+        [MeanStatistic(round(n), float(s), float(ss)) for n, s, ss in state.stats[w].T] for w in sorted(state.stats)
+    ]
+    estimates = period_weighted_estimates(periods, alpha=alpha)
+    return dict(zip(experiment.spec.variant_keys, estimates, strict=True))
