@@ -1,114 +1,12 @@
-"""Every storage test runs on SQLite (a temporary file) and on PostgreSQL.
-
-PostgreSQL: ``SPLITLAB_TEST_POSTGRES_URL`` (default: the local server of DESIGN.md). Each test
-session works in schemas named ``splitlab_test_<random>_<n>``: every test gets a fresh, empty
-schema (the connection's ``search_path``), dropped after the test, and anything left over is
-dropped at the end of the session, so parallel CI and dev runs never meet. When the server
-cannot be reached the PostgreSQL half is skipped with the reason, except under ``CI=true``,
-where it fails.
-"""
+"""Every storage test runs on SQLite (a temporary file) and on PostgreSQL (see tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import NoReturn
+from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
 
 from splitlab.storage import Store, open_store
-
-POSTGRES_URL_VAR = "SPLITLAB_TEST_POSTGRES_URL"
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-START_HINT = "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
-
-
-def postgres_unavailable(reason: str) -> NoReturn:
-    """Skip (dev machine) or fail (CI=true) because PostgreSQL is missing."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"PostgreSQL is required under CI=true and is not reachable: {reason}", pytrace=False)
-    pytest.skip(f"PostgreSQL not reachable ({reason}); {START_HINT} or set {POSTGRES_URL_VAR}")
-
-
-class PostgresSchemas:
-    """Fresh schemas for one test session, all under one random prefix."""
-
-    def __init__(self, base: URL) -> None:
-        self.base = base
-        self.prefix = f"splitlab_test_{secrets.token_hex(4)}"
-        self._engine: Engine = create_engine(base, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-        self._count = 0
-
-    def create(self) -> tuple[str, str]:
-        """A new empty schema: (its name, a URL whose connections use it)."""
-        self._count += 1
-        name = f"{self.prefix}_{self._count}"
-        with self._engine.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
-        url = self.base.update_query_dict({"options": f"-csearch_path={name}"})
-        return name, url.render_as_string(hide_password=False)
-
-    def drop(self, name: str) -> None:
-        with self._engine.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-
-    def drop_all(self) -> None:
-        with self._engine.connect() as conn:
-            names = conn.execute(
-                text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :pattern"), {"pattern": f"{self.prefix}%"}
-            ).scalars()
-            for name in list(names):
-                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        self._engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def postgres_schemas() -> Iterator[PostgresSchemas]:
-    base = make_url(os.environ.get(POSTGRES_URL_VAR, DEFAULT_POSTGRES_URL)).set(drivername="postgresql+psycopg")
-    probe = create_engine(base, poolclass=NullPool, connect_args={"connect_timeout": 5})
-    try:
-        with probe.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except OperationalError as exc:
-        postgres_unavailable(f"{base.render_as_string(hide_password=True)}: {exc.orig}")
-    finally:
-        probe.dispose()
-    schemas = PostgresSchemas(base)
-    yield schemas
-    schemas.drop_all()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    """The URL of a fresh, empty database on the test's backend."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
-    schemas: PostgresSchemas = request.getfixturevalue("postgres_schemas")
-    name, url = schemas.create()
-    yield url
-    schemas.drop(name)
-
-
-@pytest.fixture
-def postgres_url(postgres_schemas: PostgresSchemas) -> Iterator[str]:
-    """The URL of a fresh, empty PostgreSQL schema (for PostgreSQL-only tests)."""
-    name, url = postgres_schemas.create()
-    yield url
-    postgres_schemas.drop(name)
 
 
 @pytest.fixture
@@ -126,45 +24,3 @@ def experiment(store: Store) -> str:
         actor="ana",
     )
     return "checkout"
-
-
-@pytest.fixture
-def run_python() -> Callable[..., list[subprocess.CompletedProcess[str]]]:
-    """Run Python snippets in separate processes at the same time; returns each finished process."""
-
-    def run(*codes: str, timeout: float = 120) -> list[subprocess.CompletedProcess[str]]:
-        processes = [
-            subprocess.Popen(  # noqa: S603 - our own interpreter and code
-                [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-            for code in codes
-        ]
-        finished = []
-        for process in processes:
-            out, err = process.communicate(timeout=timeout)
-            finished.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
-        return finished
-
-    return run
-
-
-@pytest.fixture
-def postgres_policy() -> Callable[[str], NoReturn]:
-    """The skip-or-fail rule for a missing PostgreSQL, for testing the rule itself."""
-    return postgres_unavailable
-
-
-def barrier(directory: Path, parties: int, index: int) -> str:
-    """Python source that makes ``parties`` processes wait for each other before going on."""
-    return (
-        "import pathlib, time\n"
-        f"_d = pathlib.Path({str(directory)!r}); _d.mkdir(exist_ok=True); (_d / 'ready-{index}').touch()\n"
-        f"while len(list(_d.glob('ready-*'))) < {parties}:\n"
-        "    time.sleep(0.005)\n"
-    )
-
-
-@pytest.fixture
-def start_together(tmp_path: Path) -> Callable[[int, int], str]:
-    """``start_together(parties, index)``: a snippet to put before the work that must overlap."""
-    return lambda parties, index: barrier(tmp_path / "barrier", parties, index)

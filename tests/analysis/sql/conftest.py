@@ -9,26 +9,21 @@ fail.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import duckdb
 import pandas as pd
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from splitlab.storage import Event, Exposure, open_store
 
-POSTGRES_URL_VAR = "SPLITLAB_TEST_POSTGRES_URL"
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ("sqlite", "duckdb", "postgresql")
 
 _TYPES = {
@@ -42,12 +37,6 @@ _TYPES = {
     },
     "duckdb": {"text": "VARCHAR", "float": "DOUBLE", "time": "TIMESTAMPTZ", "json": "JSON", "bool": "BOOLEAN"},
 }
-
-
-def postgres_unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"PostgreSQL is required under CI=true and is not reachable: {reason}", pytrace=False)
-    pytest.skip(f"PostgreSQL not reachable ({reason}); start it or set {POSTGRES_URL_VAR}")
 
 
 @dataclass
@@ -104,42 +93,6 @@ class Database:
         return store
 
 
-class PostgresSchemas:
-    def __init__(self, base: URL) -> None:
-        self.base = base
-        self.prefix = f"splitlab_sql_{secrets.token_hex(4)}"
-        self.admin: Engine = create_engine(base, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-        self.count = 0
-
-    def create(self) -> tuple[str, str]:
-        self.count += 1
-        name = f"{self.prefix}_{self.count}"
-        with self.admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
-        url = self.base.update_query_dict({"options": f"-csearch_path={name}"})
-        return name, url.render_as_string(hide_password=False)
-
-    def drop(self, name: str) -> None:
-        with self.admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-
-
-@pytest.fixture(scope="session")
-def postgres_schemas() -> Iterator[PostgresSchemas]:
-    base = make_url(os.environ.get(POSTGRES_URL_VAR, DEFAULT_POSTGRES_URL)).set(drivername="postgresql+psycopg")
-    probe = create_engine(base, poolclass=NullPool, connect_args={"connect_timeout": 5})
-    try:
-        with probe.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except OperationalError as exc:
-        postgres_unavailable(f"{base.render_as_string(hide_password=True)}: {exc.orig}")
-    finally:
-        probe.dispose()
-    schemas = PostgresSchemas(base)
-    yield schemas
-    schemas.admin.dispose()
-
-
 def open_database(backend: str, directory: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
     """A fresh database of ``backend``, closed (and its schema dropped) afterwards."""
     if backend == "duckdb":
@@ -153,7 +106,7 @@ def open_database(backend: str, directory: Path, request: pytest.FixtureRequest)
         database = Database("sqlite", engine, url)
         yield database
     else:
-        schemas: PostgresSchemas = request.getfixturevalue("postgres_schemas")
+        schemas = request.getfixturevalue("postgres_schemas")  # tests/conftest.py
         name, url = schemas.create()
         engine = create_engine(url, poolclass=NullPool)
         database = Database("postgresql", engine, url)

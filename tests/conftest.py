@@ -1,8 +1,11 @@
-"""Store fixtures for the bandit wiring: SQLite (a temporary file) and PostgreSQL, as in tests/storage.
+"""Fixtures shared by every test folder: PostgreSQL schemas and SQLite files, and concurrent processes.
 
-PostgreSQL: ``SPLITLAB_TEST_POSTGRES_URL`` (default: the local server of DESIGN.md); every test gets
-a fresh schema named ``splitlab_test_<random>_<n>``, dropped afterwards. When the server cannot be
-reached the PostgreSQL half is skipped with the reason, except under ``CI=true``, where it fails.
+PostgreSQL: ``SPLITLAB_TEST_POSTGRES_URL`` (default: the local server of DESIGN.md). Each test
+session works in schemas named ``splitlab_test_<random>_<n>``: every test gets a fresh, empty
+schema (the connection's ``search_path``), dropped after the test, and anything left over is
+dropped at the end of the session, so parallel CI and dev runs never meet. When the server
+cannot be reached the PostgreSQL half is skipped with the reason, except under ``CI=true``,
+where it fails.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class PostgresSchemas:
         self._count = 0
 
     def create(self) -> tuple[str, str]:
+        """A new empty schema: (its name, a URL whose connections use it)."""
         self._count += 1
         name = f"{self.prefix}_{self._count}"
         with self._engine.connect() as conn:
@@ -81,15 +85,28 @@ def postgres_schemas() -> Iterator[PostgresSchemas]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a fresh, empty database on each backend."""
-    if request.param == "sqlite":
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of a fresh, empty database on the test's backend."""
+    if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
     schemas: PostgresSchemas = request.getfixturevalue("postgres_schemas")
     name, url = schemas.create()
     yield url
     schemas.drop(name)
+
+
+@pytest.fixture
+def postgres_url(postgres_schemas: PostgresSchemas) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL schema (for PostgreSQL-only tests)."""
+    name, url = postgres_schemas.create()
+    yield url
+    postgres_schemas.drop(name)
 
 
 @pytest.fixture
@@ -113,16 +130,22 @@ def run_python() -> Callable[..., list[subprocess.CompletedProcess[str]]]:
 
 
 @pytest.fixture
+def postgres_policy() -> Callable[[str], NoReturn]:
+    """The skip-or-fail rule for a missing PostgreSQL, for testing the rule itself."""
+    return postgres_unavailable
+
+
+def barrier(directory: Path, parties: int, index: int) -> str:
+    """Python source that makes ``parties`` processes wait for each other before going on."""
+    return (
+        "import pathlib, time\n"
+        f"_d = pathlib.Path({str(directory)!r}); _d.mkdir(exist_ok=True); (_d / 'ready-{index}').touch()\n"
+        f"while len(list(_d.glob('ready-*'))) < {parties}:\n"
+        "    time.sleep(0.005)\n"
+    )
+
+
+@pytest.fixture
 def start_together(tmp_path: Path) -> Callable[[int, int], str]:
-    """``start_together(parties, index)``: Python source that makes the processes wait for each other."""
-
-    def snippet(parties: int, index: int) -> str:
-        directory = tmp_path / "barrier"
-        return (
-            "import pathlib, time\n"
-            f"_d = pathlib.Path({str(directory)!r}); _d.mkdir(exist_ok=True); (_d / 'ready-{index}').touch()\n"
-            f"while len(list(_d.glob('ready-*'))) < {parties}:\n"
-            "    time.sleep(0.005)\n"
-        )
-
-    return snippet
+    """``start_together(parties, index)``: a snippet to put before the work that must overlap."""
+    return lambda parties, index: barrier(tmp_path / "barrier", parties, index)
