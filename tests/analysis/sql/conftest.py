@@ -1,7 +1,7 @@
 """The same tables on SQLite, DuckDB and PostgreSQL, for the aggregation tests.
 
 PostgreSQL: ``SPLITLAB_TEST_POSTGRES_URL`` (default: the local server of DESIGN.md); every
-database gets its own schema ``splitlab_sql_<random>_<n>``, dropped afterwards. When the server
+database gets its own schema ``splitlab_test_<random>_<n>`` (tests/conftest.py), dropped afterwards. When the server
 cannot be reached the PostgreSQL cases skip with the reason, except under ``CI=true``, where they
 fail.
 """
