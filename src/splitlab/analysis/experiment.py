@@ -154,7 +154,7 @@ class _Analysis:
         agg = self.aggregates
         out = []
         for dimension in agg.segments:
-            levels = self._top_levels(name, dimension)
+            levels = self._top_levels(dimension)
             for variant in self.treatments:
                 family = []
                 for label, members in levels:
@@ -178,7 +178,8 @@ class _Analysis:
                                              max_degradation, (dimension, label), heterogeneous))  # fmt: skip
         return out
 
-    def _top_levels(self, name: str, dimension: str) -> list[tuple[str, list[str | None]]]:
+    def _top_levels(self, dimension: str) -> list[tuple[str, list[str | None]]]:
+        """The largest levels by units, the rest pooled as ``other`` (statistics add)."""
         agg = self.aggregates
         index = agg.segments.index(dimension)
         sizes: dict[str | None, int] = {}
@@ -191,7 +192,6 @@ class _Analysis:
         groups: list[tuple[str, list[str | None]]] = [(str(level), [level]) for level in top]
         if rest:
             groups.append((OTHER, rest))
-        del name
         return groups
 
 
