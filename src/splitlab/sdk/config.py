@@ -1,0 +1,60 @@
+"""The config document an SDK evaluates locally: running experiments' specs, compiled once per version."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from splitlab.assignment import CompiledPlan, compile_plan
+from splitlab.specs import ExperimentSpec, to_plan
+
+__all__ = ["ConfigSnapshot", "parse_config"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSnapshot:
+    """One version of the config: experiment key -> compiled plan (inactive unless status is running)."""
+
+    version: str
+    plans: Mapping[str, CompiledPlan]
+
+
+def parse_config(document: Any) -> tuple[ConfigSnapshot, list[str]]:
+    """Validate a config document; experiments that fail validation are left out and described.
+
+    Args:
+        document: ``{"version": str, "experiments": [{"key", "status", "spec"}]}``.
+
+    Returns:
+        The snapshot and one problem per experiment left out.
+
+    Raises:
+        ValueError: the document itself is malformed (not an object, or no ``experiments`` list).
+
+    Example:
+        >>> doc = {"version": "v1", "experiments": [
+        ...     {"key": "x", "status": "running", "spec": {"key": "x", "variants": [{"key": "a"}, {"key": "b"}]}},
+        ...     {"key": "y", "status": "running", "spec": {"key": "y", "variants": []}}]}
+        >>> snapshot, problems = parse_config(doc)
+        >>> sorted(snapshot.plans), problems[0][:40]
+        (['x'], "experiment 'y' left out: 1 validation er")
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("experiments"), list):
+        raise ValueError("config must be an object with an 'experiments' list")  # noqa: TRY004 - bad wire data
+    plans: dict[str, CompiledPlan] = {}
+    problems: list[str] = []
+    for i, entry in enumerate(document["experiments"]):
+        key = entry.get("key") if isinstance(entry, dict) else None
+        label = f"experiment {key!r}" if isinstance(key, str) else f"experiments[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{label} left out: must be an object")
+            continue
+        try:
+            spec = ExperimentSpec.model_validate(entry.get("spec"))
+            plans[spec.key] = compile_plan(to_plan(spec, active=entry.get("status") == "running"))
+        except (ValidationError, ValueError) as err:
+            problems.append(f"{label} left out: {err}")
+    return ConfigSnapshot(str(document.get("version", "")), plans), problems
