@@ -28,6 +28,7 @@ from splitlab.storage import (
 from splitlab.storage.tables import metadata
 
 TABLES = {
+    "api_keys",
     "experiments",
     "experiment_versions",
     "assignments",

@@ -11,6 +11,8 @@ from splitlab.cli.assign import assign
 from splitlab.cli.demo import demo
 from splitlab.cli.experiments import apply, archive, list_experiments, pause, show_experiment, start, stop
 from splitlab.cli.sample_size import sample_size
+from splitlab.cli.serve import app as keys_app
+from splitlab.cli.serve import serve
 from splitlab.cli.simulate import simulate
 
 app = typer.Typer(
@@ -36,6 +38,8 @@ app.command("status")(status)
 app.command("demo")(demo)
 app.add_typer(events.app, name="events")
 app.add_typer(bandit.app, name="bandit")
+app.command("serve")(serve)
+app.add_typer(keys_app, name="keys")
 
 
 @app.command("version")

@@ -42,6 +42,7 @@ from splitlab.storage.errors import (
 from splitlab.storage.events import EventRepository
 from splitlab.storage.experiments import ExperimentRepository
 from splitlab.storage.exposures import ExposureRepository
+from splitlab.storage.keys import API_KEY_ROLES, ApiKey, ApiKeyRepository
 from splitlab.storage.metrics import MetricRepository
 from splitlab.storage.records import (
     BanditArm,
@@ -63,10 +64,13 @@ if TYPE_CHECKING:
     from splitlab.storage.importing import ImportReport, RejectedRow, import_file
 
 __all__ = [
+    "API_KEY_ROLES",
     "DEFAULT_URL",
     "EXPERIMENT_STATUSES",
     "URL_ENV_VAR",
     "AlreadyExistsError",
+    "ApiKey",
+    "ApiKeyRepository",
     "AssignmentRepository",
     "BanditArm",
     "BanditStateRepository",

@@ -27,6 +27,7 @@ from splitlab.storage.errors import StoreUnavailableError
 from splitlab.storage.events import EventRepository
 from splitlab.storage.experiments import ExperimentRepository
 from splitlab.storage.exposures import ExposureRepository
+from splitlab.storage.keys import ApiKeyRepository
 from splitlab.storage.metrics import MetricRepository
 from splitlab.storage.snapshots import SnapshotRepository
 
@@ -82,6 +83,7 @@ class Store:
         snapshots: Stored analysis results (:class:`SnapshotRepository`).
         bandits: Per-arm sufficient statistics with atomic increments (:class:`BanditStateRepository`).
         metrics: Metric definitions by name (:class:`MetricRepository`).
+        keys: API keys of the HTTP service (:class:`ApiKeyRepository`).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -94,6 +96,7 @@ class Store:
         self.snapshots = SnapshotRepository(tx)
         self.bandits = BanditStateRepository(tx)
         self.metrics = MetricRepository(tx)
+        self.keys = ApiKeyRepository(tx)
 
     @property
     def url(self) -> str:

@@ -38,6 +38,7 @@ __all__ = [
     "EXPERIMENT_STATUSES",
     "UtcDateTime",
     "analysis_snapshots",
+    "api_keys",
     "assignments",
     "bandit_state",
     "events",
@@ -215,4 +216,17 @@ metric_definitions = Table(
     Column("definition", _json(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("updated_by", String, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("name", String, nullable=False),
+    Column("role", String, nullable=False),
+    Column("secret_hash", String, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String, nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    CheckConstraint("role IN ('admin', 'sdk')", name="role"),
 )

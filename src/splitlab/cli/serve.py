@@ -1,0 +1,100 @@
+"""``splitlab serve`` (the HTTP service under uvicorn) and ``splitlab keys`` (its API keys)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Any
+
+import typer
+
+from splitlab.cli._common import user_errors
+from splitlab.cli._store import ActorOption, DatabaseOption, actor_name
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes; they share the store and give identical assignments.")
+    ] = 1,
+    database: DatabaseOption = None,
+) -> None:
+    """Run the HTTP service (API under /api/v1, OpenAPI at /docs) on the store."""
+    import uvicorn
+
+    from splitlab.service.settings import Settings
+
+    with user_errors():
+        if database is not None:  # the workers are separate processes: they read the environment
+            os.environ["SPLITLAB_DATABASE_URL"] = database
+        Settings.from_env()  # fail here, readably, rather than in every worker
+    uvicorn.run("splitlab.service.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+
+
+app = typer.Typer(help="API keys of the HTTP service.", no_args_is_help=True)
+
+
+def _open(database: str | None) -> Any:
+    from splitlab.storage import open_store
+
+    return open_store(database)
+
+
+@app.command("create")
+def create(
+    role: Annotated[str, typer.Option(help="admin (manage experiments, read everything) or sdk.")],
+    name: Annotated[str | None, typer.Option(help="A label for the key (default: the role).")] = None,
+    actor: ActorOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Create an API key and print it; it is shown only this once (the store keeps its hash)."""
+    with user_errors(), _open(database) as store:
+        record, key = store.keys.create(role=role, name=name or role, actor=actor_name(actor))
+    typer.echo(key)
+    typer.echo(f"created {record.role} key {record.id} ({record.name}); store it now, it is not shown again", err=True)
+
+
+@app.command("list")
+def list_keys(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    database: DatabaseOption = None,
+) -> None:
+    """List API keys (ids, names, roles; never secrets)."""
+    with user_errors(), _open(database) as store:
+        keys = store.keys.list()
+    rows = [
+        {
+            "id": k.id,
+            "name": k.name,
+            "role": k.role,
+            "created_at": k.created_at.isoformat(timespec="seconds"),
+            "created_by": k.created_by,
+            "revoked_at": None if k.revoked_at is None else k.revoked_at.isoformat(timespec="seconds"),
+        }
+        for k in keys
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no API keys; `splitlab keys create --role admin` makes one")
+    for row in rows:
+        state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+        typer.echo(f"{row['id']}  {row['role']:<5}  {state:<28}  {row['name']}")
+
+
+@app.command("revoke")
+def revoke(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id (from `splitlab keys list`).")],
+    database: DatabaseOption = None,
+) -> None:
+    """Revoke an API key: it stops authenticating at once."""
+    from splitlab.storage import NotFoundError
+
+    with user_errors(), _open(database) as store:
+        try:
+            record = store.keys.revoke(key_id=key_id)
+        except NotFoundError as exc:
+            raise ValueError(str(exc)) from None
+    typer.echo(f"revoked {record.role} key {record.id} ({record.name})")

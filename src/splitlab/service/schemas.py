@@ -1,0 +1,244 @@
+"""Request and response bodies of the HTTP API, named by role (``...Create``, ``...Public``, ``...Batch``).
+
+Strings are checked for what the databases refuse (NUL characters, lone surrogates), JSON objects
+for non-finite numbers and excessive nesting, and times must carry a time zone, so that every
+input a database would choke on is a 422 naming the field instead of a 500.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+if TYPE_CHECKING:
+    from splitlab.storage import ExperimentRecord
+
+__all__ = [
+    "AssignBatchRequest",
+    "AssignRequest",
+    "AssignmentBatchPublic",
+    "AssignmentPublic",
+    "ChangePublic",
+    "ConfigPublic",
+    "EventBatch",
+    "EventCreate",
+    "ExperimentApplyPublic",
+    "ExperimentPublic",
+    "ExposureBatch",
+    "ExposureCreate",
+    "IngestPublic",
+    "ResultsPublic",
+    "UnitCreate",
+    "json_problems",
+]
+
+MAX_JSON_DEPTH = 32
+"""Deepest nesting accepted in free-form JSON (attributes, properties, specs)."""
+
+
+def _text_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode (no lone surrogates)"
+    return None
+
+
+def _check_text(value: str) -> str:
+    if (problem := _text_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+def json_problems(value: Any, path: str, depth: int = 0) -> list[tuple[str, str]]:
+    """``(field, message)`` for every value of a parsed JSON document the store would refuse."""
+    if depth > MAX_JSON_DEPTH:
+        return [(path, f"nested deeper than {MAX_JSON_DEPTH} levels")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(path, f"{value} is not a finite number")]
+    if isinstance(value, str):
+        problem = _text_problem(value)
+        return [] if problem is None else [(path, problem)]
+    problems: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and (problem := _text_problem(key)) is not None:
+                problems.append((where, f"key {problem}"))
+            problems.extend(json_problems(item, where, depth + 1))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problems.extend(json_problems(item, f"{path}.{index}" if path else str(index), depth + 1))
+    return problems
+
+
+def _check_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and (problems := json_problems(value, "")):
+        field, message = problems[0]
+        raise ValueError(f"{field}: {message}")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        msg = "is out of range once converted to UTC"
+        raise ValueError(msg) from None
+
+
+Key = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=1000), AfterValidator(_check_text)]
+JsonObject = Annotated[dict[str, Any] | None, AfterValidator(_check_json)]
+Timestamp = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AssignRequest(_Body):
+    """One unit to assign to a variant of ``experiment``; ``attributes`` feed targeting."""
+
+    experiment: Key
+    unit_id: Text
+    attributes: JsonObject = None
+
+
+class UnitCreate(_Body):
+    """One unit of a batch assignment."""
+
+    unit_id: Text
+    attributes: JsonObject = None
+
+
+class AssignBatchRequest(_Body):
+    """Units to assign to variants of ``experiment``."""
+
+    experiment: Key
+    units: list[UnitCreate]
+
+
+class AssignmentPublic(BaseModel):
+    """A unit's assignment: ``variant`` and its ``payload`` (None when not ``enrolled``), and why."""
+
+    experiment: str
+    unit_id: str
+    variant: str | None
+    payload: Any
+    enrolled: bool
+    bucket: float | None
+    reason: str
+
+
+class AssignmentBatchPublic(BaseModel):
+    """Assignments in the order of the request's units."""
+
+    experiment: str
+    assignments: list[AssignmentPublic]
+
+
+class ExposureCreate(_Body):
+    """``unit_id`` saw ``variant`` of ``experiment`` at ``timestamp``."""
+
+    experiment: Key
+    unit_id: Text
+    variant: Text
+    timestamp: Timestamp
+    attributes: JsonObject = None
+
+
+class ExposureBatch(_Body):
+    """Exposures, written all or nothing; re-sending one adds nothing."""
+
+    exposures: list[ExposureCreate]
+
+
+class EventCreate(_Body):
+    """An event; ``event_id`` is its idempotency key."""
+
+    event_id: Text
+    unit_id: Text
+    name: Text
+    timestamp: Timestamp
+    value: Annotated[float | None, Field(allow_inf_nan=False)] = None
+    properties: JsonObject = None
+
+
+class EventBatch(_Body):
+    """Events, written all or nothing; re-sending an event id adds nothing."""
+
+    events: list[EventCreate]
+
+
+class IngestPublic(BaseModel):
+    """What a batch write did: items received, new ones inserted, and duplicates."""
+
+    received: int
+    inserted: int
+    duplicates: int
+
+
+class ExperimentPublic(BaseModel):
+    """An experiment's current state."""
+
+    key: str
+    status: str
+    version: int
+    bucket_version: int
+    spec: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    created_by: str
+
+    @classmethod
+    def of(cls, record: ExperimentRecord) -> ExperimentPublic:
+        """The public form of a stored experiment (``version`` is its current version)."""
+        return cls(
+            key=record.key,
+            status=record.status,
+            version=record.current_version,
+            bucket_version=record.bucket_version,
+            spec=record.spec,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            created_by=record.created_by,
+        )
+
+
+class ChangePublic(BaseModel):
+    """One changed value of a spec update."""
+
+    path: str
+    old: Any
+    new: Any
+
+
+class ExperimentApplyPublic(BaseModel):
+    """What a PUT did: ``created``, ``updated`` or ``unchanged``, the changes, and the experiment after."""
+
+    action: str
+    changes: list[ChangePublic]
+    experiment: ExperimentPublic
+
+
+class ResultsPublic(BaseModel):
+    """A stored analysis readout of an experiment; ``fresh`` when this request ran the analysis."""
+
+    experiment: str
+    snapshot_id: int
+    spec_version: int
+    created_at: datetime
+    fresh: bool
+    payload: dict[str, Any]
+
+
+class ConfigPublic(BaseModel):
+    """The running experiments, for SDKs that assign locally."""
+
+    experiments: list[ExperimentPublic]

@@ -1,0 +1,144 @@
+"""API keys of the HTTP service: a role, a name and a hashed secret, revocable.
+
+A key reads ``slk_<id>_<secret>``: the id finds the row, and only the SHA-256 of the secret is
+stored, so a leaked database yields no usable key. The full key is shown once, at creation.
+SHA-256 rather than a slow password hash because the secret is 256 random bits, not a password:
+nothing is guessable, and the check runs on every request.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select, update
+
+from splitlab.storage._sql import Transactions, now
+from splitlab.storage.errors import NotFoundError
+from splitlab.storage.records import check_text
+from splitlab.storage.tables import api_keys
+
+__all__ = ["API_KEY_PREFIX", "API_KEY_ROLES", "ApiKey", "ApiKeyRepository"]
+
+API_KEY_PREFIX = "slk"
+API_KEY_ROLES = ("admin", "sdk")
+"""``admin`` manages experiments and reads everything; ``sdk`` reads running configs, assigns and sends data."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A stored API key (never its secret)."""
+
+    id: str
+    name: str
+    role: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        """Whether the key still authenticates."""
+        return self.revoked_at is None
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class ApiKeyRepository:
+    """Create, verify, list and revoke API keys.
+
+    >>> from splitlab.storage import open_store
+    >>> with open_store("sqlite://") as store:
+    ...     record, key = store.keys.create(role="sdk", name="web", actor="ana")
+    ...     store.keys.verify(key=key) == record, store.keys.verify(key=key + "x")
+    (True, None)
+    """
+
+    def __init__(self, tx: Transactions) -> None:
+        self._tx = tx
+
+    def create(self, *, role: str, name: str, actor: str) -> tuple[ApiKey, str]:
+        """A new key with ``role``; returns its record and the full key (shown once, not stored).
+
+        Raises:
+            ValueError: ``role`` is not one of :data:`API_KEY_ROLES`, or an empty name or actor.
+        """
+        if role not in API_KEY_ROLES:
+            msg = f"role == {role!r}, must be one of {', '.join(API_KEY_ROLES)}"
+            raise ValueError(msg)
+        check_text(name, name="name")
+        check_text(actor, name="actor")
+        key_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        record = ApiKey(id=key_id, name=name, role=role, created_at=now(), created_by=actor, revoked_at=None)
+        with self._tx.write() as conn:
+            conn.execute(
+                api_keys.insert().values(
+                    id=key_id,
+                    name=name,
+                    role=role,
+                    secret_hash=_digest(secret),
+                    created_at=record.created_at,
+                    created_by=actor,
+                    revoked_at=None,
+                )
+            )
+        return record, f"{API_KEY_PREFIX}_{key_id}_{secret}"
+
+    def verify(self, *, key: str) -> ApiKey | None:
+        """The active key whose full text is ``key``; None when malformed, unknown, revoked or wrong."""
+        prefix, _, rest = key.partition("_")
+        key_id, _, secret = rest.partition("_")
+        if prefix != API_KEY_PREFIX or not key_id or not secret or not key_id.isalnum() or not key_id.isascii():
+            return None
+        with self._tx.read() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        try:
+            digest = _digest(secret)
+        except UnicodeEncodeError:
+            return None
+        return _record(row) if hmac.compare_digest(digest, row.secret_hash) else None
+
+    def list(self) -> builtins.list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+        with self._tx.read() as conn:
+            rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)).all()
+        return [_record(row) for row in rows]
+
+    def revoke(self, *, key_id: str) -> ApiKey:
+        """Revoke a key (it stops authenticating at once); revoking twice keeps the first time.
+
+        Raises:
+            NotFoundError: No key ``key_id``.
+        """
+        with self._tx.write() as conn:
+            conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now())
+            )
+            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
+        if row is None:
+            msg = f"API key {key_id!r} does not exist"
+            raise NotFoundError(msg)
+        return _record(row)
+
+
+def _record(row: Row[Any]) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        name=row.name,
+        role=row.role,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        revoked_at=row.revoked_at,
+    )

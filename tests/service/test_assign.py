@@ -1,0 +1,90 @@
+"""Assignment over HTTP agrees with splitlab.assignment, keeps sticky units, and enrols only when running."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from splitlab.assignment import assign
+from splitlab.specs import ExperimentSpec, to_plan
+
+ONE = "/api/v1/assign"
+BATCH = "/api/v1/assign/batch"
+
+
+def test_assign_matches_the_engine_and_returns_the_payload(
+    spec: dict[str, Any], client: TestClient, running: str, admin: dict[str, str], sdk: dict[str, str]
+) -> None:
+    plan = to_plan(ExperimentSpec.model_validate(spec))
+    for unit in ("u1", "u2", "u3", "user-42"):
+        answer = client.post(ONE, json={"experiment": running, "unit_id": unit}, headers=sdk)
+        assert answer.status_code == 200
+        body = answer.json()
+        expected = assign(plan, unit)
+        assert (body["variant"], body["enrolled"], body["bucket"]) == (expected.variant, True, expected.bucket)
+        assert body["payload"] == {"color": "grey" if expected.variant == "control" else "blue"}
+
+
+def test_batch_matches_single_assignments(
+    spec: dict[str, Any], client: TestClient, running: str, admin: dict[str, str], sdk: dict[str, str]
+) -> None:
+    units = [{"unit_id": f"u{i}", "attributes": {"country": "DE"}} for i in range(40)]
+    batch = client.post(BATCH, json={"experiment": running, "units": units}, headers=sdk)
+    assert batch.status_code == 200
+    singles = [
+        client.post(ONE, json={"experiment": running, "unit_id": u["unit_id"]}, headers=sdk).json() for u in units
+    ]
+    assert {a["reason"] for a in batch.json()["assignments"]} == {"enrolled"}
+    assert {a["reason"] for a in singles} == {"sticky"}  # the batch recorded them
+    strip = [{k: v for k, v in a.items() if k != "reason"} for a in batch.json()["assignments"]]
+    assert strip == [{k: v for k, v in a.items() if k != "reason"} for a in singles]
+    assert {a["variant"] for a in singles} == {"control", "treatment"}
+    empty = client.post(BATCH, json={"experiment": running, "units": []}, headers=sdk)
+    assert empty.json()["assignments"] == []
+
+
+def test_assigned_units_keep_their_variant_after_a_weight_change(
+    spec: dict[str, Any], client: TestClient, running: str, admin: dict[str, str], sdk: dict[str, str]
+) -> None:
+    units = [{"unit_id": f"u{i}"} for i in range(40)]
+    before = client.post(BATCH, json={"experiment": running, "units": units}, headers=sdk).json()["assignments"]
+    skewed = copy.deepcopy(spec)
+    skewed["variants"][0]["weight"], skewed["variants"][1]["weight"] = 0.01, 0.99
+    assert client.put(f"/api/v1/experiments/{running}", json=skewed, headers=admin).status_code == 200
+    after = client.post(BATCH, json={"experiment": running, "units": units}, headers=sdk).json()["assignments"]
+    assert [a["variant"] for a in after] == [b["variant"] for b in before]
+    assert {a["reason"] for a in after} == {"sticky"}
+    fresh = client.post(BATCH, json={"experiment": running, "units": [{"unit_id": f"new{i}"} for i in range(40)]},
+                        headers=sdk).json()["assignments"]  # fmt: skip
+    assert sum(a["variant"] == "treatment" for a in fresh) >= 35
+
+
+def test_draft_and_paused_experiments_enrol_nobody(
+    spec: dict[str, Any], client: TestClient, admin: dict[str, str], sdk: dict[str, str]
+) -> None:
+    client.put("/api/v1/experiments/checkout", json=spec, headers=admin)
+    draft = client.post(ONE, json={"experiment": "checkout", "unit_id": "u1"}, headers=sdk).json()
+    assert (draft["enrolled"], draft["variant"], draft["payload"]) == (False, None, None)
+    client.post("/api/v1/experiments/checkout/start", headers=admin)
+    enrolled = client.post(ONE, json={"experiment": "checkout", "unit_id": "u1"}, headers=sdk).json()
+    client.post("/api/v1/experiments/checkout/pause", headers=admin)
+    paused_old = client.post(ONE, json={"experiment": "checkout", "unit_id": "u1"}, headers=sdk).json()
+    paused_new = client.post(ONE, json={"experiment": "checkout", "unit_id": "u2"}, headers=sdk).json()
+    assert enrolled["enrolled"] is True
+    # The engine's rule (GrowthBook's): an inactive experiment serves nobody, sticky units included.
+    assert (paused_old["enrolled"], paused_old["reason"]) == (False, "inactive")
+    assert (paused_new["enrolled"], paused_new["reason"]) == (False, "inactive")
+
+
+def test_unknown_experiment_and_oversized_batch(
+    spec: dict[str, Any], client: TestClient, running: str, admin: dict[str, str], sdk: dict[str, str]
+) -> None:
+    missing = client.post(ONE, json={"experiment": "nope", "unit_id": "u1"}, headers=sdk)
+    assert missing.status_code == 404
+    assert missing.json()["detail"][0]["field"] == "experiment"
+    units = [{"unit_id": f"u{i}"} for i in range(51)]
+    too_many = client.post(BATCH, json={"experiment": running, "units": units}, headers=sdk)
+    assert too_many.status_code == 413
+    assert too_many.json()["detail"][0]["field"] == "units"

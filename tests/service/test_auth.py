@@ -1,0 +1,56 @@
+"""API keys: hashed at rest, Bearer authentication, roles, revocation; 401/403 with readable reasons."""
+
+from __future__ import annotations
+
+import hashlib
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from splitlab.storage import open_store
+from splitlab.storage.tables import api_keys
+
+
+def test_missing_and_invalid_keys_are_401_with_a_reason(
+    client: TestClient, admin: dict[str, str], sdk: dict[str, str]
+) -> None:
+    missing = client.get("/api/v1/config")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert missing.json()["detail"][0]["field"] == "Authorization"
+    assert "Bearer" in missing.json()["detail"][0]["message"]
+    for header in ("Bearer nope", "Bearer slk_0011_secret", "Basic abc", sdk["Authorization"] + "x"):
+        answer = client.get("/api/v1/config", headers={"Authorization": header})
+        assert answer.status_code == 401, header
+        assert answer.json()["detail"][0]["field"] == "Authorization"
+
+
+def test_sdk_key_cannot_manage_experiments(client: TestClient, admin: dict[str, str], sdk: dict[str, str]) -> None:
+    answer = client.put("/api/v1/experiments/checkout", json={"key": "checkout"}, headers=sdk)
+    assert answer.status_code == 403
+    assert "needs an admin key" in answer.json()["detail"][0]["message"]
+    assert "'web'" in answer.json()["detail"][0]["message"]
+    for path in ("/api/v1/experiments", "/api/v1/experiments/checkout"):
+        assert client.get(path, headers=sdk).status_code == 403
+    for action in ("start", "pause", "stop"):
+        assert client.post(f"/api/v1/experiments/checkout/{action}", headers=sdk).status_code == 403
+    assert client.get("/api/v1/config", headers=sdk).status_code == 200
+    assert client.get("/api/v1/config", headers=admin).status_code == 200
+
+
+def test_revoked_key_stops_working_and_secrets_are_stored_hashed(
+    client: TestClient, admin: dict[str, str], sdk: dict[str, str], database_url: str
+) -> None:
+    assert client.get("/api/v1/experiments", headers=admin).status_code == 200
+    secret = admin["Authorization"].removeprefix("Bearer ").split("_", 2)[2]
+    with open_store(database_url) as store:
+        with store.engine.connect() as conn:
+            stored = conn.execute(
+                select(api_keys.c.secret_hash).where(api_keys.c.id == admin["Authorization"].split("_")[1])
+            ).scalar_one()
+        assert stored == hashlib.sha256(secret.encode()).hexdigest()
+        revoked = store.keys.revoke(key_id=admin["Authorization"].split("_")[1])
+        assert revoked.revoked_at is not None
+        assert store.keys.revoke(key_id=admin["Authorization"].split("_")[1]).revoked_at == revoked.revoked_at
+        assert [k.active for k in store.keys.list()] == [False, True]
+    assert client.get("/api/v1/experiments", headers=admin).status_code == 401

@@ -1,0 +1,73 @@
+"""Exposures and events: whole batches validated before a write, idempotent, size limits answered with 413."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from splitlab.storage import open_store
+
+EVENTS = "/api/v1/events"
+EXPOSURES = "/api/v1/exposures"
+T = "2024-05-01T12:00:00+02:00"
+
+
+def _event(i: int, **changes: object) -> dict[str, object]:
+    return {"event_id": f"e{i}", "unit_id": f"u{i}", "name": "purchase", "value": 9.5, "timestamp": T, **changes}
+
+
+def test_events_are_idempotent_by_event_id(
+    client: TestClient, admin: dict[str, str], sdk: dict[str, str], database_url: str
+) -> None:
+    batch = {"events": [_event(0), _event(1), _event(1)]}
+    assert client.post(EVENTS, json=batch, headers=sdk).json() == {"received": 3, "inserted": 2, "duplicates": 1}
+    assert client.post(EVENTS, json=batch, headers=sdk).json() == {"received": 3, "inserted": 0, "duplicates": 3}
+    with open_store(database_url) as store:
+        stored = store.events.get(event_id="e0")
+    assert stored is not None
+    assert stored.timestamp.isoformat() == "2024-05-01T10:00:00+00:00"
+
+
+def test_one_bad_event_rejects_the_whole_batch_naming_the_field(
+    client: TestClient, admin: dict[str, str], sdk: dict[str, str], database_url: str
+) -> None:
+    bad = {"events": [_event(0), _event(1), _event(2), _event(3, timestamp="2024-05-01T12:00:00")]}
+    answer = client.post(EVENTS, json=bad, headers=sdk)
+    assert answer.status_code == 422
+    assert [d["field"] for d in answer.json()["detail"]] == ["events.3.timestamp"]
+    raw = f'{{"events": [{{"event_id": "x", "unit_id": "u", "name": "n", "timestamp": "{T}", "value": NaN}}]}}'
+    nan = client.post(EVENTS, content=raw, headers={**sdk, "Content-Type": "application/json"})
+    assert nan.status_code == 422
+    assert nan.json()["detail"][0]["field"] == "events.0.value"
+    with open_store(database_url) as store:
+        assert store.events.count() == 0
+
+
+def test_size_limits_are_413(client: TestClient, admin: dict[str, str], sdk: dict[str, str]) -> None:
+    too_many = client.post(EVENTS, json={"events": [_event(i) for i in range(51)]}, headers=sdk)
+    assert too_many.status_code == 413
+    assert too_many.json()["detail"][0] == {"field": "events", "message": "51 items, at most 50 per request"}
+    too_big = client.post(EVENTS, json={"events": [_event(0, properties={"blob": "x" * 70_000})]}, headers=sdk)
+    assert too_big.status_code == 413
+    assert too_big.json()["detail"][0]["field"] == "body"
+
+
+def test_exposures_check_experiments_and_variants_before_writing(
+    client: TestClient, running: str, admin: dict[str, str], sdk: dict[str, str], database_url: str
+) -> None:
+    good = {"experiment": running, "unit_id": "u1", "variant": "control", "timestamp": T, "attributes": {"os": "ios"}}
+    batch = {
+        "exposures": [
+            good,
+            {**good, "unit_id": "u2", "variant": "purple"},
+            {**good, "unit_id": "u3", "experiment": "nope"},
+        ]
+    }
+    answer = client.post(EXPOSURES, json=batch, headers=sdk)
+    assert answer.status_code == 422
+    assert [d["field"] for d in answer.json()["detail"]] == ["exposures.1.variant", "exposures.2.experiment"]
+    with open_store(database_url) as store:
+        assert store.exposures.count(experiment_key=running) == 0
+    first = client.post(EXPOSURES, json={"exposures": [good]}, headers=sdk)
+    assert first.json() == {"received": 1, "inserted": 1, "duplicates": 0}
+    again = client.post(EXPOSURES, json={"exposures": [good]}, headers=sdk)
+    assert again.json() == {"received": 1, "inserted": 0, "duplicates": 1}

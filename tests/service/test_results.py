@@ -1,0 +1,40 @@
+"""Results: the latest stored readout, or a fresh analysis of the stored exposures and events."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from splitlab.simulation import simulate
+from splitlab.specs import ExperimentSpec, MetricDefinition
+from splitlab.storage import open_store
+
+URL = "/api/v1/experiments/checkout/results"
+SPEC = {
+    "key": "checkout",
+    "variants": [{"key": "control"}, {"key": "treatment"}],
+    "hypothesis": {"primary_metric": "conversion", "direction": "increase", "mde": 0.1, "baseline": 0.1},
+    "metrics": {"goal": ["conversion"]},
+}
+CONVERSION = {"name": "conversion", "kind": "binary", "event": "purchase", "window_days": 7}
+
+
+def test_fresh_analysis_is_stored_and_then_served(client: TestClient, admin: dict[str, str], database_url: str) -> None:
+    with open_store(database_url) as store:
+        store.metrics.put_many(definitions=[CONVERSION], actor="test")
+    assert client.put("/api/v1/experiments/checkout", json=SPEC, headers=admin).status_code == 200
+    assert client.post("/api/v1/experiments/checkout/start", headers=admin).status_code == 200
+    with open_store(database_url) as store:
+        metrics = {"conversion": MetricDefinition.model_validate(CONVERSION)}
+        simulate(store, ExperimentSpec.model_validate(SPEC), metrics, units=2_000, seed=3)
+    none_yet = client.get(URL, headers=admin)
+    assert none_yet.status_code == 404
+    assert "?fresh=true" in none_yet.json()["detail"][0]["message"]
+    fresh = client.get(URL, params={"fresh": "true"}, headers=admin)
+    assert fresh.status_code == 200, fresh.text
+    body = fresh.json()
+    assert body["fresh"] is True
+    assert body["spec_version"] == 2
+    assert sum(body["payload"]["units"].values()) == 2_000
+    latest = client.get(URL, headers=admin).json()
+    assert (latest["snapshot_id"], latest["fresh"]) == (body["snapshot_id"], False)
+    assert client.get("/api/v1/experiments/nope/results", headers=admin).status_code == 404
