@@ -220,3 +220,20 @@ def test_protected_field_list() -> None:
         "namespace.name",
         "holdout.seed",
     }
+
+
+def test_plan_update_decides_create_unchanged_update_and_rerandomisation() -> None:
+    from splitlab.specs import load_spec, plan_update
+
+    base = load_spec("key: p\nvariants: [{key: a}, {key: b}]\n")
+    assert plan_update(None, base, has_run=False).action == "create"
+    assert plan_update(base, base, has_run=True).action == "unchanged"
+    ramp = base.model_copy(update={"coverage": 0.5})
+    plan = plan_update(base, ramp, has_run=True)
+    assert (plan.action, [c.path for c in plan.changes], plan.rerandomized) == ("update", ["coverage"], False)
+    renamed = load_spec("key: p\nvariants: [{key: a}, {key: c}]\n")
+    with pytest.raises(ValueError, match="rerandomize"):
+        plan_update(base, renamed, has_run=True)
+    forced = plan_update(base, renamed, has_run=True, rerandomize=True)
+    assert forced.rerandomized
+    assert forced.spec.bucket_version == 2

@@ -37,7 +37,7 @@ def apply(
     database: DatabaseOption = None,
 ) -> None:
     """Create or update experiments from YAML specs and print what changed."""
-    from splitlab.specs import ExperimentSpec, check_update, diff, has_run, load_catalog
+    from splitlab.specs import ExperimentSpec, has_run, load_catalog, plan_update
 
     with user_errors():
         if not path.exists():
@@ -53,27 +53,25 @@ def apply(
                     store.metrics.put_many(definitions=definitions, actor=who)
             for key, spec in catalog.experiments.items():
                 record = store.experiments.get(key=key)
+                current = None if record is None else ExperimentSpec.model_validate(record.spec)
+                has_run_ = record is not None and has_run(record.status)
+                plan = plan_update(current, spec, has_run=has_run_, rerandomize=rerandomize)
                 if record is None:
                     typer.echo(f"+ {key}: create (version 1, status draft, {len(spec.variants)} variants)")
                     if not dry_run:
                         store.experiments.create(key=key, spec=spec.model_dump(mode="json"), actor=who)
                     continue
-                old = ExperimentSpec.model_validate(record.spec)
-                if not diff(old, spec) and not rerandomize:
+                if plan.action == "unchanged":
                     typer.echo(f"= {key}: unchanged (version {record.current_version})")
                     continue
-                new = check_update(old, spec, has_run=has_run(record.status), rerandomize=rerandomize)
-                changes = diff(old, new)
-                bumped = new.bucket_version != old.bucket_version
-                typer.echo(
-                    f"~ {key}: update to version {record.current_version + 1}" + (" (re-randomised)" if bumped else "")
-                )
-                for change in changes:
+                note = " (re-randomised)" if plan.rerandomized else ""
+                typer.echo(f"~ {key}: update to version {record.current_version + 1}{note}")
+                for change in plan.changes:
                     typer.echo(f"    {change.path}: {_value(change.old)} -> {_value(change.new)}")
                 if not dry_run:
                     store.experiments.update(
-                        key=key, spec=new.model_dump(mode="json"), diff=[asdict(c) for c in changes], actor=who,
-                        expected_version=record.current_version, rerandomize=bumped,
+                        key=key, spec=plan.spec.model_dump(mode="json"), diff=[asdict(c) for c in plan.changes],
+                        actor=who, expected_version=record.current_version, rerandomize=plan.rerandomized,
                     )  # fmt: skip
         if dry_run:
             typer.echo("(dry run: nothing written)")

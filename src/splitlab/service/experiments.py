@@ -17,11 +17,10 @@ from splitlab.service.schemas import json_problems
 from splitlab.specs import (
     Change,
     ExperimentSpec,
-    check_update,
-    diff,
     has_run,
     load_spec,
     metric_references,
+    plan_update,
     transition,
 )
 from splitlab.storage import ExperimentRecord, NotFoundError, Store
@@ -91,23 +90,22 @@ def apply_spec(store: Store, spec: ExperimentSpec, *, actor: str, rerandomize: b
     """
     _check_against_store(store, spec)
     record = store.experiments.get(key=spec.key)
+    current = None if record is None else ExperimentSpec.model_validate(record.spec)
+    plan = plan_update(current, spec, has_run=record is not None and has_run(record.status), rerandomize=rerandomize)
     if record is None:
         store.experiments.create(key=spec.key, spec=spec.model_dump(mode="json"), actor=actor)
         return ApplyOutcome("created", [], _get(store, spec.key))
-    old = ExperimentSpec.model_validate(record.spec)
-    if not diff(old, spec) and not rerandomize:
+    if plan.action == "unchanged":
         return ApplyOutcome("unchanged", [], record)
-    new = check_update(old, spec, has_run=has_run(record.status), rerandomize=rerandomize)
-    changes = diff(old, new)
     store.experiments.update(
         key=spec.key,
-        spec=new.model_dump(mode="json"),
-        diff=[asdict(c) for c in changes],
+        spec=plan.spec.model_dump(mode="json"),
+        diff=[asdict(c) for c in plan.changes],
         actor=actor,
         expected_version=record.current_version,
-        rerandomize=new.bucket_version != old.bucket_version,
+        rerandomize=plan.rerandomized,
     )
-    return ApplyOutcome("updated", changes, _get(store, spec.key))
+    return ApplyOutcome("updated", plan.changes, _get(store, spec.key))
 
 
 def _check_against_store(store: Store, spec: ExperimentSpec) -> None:

@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from splitlab.specs.changes import PROTECTED, Change, check_update, diff
+from splitlab.specs.changes import PROTECTED, Change, UpdatePlan, check_update, diff, plan_update
 from splitlab.specs.lifecycle import TRANSITIONS, Action, Status, allowed_actions, has_run, transition
 from splitlab.specs.loading import Catalog, SpecError, dump_metrics, dump_spec, load_catalog, load_spec
 from splitlab.specs.model import (
@@ -57,6 +57,7 @@ __all__ = [
     "SpecError",
     "Status",
     "Targeting",
+    "UpdatePlan",
     "Variant",
     "allowed_actions",
     "check_metric_references",
@@ -68,6 +69,7 @@ __all__ = [
     "load_catalog",
     "load_spec",
     "metric_references",
+    "plan_update",
     "to_plan",
     "transition",
 ]

@@ -32,7 +32,7 @@ from typing import Any
 
 from splitlab.specs.model import ExperimentSpec
 
-__all__ = ["PROTECTED", "Change", "check_update", "diff"]
+__all__ = ["PROTECTED", "Change", "UpdatePlan", "check_update", "diff", "plan_update"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,3 +172,38 @@ def check_update(
         )
         raise ValueError(msg)
     return new
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatePlan:
+    """What applying ``proposed`` over the current spec would do.
+
+    Attributes:
+        action: ``create`` (no current spec), ``unchanged`` or ``update``.
+        spec: the spec to store (for a re-randomisation, with the bucket version bumped).
+        changes: the diff from the current spec.
+        rerandomized: whether the bucket version moves (every unit is re-bucketed).
+    """
+
+    action: str
+    spec: ExperimentSpec
+    changes: list[Change]
+    rerandomized: bool = False
+
+
+def plan_update(
+    current: ExperimentSpec | None, proposed: ExperimentSpec, *, has_run: bool, rerandomize: bool = False
+) -> UpdatePlan:
+    """Decide how to apply ``proposed``: create, leave unchanged, or update under :func:`check_update`'s rules.
+
+    One place for the rule that ``splitlab apply`` and the HTTP service share.
+
+    Raises:
+        ValueError: as :func:`check_update` (protected fields of an experiment that has run).
+    """
+    if current is None:
+        return UpdatePlan("create", proposed, [])
+    if not diff(current, proposed) and not rerandomize:
+        return UpdatePlan("unchanged", current, [])
+    new = check_update(current, proposed, has_run=has_run, rerandomize=rerandomize)
+    return UpdatePlan("update", new, diff(current, new), new.bucket_version != current.bucket_version)
