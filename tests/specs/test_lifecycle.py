@@ -86,3 +86,12 @@ def test_no_path_leads_back_from_stopped_or_archived() -> None:
                 reachable.add(new)
                 frontier.append(new)
     assert reachable == {Status.STOPPED, Status.ARCHIVED}
+
+
+def test_apply_action_resumes_a_paused_experiment_on_start() -> None:
+    from splitlab.specs import apply_action
+
+    assert apply_action("paused", "start") == "running"
+    assert apply_action("draft", "start") == "running"
+    with pytest.raises(ValueError, match="stopped"):
+        apply_action("stopped", "start")

@@ -162,16 +162,14 @@ def show_experiment(
 
 
 def _lifecycle(action: str, key: str, actor: str | None, database: str | None, reason: str | None) -> None:
-    from splitlab.specs import transition
+    from splitlab.specs import apply_action
 
     with user_errors(), _open(database) as store:
         record = store.experiments.get(key=key)
         if record is None:
             msg = f"experiment {key!r} is not in the store; `splitlab apply` creates it"
             raise ValueError(msg)
-        # `start` on a paused experiment resumes it: the user's intent is the same.
-        effective = "resume" if action == "start" and record.status == "paused" else action
-        status = transition(record.status, effective)
+        status = apply_action(record.status, action)
         version = store.experiments.set_status(key=key, status=str(status), actor=actor_name(actor), reason=reason)
     typer.echo(f"{key}: {record.status} -> {status} (version {version.version})")
 

@@ -17,11 +17,11 @@ from splitlab.service.schemas import json_problems
 from splitlab.specs import (
     Change,
     ExperimentSpec,
+    apply_action,
     has_run,
     load_spec,
     metric_references,
     plan_update,
-    transition,
 )
 from splitlab.storage import ExperimentRecord, NotFoundError, Store
 
@@ -143,8 +143,7 @@ def change_status(store: Store, *, key: str, action: str, actor: str, reason: st
         ValueError: The move is not allowed from the current status.
     """
     record = _get(store, key)
-    effective = "resume" if action == "start" and record.status == "paused" else action
-    status = transition(record.status, effective)
+    status = apply_action(record.status, action)
     store.experiments.set_status(key=key, status=str(status), actor=actor, reason=reason)
     return _get(store, key)
 

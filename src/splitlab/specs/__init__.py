@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 from splitlab.specs.changes import PROTECTED, Change, UpdatePlan, check_update, diff, plan_update
-from splitlab.specs.lifecycle import TRANSITIONS, Action, Status, allowed_actions, has_run, transition
+from splitlab.specs.lifecycle import TRANSITIONS, Action, Status, allowed_actions, apply_action, has_run, transition
 from splitlab.specs.loading import Catalog, SpecError, dump_metrics, dump_spec, load_catalog, load_spec
 from splitlab.specs.model import (
     Allocation,
@@ -60,6 +60,7 @@ __all__ = [
     "UpdatePlan",
     "Variant",
     "allowed_actions",
+    "apply_action",
     "check_metric_references",
     "check_update",
     "diff",

@@ -32,7 +32,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import TypeVar
 
-__all__ = ["TRANSITIONS", "Action", "Status", "allowed_actions", "has_run", "transition"]
+__all__ = ["TRANSITIONS", "Action", "Status", "allowed_actions", "apply_action", "has_run", "transition"]
 
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -96,6 +96,17 @@ def transition(status: Status | str, action: Action | str) -> Status:
         msg = f"cannot {act} an experiment that is {current} (allowed from {current}: {allowed})"
         raise ValueError(msg)
     return new
+
+
+def apply_action(status: Status | str, action: Action | str) -> Status:
+    """Like :func:`transition`, but ``start`` on a paused experiment resumes it (the user's intent is the same).
+
+    The rule the CLI and the HTTP service share for their start / pause / stop commands.
+    """
+    current = _parse(Status, "status", status)
+    if action == Action.START and current == Status.PAUSED:
+        action = Action.RESUME
+    return transition(current, action)
 
 
 def has_run(status: Status | str) -> bool:
