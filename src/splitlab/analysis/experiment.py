@@ -26,7 +26,7 @@ from typing import Any
 from scipy import stats as sps
 
 from splitlab.analysis.readout import ExperimentReadout, HealthCheck, MetricReadout, Role, Severity, TimelinePoint
-from splitlab.analysis.sql import ExperimentAggregates, QuantileStatistic, Source, aggregate_experiment
+from splitlab.analysis.sql import CellKey, ExperimentAggregates, QuantileStatistic, Source, aggregate_experiment
 from splitlab.specs import ExperimentSpec, MetricDefinition
 from splitlab.stats.bayesian import beta_binomial, gaussian
 from splitlab.stats.cuped import cuped_estimates, cuped_test
@@ -36,7 +36,7 @@ from splitlab.stats.power import plan_sample_size
 from splitlab.stats.results import EffectResult
 from splitlab.stats.sequential.monitor import monitor
 from splitlab.stats.sequential.srm import sequential_srm_test
-from splitlab.stats.srm import srm_test
+from splitlab.stats.srm import SrmResult, srm_test
 from splitlab.stats.statistics import CovariateStatistic, MeanStatistic, ProportionStatistic
 
 TOP_SEGMENT_LEVELS = 5
@@ -211,11 +211,10 @@ def _sum_levels(agg: ExperimentAggregates, name: str, variant: str, dimension: s
     return total
 
 
-def _health(analysis: _Analysis, units: dict[str, int], weights: dict[str, float],
+def _health(analysis: _Analysis, srm: SrmResult, units: dict[str, int], weights: dict[str, float],
             planned: int | None) -> list[HealthCheck]:  # fmt: skip
     agg = analysis.aggregates
     checks: list[HealthCheck] = []
-    srm = srm_test(units, weights)
     shares = ", ".join(f"{k}={s:.1%}" for k, s in zip(srm.variants, srm.observed_shares, strict=True))
     configured = ", ".join(f"{k}={w:.0%}" for k, w in weights.items())
     checks.append(HealthCheck(
@@ -268,9 +267,7 @@ def _health(analysis: _Analysis, units: dict[str, int], weights: dict[str, float
     return checks
 
 
-def _day_key(variant: str, day: Any) -> Any:
-    from splitlab.analysis.sql import CellKey
-
+def _day_key(variant: str, day: Any) -> CellKey:
     return CellKey(variant, None, day)
 
 
@@ -373,6 +370,7 @@ def analyze_experiment(
     units = {v.key: aggregates.variant_units.get(v.key, 0) for v in spec.variants}
     weights = {v.key: v.weight for v in spec.variants}
     planned = _planned_per_variant(spec, analysis)
+    srm = srm_test(units, weights)
     first_day = aggregates.days[0] if aggregates.days else None
     days_running = (analysed_at.date() - first_day).days + 1.0 if first_day else 0.0
     sequential = spec.analysis.sequential if spec.analysis.method == "sequential" else None
@@ -388,8 +386,8 @@ def analyze_experiment(
         analysed_at=analysed_at, days_running=days_running, control=analysis.control,
         variants=tuple(units), configured_weights=weights, units=units,
         excluded_units=aggregates.multiple_exposure_units, planned_units_per_variant=planned,
-        daily_units=sum(units.values()) / days_running if days_running else 0.0, srm=srm_test(units, weights),
-        health=tuple(_health(analysis, units, weights, planned)), metrics=tuple(readouts),
+        daily_units=sum(units.values()) / days_running if days_running else 0.0, srm=srm,
+        health=tuple(_health(analysis, srm, units, weights, planned)), metrics=tuple(readouts),
         segments=tuple(segment_readouts), timeline=tuple(_timeline(analysis)),
     )  # fmt: skip
     hypothesis = spec.hypothesis
