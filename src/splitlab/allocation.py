@@ -22,8 +22,10 @@ context-free policy of :mod:`splitlab.bandits` in production mode:
   so the unit's bucket decides within the weights) and records it as a sticky assignment (the
   first writer wins); a unit with an assignment keeps its variant whatever the weights do.
 
-A reward is one observation per unit: record each unit's outcome once (its conversion as 1 or
-0 at the end of its conversion window, its revenue over the attribution window).
+A reward is one observation per unit, and the store keeps it so: a unit's first recorded reward
+(its conversion as 1 or 0 at the end of its conversion window, its revenue over the attribution
+window) is its reward, and later ones for the same unit are counted as duplicates, not added.
+Clients can therefore re-send a batch after a timeout without counting anything twice.
 
 Spec settings (``allocation.bandit``): ``policy`` (one of :data:`splitlab.bandits.POLICIES`),
 ``options`` (the policy's keyword options), ``metric`` (the event whose occurrences or values
@@ -60,7 +62,7 @@ from splitlab.bandits import PHASES, POLICIES, ArmEstimate, Policy, ProductionSe
 from splitlab.bandits.estimates import period_weighted_estimates
 from splitlab.specs import ExperimentSpec, to_plan
 from splitlab.stats.statistics import MeanStatistic
-from splitlab.storage import Event, NotFoundError, Store
+from splitlab.storage import BanditReward, Event, NotFoundError, Store
 
 __all__ = [
     "SETTINGS",
@@ -153,10 +155,12 @@ class BanditWeights:
 
 @dataclass(frozen=True, slots=True)
 class RecordedRewards:
-    """What a batch of rewards did: units ``recorded``, and units ``skipped`` for having no assignment."""
+    """What a batch of rewards did: units ``recorded``, units ``skipped`` for having no assignment, and
+    ``duplicates``: units whose reward was recorded before (kept, not added again)."""  # noqa: D205, D209
 
     recorded: int
     skipped: tuple[str, ...] = ()
+    duplicates: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,10 +413,11 @@ def record_reward(store: Store, experiment_key: str, unit_id: str, reward: float
 def record_rewards(
     store: Store, experiment_key: str, rewards: Mapping[str, float], *, now: datetime | None = None
 ) -> RecordedRewards:
-    """Record one reward per unit, aggregated per (variant, window) into atomic increments.
+    """Record one reward per unit, once: a unit rewarded before keeps its first reward.
 
-    Each (variant, window) row is one atomic ``INSERT ... ON CONFLICT DO UPDATE`` statement, so
-    concurrent writers lose nothing; a failure half-way leaves the rows already written.
+    The batch is one transaction (all or nothing) that stores each new unit's reward and adds it
+    to its (variant, window) totals with atomic ``INSERT ... ON CONFLICT DO UPDATE`` increments,
+    so concurrent writers lose nothing and a re-sent batch adds nothing.
 
     Args:
         store: the store.
@@ -421,7 +426,8 @@ def record_rewards(
         now: the time a completed count-based window is recorded to end at (default: now).
 
     Returns:
-        The units recorded, and those skipped for having no assignment under the current bucket version.
+        The units recorded, those skipped for having no assignment under the current bucket version,
+        and how many were rewarded before.
 
     Raises:
         NotFoundError: no experiment ``experiment_key``.
@@ -440,7 +446,8 @@ def record_rewards(
             raise ValueError(msg)
     assignments = store.assignments.get_many(experiment_key=experiment_key, unit_ids=rewards)
     state = _read_state(store, experiment) if experiment.settings.update_every is not None else None
-    totals: dict[tuple[str, int], list[float]] = {}
+    rows: list[BanditReward] = []
+    windows: dict[str, int] = {}
     skipped = []
     for unit_id, reward in rewards.items():
         stored = assignments.get(unit_id)
@@ -448,18 +455,17 @@ def record_rewards(
             skipped.append(unit_id)
             continue
         window = _window(stored.assigned_at, experiment.settings, state or _State({}, (), None))
-        total = totals.setdefault((stored.variant, window), [0, 0.0, 0.0])
-        total[0] += 1
-        total[1] += float(reward)
-        total[2] += float(reward) * float(reward)
+        windows[unit_id] = window
+        rows.append(BanditReward(unit_id, stored.variant, _reward_key(stored.variant, window), float(reward)))
+    new = store.bandits.add_rewards(
+        experiment_key=experiment_key, bucket_version=experiment.bucket_version, rewards=rows
+    )
     per_window: dict[int, int] = {}
-    for (variant, window), (n, total_sum, total_sq) in sorted(totals.items()):
-        store.bandits.add(experiment_key=experiment_key, arm=_reward_key(variant, window), n=int(n), sum=total_sum,
-                          sum_sq=total_sq)  # fmt: skip
-        per_window[window] = per_window.get(window, 0) + int(n)
+    for reward in new:
+        per_window[windows[reward.unit_id]] = per_window.get(windows[reward.unit_id], 0) + 1
     if experiment.settings.update_every is not None:
         _close_full_windows(store, experiment_key, per_window, experiment.settings.update_every, _now(now))
-    return RecordedRewards(sum(per_window.values()), tuple(skipped))
+    return RecordedRewards(len(new), tuple(skipped), len(rows) - len(new))
 
 
 def _close_full_windows(store: Store, experiment_key: str, added: Mapping[int, int], every: int, now: datetime) -> None:
@@ -479,8 +485,8 @@ def record_events(store: Store, experiment_key: str, events: Iterable[Event]) ->
     """Record rewards from metric events: each event named ``allocation.bandit.metric`` adds its value (1 without one).
 
     Rewards are summed per unit within the batch (and capped at 1 for Bernoulli policies, where
-    the reward is "converted"), then recorded with :func:`record_rewards`. Pass each unit's
-    events once: a unit recorded twice counts as two observations.
+    the reward is "converted"), then recorded with :func:`record_rewards`: a unit already rewarded
+    keeps its first reward, so replaying events adds nothing.
 
     Raises:
         ValueError: the spec names no ``metric``.

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from splitlab.storage import NotFoundError, Store
+from splitlab.storage import BanditReward, NotFoundError, Store
 
 
 def test_add_accumulates_sufficient_statistics(store: Store, experiment: str) -> None:
@@ -23,6 +23,32 @@ def test_add_accumulates_sufficient_statistics(store: Store, experiment: str) ->
     assert state["control"] == second
     assert (state["treatment"].n, state["treatment"].sum) == (1, -1.0)
     assert store.bandits.get(experiment_key="nope") == {}
+
+
+def test_rewards_are_recorded_once_per_unit(store: Store, experiment: str) -> None:
+    batch = [
+        BanditReward("u1", "control", "control@0", 1.0),
+        BanditReward("u2", "treatment", "treatment@0", 0.0),
+        BanditReward("u1", "control", "control@0", 1.0),  # repeated within the batch: counted once
+    ]
+    new = store.bandits.add_rewards(experiment_key=experiment, bucket_version=1, rewards=batch)
+    assert [r.unit_id for r in new] == ["u1", "u2"]
+    again = [BanditReward("u1", "control", "control@0", 0.0), BanditReward("u3", "control", "control@0", 1.0)]
+    assert [
+        r.unit_id for r in store.bandits.add_rewards(experiment_key=experiment, bucket_version=1, rewards=again)
+    ] == ["u3"]
+    state = store.bandits.get(experiment_key=experiment)
+    assert (state["control@0"].n, state["control@0"].sum) == (2, 2.0)  # u1's first reward kept
+    assert (state["treatment@0"].n, state["treatment@0"].sum) == (1, 0.0)
+    rerandomized = store.bandits.add_rewards(experiment_key=experiment, bucket_version=2, rewards=again[:1])
+    assert len(rerandomized) == 1  # a new bucket version is a new assignment: its reward counts
+    with pytest.raises(NotFoundError):
+        store.bandits.add_rewards(experiment_key="nope", bucket_version=1, rewards=batch)
+    with pytest.raises(ValueError, match="reward of unit 'u9'"):
+        store.bandits.add_rewards(
+            experiment_key=experiment, bucket_version=1, rewards=[BanditReward("u9", "a", "a@0", float("nan"))]
+        )
+    assert store.bandits.get(experiment_key=experiment)["control@0"].n == 3  # the refused batches added nothing
 
 
 @pytest.mark.parametrize(

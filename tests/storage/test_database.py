@@ -28,6 +28,8 @@ from splitlab.storage import (
 from splitlab.storage.tables import metadata
 
 TABLES = {
+    "bandit_rewards",
+    "deployment",
     "api_keys",
     "experiments",
     "experiment_versions",
@@ -48,10 +50,15 @@ def test_open_migrates_an_empty_database_to_head(database_url: str) -> None:
         assert set(metadata.tables) == TABLES
 
 
-def test_reopening_is_idempotent_and_keeps_data(database_url: str) -> None:
+def test_reopening_is_idempotent_and_keeps_data(database_url: str, tmp_path: Path) -> None:
     with open_store(database_url) as store:
         store.experiments.create(key="a", spec={}, actor="ana")
+        identity = store.deployment_id
+    with open_store(f"sqlite:///{tmp_path / 'other.db'}") as other:
+        assert len(identity) == 32
+        assert other.deployment_id != identity  # each store is its own deployment
     with open_store(database_url) as store:
+        assert store.deployment_id == identity
         assert store.schema_revision() == head_revision()
         assert [e.key for e in store.experiments.list()] == ["a"]
         with store.engine.connect() as conn:

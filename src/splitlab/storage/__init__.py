@@ -46,6 +46,7 @@ from splitlab.storage.keys import API_KEY_ROLES, ApiKey, ApiKeyRepository
 from splitlab.storage.metrics import MetricRepository
 from splitlab.storage.records import (
     BanditArm,
+    BanditReward,
     Event,
     ExperimentRecord,
     ExperimentVersion,
@@ -73,6 +74,7 @@ __all__ = [
     "ApiKeyRepository",
     "AssignmentRepository",
     "BanditArm",
+    "BanditReward",
     "BanditStateRepository",
     "Event",
     "EventRepository",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from splitlab.storage._sql import Transactions, now, upsert
 from splitlab.storage.errors import NotFoundError
-from splitlab.storage.records import BanditArm, check_finite, check_text
-from splitlab.storage.tables import bandit_state, experiments
+from splitlab.storage.records import BanditArm, BanditReward, check_finite, check_text
+from splitlab.storage.tables import bandit_rewards, bandit_state, experiments
 
 __all__ = ["BanditStateRepository"]
 
@@ -17,7 +20,8 @@ class BanditStateRepository:
 
     :meth:`add` is one ``INSERT … ON CONFLICT DO UPDATE SET n = n + excluded.n, …`` statement,
     so the database applies concurrent increments one after the other: two processes adding at
-    once lose nothing, and no read-modify-write happens in Python.
+    once lose nothing, and no read-modify-write happens in Python. :meth:`add_rewards` records
+    rewards at most once per unit and adds only the new ones, in one transaction.
     """
 
     def __init__(self, tx: Transactions) -> None:
@@ -59,9 +63,7 @@ class BanditStateRepository:
             },
         ).returning(*bandit_state.c)
         with self._tx.write() as conn:
-            if conn.execute(select(experiments.c.key).where(experiments.c.key == experiment_key)).first() is None:
-                msg = f"experiment {experiment_key!r} does not exist"
-                raise NotFoundError(msg)
+            _check_experiment(conn, experiment_key)
             row = conn.execute(statement).one()
         return BanditArm(
             experiment_key=row.experiment_key,
@@ -71,6 +73,81 @@ class BanditStateRepository:
             sum_sq=float(row.sum_sq),
             updated_at=row.updated_at,
         )
+
+    def add_rewards(
+        self, *, experiment_key: str, bucket_version: int, rewards: Sequence[BanditReward]
+    ) -> list[BanditReward]:
+        """Record each unit's reward once and add the new ones to their arms' totals, all or nothing.
+
+        A unit that already has a reward under ``bucket_version`` (or appears twice in the batch)
+        keeps its first one: re-sending a batch adds nothing, so clients may retry freely.
+
+        Args:
+            experiment_key: The experiment.
+            bucket_version: The bucket version the units' assignments were made under.
+            rewards: One reward per unit; ``arm`` is the totals row it adds to.
+
+        Returns:
+            The rewards that were new, in the order given.
+
+        Raises:
+            NotFoundError: No experiment ``experiment_key``.
+            ValueError: An empty unit id or arm, or a reward that is not finite.
+        """
+        first: dict[str, BanditReward] = {}
+        for reward in rewards:
+            check_text(reward.unit_id, name="unit_id")
+            check_text(reward.arm, name=f"arm of unit {reward.unit_id!r}")
+            check_text(reward.variant, name=f"variant of unit {reward.unit_id!r}")
+            check_finite(reward.reward, name=f"reward of unit {reward.unit_id!r}")
+            first.setdefault(reward.unit_id, reward)
+        if not first:
+            return []
+        stamp = now()
+        rows = [
+            {
+                "experiment_key": experiment_key,
+                "bucket_version": bucket_version,
+                "unit_id": r.unit_id,
+                "arm": r.variant,
+                "reward": float(r.reward),
+                "recorded_at": stamp,
+            }
+            for r in sorted(first.values(), key=lambda r: r.unit_id)  # key order: concurrent batches cannot deadlock
+        ]
+        insert = (
+            upsert(bandit_rewards, self._tx.dialect)
+            .on_conflict_do_nothing(
+                index_elements=[bandit_rewards.c.experiment_key, bandit_rewards.c.bucket_version, bandit_rewards.c.unit_id]
+            )
+            .returning(bandit_rewards.c.unit_id)
+        )
+        with self._tx.write() as conn:
+            _check_experiment(conn, experiment_key)
+            new_units = set(conn.execute(insert, rows).scalars())
+            totals: dict[str, list[float]] = {}
+            for unit_id in new_units:
+                reward = first[unit_id]
+                total = totals.setdefault(reward.arm, [0, 0.0, 0.0])
+                total[0] += 1
+                total[1] += reward.reward
+                total[2] += reward.reward * reward.reward
+            for arm, (n, total_sum, total_sq) in sorted(totals.items()):
+                increment = upsert(bandit_state, self._tx.dialect).values(
+                    experiment_key=experiment_key, arm=arm, n=int(n), sum=total_sum, sum_sq=total_sq, updated_at=stamp
+                )
+                conn.execute(
+                    increment.on_conflict_do_update(
+                        index_elements=[bandit_state.c.experiment_key, bandit_state.c.arm],
+                        set_={
+                            "n": bandit_state.c.n + increment.excluded.n,
+                            "sum": bandit_state.c.sum + increment.excluded.sum,
+                            "sum_sq": bandit_state.c.sum_sq + increment.excluded.sum_sq,
+                            "updated_at": increment.excluded.updated_at,
+                        },
+                    )
+                )
+        return [r for r in rewards if r.unit_id in new_units and first[r.unit_id] is r]
 
     def get(self, *, experiment_key: str) -> dict[str, BanditArm]:
         """Every arm's totals, by arm."""
@@ -87,3 +164,9 @@ class BanditStateRepository:
                 )
                 for r in conn.execute(query)
             }
+
+
+def _check_experiment(conn: Connection, experiment_key: str) -> None:
+    if conn.execute(select(experiments.c.key).where(experiments.c.key == experiment_key)).first() is None:
+        msg = f"experiment {experiment_key!r} does not exist"
+        raise NotFoundError(msg)

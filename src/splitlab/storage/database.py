@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import StaticPool
@@ -30,6 +30,7 @@ from splitlab.storage.exposures import ExposureRepository
 from splitlab.storage.keys import ApiKeyRepository
 from splitlab.storage.metrics import MetricRepository
 from splitlab.storage.snapshots import SnapshotRepository
+from splitlab.storage.tables import deployment
 
 __all__ = [
     "DEFAULT_URL",
@@ -97,11 +98,20 @@ class Store:
         self.bandits = BanditStateRepository(tx)
         self.metrics = MetricRepository(tx)
         self.keys = ApiKeyRepository(tx)
+        self._deployment_id: str | None = None
 
     @property
     def url(self) -> str:
         """The database URL, password hidden."""
         return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def deployment_id(self) -> str:
+        """This store's random identity, made by its first migration: what tells two deployments apart."""
+        if self._deployment_id is None:
+            with self.engine.connect() as conn:
+                self._deployment_id = str(conn.execute(select(deployment.c.id)).scalar_one())
+        return self._deployment_id
 
     @property
     def dialect(self) -> str:

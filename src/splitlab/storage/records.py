@@ -224,3 +224,13 @@ class BanditArm:
     sum: float
     sum_sq: float
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BanditReward:
+    """A unit's reward for a bandit experiment: ``variant`` it was assigned, the totals row ``arm`` it adds to."""
+
+    unit_id: str
+    variant: str
+    arm: str
+    reward: float

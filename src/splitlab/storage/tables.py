@@ -40,7 +40,9 @@ __all__ = [
     "analysis_snapshots",
     "api_keys",
     "assignments",
+    "bandit_rewards",
     "bandit_state",
+    "deployment",
     "events",
     "experiment_versions",
     "experiments",
@@ -207,6 +209,24 @@ bandit_state = Table(
     Column("sum", Double, nullable=False),
     Column("sum_sq", Double, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+bandit_rewards = Table(
+    "bandit_rewards",
+    metadata,
+    Column("experiment_key", String, ForeignKey("experiments.key"), primary_key=True),
+    Column("bucket_version", Integer, primary_key=True),
+    Column("unit_id", String, primary_key=True),
+    Column("arm", String, nullable=False),
+    Column("reward", Double, nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+)
+
+deployment = Table(
+    "deployment",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 metric_definitions = Table(
