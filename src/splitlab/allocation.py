@@ -461,8 +461,8 @@ def record_rewards(
         experiment_key=experiment_key, bucket_version=experiment.bucket_version, rewards=rows
     )
     per_window: dict[int, int] = {}
-    for reward in new:
-        per_window[windows[reward.unit_id]] = per_window.get(windows[reward.unit_id], 0) + 1
+    for row in new:
+        per_window[windows[row.unit_id]] = per_window.get(windows[row.unit_id], 0) + 1
     if experiment.settings.update_every is not None:
         _close_full_windows(store, experiment_key, per_window, experiment.settings.update_every, _now(now))
     return RecordedRewards(len(new), tuple(skipped), len(rows) - len(new))

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from splitlab.assignment import assign
 from splitlab.specs import ExperimentSpec, to_plan
+from splitlab.storage import open_store
 
 ONE = "/api/v1/assign"
 BATCH = "/api/v1/assign/batch"
@@ -27,8 +28,13 @@ def test_assign_matches_the_engine_and_returns_the_payload(
         assert body["payload"] == {"color": "grey" if expected.variant == "control" else "blue"}
 
 
-def test_batch_matches_single_assignments(
-    spec: dict[str, Any], client: TestClient, running: str, admin: dict[str, str], sdk: dict[str, str]
+def test_batch_matches_single_assignments_and_records_them(
+    spec: dict[str, Any],
+    client: TestClient,
+    running: str,
+    admin: dict[str, str],
+    sdk: dict[str, str],
+    database_url: str,
 ) -> None:
     units = [{"unit_id": f"u{i}", "attributes": {"country": "DE"}} for i in range(40)]
     batch = client.post(BATCH, json={"experiment": running, "units": units}, headers=sdk)
@@ -36,11 +42,14 @@ def test_batch_matches_single_assignments(
     singles = [
         client.post(ONE, json={"experiment": running, "unit_id": u["unit_id"]}, headers=sdk).json() for u in units
     ]
-    assert {a["reason"] for a in batch.json()["assignments"]} == {"enrolled"}
-    assert {a["reason"] for a in singles} == {"sticky"}  # the batch recorded them
-    strip = [{k: v for k, v in a.items() if k != "reason"} for a in batch.json()["assignments"]]
-    assert strip == [{k: v for k, v in a.items() if k != "reason"} for a in singles]
+    # While the weights have not changed, a recorded unit's hash gives its recorded variant: "enrolled".
+    assert {a["reason"] for a in batch.json()["assignments"] + singles} == {"enrolled"}
+    assert batch.json()["assignments"] == singles
     assert {a["variant"] for a in singles} == {"control", "treatment"}
+    assert client.app.state.runtime.recorder.flush()  # type: ignore[attr-defined]
+    with open_store(database_url) as store:
+        stored = store.assignments.get_many(experiment_key=running, unit_ids=[u["unit_id"] for u in units])
+    assert {u: a.variant for u, a in stored.items()} == {a["unit_id"]: a["variant"] for a in singles}
     empty = client.post(BATCH, json={"experiment": running, "units": []}, headers=sdk)
     assert empty.json()["assignments"] == []
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -39,7 +41,7 @@ def test_sdk_key_cannot_manage_experiments(client: TestClient, admin: dict[str, 
 
 
 def test_revoked_key_stops_working_and_secrets_are_stored_hashed(
-    client: TestClient, admin: dict[str, str], sdk: dict[str, str], database_url: str
+    client: TestClient, admin: dict[str, str], sdk: dict[str, str], database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert client.get("/api/v1/experiments", headers=admin).status_code == 200
     secret = admin["Authorization"].removeprefix("Bearer ").split("_", 2)[2]
@@ -53,4 +55,8 @@ def test_revoked_key_stops_working_and_secrets_are_stored_hashed(
         assert revoked.revoked_at is not None
         assert store.keys.revoke(key_id=admin["Authorization"].split("_")[1]).revoked_at == revoked.revoked_at
         assert [k.active for k in store.keys.list()] == [False, True]
+    # The worker trusts its cached verdict for cache_seconds (1 s by default), then asks the store again.
+    assert client.get("/api/v1/experiments", headers=admin).status_code == 200
+    later = time.monotonic() + 1.0
+    monkeypatch.setattr("splitlab.service.timed_cache.time.monotonic", lambda: later)
     assert client.get("/api/v1/experiments", headers=admin).status_code == 401

@@ -22,7 +22,7 @@ def test_keys_create_list_revoke(database_url: str) -> None:
     listed = json.loads(runner.invoke(app, ["list", "--json", *db]).stdout)
     assert [(k["name"], k["role"], k["created_by"], k["revoked_at"]) for k in listed] == [("ops", "admin", "ana", None)]
     assert key not in runner.invoke(app, ["list", *db]).stdout
-    with TestClient(create_app(Settings(database_url=database_url))) as client:
+    with TestClient(create_app(Settings(database_url=database_url, cache_seconds=0))) as client:
         headers = {"Authorization": f"Bearer {key}"}
         assert client.get("/api/v1/experiments", headers=headers).status_code == 200
         revoked = runner.invoke(app, ["revoke", listed[0]["id"], *db])
@@ -46,7 +46,10 @@ def test_openapi_documents_every_route() -> None:
     assert set(schema["paths"]) == {
         "/api/v1/health", "/api/v1/ready", "/api/v1/experiments", "/api/v1/experiments/{key}",
         "/api/v1/experiments/{key}/start", "/api/v1/experiments/{key}/pause", "/api/v1/experiments/{key}/stop",
-        "/api/v1/experiments/{key}/results", "/api/v1/metrics", "/api/v1/metrics/{name}",
+        "/api/v1/experiments/{key}/results",
+            "/api/v1/experiments/{key}/rewards",
+            "/api/v1/experiments/{key}/status",
+            "/api/v1/experiments/{key}/weights", "/api/v1/metrics", "/api/v1/metrics/{name}",
         "/api/v1/assign", "/api/v1/assign/batch", "/api/v1/config", "/api/v1/exposures", "/api/v1/events", "/metrics",
     }  # fmt: skip
-    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+    assert schema["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"

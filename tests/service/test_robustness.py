@@ -142,15 +142,16 @@ def test_hostile_query_values_never_give_500(client: TestClient, running: str, a
 
 
 def test_an_unreachable_database_is_503_not_500(client: TestClient, sdk: dict[str, str]) -> None:
-    state = client.app.state  # type: ignore[attr-defined]
-    healthy = state.store
-    state.store = Store(create_store_engine(make_url("postgresql+psycopg://nobody@127.0.0.1:1/none")))
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    healthy = runtime.store
+    broken = Store(create_store_engine(make_url("postgresql+psycopg://nobody@127.0.0.1:1/none")))
+    runtime.store = runtime.experiments._store = broken
     try:
         answer = client.post("/api/v1/assign", json={"experiment": "checkout", "unit_id": "u1"}, headers=sdk)
         ready = client.get("/api/v1/ready")
     finally:
-        state.store.close()
-        state.store = healthy
+        broken.close()
+        runtime.store = runtime.experiments._store = healthy
     assert answer.status_code == 503
     assert answer.json()["detail"][0]["field"] == "database"
     assert answer.headers["retry-after"] == "1"

@@ -7,9 +7,10 @@ All records are frozen; ``to_dict`` forms are JSON-ready (no NaN: ``None`` inste
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from splitlab.stats.results import EffectResult, Interval
 from splitlab.stats.sequential.monitor import MonitorResult
@@ -134,3 +135,21 @@ class ExperimentReadout:
     timeline: tuple[TimelinePoint, ...] = ()
     decision: Decision | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def status_summary(self) -> dict[str, Any]:
+        """Where the experiment stands (``splitlab status --json`` and ``GET .../status``): status, days
+        running, configured split vs units per variant with the SRM check, and the planned sample.
+        NaN (an SRM p-value without units) is None.
+        """  # noqa: D205
+        p_value = self.srm.p_value
+        return {
+            "experiment": self.experiment_key,
+            "status": self.status,
+            "days_running": self.days_running,
+            "configured": dict(self.configured_weights),
+            "units": dict(self.units),
+            "planned_per_variant": self.planned_units_per_variant,
+            "srm_p_value": p_value if math.isfinite(p_value) else None,
+            "srm_flag": self.srm.flag,
+            "excluded_units": self.excluded_units,
+        }

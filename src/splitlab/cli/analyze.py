@@ -81,13 +81,8 @@ def status(
         f"{k}={n:,}" + (f"/{planned:,} ({n / planned:.0%})" if planned else "") for k, n in readout.units.items()
     )
     srm = readout.srm
-    data = {
-        "experiment": key, "status": readout.status, "days_running": readout.days_running,
-        "configured": readout.configured_weights, "units": readout.units, "planned_per_variant": planned,
-        "srm_p_value": srm.p_value, "srm_flag": srm.flag, "excluded_units": readout.excluded_units,
-    }  # fmt: skip
     if as_json:
-        typer.echo(json.dumps(data, indent=2))
+        typer.echo(json.dumps(readout.status_summary(), indent=2))
         return
     lines = [
         f"{key}: {readout.status}, {readout.days_running:g} days running",

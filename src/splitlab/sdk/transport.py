@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -68,8 +69,10 @@ class Transport:
             if err.code == 413:
                 raise TooLargeError(reason) from err
             raise PermanentError(reason) from err
-        except (urllib.error.URLError, OSError) as err:
-            raise TransientError(f"connection error: {err}") from err
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+            # HTTPException: the connection broke mid-answer (IncompleteRead, RemoteDisconnected); the
+            # service may or may not have written the batch, and a retry is idempotent either way.
+            raise TransientError(f"connection error: {err!r}") from err
 
     def get_config(self, etag: str | None) -> ConfigResponse:
         """``GET /api/v1/config``, conditional on ``etag`` (``If-None-Match``)."""

@@ -1,12 +1,15 @@
-"""Assigning units over HTTP: the stored spec's plan, sticky assignments honoured and recorded.
+"""Assigning units over HTTP without touching the store on the hot path.
 
-A unit keeps the variant recorded for it under the experiment's current bucket version, so weight
-changes never move an assigned unit; new enrolments of a running experiment are recorded (when the
-settings say so). Every process computes the same hash, so several workers agree without talking.
+The experiment comes compiled from the :class:`~splitlab.service.experiment_cache.ExperimentCache`;
+stored assignments are read only when they can differ from the hash (see that module); new
+enrolments of a running experiment are recorded in batches by the
+:class:`~splitlab.service.recorder.AssignmentRecorder` (when the settings say so). Every worker
+computes the same hash, so several workers, or several machines, agree without talking.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,12 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from splitlab.assignment import REASONS, assign, assign_batch
-from splitlab.assignment.config import ExperimentPlan
-from splitlab.specs import ExperimentSpec, to_plan
-from splitlab.storage import NotFoundError, Store
+from splitlab.assignment import REASONS, assign_batch
+from splitlab.service.bandit_weights import BanditWeightsCache
+from splitlab.service.experiment_cache import CachedExperiment, ExperimentCache
+from splitlab.service.recorder import AssignmentRecorder
+from splitlab.service.sticky import StickyAssignments
 
-__all__ = ["UnitAssignment", "assign_units"]
+__all__ = ["Assigner", "UnitAssignment"]
+
+Unit = tuple[str, Mapping[str, Any] | None]
+"""A unit id and its attributes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,63 +41,96 @@ class UnitAssignment:
     reason: str
 
 
-def assign_units(
-    store: Store, *, key: str, units: Sequence[tuple[str, Mapping[str, Any] | None]], record: bool
-) -> list[UnitAssignment]:
-    """Assign ``units`` (unit id, attributes) to variants of experiment ``key``, in order.
+class Assigner:
+    """Assigns units of stored experiments (see the module docstring)."""
 
-    Raises:
-        NotFoundError: No experiment ``key``.
-        ValueError: The stored spec cannot be evaluated for these units (the message says why).
-    """
-    experiment = store.experiments.get(key=key)
-    if experiment is None:
-        msg = f"experiment {key!r} does not exist"
-        raise NotFoundError(msg)
-    spec = ExperimentSpec.model_validate(experiment.spec)
-    plan = to_plan(spec, active=experiment.status == "running")
-    ids = [unit_id for unit_id, _ in units]
-    stored = store.assignments.get_many(experiment_key=key, unit_ids=ids)
-    sticky = {u: a.variant for u, a in stored.items() if a.bucket_version == spec.bucket_version}
-    results = _evaluate(plan, units, sticky)
-    fresh = {r.unit_id: r.variant for r in results if r.enrolled and r.variant is not None and r.reason != "sticky"}
-    if record and fresh and experiment.status == "running":
-        kept = store.assignments.record_many(experiment_key=key, variants=fresh, bucket_version=spec.bucket_version)
-        moved = {u: v for u, v in kept.items() if v != fresh[u]}  # another request recorded first: it wins
+    def __init__(
+        self,
+        experiments: ExperimentCache,
+        sticky: StickyAssignments,
+        bandit_weights: BanditWeightsCache,
+        recorder: AssignmentRecorder | None,
+    ) -> None:
+        self._experiments = experiments
+        self._sticky = sticky
+        self._bandit_weights = bandit_weights
+        self._recorder = recorder
+        self._rng = np.random.default_rng()
+
+    async def assign(self, key: str, units: Sequence[Unit]) -> list[UnitAssignment]:
+        """Assign ``units`` to variants of experiment ``key``, in order.
+
+        Raises:
+            NotFoundError: No experiment ``key``.
+            ValueError: The stored spec cannot be evaluated for these units (the message says why).
+            OperationalError: The store is unreachable (only where a stored assignment is needed).
+        """
+        experiment = await self._experiments.get(key)
+        plan = experiment.plan
+        sticky: dict[str, str] = {}
+        if plan.active and experiment.sticky_reads:
+            sticky = await self._sticky.lookup(key, experiment.bucket_version, [unit_id for unit_id, _ in units])
+        weights = None
+        if plan.active and experiment.bandit is not None:
+            weights = (await self._bandit_weights.get(experiment)).weights
+        results = self._evaluate(experiment, units, sticky, weights)
+        if self._recorder is None or not experiment.running:
+            return results
+        fresh = {
+            r.unit_id: r.variant
+            for r in results
+            if r.variant is not None and r.reason == "enrolled" and r.unit_id not in sticky
+        }
+        if not experiment.sticky_reads:
+            fresh = {u: v for u, v in fresh.items() if self._sticky.known(key, experiment.bucket_version, u) is None}
+            self._recorder.submit(key, experiment.bucket_version, fresh, wait=False)
+            return results
+        future = self._recorder.submit(key, experiment.bucket_version, fresh, wait=True)
+        stored = await asyncio.wrap_future(future) if future is not None else {}
+        moved = {u: v for u, v in stored.items() if v != fresh[u]}  # another worker recorded first: it wins
         if moved:
-            again = {r.unit_id: r for r in _evaluate(plan, [(u, None) for u in moved], moved)}
+            again = {r.unit_id: r for r in self._evaluate(experiment, [(u, None) for u in moved], moved, weights)}
             results = [again.get(r.unit_id, r) for r in results]
-    return results
+        return results
 
-
-def _evaluate(
-    plan: ExperimentPlan, units: Sequence[tuple[str, Mapping[str, Any] | None]], sticky: Mapping[str, str]
-) -> list[UnitAssignment]:
-    rng = np.random.default_rng() if plan.allocation == "random" else None
-    payloads = [v.payload for v in plan.variants]
-    try:
-        if len(units) == 1:
-            unit_id, attributes = units[0]
-            one = assign(plan, unit_id, attributes, sticky=sticky.get(unit_id), rng=rng)
-            return [UnitAssignment(unit_id, one.variant, one.payload, one.enrolled, one.bucket, one.reason)]
-        batch = assign_batch(
-            plan, [u for u, _ in units], [dict(a or {}) for _, a in units], sticky=sticky or None, rng=rng
-        )
-    except TypeError as exc:  # attribute values of a type targeting cannot compare
-        raise ValueError(str(exc)) from exc
-    results = []
-    for (unit_id, _), index, bucket, reason in zip(
-        units, batch.variation_index.tolist(), batch.bucket.tolist(), batch.reason.tolist(), strict=True
-    ):
-        enrolled = index >= 0
-        results.append(
-            UnitAssignment(
-                unit_id,
-                plan.variants[index].key if enrolled else None,
-                payloads[index] if enrolled else None,
-                enrolled,
-                None if math.isnan(bucket) else bucket,
-                REASONS[reason],
+    def _evaluate(
+        self,
+        experiment: CachedExperiment,
+        units: Sequence[Unit],
+        sticky: Mapping[str, str],
+        weights: Sequence[float] | None,
+    ) -> list[UnitAssignment]:
+        plan = experiment.plan
+        rng = self._rng if plan.allocation == "random" else None
+        try:
+            if len(units) == 1:
+                unit_id, attributes = units[0]
+                one = plan.assign(unit_id, attributes, sticky=sticky.get(unit_id), weights=weights, rng=rng)
+                return [UnitAssignment(unit_id, one.variant, one.payload, one.enrolled, one.bucket, one.reason)]
+            batch = assign_batch(
+                plan,
+                [u for u, _ in units],
+                [dict(a or {}) for _, a in units],
+                sticky=sticky or None,
+                weights=weights,
+                rng=rng,
             )
-        )
-    return results
+        except TypeError as exc:  # attribute values of a type targeting cannot compare
+            raise ValueError(str(exc)) from exc
+        keys, payloads = plan.keys, plan.payloads
+        results = []
+        for (unit_id, _), index, bucket, reason in zip(
+            units, batch.variation_index.tolist(), batch.bucket.tolist(), batch.reason.tolist(), strict=True
+        ):
+            enrolled = index >= 0
+            results.append(
+                UnitAssignment(
+                    unit_id,
+                    keys[index] if enrolled else None,
+                    payloads[index] if enrolled else None,
+                    enrolled,
+                    None if math.isnan(bucket) else bucket,
+                    REASONS[reason],
+                )
+            )
+        return results

@@ -84,9 +84,8 @@ class ExperimentCache:
             NotFoundError: No experiment ``key``.
             ValueError: Its stored spec no longer validates (the message says why).
         """
-        entry = self._entries.fresh(key)
-        if entry is None:
-            entry = await run_in_threadpool(self.load, key)
+        cached = self._entries.fresh(key)
+        entry = await run_in_threadpool(self.load, key) if cached is None else cached.value
         if entry is None:
             msg = f"experiment {key!r} does not exist"
             raise NotFoundError(msg)
@@ -95,7 +94,8 @@ class ExperimentCache:
     def load(self, key: str) -> CachedExperiment | None:
         """Read ``key`` from the store now (blocking), reusing the compiled entry when nothing changed."""
         record = self._store.experiments.get(key=key)
-        previous = self._entries.stale(key)
+        cached = self._entries.stale(key)
+        previous = None if cached is None else cached.value
         if record is None:
             entry = None
         elif (

@@ -33,23 +33,30 @@ def _error(status: int, field: str, message: str) -> tuple[dict[str, Any], bytes
 
 
 class RequestGuard:
-    """Refuses bodies over ``max_body_bytes`` (by ``Content-Length``, or while a chunked body streams in)
-    and observes every request's latency by method, route template and status.
+    """Refuses bodies over ``max_body_bytes``; observes every request's latency.
+
+    A body is refused by its ``Content-Length`` before it is read, or while a chunked body streams
+    in; latency is observed by method, route template and status.
 
     Args:
         app: The application to guard.
         max_body_bytes: The largest body accepted.
         telemetry: Where latencies and rejected event batches are counted.
+        api_prefix: The prefix routers are included under (route templates are reported with it).
         events_path: The events endpoint, whose refusals count as rejected event batches.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, telemetry: Telemetry, events_path: str) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, telemetry: Telemetry, api_prefix: str, events_path: str
+    ) -> None:
         self.app = app
+        self.api_prefix = api_prefix
         self.max_body_bytes = max_body_bytes
         self.telemetry = telemetry
         self.events_path = events_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection scope."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -104,8 +111,12 @@ class RequestGuard:
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         route = scope.get("route")
         template = route.path_format if isinstance(route, Route) else "unmatched"
-        if template != "unmatched" and scope.get("root_path"):
-            template = scope["root_path"] + template
+        if (
+            template != "unmatched"
+            and scope["path"].startswith(self.api_prefix)
+            and not template.startswith(self.api_prefix)
+        ):
+            template = self.api_prefix + template  # the route of a router included under the prefix
         self.telemetry.latency.labels(scope["method"], template, str(status)).observe(time.perf_counter() - started)
         if scope["path"] == self.events_path and status in (413, 422):
             self.telemetry.event_batches_rejected.labels("too_large" if status == 413 else "invalid").inc()

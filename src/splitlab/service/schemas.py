@@ -21,7 +21,9 @@ __all__ = [
     "AssignRequest",
     "AssignmentBatchPublic",
     "AssignmentPublic",
+    "BanditWeightsPublic",
     "ChangePublic",
+    "ConfigExperimentPublic",
     "ConfigPublic",
     "EventBatch",
     "EventCreate",
@@ -31,6 +33,10 @@ __all__ = [
     "ExposureCreate",
     "IngestPublic",
     "ResultsPublic",
+    "RewardBatch",
+    "RewardCreate",
+    "RewardsPublic",
+    "StatusPublic",
     "UnitCreate",
     "json_problems",
 ]
@@ -238,7 +244,64 @@ class ResultsPublic(BaseModel):
     payload: dict[str, Any]
 
 
-class ConfigPublic(BaseModel):
-    """The running experiments, for SDKs that assign locally."""
+class StatusPublic(BaseModel):
+    """Where an experiment stands (as ``splitlab status --json``)."""
 
-    experiments: list[ExperimentPublic]
+    experiment: str
+    status: str
+    days_running: float
+    configured: dict[str, float]
+    units: dict[str, int]
+    planned_per_variant: int | None
+    srm_p_value: float | None
+    srm_flag: bool
+    excluded_units: int
+
+
+class ConfigExperimentPublic(ExperimentPublic):
+    """A running experiment as SDKs evaluate it; a bandit experiment carries its current ``weights``."""
+
+    weights: list[float] | None = None
+
+
+class ConfigPublic(BaseModel):
+    """The running experiments, for SDKs that assign locally; ``version`` is the document's ETag (unquoted)."""
+
+    version: str
+    experiments: list[ConfigExperimentPublic]
+
+
+class BanditWeightsPublic(BaseModel):
+    """A bandit experiment's allocation for the current window (see :class:`splitlab.allocation.BanditWeights`)."""
+
+    experiment: str
+    window: int
+    variants: list[str]
+    weights: list[float]
+    phase: str
+    winner: str | None
+    p_best: list[float | None]
+    expected_loss: list[float | None]
+    units: int
+
+
+class RewardCreate(_Body):
+    """A unit's reward: 1 or 0 for a conversion, or a number (revenue, time ...)."""
+
+    unit_id: Text
+    reward: Annotated[float, Field(allow_inf_nan=False)]
+
+
+class RewardBatch(_Body):
+    """Rewards of a bandit experiment; a unit's first reward is its reward (re-sending adds nothing)."""
+
+    rewards: list[RewardCreate]
+
+
+class RewardsPublic(BaseModel):
+    """What a rewards batch did: rewards received, newly recorded, already recorded, and units with no assignment."""
+
+    received: int
+    recorded: int
+    duplicates: int
+    skipped: list[str]

@@ -1,18 +1,37 @@
-"""Prometheus metrics of one app: assignments, exposures, ingested and rejected events, latency.
+"""Prometheus metrics of one app: assignments, exposures, ingested and rejected events, latency,
+and gauges read from the store at scrape time (SRM per running experiment, exposed units, bandit weights).
 
 One :class:`Telemetry` (and one registry) per app, never a module-level registry, so two apps in a
 process (tests, several deployments) count separately. With several uvicorn workers each process
-counts its own requests; Prometheus sums the series of all scraped targets.
-"""
+counts its own requests (Prometheus sums the series of all scraped targets), while the gauges read
+from the store are the same in every worker (take their ``max``).
+"""  # noqa: D205
 
 from __future__ import annotations
 
+import logging
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
-__all__ = ["CONTENT_TYPE", "Telemetry"]
+from splitlab.specs import ExperimentSpec, to_plan
+from splitlab.stats.srm import srm_test
+
+if TYPE_CHECKING:
+    from splitlab.service.runtime import Runtime
+
+__all__ = ["CONTENT_TYPE", "SRM_THRESHOLD", "Telemetry"]
+
+_log = logging.getLogger("splitlab.service")
+
+SRM_THRESHOLD = 0.001
+"""``splitlab_srm_flag`` is 1 when the chi-square p-value of a running experiment's split is below this."""
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 """The Prometheus text exposition format's media type."""
@@ -49,6 +68,22 @@ class Telemetry:
             ["reason"],
             registry=self.registry,
         )
+        self.assignments_recorded = Counter(
+            "splitlab_assignments_recorded",
+            "New sticky assignments written to the store (in batches).",
+            registry=self.registry,
+        )
+        self.assignment_record_failures = Counter(
+            "splitlab_assignment_record_failures",
+            "Sticky assignments that could not be written and were given up.",
+            registry=self.registry,
+        )
+        self.bandit_rewards = Counter(
+            "splitlab_bandit_rewards",
+            "Units rewarded in bandit experiments (first reward per unit), by experiment.",
+            ["experiment"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "splitlab_request_duration_seconds",
             "Request latency by method, route template and status code.",
@@ -56,6 +91,10 @@ class Telemetry:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+    def watch_store(self, runtime: Runtime) -> None:
+        """Also export the gauges read from ``runtime``'s store at every scrape."""
+        self.registry.register(_StoreGauges(runtime))
 
     def count_assignments(self, experiment: str, variants: Iterable[str | None]) -> None:
         """Count one assignment per item of ``variants`` (None: not enrolled)."""
@@ -70,3 +109,78 @@ class Telemetry:
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class _StoreGauges(Collector):
+    """Gauges computed from the store when Prometheus scrapes: one query for every running experiment's split."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # computed at collect time; nothing to describe ahead
+
+    def collect(self) -> Iterator[Metric]:
+        flag = GaugeMetricFamily(
+            "splitlab_srm_flag",
+            f"1 when a running experiment's exposures show a sample ratio mismatch (chi-square p < {SRM_THRESHOLD}).",
+            labels=["experiment"],
+        )
+        p_value = GaugeMetricFamily(
+            "splitlab_srm_p_value", "SRM chi-square p-value of a running experiment's exposures.", labels=["experiment"]
+        )
+        exposed = GaugeMetricFamily(
+            "splitlab_exposed_units",
+            "Units exposed per variant of a running experiment (units seen in two variants left out).",
+            labels=["experiment", "variant"],
+        )
+        weight = GaugeMetricFamily(
+            "splitlab_bandit_weight",
+            "Current allocation weight per variant of a running bandit experiment.",
+            labels=["experiment", "variant"],
+        )
+        try:
+            self._fill(flag, p_value, exposed, weight)
+        except SQLAlchemyError as exc:  # the counters still serve; the gauges come back with the store
+            _log.warning("splitlab: store gauges skipped, the store is unavailable: %s", exc)
+        yield from (flag, p_value, exposed, weight)
+
+    def _fill(
+        self, flag: GaugeMetricFamily, p_value: GaugeMetricFamily, exposed: GaugeMetricFamily, weight: GaugeMetricFamily
+    ) -> None:
+        store = self._runtime.store
+        running = store.experiments.list(status="running")
+        counts = store.exposures.variant_counts(experiment_keys=[r.key for r in running])
+        for record in running:
+            try:
+                spec = ExperimentSpec.model_validate(record.spec)
+            except ValidationError:
+                continue
+            plan = to_plan(spec)
+            seen = counts.get(record.key, {})
+            for variant in plan.variants:
+                exposed.add_metric([record.key, variant.key], seen.get(variant.key, 0))
+            if spec.allocation.method == "bandit":
+                # The split follows the bandit's weights, not the spec's: no SRM test applies.
+                try:
+                    experiment = self._runtime.experiments.load(record.key)
+                    if experiment is None or experiment.bandit is None:
+                        continue
+                    current = self._runtime.bandit_weights.current(experiment)
+                except ValueError:  # invalid bandit settings: /assign reports them
+                    continue
+                for name, share in zip(current.variants, current.weights, strict=True):
+                    weight.add_metric([record.key, name], share)
+                continue
+            if not sum(seen.values()):
+                continue
+            try:
+                result = srm_test(
+                    {v.key: seen.get(v.key, 0) for v in plan.variants},
+                    {v.key: v.weight for v in plan.variants},
+                    threshold=SRM_THRESHOLD,
+                )
+            except ValueError:  # e.g. a variant weighted 0
+                continue
+            flag.add_metric([record.key], float(result.flag))
+            p_value.add_metric([record.key], result.p_value)

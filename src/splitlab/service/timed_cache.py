@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
-__all__ = ["TimedCache"]
+__all__ = ["Cached", "TimedCache"]
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+class Cached(NamedTuple, Generic[V]):
+    """A cached value (None is a value too: "the store has none") and when it was put (monotonic seconds)."""
+
+    value: V
+    put_at: float
 
 
 class TimedCache(Generic[K, V]):
@@ -22,28 +29,27 @@ class TimedCache(Generic[K, V]):
     When full, the oldest entries are evicted first (insertion order), so a flood of distinct keys
     (say, random API keys) costs bounded memory.
 
-    >>> cache: TimedCache[str, int] = TimedCache(ttl=60.0, max_size=2)
-    >>> cache.put("a", 1); cache.fresh("a"), cache.fresh("b")
-    (1, None)
+    >>> cache: TimedCache[str, int | None] = TimedCache(ttl=60.0, max_size=2)
+    >>> cache.put("a", None); cache.fresh("a").value, cache.fresh("b")
+    (None, None)
     """
 
     def __init__(self, *, ttl: float, max_size: int = 10_000) -> None:
         self.ttl = ttl
         self.max_size = max_size
-        self._entries: dict[K, tuple[float, V]] = {}
+        self._entries: dict[K, Cached[V]] = {}
         self._lock = threading.Lock()  # puts come from the event loop and from worker threads
 
-    def fresh(self, key: K) -> V | None:
-        """The value if it was put less than ``ttl`` seconds ago, else None."""
+    def fresh(self, key: K) -> Cached[V] | None:
+        """The entry if it was put less than ``ttl`` seconds ago, else None."""
         entry = self._entries.get(key)
-        if entry is None or time.monotonic() - entry[0] >= self.ttl:
+        if entry is None or time.monotonic() - entry.put_at >= self.ttl:
             return None
-        return entry[1]
+        return entry
 
-    def stale(self, key: K) -> V | None:
-        """The value however old, or None (to reuse work when the store says nothing changed)."""
-        entry = self._entries.get(key)
-        return None if entry is None else entry[1]
+    def stale(self, key: K) -> Cached[V] | None:
+        """The entry however old, or None (to reuse work when the store says nothing changed)."""
+        return self._entries.get(key)
 
     def put(self, key: K, value: V) -> None:
         """Store ``value`` as fresh from now."""
@@ -52,7 +58,7 @@ class TimedCache(Generic[K, V]):
             entries.pop(key, None)
             while len(entries) >= self.max_size:
                 entries.pop(next(iter(entries)))
-            entries[key] = (time.monotonic(), value)
+            entries[key] = Cached(value, time.monotonic())
 
     def invalidate(self, key: K | None = None) -> None:
         """Forget ``key`` (or everything), so the next read goes to the store."""

@@ -118,7 +118,11 @@ class BanditStateRepository:
         insert = (
             upsert(bandit_rewards, self._tx.dialect)
             .on_conflict_do_nothing(
-                index_elements=[bandit_rewards.c.experiment_key, bandit_rewards.c.bucket_version, bandit_rewards.c.unit_id]
+                index_elements=[
+                    bandit_rewards.c.experiment_key,
+                    bandit_rewards.c.bucket_version,
+                    bandit_rewards.c.unit_id,
+                ]
             )
             .returning(bandit_rewards.c.unit_id)
         )

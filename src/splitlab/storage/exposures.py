@@ -94,6 +94,21 @@ class ExposureRepository:
         with self._tx.read() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def variant_counts(self, *, experiment_keys: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Exposed units per variant of each experiment, units seen in several variants left out (one query)."""
+        keys = builtins.list(dict.fromkeys(experiment_keys))
+        counts: dict[str, dict[str, int]] = {key: {} for key in keys}
+        with self._tx.read() as conn:
+            for chunk in chunks(keys):
+                query = (
+                    select(exposures.c.experiment_key, exposures.c.variant, func.count())
+                    .where(exposures.c.experiment_key.in_(chunk), exposures.c.multiple_variants.is_(False))
+                    .group_by(exposures.c.experiment_key, exposures.c.variant)
+                )
+                for key, variant, n in conn.execute(query):
+                    counts[key][variant] = int(n)
+        return counts
+
     def conflicts(self, *, experiment_key: str) -> builtins.list[ExposureConflict]:
         """The extra variants units of the experiment were seen in, by unit then variant."""
         query = (

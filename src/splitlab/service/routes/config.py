@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response, status
 
-from splitlab.service.deps import AnyKey, StoreDep
-from splitlab.service.schemas import ConfigPublic, ExperimentPublic
+from splitlab.service.deps import AnyKey, RuntimeDep
+from splitlab.service.responses import ERRORS
+from splitlab.service.schemas import ConfigPublic
 
-router = APIRouter(prefix="/config", tags=["config"])
+router = APIRouter(prefix="/config", tags=["config"], responses=ERRORS)
 
 
 def _matches(if_none_match: str, etag: str) -> bool:
@@ -25,16 +24,14 @@ def _matches(if_none_match: str, etag: str) -> bool:
     response_model=ConfigPublic,
     responses={304: {"description": "Unchanged since the ETag in If-None-Match"}},
 )
-def get_config(
-    store: StoreDep, _key: AnyKey, if_none_match: Annotated[str | None, Header(max_length=4096)] = None
+async def get_config(
+    runtime: RuntimeDep, _key: AnyKey, if_none_match: Annotated[str | None, Header(max_length=4096)] = None
 ) -> Response:
-    """Every running experiment with its spec and versions; 304 when ``If-None-Match`` holds the current ETag."""
-    document = ConfigPublic(experiments=[ExperimentPublic.of(r) for r in store.experiments.list(status="running")])
-    # The ETag covers what an SDK evaluates (keys, versions, specs), not update times.
-    content = [(e.key, e.version, e.bucket_version, e.spec) for e in document.experiments]
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    etag = f'"{digest[:32]}"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if if_none_match is not None and _matches(if_none_match, etag):
+    """Every running experiment with its spec, versions and (bandits) current weights; 304 when
+    ``If-None-Match`` holds the current ETag. ``version`` in the body is the ETag without quotes.
+    """  # noqa: D205
+    document = await runtime.config()
+    headers = {"ETag": document.etag, "Cache-Control": "no-cache"}
+    if if_none_match is not None and _matches(if_none_match, document.etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(document.model_dump_json(), media_type="application/json", headers=headers)
+    return Response(document.body, media_type="application/json", headers=headers)

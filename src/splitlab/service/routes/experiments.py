@@ -7,14 +7,16 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 
-from splitlab.service.deps import AdminKey, StoreDep, actor, http_error, invalid
+from splitlab.service.deps import AdminKey, RuntimeDep, StoreDep, actor, http_error, invalid
 from splitlab.service.experiments import apply_spec, change_status, parse_spec
 from splitlab.service.problems import InvalidInputError
-from splitlab.service.schemas import ChangePublic, ExperimentApplyPublic, ExperimentPublic, ResultsPublic
+from splitlab.service.responses import ERRORS
+from splitlab.service.runtime import Runtime
+from splitlab.service.schemas import ChangePublic, ExperimentApplyPublic, ExperimentPublic, ResultsPublic, StatusPublic
 from splitlab.specs import SpecError
-from splitlab.storage import NotFoundError, Store, VersionConflictError
+from splitlab.storage import NotFoundError, VersionConflictError
 
-router = APIRouter(prefix="/experiments", tags=["experiments"])
+router = APIRouter(prefix="/experiments", tags=["experiments"], responses=ERRORS)
 
 KeyPath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 _STATUSES = Literal["draft", "running", "paused", "stopped", "archived"]
@@ -50,7 +52,7 @@ def get_experiment(key: KeyPath, store: StoreDep, _key: AdminKey) -> ExperimentP
 async def put_experiment(
     key: KeyPath,
     request: Request,
-    store: StoreDep,
+    runtime: RuntimeDep,
     api_key: AdminKey,
     rerandomize: Annotated[
         bool, Query(description="Allow changes that move units by bumping the bucket version.")
@@ -62,15 +64,16 @@ async def put_experiment(
     """
     body = await request.body()
     content_type = request.headers.get("content-type", "application/json")
-    return await run_in_threadpool(_put, store, key, body, content_type, actor(api_key), rerandomize)
+    return await run_in_threadpool(_put, runtime, key, body, content_type, actor(api_key), rerandomize)
 
 
 def _put(
-    store: Store, key: str, body: bytes, content_type: str, actor: str, rerandomize: bool
+    runtime: Runtime, key: str, body: bytes, content_type: str, actor: str, rerandomize: bool
 ) -> ExperimentApplyPublic:
     try:
         spec = parse_spec(body, content_type=content_type, key=key)
-        outcome = apply_spec(store, spec, actor=actor, rerandomize=rerandomize)
+        runtime.changed(key)
+        outcome = apply_spec(runtime.store, spec, actor=actor, rerandomize=rerandomize)
     except InvalidInputError as exc:
         raise invalid(exc) from None
     except SpecError as exc:
@@ -86,9 +89,10 @@ def _put(
     )
 
 
-def _lifecycle(store: Store, key: str, action: str, actor: str, reason: str | None) -> ExperimentPublic:
+def _lifecycle(runtime: Runtime, key: str, action: str, actor: str, reason: str | None) -> ExperimentPublic:
+    runtime.changed(key)
     try:
-        return ExperimentPublic.of(change_status(store, key=key, action=action, actor=actor, reason=reason))
+        return ExperimentPublic.of(change_status(runtime.store, key=key, action=action, actor=actor, reason=reason))
     except NotFoundError as exc:
         raise http_error(status.HTTP_404_NOT_FOUND, "key", str(exc)) from None
     except ValueError as exc:
@@ -99,21 +103,37 @@ ReasonQuery = Annotated[str | None, Query(max_length=1000, description="A note f
 
 
 @router.post("/{key}/start", summary="Start (or resume) an experiment")
-def start(key: KeyPath, store: StoreDep, api_key: AdminKey, reason: ReasonQuery = None) -> ExperimentPublic:
+def start(key: KeyPath, runtime: RuntimeDep, api_key: AdminKey, reason: ReasonQuery = None) -> ExperimentPublic:
     """Start a draft, or resume a paused experiment: it enrols units."""
-    return _lifecycle(store, key, "start", actor(api_key), reason)
+    return _lifecycle(runtime, key, "start", actor(api_key), reason)
 
 
 @router.post("/{key}/pause", summary="Pause an experiment")
-def pause(key: KeyPath, store: StoreDep, api_key: AdminKey, reason: ReasonQuery = None) -> ExperimentPublic:
+def pause(key: KeyPath, runtime: RuntimeDep, api_key: AdminKey, reason: ReasonQuery = None) -> ExperimentPublic:
     """Pause a running experiment: no new units are enrolled; assigned units keep their variant."""
-    return _lifecycle(store, key, "pause", actor(api_key), reason)
+    return _lifecycle(runtime, key, "pause", actor(api_key), reason)
 
 
 @router.post("/{key}/stop", summary="Stop an experiment")
-def stop(key: KeyPath, store: StoreDep, api_key: AdminKey, reason: ReasonQuery = None) -> ExperimentPublic:
+def stop(key: KeyPath, runtime: RuntimeDep, api_key: AdminKey, reason: ReasonQuery = None) -> ExperimentPublic:
     """Stop an experiment for good (it can then only be archived)."""
-    return _lifecycle(store, key, "stop", actor(api_key), reason)
+    return _lifecycle(runtime, key, "stop", actor(api_key), reason)
+
+
+@router.get("/{key}/status", summary="Where an experiment stands: split, SRM and sample")
+def experiment_status(key: KeyPath, store: StoreDep, _key: AdminKey) -> StatusPublic:
+    """Status, days running, configured split against units per variant with the SRM check, and the
+    planned sample per variant: `splitlab status`, computed now from the exposures (nothing stored).
+    """  # noqa: D205
+    from splitlab.analysis.experiment import analyze_experiment
+
+    if store.experiments.get(key=key) is None:
+        raise http_error(status.HTTP_404_NOT_FOUND, "key", f"experiment {key!r} does not exist")
+    try:
+        readout = analyze_experiment(store, key, save=False)
+    except ValueError as exc:  # e.g. metrics without a stored definition
+        raise http_error(status.HTTP_422_UNPROCESSABLE_CONTENT, "spec.metrics", str(exc)) from None
+    return StatusPublic.model_validate(readout.status_summary())
 
 
 @router.get("/{key}/results", summary="An experiment's latest results, or a fresh analysis")

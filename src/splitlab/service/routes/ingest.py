@@ -1,15 +1,24 @@
-"""Exposures and events in batches: each batch validated whole, then written all or nothing, idempotently."""
+"""Exposures and events in batches: each batch validated whole, then written all or nothing, idempotently.
+
+An exposure also records the unit's assignment in a running experiment (the first one recorded
+wins), so units that SDKs assigned locally keep their variant after a weight change and can be
+rewarded in a bandit experiment.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from fastapi import APIRouter, status
 
-from splitlab.service.deps import AnyKey, SettingsDep, StoreDep, TelemetryDep, http_error, invalid
+from splitlab.service.deps import AnyKey, RuntimeDep, http_error, invalid
 from splitlab.service.problems import InvalidInputError
+from splitlab.service.responses import ERRORS
+from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import EventBatch, ExposureBatch, IngestPublic
-from splitlab.storage import Event, Exposure, NotFoundError, Store, WriteResult
+from splitlab.storage import Event, Exposure, NotFoundError, WriteResult
 
-router = APIRouter(tags=["ingestion"])
+router = APIRouter(tags=["ingestion"], responses=ERRORS)
 
 MAX_PROBLEMS = 100
 """Most problems listed in one answer (a batch may have thousands)."""
@@ -24,12 +33,12 @@ def _public(result: WriteResult) -> IngestPublic:
     return IngestPublic(received=result.received, inserted=result.inserted, duplicates=result.duplicates)
 
 
-def _exposure_problems(store: Store, batch: ExposureBatch) -> list[tuple[str, str]]:
+def _exposure_problems(runtime: Runtime, batch: ExposureBatch) -> list[tuple[str, str]]:
     variants: dict[str, frozenset[str] | None] = {}
     problems = []
     for index, item in enumerate(batch.exposures):
         if item.experiment not in variants:
-            record = store.experiments.get(key=item.experiment)
+            record = runtime.store.experiments.get(key=item.experiment)
             variants[item.experiment] = (
                 None if record is None else frozenset(str(v.get("key")) for v in record.spec.get("variants", []))
             )
@@ -44,16 +53,38 @@ def _exposure_problems(store: Store, batch: ExposureBatch) -> list[tuple[str, st
     return problems
 
 
+def _record_exposed(runtime: Runtime, batch: ExposureBatch) -> None:
+    """Record the exposed units' assignments in running experiments (the first recorded variant wins)."""
+    if runtime.recorder is None:
+        return
+    by_experiment: dict[str, dict[str, str]] = defaultdict(dict)
+    for item in batch.exposures:
+        by_experiment[item.experiment].setdefault(item.unit_id, item.variant)
+    waiting = []
+    for key, variants in by_experiment.items():
+        try:
+            experiment = runtime.experiments.load(key)
+        except ValueError:
+            continue
+        if experiment is None or not experiment.running:
+            continue
+        fresh = {u: v for u, v in variants.items() if runtime.sticky.known(key, experiment.bucket_version, u) is None}
+        # Where the stored variant matters now (bandit rewards, random allocation), wait for the write.
+        future = runtime.recorder.submit(key, experiment.bucket_version, fresh, wait=experiment.sticky_reads)
+        if future is not None:
+            waiting.append(future)
+    for future in waiting:
+        future.result(timeout=60)
+
+
 @router.post("/exposures", summary="Log a batch of exposures")
-def log_exposures(
-    batch: ExposureBatch, store: StoreDep, settings: SettingsDep, telemetry: TelemetryDep, _key: AnyKey
-) -> IngestPublic:
+def log_exposures(batch: ExposureBatch, runtime: RuntimeDep, _key: AnyKey) -> IngestPublic:
     """Record first exposures; a unit already exposed adds nothing (a unit seen in another variant is flagged).
 
     The whole batch is checked (experiments exist, variants are declared) before anything is written.
     """
-    _check_size(len(batch.exposures), "exposures", settings.max_batch_size)
-    if problems := _exposure_problems(store, batch):
+    _check_size(len(batch.exposures), "exposures", runtime.settings.max_batch_size)
+    if problems := _exposure_problems(runtime, batch):
         raise invalid(InvalidInputError(problems))
     exposures = [
         Exposure(
@@ -66,21 +97,18 @@ def log_exposures(
         for e in batch.exposures
     ]
     try:
-        result = store.exposures.log_many(exposures)
+        result = runtime.store.exposures.log_many(exposures)
     except (NotFoundError, ValueError) as exc:  # an experiment changed between the check and the write
         raise http_error(status.HTTP_422_UNPROCESSABLE_CONTENT, "exposures", str(exc)) from None
-    telemetry.count_exposures((e.experiment, e.variant) for e in batch.exposures)
+    runtime.telemetry.count_exposures((e.experiment, e.variant) for e in batch.exposures)
+    _record_exposed(runtime, batch)
     return _public(result)
 
 
 @router.post("/events", summary="Log a batch of events")
-def log_events(
-    batch: EventBatch, store: StoreDep, settings: SettingsDep, telemetry: TelemetryDep, _key: AnyKey
-) -> IngestPublic:
+def log_events(batch: EventBatch, runtime: RuntimeDep, _key: AnyKey) -> IngestPublic:
     """Record events; an ``event_id`` already stored (or repeated in the batch) adds nothing."""
-    if len(batch.events) > settings.max_batch_size:
-        telemetry.event_batches_rejected.labels("too_large").inc()
-    _check_size(len(batch.events), "events", settings.max_batch_size)
+    _check_size(len(batch.events), "events", runtime.settings.max_batch_size)
     events = [
         Event(
             event_id=e.event_id,
@@ -93,10 +121,9 @@ def log_events(
         for e in batch.events
     ]
     try:
-        result = store.events.log_many(events)
+        result = runtime.store.events.log_many(events)
     except ValueError as exc:
-        telemetry.event_batches_rejected.labels("invalid").inc()
         raise http_error(status.HTTP_422_UNPROCESSABLE_CONTENT, "events", str(exc)) from None
-    telemetry.events_ingested.inc(result.inserted)
-    telemetry.events_duplicate.inc(result.duplicates)
+    runtime.telemetry.events_ingested.inc(result.inserted)
+    runtime.telemetry.events_duplicate.inc(result.duplicates)
     return _public(result)

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Path, status
 
 from splitlab.service.deps import AdminKey, StoreDep, actor, http_error, invalid
 from splitlab.service.problems import InvalidInputError
+from splitlab.service.responses import ERRORS
 from splitlab.service.schemas import json_problems
 from splitlab.specs import MetricDefinition
 
-router = APIRouter(prefix="/metrics", tags=["metrics"])
+router = APIRouter(prefix="/metrics", tags=["metrics"], responses=ERRORS)
 
 NamePath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 

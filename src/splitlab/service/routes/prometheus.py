@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from splitlab.service.deps import AdminKey, TelemetryDep
+from splitlab.service.responses import ERRORS
 from splitlab.service.telemetry import CONTENT_TYPE
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], responses=ERRORS)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

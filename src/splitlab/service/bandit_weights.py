@@ -1,0 +1,72 @@
+"""The current weights of bandit experiments, computed from the store's counters at most once per ``ttl``.
+
+Weights are fixed within a window (see :mod:`splitlab.allocation`), so a worker may reuse them for
+``cache_seconds``; with Redis every worker uses the first weights computed for a window.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi.concurrency import run_in_threadpool
+
+from splitlab.allocation import BanditWeights, current_weights
+from splitlab.service.experiment_cache import CachedExperiment
+from splitlab.service.shared_cache import RedisCache
+from splitlab.service.timed_cache import TimedCache
+from splitlab.storage import Store
+
+__all__ = ["BanditWeightsCache"]
+
+
+def _weights_from(data: dict[str, Any]) -> BanditWeights:
+    """:meth:`BanditWeights.to_dict` read back (lists become tuples)."""
+    return BanditWeights(
+        experiment_key=str(data["experiment_key"]),
+        window=int(data["window"]),
+        variants=tuple(data["variants"]),
+        weights=tuple(float(w) for w in data["weights"]),
+        phase=str(data["phase"]),
+        winner=data["winner"],
+        p_best=tuple(float(p) for p in data["p_best"]),
+        expected_loss=tuple(float(x) for x in data["expected_loss"]),
+        units=int(data["units"]),
+    )
+
+
+_log = logging.getLogger("splitlab.service")
+
+
+class BanditWeightsCache:
+    """Weights by (experiment, version), re-computed after ``ttl`` seconds."""
+
+    def __init__(self, store: Store, shared: RedisCache | None, *, ttl: float) -> None:
+        self._store = store
+        self._shared = shared
+        self._cache: TimedCache[tuple[str, int], BanditWeights] = TimedCache(ttl=ttl, max_size=1_000)
+
+    async def get(self, experiment: CachedExperiment) -> BanditWeights:
+        """The weights of the window now falls in (the experiment must be a bandit experiment)."""
+        key = (experiment.key, experiment.record.current_version)
+        cached = self._cache.fresh(key)
+        return await run_in_threadpool(self.compute, experiment) if cached is None else cached.value
+
+    def current(self, experiment: CachedExperiment) -> BanditWeights:
+        """:meth:`get`, blocking (for worker threads)."""
+        cached = self._cache.fresh((experiment.key, experiment.record.current_version))
+        return self.compute(experiment) if cached is None else cached.value
+
+    def compute(self, experiment: CachedExperiment) -> BanditWeights:
+        """Compute (blocking) and cache the weights; with Redis, adopt the window's first weights."""
+        weights = current_weights(self._store, experiment.key)
+        if self._shared is not None:
+            try:
+                shared = self._shared.weights(
+                    experiment.key, experiment.bucket_version, weights.window, weights.to_dict()
+                )
+                weights = _weights_from(shared)
+            except Exception as exc:
+                _log.warning("splitlab: Redis bandit weights unavailable (%s); using this worker's", exc)
+        self._cache.put((experiment.key, experiment.record.current_version), weights)
+        return weights

@@ -1,0 +1,58 @@
+"""The config document SDKs evaluate locally: every running experiment's spec (and bandit weights), with an ETag.
+
+Built at most once per ``cache_seconds`` per worker and kept as encoded bytes, so an SDK's poll
+costs a comparison of ETags (304) or a copy of those bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from splitlab.service.bandit_weights import BanditWeightsCache
+from splitlab.service.experiment_cache import ExperimentCache
+from splitlab.service.schemas import ConfigExperimentPublic, ConfigPublic
+from splitlab.storage import Store
+
+__all__ = ["ConfigDocument", "build_config"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDocument:
+    """The encoded document and its ETag (quoted, as in the header)."""
+
+    etag: str
+    body: bytes
+
+
+def build_config(store: Store, experiments_cache: ExperimentCache, weights: BanditWeightsCache) -> ConfigDocument:
+    """Read the running experiments (blocking) and encode the document.
+
+    The ETag covers what an SDK evaluates (keys, versions, specs, bandit weights), not update times.
+    """
+    experiments = []
+    for record in store.experiments.list(status="running"):
+        entry = ConfigExperimentPublic.model_validate(
+            {
+                "key": record.key,
+                "status": record.status,
+                "version": record.current_version,
+                "bucket_version": record.bucket_version,
+                "spec": record.spec,
+                "created_at": record.created_at,
+                "updated_at": record.updated_at,
+                "created_by": record.created_by,
+            }
+        )
+        try:
+            cached = experiments_cache.load(record.key)
+            if cached is not None and cached.bandit is not None:
+                entry.weights = list(weights.current(cached).weights)
+        except ValueError:  # settings /assign reports; SDKs fall back to the spec's weights
+            pass
+        experiments.append(entry)
+    content = [(e.key, e.version, e.bucket_version, e.spec, e.weights) for e in experiments]
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
+    body = ConfigPublic(version=digest, experiments=experiments).model_dump_json().encode()
+    return ConfigDocument(etag=f'"{digest}"', body=body)

@@ -1,0 +1,174 @@
+"""Sticky assignments written in batches by one background thread (group commit).
+
+``/assign`` must not wait for a database write per unit: a write is a transaction, and on SQLite
+an fsync. New enrolments are queued here and written together, every ``interval`` seconds, by
+one thread; one transaction per experiment then records hundreds of units.
+
+A caller that needs the stored variant (random and bandit allocations, whose answer no hash
+reproduces, and experiments whose weights changed) waits for the write: its request makes the
+thread write at once, together with whatever else is queued. Under hash allocation the answer
+is sent without waiting; the unit's variant is the one its hash gives until the weights change,
+and any write still queued in this worker is made before the change is applied
+(:meth:`AssignmentRecorder.flush`). A worker killed in between loses the records of the units it
+enrolled in the last ``interval``: they keep their hashed variant, but a later weight change may
+move them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+
+from sqlalchemy.exc import OperationalError
+
+from splitlab.storage import Store
+
+__all__ = ["AssignmentRecorder"]
+
+_log = logging.getLogger("splitlab.service")
+
+_Group = tuple[str, int]  # (experiment, bucket version)
+Stored = Callable[[str, int, Mapping[str, str]], None]
+"""``stored(experiment, bucket_version, variants)``: called with what the store holds after a write."""
+Failed = Callable[[int, BaseException], None]
+"""``failed(units, error)``: called when units could not be recorded and were given up."""
+
+MAX_QUEUED = 1_000_000
+"""Units kept queued while the store is unreachable; beyond, the oldest are given up (and reported)."""
+
+
+class AssignmentRecorder:
+    """A queue of new assignments and the thread that records them (started on construction, a daemon)."""
+
+    def __init__(self, store: Store, *, interval: float, stored: Stored, failed: Failed) -> None:
+        self._store = store
+        self._interval = interval
+        self._stored = stored
+        self._failed = failed
+        self._queue: dict[_Group, dict[str, str]] = {}
+        self._queued = 0
+        self._waiters: list[tuple[_Group, list[str], Future[dict[str, str]]]] = []
+        self._cond = threading.Condition()
+        self._submitted = self._written = 0  # submissions so far, and those settled (for flush)
+        self._urgent = 0
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="splitlab-assignment-recorder", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, experiment_key: str, bucket_version: int, variants: Mapping[str, str], *, wait: bool
+    ) -> Future[dict[str, str]] | None:
+        """Queue ``variants`` (unit -> variant) for recording; the first one queued for a unit wins.
+
+        Returns:
+            With ``wait``, a future of the stored variant of each unit (another worker's, when it
+            recorded the unit first); it fails with the store's error. Else None.
+        """
+        future: Future[dict[str, str]] | None = Future() if wait else None
+        if not variants:
+            if future is not None:
+                future.set_result({})
+            return future
+        with self._cond:
+            group = self._queue.setdefault((experiment_key, bucket_version), {})
+            before = len(group)
+            for unit_id, variant in variants.items():
+                group.setdefault(unit_id, variant)
+            self._queued += len(group) - before
+            self._submitted += 1
+            if future is not None:
+                self._waiters.append(((experiment_key, bucket_version), list(variants), future))
+                self._cond.notify_all()
+        return future
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Block until everything submitted before the call is written or given up; False on timeout."""
+        with self._cond:
+            target = self._submitted
+            self._urgent += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: self._written >= target, timeout)
+            finally:
+                self._urgent -= 1
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued (up to ``timeout`` seconds) and stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _take(self) -> tuple[dict[_Group, dict[str, str]], list[tuple[_Group, list[str], Future[dict[str, str]]]], int]:
+        with self._cond:
+            while not self._closing and not self._waiters and not self._urgent:
+                if self._cond.wait(self._interval) and not self._queue:
+                    continue
+                if self._queue:
+                    break
+            queue, waiters, submitted = self._queue, self._waiters, self._submitted
+            self._queue, self._waiters, self._queued = {}, [], 0
+            return queue, waiters, submitted
+
+    def _run(self) -> None:
+        while True:
+            queue, waiters, submitted = self._take()
+            results: dict[_Group, dict[str, str] | BaseException] = {}
+            retry: dict[_Group, dict[str, str]] = {}
+            for group, variants in queue.items():
+                try:
+                    results[group] = self._write(group, variants)
+                except OperationalError as exc:  # the store is unreachable: keep them for the next round
+                    results[group] = exc
+                    retry[group] = variants
+                except Exception as exc:
+                    results[group] = exc
+                    self._failed(len(variants), exc)
+            for group, units, future in waiters:
+                result = results.get(group)
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                elif result is not None:
+                    future.set_result({unit: result[unit] for unit in units if unit in result})
+            with self._cond:
+                self._requeue(retry)
+                self._written = submitted
+                self._cond.notify_all()
+                if self._closing and (not self._queue or retry):
+                    if retry:
+                        lost = sum(map(len, retry.values()))
+                        self._failed(lost, RuntimeError("the store was unreachable when the service stopped"))
+                    return
+
+    def _write(self, group: _Group, variants: dict[str, str]) -> dict[str, str]:
+        experiment_key, bucket_version = group
+        stored = self._store.assignments.record_many(
+            experiment_key=experiment_key, variants=variants, bucket_version=bucket_version
+        )
+        self._stored(experiment_key, bucket_version, stored)
+        return stored
+
+    def _requeue(self, retry: dict[_Group, dict[str, str]]) -> None:
+        """Put back what the store could not take, older entries first; give up the oldest beyond MAX_QUEUED."""
+        for group, variants in retry.items():
+            newer = self._queue.get(group, {})
+            merged = {**newer, **variants}
+            self._queued += len(merged) - len(newer)
+            self._queue[group] = merged
+        if self._queued > MAX_QUEUED:
+            excess = self._queued - MAX_QUEUED
+            for group in list(self._queue):
+                variants = self._queue[group]
+                dropped = list(variants)[:excess]
+                for unit in dropped:
+                    del variants[unit]
+                excess -= len(dropped)
+                self._queued -= len(dropped)
+                if dropped:
+                    self._failed(len(dropped), OverflowError(f"more than {MAX_QUEUED} assignments queued"))
+                if excess <= 0:
+                    break
+        if retry:
+            _log.warning("splitlab: the store is unreachable; %d assignments stay queued", self._queued)

@@ -1,0 +1,104 @@
+"""What one service process holds while it runs: the store, its caches, the recorder and Redis.
+
+Built by the app's lifespan (:func:`splitlab.service.app.create_app`) and closed with it; routes
+reach it through :mod:`splitlab.service.deps`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from fastapi.concurrency import run_in_threadpool
+
+from splitlab.service.assignments import Assigner
+from splitlab.service.bandit_weights import BanditWeightsCache
+from splitlab.service.config_document import ConfigDocument, build_config
+from splitlab.service.experiment_cache import ExperimentCache
+from splitlab.service.recorder import AssignmentRecorder
+from splitlab.service.settings import Settings
+from splitlab.service.shared_cache import RedisCache
+from splitlab.service.sticky import StickyAssignments
+from splitlab.service.telemetry import Telemetry
+from splitlab.service.timed_cache import TimedCache
+from splitlab.storage import ApiKey, Store
+
+__all__ = ["Runtime"]
+
+_log = logging.getLogger("splitlab.service")
+
+
+class Runtime:
+    """The process's store, caches and background writer (see the module docstring).
+
+    Args:
+        store: The open store (closed by :meth:`close`).
+        settings: The app's settings.
+        telemetry: The app's Prometheus metrics.
+    """
+
+    def __init__(self, store: Store, settings: Settings, telemetry: Telemetry) -> None:
+        self.store = store
+        self.settings = settings
+        self.telemetry = telemetry
+        self.shared = (
+            None if settings.redis_url is None else RedisCache(settings.redis_url, deployment=store.deployment_id)
+        )
+        self.experiments = ExperimentCache(store, ttl=settings.cache_seconds)
+        self.sticky = StickyAssignments(store, self.shared)
+        self.bandit_weights = BanditWeightsCache(store, self.shared, ttl=settings.cache_seconds)
+        self.recorder = (
+            AssignmentRecorder(
+                store, interval=settings.record_interval, stored=self._stored, failed=self._record_failed
+            )
+            if settings.record_assignments
+            else None
+        )
+        self.assigner = Assigner(self.experiments, self.sticky, self.bandit_weights, self.recorder)
+        self._keys: TimedCache[str, ApiKey | None] = TimedCache(ttl=settings.cache_seconds, max_size=10_000)
+        self._config: TimedCache[str, ConfigDocument] = TimedCache(ttl=settings.cache_seconds, max_size=1)
+
+    async def config(self) -> ConfigDocument:
+        """The SDK config document, at most ``cache_seconds`` old."""
+        cached = self._config.fresh("config")
+        if cached is not None:
+            return cached.value
+        document = await run_in_threadpool(build_config, self.store, self.experiments, self.bandit_weights)
+        self._config.put("config", document)
+        return document
+
+    async def verify_key(self, key: str) -> ApiKey | None:
+        """The active API key whose text is ``key`` (None: unknown, malformed or revoked), ``cache_seconds`` old."""
+        cached = self._keys.fresh(key)
+        if cached is not None:
+            return cached.value
+        found = await run_in_threadpool(self.store.keys.verify, key=key)
+        self._keys.put(key, found)
+        return found
+
+    def changed(self, experiment_key: str) -> None:
+        """This worker is about to change an experiment: write its queued assignments, forget the cached copy."""
+        if self.recorder is not None:
+            self.recorder.flush()
+        self.experiments.invalidate(experiment_key)
+        self._config.invalidate()
+
+    def key_revoked(self) -> None:
+        """An API key was revoked through this worker: forget every cached verdict."""
+        self._keys.invalidate()
+
+    def close(self) -> None:
+        """Write queued assignments, then close Redis and the store."""
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.shared is not None:
+            self.shared.close()
+        self.store.close()
+
+    def _stored(self, experiment_key: str, bucket_version: int, variants: Mapping[str, str]) -> None:
+        self.sticky.stored(experiment_key, bucket_version, variants)
+        self.telemetry.assignments_recorded.inc(len(variants))
+
+    def _record_failed(self, units: int, error: BaseException) -> None:
+        _log.error("splitlab: %d assignments could not be recorded: %s", units, error)
+        self.telemetry.assignment_record_failures.inc(units)

@@ -1,0 +1,104 @@
+"""Where a worker looks up units' stored assignments: its own memory, then Redis, then the store.
+
+A stored assignment never changes within a bucket version (the first one recorded wins), so a
+worker may remember every one it has seen for as long as it likes. That a unit has *no* stored
+assignment is only remembered in Redis, which every worker updates (see
+:mod:`splitlab.service.shared_cache`); without Redis such units are read from the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from fastapi.concurrency import run_in_threadpool
+
+from splitlab.service.shared_cache import ABSENT, RedisCache
+from splitlab.storage import Store
+
+__all__ = ["StickyAssignments"]
+
+_log = logging.getLogger("splitlab.service")
+
+_Unit = tuple[str, int, str]  # (experiment, bucket version, unit id)
+
+
+class StickyAssignments:
+    """Stored assignments by (experiment, bucket version, unit), remembered in two generations.
+
+    Memory is bounded by ``max_units`` per generation: when the newer one fills, it becomes the
+    older one and a fresh one starts, so the units seen recently stay (a cheap LRU).
+    """
+
+    def __init__(self, store: Store, shared: RedisCache | None, *, max_units: int = 200_000) -> None:
+        self._store = store
+        self._shared = shared
+        self._max_units = max_units
+        self._new: dict[_Unit, str] = {}
+        self._old: dict[_Unit, str] = {}
+
+    def known(self, experiment_key: str, bucket_version: int, unit_id: str) -> str | None:
+        """The unit's stored variant if this worker has seen it, else None."""
+        unit = (experiment_key, bucket_version, unit_id)
+        variant = self._new.get(unit)
+        if variant is None:
+            variant = self._old.get(unit)
+            if variant is not None:
+                self._remember(unit, variant)
+        return variant
+
+    def remember(self, experiment_key: str, bucket_version: int, variants: Mapping[str, str]) -> None:
+        """Note variants the store holds (from a write or a read)."""
+        for unit_id, variant in variants.items():
+            self._remember((experiment_key, bucket_version, unit_id), variant)
+
+    def _remember(self, unit: _Unit, variant: str) -> None:
+        if len(self._new) >= self._max_units:
+            self._old, self._new = self._new, {}
+        self._new[unit] = variant
+
+    def stored(self, experiment_key: str, bucket_version: int, variants: Mapping[str, str]) -> None:
+        """The store recorded ``variants`` (the first writer's): remember them and share them."""
+        self.remember(experiment_key, bucket_version, variants)
+        if self._shared is not None:
+            try:
+                self._shared.sticky_put(experiment_key, bucket_version, variants)
+            except Exception as exc:
+                _log.warning("splitlab: Redis write failed (%s); workers will read the store instead", exc)
+
+    async def lookup(self, experiment_key: str, bucket_version: int, unit_ids: Sequence[str]) -> dict[str, str]:
+        """The stored variant of each unit that has one."""
+        found: dict[str, str] = {}
+        missing = []
+        for unit_id in unit_ids:
+            variant = self.known(experiment_key, bucket_version, unit_id)
+            if variant is None:
+                missing.append(unit_id)
+            else:
+                found[unit_id] = variant
+        if missing and self._shared is not None:
+            try:
+                cached = self._shared.sticky_get(experiment_key, bucket_version, missing)
+            except Exception as exc:
+                _log.warning("splitlab: Redis read failed (%s); reading the store", exc)
+                cached = {}
+            hits = {unit: variant for unit, variant in cached.items() if variant != ABSENT}
+            self.remember(experiment_key, bucket_version, hits)
+            found.update(hits)
+            missing = [unit for unit in missing if unit not in cached]
+        if missing:
+            read = await run_in_threadpool(self._read, experiment_key, bucket_version, missing)
+            found.update(read)
+        return found
+
+    def _read(self, experiment_key: str, bucket_version: int, unit_ids: list[str]) -> dict[str, str]:
+        rows = self._store.assignments.get_many(experiment_key=experiment_key, unit_ids=unit_ids)
+        variants = {unit: a.variant for unit, a in rows.items() if a.bucket_version == bucket_version}
+        self.remember(experiment_key, bucket_version, variants)
+        if self._shared is not None:
+            try:
+                absent = [unit for unit in unit_ids if unit not in variants]
+                self._shared.sticky_put(experiment_key, bucket_version, variants, absent)
+            except Exception as exc:
+                _log.warning("splitlab: Redis write failed (%s)", exc)
+        return variants
