@@ -1,4 +1,4 @@
-"""Fixtures shared by every test folder: PostgreSQL schemas and SQLite files, and concurrent processes.
+"""Fixtures shared by every test folder: PostgreSQL schemas and SQLite files, concurrent processes, servers.
 
 PostgreSQL: ``SPLITLAB_TEST_POSTGRES_URL`` (default: the local server of DESIGN.md). Each test
 session works in schemas named ``splitlab_test_<random>_<n>``: every test gets a fresh, empty
@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
+
+from splitlab.storage import open_store
 
 POSTGRES_URL_VAR = "SPLITLAB_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -149,3 +154,80 @@ def barrier(directory: Path, parties: int, index: int) -> str:
 def start_together(tmp_path: Path) -> Callable[[int, int], str]:
     """``start_together(parties, index)``: a snippet to put before the work that must overlap."""
     return lambda parties, index: barrier(tmp_path / "barrier", parties, index)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ServerProcess:
+    """``splitlab serve`` in a child process on a loopback port; stderr kept in a file for failures."""
+
+    def __init__(self, database_url: str, *, workers: int, log: Path, port: int | None = None, **env: str) -> None:
+        self.database_url = database_url
+        self.workers = workers
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.env = {**os.environ, **env}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServerProcess:
+        """Start the server and wait until /api/v1/ready answers 200."""
+        code = (
+            "from splitlab.cli.serve import serve; "
+            f"serve(port={self.port}, workers={self.workers}, database={self.database_url!r})"
+        )
+        with self.log.open("ab") as stderr:  # a pipe nobody reads would block the server
+            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+                [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=stderr, env=self.env
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.base}/api/v1/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"server did not become ready:\n{self.log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)  # polling for start-up, not timing anything
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, nothing flushed."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        """Terminate gracefully (SIGTERM), then kill if it lingers."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """``servers(database_url, workers=1, **env)``: started server processes, all stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(database_url: str, *, workers: int = 1, port: int | None = None, **env: str) -> ServerProcess:
+        with open_store(database_url):  # migrate once, before the workers start
+            pass
+        server = ServerProcess(
+            database_url, workers=workers, port=port, log=tmp_path / f"server-{len(started)}.log", **env
+        )
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()

@@ -21,15 +21,29 @@ def serve(
     database: DatabaseOption = None,
 ) -> None:
     """Run the HTTP service (API under /api/v1, OpenAPI at /docs) on the store."""
+    import shutil
+    import tempfile
+
     import uvicorn
 
     from splitlab.service.settings import Settings
+    from splitlab.service.telemetry import MULTIPROCESS_DIR_VAR
 
     with user_errors():
         if database is not None:  # the workers are separate processes: they read the environment
             os.environ["SPLITLAB_DATABASE_URL"] = database
         Settings.from_env()  # fail here, readably, rather than in every worker
-    uvicorn.run("splitlab.service.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+    metrics_dir = None
+    if workers > 1 and MULTIPROCESS_DIR_VAR not in os.environ:
+        # The workers share one port, so a scrape reaches any one of them: each writes its counters
+        # to this directory and /metrics adds them all up (prometheus_client's multiprocess mode).
+        metrics_dir = tempfile.mkdtemp(prefix="splitlab-metrics-")
+        os.environ[MULTIPROCESS_DIR_VAR] = metrics_dir
+    try:
+        uvicorn.run("splitlab.service.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 app = typer.Typer(help="API keys of the HTTP service.", no_args_is_help=True)

@@ -173,13 +173,18 @@ class Client:
         """
         config = self._config
         plan = None if config is None else config.plans.get(experiment_key)
-        if plan is None:
+        if config is None or plan is None:
             return Assignment(None, None, False, FALLBACK, None, None)
         pair = (experiment_key, unit_id)
         if plan.allocation == "random":
             with self._lock:
                 sticky = self._seen.get(pair)
                 result = plan.assign(unit_id, attributes, sticky=sticky, rng=self._rng)
+        elif plan.allocation == "bandit":
+            # The weights change every window: a unit keeps the arm it got first in this process.
+            with self._lock:
+                sticky = self._seen.get(pair)
+            result = plan.assign(unit_id, attributes, sticky=sticky, weights=config.weights.get(experiment_key))
         else:
             result = plan.assign(unit_id, attributes)
         if result.variant is not None and self._first_exposure(pair, result.variant):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,17 +16,21 @@ __all__ = ["ConfigSnapshot", "parse_config"]
 
 @dataclass(frozen=True, slots=True)
 class ConfigSnapshot:
-    """One version of the config: experiment key -> compiled plan (inactive unless status is running)."""
+    """One version of the config: experiment key -> compiled plan (inactive unless status is running),
+    and the current weights of bandit experiments (the service recomputes them every window).
+    """  # noqa: D205
 
     version: str
     plans: Mapping[str, CompiledPlan]
+    weights: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 def parse_config(document: Any) -> tuple[ConfigSnapshot, list[str]]:
     """Validate a config document; experiments that fail validation are left out and described.
 
     Args:
-        document: ``{"version": str, "experiments": [{"key", "status", "spec"}]}``.
+        document: ``{"version": str, "experiments": [{"key", "status", "spec", "weights"}]}``
+            (``weights``: a bandit experiment's current weights, in variant order).
 
     Returns:
         The snapshot and one problem per experiment left out.
@@ -45,6 +49,7 @@ def parse_config(document: Any) -> tuple[ConfigSnapshot, list[str]]:
     if not isinstance(document, dict) or not isinstance(document.get("experiments"), list):
         raise ValueError("config must be an object with an 'experiments' list")  # noqa: TRY004 - bad wire data
     plans: dict[str, CompiledPlan] = {}
+    weights: dict[str, tuple[float, ...]] = {}
     problems: list[str] = []
     for i, entry in enumerate(document["experiments"]):
         key = entry.get("key") if isinstance(entry, dict) else None
@@ -54,7 +59,13 @@ def parse_config(document: Any) -> tuple[ConfigSnapshot, list[str]]:
             continue
         try:
             spec = ExperimentSpec.model_validate(entry.get("spec"))
-            plans[spec.key] = compile_plan(to_plan(spec, active=entry.get("status") == "running"))
-        except (ValidationError, ValueError) as err:
+            plan = compile_plan(to_plan(spec, active=entry.get("status") == "running"))
+            current = entry.get("weights")
+            if plan.allocation == "bandit" and current is not None:
+                checked = tuple(float(w) for w in current)
+                plan.ranges(checked)  # the engine's own check: bad weights leave the experiment out
+                weights[spec.key] = checked
+            plans[spec.key] = plan
+        except (ValidationError, ValueError, TypeError) as err:
             problems.append(f"{label} left out: {err}")
-    return ConfigSnapshot(str(document.get("version", "")), plans), problems
+    return ConfigSnapshot(str(document.get("version", "")), plans, weights), problems

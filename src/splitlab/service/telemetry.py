@@ -10,12 +10,14 @@ from the store are the same in every worker (take their ``max``).
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,7 +28,10 @@ from splitlab.stats.srm import srm_test
 if TYPE_CHECKING:
     from splitlab.service.runtime import Runtime
 
-__all__ = ["CONTENT_TYPE", "SRM_THRESHOLD", "Telemetry"]
+__all__ = ["CONTENT_TYPE", "MULTIPROCESS_DIR_VAR", "SRM_THRESHOLD", "Telemetry"]
+
+MULTIPROCESS_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's multiprocess mode: set by ``splitlab serve`` for several workers."""
 
 _log = logging.getLogger("splitlab.service")
 
@@ -44,6 +49,7 @@ class Telemetry:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._store_gauges: _StoreGauges | None = None
         self.assignments = Counter(
             "splitlab_assignments",
             "Units assigned, by experiment and variant (variant 'none' when not enrolled).",
@@ -94,7 +100,8 @@ class Telemetry:
 
     def watch_store(self, runtime: Runtime) -> None:
         """Also export the gauges read from ``runtime``'s store at every scrape."""
-        self.registry.register(_StoreGauges(runtime))
+        self._store_gauges = _StoreGauges(runtime)
+        self.registry.register(self._store_gauges)
 
     def count_assignments(self, experiment: str, variants: Iterable[str | None]) -> None:
         """Count one assignment per item of ``variants`` (None: not enrolled)."""
@@ -107,8 +114,20 @@ class Telemetry:
             self.exposures.labels(experiment, variant).inc(n)
 
     def render(self) -> bytes:
-        """The registry in the Prometheus text format."""
-        return generate_latest(self.registry)
+        """The metrics in the Prometheus text format.
+
+        Under ``splitlab serve --workers N`` (``PROMETHEUS_MULTIPROC_DIR`` set) every worker writes
+        its counters to files in that directory, and a scrape, whichever worker answers it, adds
+        up all of them: the workers share one port, so Prometheus sees them as one target.
+        """
+        directory = os.environ.get(MULTIPROCESS_DIR_VAR)
+        if not directory:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry(auto_describe=True)
+        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        if self._store_gauges is not None:
+            registry.register(self._store_gauges)
+        return generate_latest(registry)
 
 
 class _StoreGauges(Collector):
