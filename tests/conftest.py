@@ -106,6 +106,33 @@ def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
     schemas.drop(name)
 
 
+REDIS_URL_VAR = "SPLITLAB_TEST_REDIS_URL"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_START_HINT = 'start it with `redis-server --daemonize yes --port 6379 --save ""`'
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis (``SPLITLAB_TEST_REDIS_URL``, default the local server of DESIGN.md).
+
+    Skipped when unreachable, except under ``CI=true``, where that fails. Tests need no database
+    of their own: splitlab's keys carry the store's random deployment id.
+    """
+    import redis
+
+    url = os.environ.get(REDIS_URL_VAR, DEFAULT_REDIS_URL)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is required under CI=true and is not reachable at {url}: {exc}", pytrace=False)
+        pytest.skip(f"Redis not reachable at {url} ({exc}); {REDIS_START_HINT} or set {REDIS_URL_VAR}")
+    finally:
+        client.close()
+    return url
+
+
 @pytest.fixture
 def postgres_url(postgres_schemas: PostgresSchemas) -> Iterator[str]:
     """The URL of a fresh, empty PostgreSQL schema (for PostgreSQL-only tests)."""

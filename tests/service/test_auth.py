@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from splitlab.service import Settings, create_app
 from splitlab.storage import open_store
 from splitlab.storage.tables import api_keys
 
@@ -60,3 +62,14 @@ def test_revoked_key_stops_working_and_secrets_are_stored_hashed(
     later = time.monotonic() + 1.0
     monkeypatch.setattr("splitlab.service.timed_cache.time.monotonic", lambda: later)
     assert client.get("/api/v1/experiments", headers=admin).status_code == 401
+
+
+def test_a_key_reads_only_its_own_deployment(
+    client: TestClient, admin: dict[str, str], sdk: dict[str, str], tmp_path: Path
+) -> None:
+    with TestClient(create_app(Settings(database_url=f"sqlite:///{tmp_path / 'other.db'}"))) as other:
+        for headers in (admin, sdk):
+            answer = other.get("/api/v1/config", headers=headers)
+            assert answer.status_code == 401
+            assert answer.json()["detail"][0]["field"] == "Authorization"
+    assert client.get("/api/v1/config", headers=sdk).status_code == 200

@@ -1,0 +1,134 @@
+"""Redis as the workers' shared cache: sticky assignments and bandit weights, per deployment, never required."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import delete
+
+from splitlab.service import Settings, create_app
+from splitlab.service.shared_cache import ABSENT
+from splitlab.storage import open_store
+from splitlab.storage.tables import assignments
+
+BATCH = "/api/v1/assign/batch"
+BANDIT = {
+    "key": "cta",
+    "variants": [{"key": "a"}, {"key": "b"}, {"key": "c"}],
+    "allocation": {"method": "bandit", "bandit": {"policy": "thompson", "update_minutes": 60}},
+}
+
+
+@pytest.fixture
+def shared(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def _app(database_url: str, redis_url: str | None) -> TestClient:
+    settings = Settings(database_url=database_url, redis_url=redis_url, max_batch_size=500)
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+def _deployment(database_url: str) -> str:
+    with open_store(database_url) as store:
+        return store.deployment_id
+
+
+def _units(client: TestClient, headers: dict[str, str], experiment: str, units: list[str]) -> list[str]:
+    body = {"experiment": experiment, "units": [{"unit_id": u} for u in units]}
+    answer = client.post(BATCH, json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    return [a["variant"] for a in answer.json()["assignments"]]
+
+
+def test_workers_share_sticky_assignments_through_redis(
+    database_url: str, redis_url: str, shared: redis.Redis, spec: dict[str, Any], admin: dict[str, str]
+) -> None:
+    units = [f"u{i}" for i in range(60)]
+    with _app(database_url, redis_url) as first, _app(database_url, redis_url) as second:
+        first.put("/api/v1/experiments/checkout", json=spec, headers=admin)
+        first.post("/api/v1/experiments/checkout/start", headers=admin)
+        before = _units(first, admin, "checkout", units)
+        skewed = copy.deepcopy(spec)
+        skewed["variants"][0]["weight"], skewed["variants"][1]["weight"] = 0.02, 0.98
+        assert first.put("/api/v1/experiments/checkout", json=skewed, headers=admin).status_code == 200
+        # After the weight change stored assignments matter; the first worker reads them from the
+        # store once and leaves them in Redis, with markers for units the store has none for.
+        assert _units(first, admin, "checkout", [*units, "never-seen"]) == [*before, "treatment"]
+        key = f"splitlab:{_deployment(database_url)}:sticky:checkout:1"
+        cached = shared.hgetall(key)
+        assert {u: cached[u] for u in units} == dict(zip(units, before, strict=True))
+        assert shared.ttl(key) > 0
+        # The second worker needs no store at all for them: even with the rows gone it keeps them.
+        with open_store(database_url) as store, store.engine.begin() as conn:
+            conn.execute(delete(assignments))
+        assert _units(second, admin, "checkout", units) == before
+
+
+def test_an_absent_marker_never_hides_a_recorded_variant(
+    database_url: str, redis_url: str, shared: redis.Redis, spec: dict[str, Any], admin: dict[str, str]
+) -> None:
+    with _app(database_url, redis_url) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        cache = runtime.shared
+        cache.sticky_put("checkout", 1, {"u1": "treatment"}, absent=["u2"])
+        cache.sticky_put("checkout", 1, {}, absent=["u1"])  # a late marker loses to the variant
+        cache.sticky_put("checkout", 1, {"u2": "control"})  # a variant recorded later replaces the marker
+        assert cache.sticky_get("checkout", 1, ["u1", "u2", "u3"]) == {"u1": "treatment", "u2": "control"}
+        cache.sticky_put("checkout", 1, {}, absent=["u3"])
+        assert cache.sticky_get("checkout", 1, ["u3"]) == {"u3": ABSENT}
+
+
+def test_every_worker_allocates_a_bandit_window_with_the_first_weights(
+    database_url: str, redis_url: str, shared: redis.Redis, admin: dict[str, str]
+) -> None:
+    with _app(database_url, redis_url) as first, _app(database_url, redis_url) as second:
+        first.put("/api/v1/experiments/cta", json=BANDIT, headers=admin)
+        first.post("/api/v1/experiments/cta/start", headers=admin)
+        weights = first.get("/api/v1/experiments/cta/weights", headers=admin).json()
+        key = f"splitlab:{_deployment(database_url)}:bandit:cta:1:{weights['window']}"
+        stored = json.loads(shared.get(key))
+        assert stored["weights"] == weights["weights"]
+        # Pretend the first worker computed other weights (late rewards): the second adopts them.
+        shared.set(key, json.dumps({**stored, "weights": [0.0, 1.0, 0.0]}))
+        second_weights = second.get("/api/v1/experiments/cta/weights", headers=admin).json()
+        assert second_weights["weights"] == [0.0, 1.0, 0.0]
+        assert set(_units(second, admin, "cta", [f"u{i}" for i in range(30)])) == {"b"}
+
+
+def test_deployments_sharing_redis_never_read_each_other(
+    database_url: str, redis_url: str, tmp_path: Any, spec: dict[str, Any], admin: dict[str, str]
+) -> None:
+    other_url = f"sqlite:///{tmp_path / 'other.db'}"
+    with open_store(other_url) as store:
+        _, other_key = store.keys.create(role="admin", name="ops", actor="test")
+    other_admin = {"Authorization": f"Bearer {other_key}"}
+    assert _deployment(other_url) != _deployment(database_url)
+    with _app(database_url, redis_url) as mine, _app(other_url, redis_url) as theirs:
+        for client, headers in ((mine, admin), (theirs, other_admin)):
+            client.put("/api/v1/experiments/checkout", json=spec, headers=headers)
+            client.post("/api/v1/experiments/checkout/start", headers=headers)
+        mine.app.state.runtime.shared.sticky_put("checkout", 1, {"u1": "control"})  # type: ignore[attr-defined]
+        theirs_cache = theirs.app.state.runtime.shared  # type: ignore[attr-defined]
+        assert theirs_cache.sticky_get("checkout", 1, ["u1"]) == {}
+        assert theirs.get("/api/v1/experiments", headers=admin).status_code == 401  # my key is not theirs
+
+
+def test_redis_down_costs_reads_not_answers(database_url: str, spec: dict[str, Any], admin: dict[str, str]) -> None:
+    units = [f"u{i}" for i in range(20)]
+    with _app(database_url, "redis://127.0.0.1:1/0") as client:
+        client.put("/api/v1/experiments/checkout", json=spec, headers=admin)
+        client.post("/api/v1/experiments/checkout/start", headers=admin)
+        before = _units(client, admin, "checkout", units)
+        skewed = copy.deepcopy(spec)
+        skewed["variants"][0]["weight"], skewed["variants"][1]["weight"] = 0.02, 0.98
+        client.put("/api/v1/experiments/checkout", json=skewed, headers=admin)
+        assert _units(client, admin, "checkout", units) == before
