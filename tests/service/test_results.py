@@ -38,3 +38,29 @@ def test_fresh_analysis_is_stored_and_then_served(client: TestClient, admin: dic
     latest = client.get(URL, headers=admin).json()
     assert (latest["snapshot_id"], latest["fresh"]) == (body["snapshot_id"], False)
     assert client.get("/api/v1/experiments/nope/results", headers=admin).status_code == 404
+
+
+def test_status_and_the_srm_gauge_flag_a_skewed_split(
+    client: TestClient, admin: dict[str, str], database_url: str
+) -> None:
+    with open_store(database_url) as store:
+        store.metrics.put_many(definitions=[CONVERSION], actor="test")
+    assert client.put("/api/v1/experiments/checkout", json=SPEC, headers=admin).status_code == 200
+    assert client.post("/api/v1/experiments/checkout/start", headers=admin).status_code == 200
+    with open_store(database_url) as store:
+        metrics = {"conversion": MetricDefinition.model_validate(CONVERSION)}
+        simulate(store, ExperimentSpec.model_validate(SPEC), metrics, units=4_000, seed=5, split=(0.56, 0.44))
+    status = client.get("/api/v1/experiments/checkout/status", headers=admin)
+    assert status.status_code == 200, status.text
+    body = status.json()
+    assert (body["status"], body["srm_flag"]) == ("running", True)
+    assert body["srm_p_value"] < 1e-3
+    assert sum(body["units"].values()) == 4_000
+    assert body["configured"] == {"control": 0.5, "treatment": 0.5}
+    scraped = client.get("/metrics", headers=admin).text
+    assert 'splitlab_srm_flag{experiment="checkout"} 1.0' in scraped
+    assert (
+        f'splitlab_exposed_units{{experiment="checkout",variant="control"}} {float(body["units"]["control"])}'
+        in scraped
+    )
+    assert client.get("/api/v1/experiments/nope/status", headers=admin).status_code == 404

@@ -1,0 +1,102 @@
+"""Bandit experiments over HTTP: weights, assignment with them, idempotent rewards, exposures as assignments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from splitlab.allocation import current_weights
+from splitlab.storage import open_store
+
+BANDIT: dict[str, Any] = {
+    "key": "cta",
+    "variants": [{"key": "a"}, {"key": "b"}],
+    "allocation": {"method": "bandit", "bandit": {"policy": "thompson", "update_every": 40, "seed": 7}},
+}
+
+
+@pytest.fixture
+def bandit(client: TestClient, admin: dict[str, str]) -> str:
+    assert client.put("/api/v1/experiments/cta", json=BANDIT, headers=admin).status_code == 200
+    assert client.post("/api/v1/experiments/cta/start", headers=admin).status_code == 200
+    return "cta"
+
+
+def _assign(client: TestClient, headers: dict[str, str], units: list[str]) -> dict[str, str]:
+    body = {"experiment": "cta", "units": [{"unit_id": u} for u in units]}
+    answer = client.post("/api/v1/assign/batch", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    return {a["unit_id"]: a["variant"] for a in answer.json()["assignments"]}
+
+
+def test_rewards_move_the_weights_and_count_once(
+    client: TestClient, bandit: str, sdk: dict[str, str], database_url: str
+) -> None:
+    first = client.get("/api/v1/experiments/cta/weights", headers=sdk).json()
+    assert (first["phase"], first["weights"], first["units"]) == ("burn-in", [0.5, 0.5], 0)
+    variants = _assign(client, sdk, [f"u{i}" for i in range(40)])
+    with open_store(database_url) as store:  # recorded before the answer: random and bandit draws are not reproducible
+        stored = store.assignments.get_many(experiment_key="cta", unit_ids=list(variants))
+    assert {u: a.variant for u, a in stored.items()} == variants
+    rewards = [{"unit_id": u, "reward": 1.0 if v == "b" else 0.0} for u, v in variants.items()]
+    answer = client.post("/api/v1/experiments/cta/rewards", json={"rewards": rewards}, headers=sdk)
+    assert answer.json() == {"received": 40, "recorded": 40, "duplicates": 0, "skipped": []}
+    again = client.post(
+        "/api/v1/experiments/cta/rewards",
+        json={"rewards": [*rewards, {"unit_id": "stranger", "reward": 1}]},
+        headers=sdk,
+    )
+    assert again.json() == {"received": 41, "recorded": 0, "duplicates": 40, "skipped": ["stranger"]}
+    # 40 rewarded units closed the first window: the next one favours b, and every worker agrees.
+    client.app.state.runtime.bandit_weights._cache.invalidate()  # type: ignore[attr-defined]
+    weights = client.get("/api/v1/experiments/cta/weights", headers=sdk).json()
+    with open_store(database_url) as store:
+        expected = current_weights(store, "cta")
+    assert weights["window"] == expected.window == 1
+    assert weights["weights"] == list(expected.weights)
+    assert weights["weights"][1] > 0.95
+    config = client.get("/api/v1/config", headers=sdk).json()
+    assert config["experiments"][0]["weights"] == weights["weights"]
+    # Units already assigned keep their arm; new ones follow the new weights.
+    assert _assign(client, sdk, list(variants)) == variants
+    assert list(_assign(client, sdk, [f"new{i}" for i in range(40)]).values()).count("b") > 30
+
+
+def test_bad_rewards_and_wrong_experiments_are_refused(
+    client: TestClient, bandit: str, running: str, sdk: dict[str, str]
+) -> None:
+    _assign(client, sdk, ["u1"])
+    out_of_range = client.post(
+        "/api/v1/experiments/cta/rewards", json={"rewards": [{"unit_id": "u1", "reward": 2}]}, headers=sdk
+    )
+    assert out_of_range.status_code == 422
+    assert out_of_range.json()["detail"][0]["field"] == "rewards.0.reward"
+    not_finite = client.post(
+        "/api/v1/experiments/cta/rewards", content=b'{"rewards": [{"unit_id": "u1", "reward": NaN}]}', headers=sdk
+    )
+    assert not_finite.status_code == 422
+    hash_experiment = client.get(f"/api/v1/experiments/{running}/weights", headers=sdk)
+    assert hash_experiment.status_code == 409
+    assert hash_experiment.json()["detail"][0]["field"] == "allocation.method"
+    assert client.get("/api/v1/experiments/nope/weights", headers=sdk).status_code == 404
+    too_many = [{"unit_id": f"u{i}", "reward": 1} for i in range(51)]
+    assert client.post("/api/v1/experiments/cta/rewards", json={"rewards": too_many}, headers=sdk).status_code == 413
+
+
+def test_exposures_record_the_assignments_sdks_made(
+    client: TestClient, bandit: str, sdk: dict[str, str], database_url: str
+) -> None:
+    exposures = [
+        {"experiment": "cta", "unit_id": "app-1", "variant": "b", "timestamp": "2026-12-01T10:00:00Z"},
+        {"experiment": "cta", "unit_id": "app-2", "variant": "a", "timestamp": "2026-12-01T10:00:00Z"},
+    ]
+    assert client.post("/api/v1/exposures", json={"exposures": exposures}, headers=sdk).status_code == 200
+    with open_store(database_url) as store:
+        stored = store.assignments.get_many(experiment_key="cta", unit_ids=["app-1", "app-2"])
+    assert {u: a.variant for u, a in stored.items()} == {"app-1": "b", "app-2": "a"}
+    assert _assign(client, sdk, ["app-1", "app-2"]) == {"app-1": "b", "app-2": "a"}
+    rewards = [{"unit_id": "app-1", "reward": 1}, {"unit_id": "app-2", "reward": 0}]
+    answer = client.post("/api/v1/experiments/cta/rewards", json={"rewards": rewards}, headers=sdk)
+    assert answer.json()["recorded"] == 2
