@@ -7,6 +7,7 @@ input a database would choke on is a 422 naming the field instead of a 500.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -83,8 +84,27 @@ def json_problems(value: Any, path: str, depth: int = 0) -> list[tuple[str, str]
     return problems
 
 
+_STRICT_JSON = json.JSONEncoder(allow_nan=False, ensure_ascii=False, check_circular=False)
+
+
+def _plainly_storable(value: dict[str, Any]) -> bool:
+    """A quick yes for the common case, in C: finite numbers, no NUL, no lone surrogate, shallow enough.
+
+    Every event and exposure carries such an object, so the Python walk of :func:`json_problems`
+    (which names the offending field) runs only when this cannot say yes.
+    """
+    try:
+        text = _STRICT_JSON.encode(value)
+        text.encode("utf-8")
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return False
+    # NUL is escaped as \u0000 even with ensure_ascii=False; brackets inside strings count too,
+    # which only sends a harmless object to the precise walk.
+    return "\\u0000" not in text and text.count("{") + text.count("[") <= MAX_JSON_DEPTH
+
+
 def _check_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    if value is not None and (problems := json_problems(value, "")):
+    if value is not None and not _plainly_storable(value) and (problems := json_problems(value, "")):
         field, message = problems[0]
         raise ValueError(f"{field}: {message}")
     return value

@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
-
-from fastapi import APIRouter, HTTPException, Request, Response, Security, status
-from fastapi.routing import APIRoute
-from pydantic import ValidationError
+from fastapi import APIRouter, Request, Response, Security, status
 from sqlalchemy.exc import OperationalError
 
 from splitlab.service.assignments import UnitAssignment
 from splitlab.service.deps import AnyKey, ApiKeyAuth, http_error, runtime_of
-from splitlab.service.problems import validation_problems
+from splitlab.service.lean_route import LeanRoute, json_body, json_response, parse_body
 from splitlab.service.responses import ERRORS
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import AssignBatchRequest, AssignmentBatchPublic, AssignmentPublic, AssignRequest
 from splitlab.storage import NotFoundError
 
 router = APIRouter(prefix="/assign", tags=["assignments"])
-
-
-class LeanRoute(APIRoute):
-    """A route whose endpoint takes the :class:`Request` and returns the :class:`Response` itself.
-
-    FastAPI's usual handler (solving dependencies, reading and validating the body, validating
-    and encoding the return value) costs about as much as the whole of ``/assign``; this is its
-    documented extension point. The OpenAPI schema still comes from the route's declaration
-    (``response_model``, ``openapi_extra``, ``dependencies``), which the endpoint must honour.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """The endpoint itself."""
-        return self.endpoint
-
-
 lean = APIRouter(prefix="/assign", tags=["assignments"], route_class=LeanRoute)
 
 
@@ -69,9 +48,6 @@ async def _assign(request: AssignBatchRequest | AssignRequest, runtime: Runtime)
 
 
 _any_key = ApiKeyAuth()
-_ASSIGN_BODY = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": AssignRequest.model_json_schema()}}}
-}
 
 
 @lean.post(
@@ -79,7 +55,7 @@ _ASSIGN_BODY = {
     summary="Assign one unit",
     response_model=AssignmentPublic,
     responses=ERRORS,
-    openapi_extra=_ASSIGN_BODY,
+    openapi_extra=json_body(AssignRequest),
     dependencies=[Security(_any_key)],
 )
 async def assign_one(request: Request) -> Response:
@@ -88,16 +64,10 @@ async def assign_one(request: Request) -> Response:
     A unit of a running experiment is enrolled and recorded, so it keeps its variant when weights
     change; a draft, paused or stopped experiment serves nobody (reason ``inactive``).
     """
-    # The hottest route (a LeanRoute): authenticated, parsed straight from bytes by pydantic and
-    # encoded once here, which FastAPI's handler would otherwise do at twice the cost.
+    # The hottest route: a LeanRoute (see splitlab.service.lean_route).
     await _any_key(request)
-    try:
-        body = AssignRequest.model_validate_json(await request.body())
-    except ValidationError as exc:
-        problems = validation_problems(exc.errors(include_url=False, include_input=False))
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=problems) from None
-    public = _public(body.experiment, (await _assign(body, runtime_of(request)))[0])
-    return Response(public.model_dump_json(), media_type="application/json")
+    body = parse_body(AssignRequest, await request.body())
+    return json_response(_public(body.experiment, (await _assign(body, runtime_of(request)))[0]))
 
 
 @router.post("/batch", summary="Assign a batch of units", responses=ERRORS)

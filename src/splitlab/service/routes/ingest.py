@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, Response, Security, status
+from fastapi.concurrency import run_in_threadpool
 
-from splitlab.service.deps import AnyKey, RuntimeDep, http_error, invalid
+from splitlab.service.deps import ApiKeyAuth, http_error, invalid, runtime_of
+from splitlab.service.lean_route import LeanRoute, json_body, json_response, parse_body
 from splitlab.service.problems import InvalidInputError
 from splitlab.service.responses import ERRORS
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import EventBatch, ExposureBatch, IngestPublic
 from splitlab.storage import Event, Exposure, NotFoundError, WriteResult
 
-router = APIRouter(tags=["ingestion"], responses=ERRORS)
+router = APIRouter(tags=["ingestion"], responses=ERRORS, route_class=LeanRoute)
+_any_key = ApiKeyAuth()
 
 MAX_PROBLEMS = 100
 """Most problems listed in one answer (a batch may have thousands)."""
@@ -77,12 +80,25 @@ def _record_exposed(runtime: Runtime, batch: ExposureBatch) -> None:
         future.result(timeout=60)
 
 
-@router.post("/exposures", summary="Log a batch of exposures")
-def log_exposures(batch: ExposureBatch, runtime: RuntimeDep, _key: AnyKey) -> IngestPublic:
+@router.post(
+    "/exposures",
+    summary="Log a batch of exposures",
+    response_model=IngestPublic,
+    openapi_extra=json_body(ExposureBatch),
+    dependencies=[Security(_any_key)],
+)
+async def log_exposures(request: Request) -> Response:
     """Record first exposures; a unit already exposed adds nothing (a unit seen in another variant is flagged).
 
     The whole batch is checked (experiments exist, variants are declared) before anything is written.
     """
+    await _any_key(request)
+    runtime, body = runtime_of(request), await request.body()
+    return json_response(await run_in_threadpool(_log_exposures, runtime, body))
+
+
+def _log_exposures(runtime: Runtime, body: bytes) -> IngestPublic:
+    batch = parse_body(ExposureBatch, body)
     _check_size(len(batch.exposures), "exposures", runtime.settings.max_batch_size)
     if problems := _exposure_problems(runtime, batch):
         raise invalid(InvalidInputError(problems))
@@ -105,9 +121,23 @@ def log_exposures(batch: ExposureBatch, runtime: RuntimeDep, _key: AnyKey) -> In
     return _public(result)
 
 
-@router.post("/events", summary="Log a batch of events")
-def log_events(batch: EventBatch, runtime: RuntimeDep, _key: AnyKey) -> IngestPublic:
+@router.post(
+    "/events",
+    summary="Log a batch of events",
+    response_model=IngestPublic,
+    openapi_extra=json_body(EventBatch),
+    dependencies=[Security(_any_key)],
+)
+async def log_events(request: Request) -> Response:
     """Record events; an ``event_id`` already stored (or repeated in the batch) adds nothing."""
+    await _any_key(request)
+    runtime, body = runtime_of(request), await request.body()
+    return json_response(await run_in_threadpool(_log_events, runtime, body))
+
+
+def _log_events(runtime: Runtime, body: bytes) -> IngestPublic:
+    # Parsed and written in one worker thread: a batch of thousands keeps the event loop free.
+    batch = parse_body(EventBatch, body)
     _check_size(len(batch.events), "events", runtime.settings.max_batch_size)
     events = [
         Event(
