@@ -134,13 +134,16 @@ class AssignmentRecorder:
                     future.set_result({unit: result[unit] for unit in units if unit in result})
             with self._cond:
                 self._requeue(retry)
-                self._written = submitted
+                if not retry:  # what was requeued is neither written nor given up: flush() keeps waiting
+                    self._written = submitted
                 self._cond.notify_all()
                 if self._closing and (not self._queue or retry):
                     if retry:
                         lost = sum(map(len, retry.values()))
                         self._failed(lost, RuntimeError("the store was unreachable when the service stopped"))
                     return
+                if retry:  # give the store a moment before the next attempt, even with a flush waiting
+                    self._cond.wait(self._interval)
 
     def _write(self, group: _Group, variants: dict[str, str]) -> dict[str, str]:
         experiment_key, bucket_version = group
