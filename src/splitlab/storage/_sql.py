@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -35,6 +36,10 @@ class Transactions:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
+        # SQLite has one writer at a time. Threads of one process queue on this lock, which wakes the
+        # next one the moment the write commits, instead of on SQLite's busy handler, which polls with
+        # sleeps of up to 100 ms (several concurrent batches then spend most of their time asleep).
+        self._sqlite_writes = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -47,7 +52,14 @@ class Transactions:
 
     def write(self) -> AbstractContextManager[Connection]:
         """A write transaction, committed on success and rolled back on any error."""
-        return self._writer.begin()
+        if self._sqlite_writes is None:
+            return self._writer.begin()
+        return self._queued_write(self._sqlite_writes)
+
+    @contextmanager
+    def _queued_write(self, lock: threading.Lock) -> Iterator[Connection]:
+        with lock, self._writer.begin() as conn:
+            yield conn
 
 
 def upsert(table: Table, dialect: str) -> sqlite.Insert | postgresql.Insert:
