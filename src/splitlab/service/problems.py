@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["InvalidInputError", "validation_problems"]
+__all__ = ["NO_NUL", "InvalidInputError", "validation_problems"]
+
+
+NO_NUL = r"^[^\x00]*$"
+"""The pattern of text the databases take (PostgreSQL refuses NUL). Checked by pydantic-core, which
+also refuses lone surrogates; :func:`validation_problems` words both for people."""
 
 
 def _field(loc: Sequence[int | str]) -> str:
@@ -19,8 +24,13 @@ def validation_problems(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, s
     detail = []
     for error in errors:
         message = str(error.get("msg", "invalid value"))
-        if error.get("type") == "json_invalid":
+        kind = error.get("type")
+        if kind == "json_invalid":
             message = f"is not valid JSON: {error.get('ctx', {}).get('error', message)}"
+        elif kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NO_NUL:
+            message = "must not contain NUL characters"
+        elif kind == "string_unicode":
+            message = "must be valid Unicode (no lone surrogates)"
         detail.append({"field": _field(tuple(error.get("loc", ()))), "message": message})
     return detail
 

@@ -12,7 +12,9 @@ import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict, StringConstraints
+
+from splitlab.service.problems import NO_NUL
 
 if TYPE_CHECKING:
     from splitlab.storage import ExperimentRecord
@@ -54,12 +56,6 @@ def _text_problem(value: str) -> str | None:
     except UnicodeEncodeError:
         return "must be valid Unicode (no lone surrogates)"
     return None
-
-
-def _check_text(value: str) -> str:
-    if (problem := _text_problem(value)) is not None:
-        raise ValueError(problem)
-    return value
 
 
 def json_problems(value: Any, path: str, depth: int = 0) -> list[tuple[str, str]]:
@@ -118,10 +114,21 @@ def _utc(value: datetime) -> datetime:
         raise ValueError(msg) from None
 
 
+def _not_blank(value: str) -> str:
+    # The store refuses blank ids and names (splitlab.storage.check_text): a 422 here, not a 500 there.
+    if not value.strip():
+        msg = "must not be blank (only whitespace)"
+        raise ValueError(msg)
+    return value
+
+
 Key = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=1000), AfterValidator(_check_text)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=NO_NUL), AfterValidator(_not_blank)]
 JsonObject = Annotated[dict[str, Any] | None, AfterValidator(_check_json)]
-Timestamp = Annotated[AwareDatetime, AfterValidator(_utc)]
+# Strict: without it, pydantic also takes a number of seconds for a time and true/false or a numeric
+# string for a number, none of which the documented schema (an RFC 3339 string, a number) allows.
+Timestamp = Annotated[AwareDatetime, Strict(), AfterValidator(_utc)]
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
 
 class _Body(BaseModel):
@@ -192,7 +199,7 @@ class EventCreate(_Body):
     unit_id: Text
     name: Text
     timestamp: Timestamp
-    value: Annotated[float | None, Field(allow_inf_nan=False)] = None
+    value: Number | None = None
     properties: JsonObject = None
 
 
@@ -309,7 +316,7 @@ class RewardCreate(_Body):
     """A unit's reward: 1 or 0 for a conversion, or a number (revenue, time ...)."""
 
     unit_id: Text
-    reward: Annotated[float, Field(allow_inf_nan=False)]
+    reward: Number
 
 
 class RewardBatch(_Body):
