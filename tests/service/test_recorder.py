@@ -6,7 +6,8 @@ Nothing queued is lost on close, nor while the store is unreachable.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -80,16 +81,19 @@ def test_close_writes_what_is_queued(store: Store) -> None:
 def test_an_unreachable_store_keeps_assignments_queued_and_fails_waiters(store: Store) -> None:
     notes = Notes()
     recorder = AssignmentRecorder(store, interval=0.05, stored=notes.on_stored, failed=notes.on_failed)
-    real = store.assignments.record_many
     down = threading.Event()
     down.set()
 
-    def flaky(**kwargs: object) -> dict[str, str]:
-        if down.is_set():
-            raise OperationalError("INSERT", {}, Exception("the database is down"))
-        return real(**kwargs)  # type: ignore[arg-type]
+    def flaky(write: Callable[..., Any]) -> Callable[..., Any]:
+        def maybe(**kwargs: Any) -> Any:
+            if down.is_set():
+                raise OperationalError("INSERT", {}, Exception("the database is down"))
+            return write(**kwargs)
 
-    store.assignments.record_many = flaky  # type: ignore[method-assign]
+        return maybe
+
+    store.assignments.record_many = flaky(store.assignments.record_many)  # type: ignore[method-assign]
+    store.assignments.add_many = flaky(store.assignments.add_many)  # type: ignore[method-assign]
     try:
         recorder.submit("checkout", 1, {"u1": "control"}, wait=False)
         future = recorder.submit("checkout", 1, {"u2": "treatment"}, wait=True)

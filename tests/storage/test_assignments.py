@@ -27,6 +27,23 @@ def test_record_many_stores_new_units_and_keeps_the_first_variant(store: Store, 
     assert {u: a.variant for u, a in many.items()} == {"u1": "control", "u3": "treatment"}
 
 
+def test_add_many_keeps_the_same_rule_without_reading_back(store: Store, experiment: str) -> None:
+    store.assignments.record(experiment_key=experiment, unit_id="u1", variant="treatment")
+    written = store.assignments.add_many(experiment_key=experiment, variants={"u1": "control", "u2": "control"})
+    assert written == 1  # u1 had an assignment: the first one stays
+    assert store.assignments.add_many(experiment_key=experiment, variants={}) == 0
+    assert store.assignments.add_many(experiment_key=experiment, variants={"u1": "control"}, bucket_version=2) == 1
+    stored = store.assignments.get_many(experiment_key=experiment, unit_ids=["u1", "u2"])
+    assert {u: (a.variant, a.bucket_version) for u, a in stored.items()} == {"u1": ("control", 2), "u2": ("control", 1)}
+    assert stored["u2"].assigned_at.tzinfo == UTC
+    with pytest.raises(ValueError, match="not variants of experiment"):
+        store.assignments.add_many(experiment_key=experiment, variants={"u3": "nope"})
+    with pytest.raises(NotFoundError):
+        store.assignments.add_many(experiment_key="missing", variants={"u3": "control"})
+    with pytest.raises(ValueError, match="bucket_version == 0"):
+        store.assignments.add_many(experiment_key=experiment, variants={"u3": "control"}, bucket_version=0)
+
+
 def test_the_database_refuses_a_second_row_for_a_unit(store: Store, experiment: str) -> None:
     store.assignments.record(experiment_key=experiment, unit_id="u1", variant="control")
     row = {

@@ -82,7 +82,7 @@ class Assigner:
             if r.variant is not None and r.reason == "enrolled" and r.unit_id not in sticky
         }
         if not experiment.sticky_reads:
-            fresh = {u: v for u, v in fresh.items() if self._sticky.known(key, experiment.bucket_version, u) is None}
+            fresh = {u: v for u, v in fresh.items() if not self._recorder.seen(key, experiment.bucket_version, u)}
             self._recorder.submit(key, experiment.bucket_version, fresh, wait=False)
             return results
         future = self._recorder.submit(key, experiment.bucket_version, fresh, wait=True)

@@ -6,12 +6,13 @@ one thread; one transaction per experiment then records hundreds of units.
 
 A caller that needs the stored variant (random and bandit allocations, whose answer no hash
 reproduces, and experiments whose weights changed) waits for the write: its request makes the
-thread write at once, together with whatever else is queued. Under hash allocation the answer
-is sent without waiting; the unit's variant is the one its hash gives until the weights change,
-and any write still queued in this worker is made before the change is applied
-(:meth:`AssignmentRecorder.flush`). A worker killed in between loses the records of the units it
-enrolled in the last ``interval``: they keep their hashed variant, but a later weight change may
-move them.
+thread write at once, together with whatever else is queued, and learns the variant the store
+kept. Under hash allocation the answer is sent without waiting, and the write skips reading back
+(:meth:`~splitlab.storage.AssignmentRepository.add_many`): the unit's variant is the one its hash
+gives until the weights change, and any write still queued in this worker is made before the
+change is applied (:meth:`AssignmentRecorder.flush`). A worker killed in between loses the
+records of the units it enrolled in the last ``interval``: they keep their hashed variant, but a
+later weight change may move them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from concurrent.futures import Future
 
 from sqlalchemy.exc import OperationalError
 
+from splitlab.service.recent import Recent
 from splitlab.storage import Store
 
 __all__ = ["AssignmentRecorder"]
@@ -48,6 +50,7 @@ class AssignmentRecorder:
         self._stored = stored
         self._failed = failed
         self._queue: dict[_Group, dict[str, str]] = {}
+        self._queued_or_written: Recent[tuple[str, int, str], bool] = Recent(size=200_000)
         self._queued = 0
         self._waiters: list[tuple[_Group, list[str], Future[dict[str, str]]]] = []
         self._cond = threading.Condition()
@@ -56,6 +59,10 @@ class AssignmentRecorder:
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="splitlab-assignment-recorder", daemon=True)
         self._thread.start()
+
+    def seen(self, experiment_key: str, bucket_version: int, unit_id: str) -> bool:
+        """Whether this worker queued (or wrote) the unit recently: submitting it again adds nothing."""
+        return self._queued_or_written.get((experiment_key, bucket_version, unit_id)) is not None
 
     def submit(
         self, experiment_key: str, bucket_version: int, variants: Mapping[str, str], *, wait: bool
@@ -76,6 +83,7 @@ class AssignmentRecorder:
             before = len(group)
             for unit_id, variant in variants.items():
                 group.setdefault(unit_id, variant)
+                self._queued_or_written.put((experiment_key, bucket_version, unit_id), True)
             self._queued += len(group) - before
             self._submitted += 1
             if future is not None:
@@ -115,11 +123,12 @@ class AssignmentRecorder:
     def _run(self) -> None:
         while True:
             queue, waiters, submitted = self._take()
+            waited = {group for group, _, _ in waiters}
             results: dict[_Group, dict[str, str] | BaseException] = {}
             retry: dict[_Group, dict[str, str]] = {}
             for group, variants in queue.items():
                 try:
-                    results[group] = self._write(group, variants)
+                    results[group] = self._write(group, variants, read_back=group in waited)
                 except OperationalError as exc:  # the store is unreachable: keep them for the next round
                     results[group] = exc
                     retry[group] = variants
@@ -138,20 +147,31 @@ class AssignmentRecorder:
                     self._written = submitted
                 self._cond.notify_all()
                 if self._closing and (not self._queue or retry):
-                    if retry:
-                        lost = sum(map(len, retry.values()))
-                        self._failed(lost, RuntimeError("the store was unreachable when the service stopped"))
+                    for group, variants in retry.items():
+                        self._give_up(
+                            group, variants, RuntimeError("the store was unreachable when the service stopped")
+                        )
                     return
                 if retry:  # give the store a moment before the next attempt, even with a flush waiting
                     self._cond.wait(self._interval)
 
-    def _write(self, group: _Group, variants: dict[str, str]) -> dict[str, str]:
+    def _write(self, group: _Group, variants: dict[str, str], *, read_back: bool) -> dict[str, str]:
         experiment_key, bucket_version = group
+        if not read_back:
+            self._store.assignments.add_many(
+                experiment_key=experiment_key, variants=variants, bucket_version=bucket_version
+            )
+            return {}
         stored = self._store.assignments.record_many(
             experiment_key=experiment_key, variants=variants, bucket_version=bucket_version
         )
         self._stored(experiment_key, bucket_version, stored)
         return stored
+
+    def _give_up(self, group: _Group, variants: Mapping[str, str], error: BaseException) -> None:
+        for unit_id in variants:
+            self._queued_or_written.forget((*group, unit_id))
+        self._failed(len(variants), error)
 
     def _requeue(self, retry: dict[_Group, dict[str, str]]) -> None:
         """Put back what the store could not take, older entries first; give up the oldest beyond MAX_QUEUED."""
@@ -164,13 +184,11 @@ class AssignmentRecorder:
             excess = self._queued - MAX_QUEUED
             for group in list(self._queue):
                 variants = self._queue[group]
-                dropped = list(variants)[:excess]
-                for unit in dropped:
-                    del variants[unit]
+                dropped = {unit: variants.pop(unit) for unit in list(variants)[:excess]}
                 excess -= len(dropped)
                 self._queued -= len(dropped)
                 if dropped:
-                    self._failed(len(dropped), OverflowError(f"more than {MAX_QUEUED} assignments queued"))
+                    self._give_up(group, dropped, OverflowError(f"more than {MAX_QUEUED} assignments queued"))
                 if excess <= 0:
                     break
         if retry:

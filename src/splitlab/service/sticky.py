@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from fastapi.concurrency import run_in_threadpool
 
+from splitlab.service.recent import Recent
 from splitlab.service.shared_cache import ABSENT, RedisCache
 from splitlab.storage import Store
 
@@ -24,38 +25,21 @@ _Unit = tuple[str, int, str]  # (experiment, bucket version, unit id)
 
 
 class StickyAssignments:
-    """Stored assignments by (experiment, bucket version, unit), remembered in two generations.
-
-    Memory is bounded by ``max_units`` per generation: when the newer one fills, it becomes the
-    older one and a fresh one starts, so the units seen recently stay (a cheap LRU).
-    """
+    """Stored assignments by (experiment, bucket version, unit); recent ones in memory (``max_units`` a generation)."""
 
     def __init__(self, store: Store, shared: RedisCache | None, *, max_units: int = 200_000) -> None:
         self._store = store
         self._shared = shared
-        self._max_units = max_units
-        self._new: dict[_Unit, str] = {}
-        self._old: dict[_Unit, str] = {}
+        self._memory: Recent[_Unit, str] = Recent(size=max_units)
 
     def known(self, experiment_key: str, bucket_version: int, unit_id: str) -> str | None:
         """The unit's stored variant if this worker has seen it, else None."""
-        unit = (experiment_key, bucket_version, unit_id)
-        variant = self._new.get(unit)
-        if variant is None:
-            variant = self._old.get(unit)
-            if variant is not None:
-                self._remember(unit, variant)
-        return variant
+        return self._memory.get((experiment_key, bucket_version, unit_id))
 
     def remember(self, experiment_key: str, bucket_version: int, variants: Mapping[str, str]) -> None:
         """Note variants the store holds (from a write or a read)."""
         for unit_id, variant in variants.items():
-            self._remember((experiment_key, bucket_version, unit_id), variant)
-
-    def _remember(self, unit: _Unit, variant: str) -> None:
-        if len(self._new) >= self._max_units:
-            self._old, self._new = self._new, {}
-        self._new[unit] = variant
+            self._memory.put((experiment_key, bucket_version, unit_id), variant)
 
     def stored(self, experiment_key: str, bucket_version: int, variants: Mapping[str, str]) -> None:
         """The store recorded ``variants`` (the first writer's): remember them and share them."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Row, select
 from sqlalchemy.engine import Connection
 
-from splitlab.storage._sql import Transactions, chunks, now, upsert, variant_keys
+from splitlab.storage._sql import Transactions, chunks, now, sqlite_time, upsert, variant_keys
 from splitlab.storage.errors import NotFoundError
 from splitlab.storage.records import StoredAssignment, check_text
 from splitlab.storage.tables import assignments, experiments
@@ -88,21 +88,68 @@ class AssignmentRepository:
             }
             for unit_id, variant in sorted(variants.items())  # key order: concurrent batches cannot deadlock
         ]
-        statement = upsert(assignments, self._tx.dialect)
-        statement = statement.on_conflict_do_update(
-            index_elements=[assignments.c.experiment_key, assignments.c.unit_id],
-            set_={
-                "variant": statement.excluded.variant,
-                "bucket_version": statement.excluded.bucket_version,
-                "assigned_at": statement.excluded.assigned_at,
-            },
-            where=assignments.c.bucket_version < statement.excluded.bucket_version,
-        )
+        statement = _upsert_statement(self._tx.dialect)
         with self._tx.write() as conn:
             _check_variants(conn, experiment_key, set(variants.values()))
             conn.execute(statement, rows)
             stored = _stored(conn, experiment_key, list(variants))
         return {unit_id: stored[unit_id].variant for unit_id in variants}
+
+
+    def add_many(self, *, experiment_key: str, variants: Mapping[str, str], bucket_version: int = 1) -> int:
+        """:meth:`record_many` without reading back what is stored: for writers nobody waits on.
+
+        The same rule (a unit keeps the first assignment recorded under its bucket version) and
+        the same checks, but one driver-level ``executemany`` and no second query, so a service
+        can record thousands of enrolments a second in the background.
+
+        Returns:
+            Rows written (units that had no assignment, or one under an older bucket version).
+        """
+        if isinstance(bucket_version, bool) or not isinstance(bucket_version, int) or bucket_version < 1:
+            msg = f"bucket_version == {bucket_version!r}, must be an integer >= 1"
+            raise ValueError(msg)
+        for unit_id, variant in variants.items():
+            check_text(unit_id, name="unit_id")
+            check_text(variant, name=f"variant of unit {unit_id!r}")
+        if not variants:
+            return 0
+        stamp = now()
+        when: object = sqlite_time(stamp) if self._tx.dialect == "sqlite" else stamp
+        rows = [(experiment_key, u, v, bucket_version, when) for u, v in sorted(variants.items())]
+        with self._tx.write() as conn:
+            _check_variants(conn, experiment_key, set(variants.values()))
+            sql, to_params = _compiled_upsert(conn)
+            result = conn.exec_driver_sql(sql, [to_params(row) for row in rows])
+            return int(result.rowcount)
+
+
+_COLUMNS = ("experiment_key", "unit_id", "variant", "bucket_version", "assigned_at")
+
+
+def _upsert_statement(dialect: str) -> Any:
+    statement = upsert(assignments, dialect)
+    return statement.on_conflict_do_update(
+        index_elements=[assignments.c.experiment_key, assignments.c.unit_id],
+        set_={
+            "variant": statement.excluded.variant,
+            "bucket_version": statement.excluded.bucket_version,
+            "assigned_at": statement.excluded.assigned_at,
+        },
+        where=assignments.c.bucket_version < statement.excluded.bucket_version,
+    )
+
+
+def _compiled_upsert(conn: Connection) -> tuple[str, Callable[[tuple[Any, ...]], Any]]:
+    """The driver-level SQL of the first-writer-wins upsert, and how a row tuple becomes its parameters."""
+    compiled = _upsert_statement(conn.dialect.name).compile(
+        dialect=conn.dialect, column_keys=list(_COLUMNS), for_executemany=True
+    )
+    positions = compiled.positiontup
+    if positions is None:  # named parameters (psycopg)
+        return compiled.string, lambda row: dict(zip(_COLUMNS, row, strict=True))
+    order = [_COLUMNS.index(name) for name in positions]
+    return compiled.string, lambda row: tuple(row[i] for i in order)
 
 
 def _check_variants(conn: Connection, experiment_key: str, used: set[str]) -> None:

@@ -71,7 +71,8 @@ def _record_exposed(runtime: Runtime, batch: ExposureBatch) -> None:
             continue
         if experiment is None or not experiment.running:
             continue
-        fresh = {u: v for u, v in variants.items() if runtime.sticky.known(key, experiment.bucket_version, u) is None}
+        version = experiment.bucket_version
+        fresh = {u: v for u, v in variants.items() if not runtime.recorder.seen(key, version, u)}
         # Where the stored variant matters now (bandit rewards, random allocation), wait for the write.
         future = runtime.recorder.submit(key, experiment.bucket_version, fresh, wait=experiment.sticky_reads)
         if future is not None:
