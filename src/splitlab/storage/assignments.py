@@ -69,12 +69,7 @@ class AssignmentRepository:
             NotFoundError: No experiment ``experiment_key``.
             ValueError: An empty unit id or variant, or a variant not in the experiment's spec.
         """
-        if isinstance(bucket_version, bool) or not isinstance(bucket_version, int) or bucket_version < 1:
-            msg = f"bucket_version == {bucket_version!r}, must be an integer >= 1"
-            raise ValueError(msg)
-        for unit_id, variant in variants.items():
-            check_text(unit_id, name="unit_id")
-            check_text(variant, name=f"variant of unit {unit_id!r}")
+        _check_batch(variants, bucket_version)
         if not variants:
             return {}
         stamp = now()
@@ -95,7 +90,6 @@ class AssignmentRepository:
             stored = _stored(conn, experiment_key, list(variants))
         return {unit_id: stored[unit_id].variant for unit_id in variants}
 
-
     def add_many(self, *, experiment_key: str, variants: Mapping[str, str], bucket_version: int = 1) -> int:
         """:meth:`record_many` without reading back what is stored: for writers nobody waits on.
 
@@ -106,12 +100,7 @@ class AssignmentRepository:
         Returns:
             Rows written (units that had no assignment, or one under an older bucket version).
         """
-        if isinstance(bucket_version, bool) or not isinstance(bucket_version, int) or bucket_version < 1:
-            msg = f"bucket_version == {bucket_version!r}, must be an integer >= 1"
-            raise ValueError(msg)
-        for unit_id, variant in variants.items():
-            check_text(unit_id, name="unit_id")
-            check_text(variant, name=f"variant of unit {unit_id!r}")
+        _check_batch(variants, bucket_version)
         if not variants:
             return 0
         stamp = now()
@@ -122,6 +111,15 @@ class AssignmentRepository:
             sql, to_params = _compiled_upsert(conn)
             result = conn.exec_driver_sql(sql, [to_params(row) for row in rows])
             return int(result.rowcount)
+
+
+def _check_batch(variants: Mapping[str, str], bucket_version: int) -> None:
+    if isinstance(bucket_version, bool) or not isinstance(bucket_version, int) or bucket_version < 1:
+        msg = f"bucket_version == {bucket_version!r}, must be an integer >= 1"
+        raise ValueError(msg)
+    for unit_id, variant in variants.items():
+        check_text(unit_id, name="unit_id")
+        check_text(variant, name=f"variant of unit {unit_id!r}")
 
 
 _COLUMNS = ("experiment_key", "unit_id", "variant", "bucket_version", "assigned_at")

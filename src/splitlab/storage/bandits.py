@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -50,17 +52,8 @@ class BanditStateRepository:
         if total_sq < 0:
             msg = f"sum_sq == {sum_sq!r}, must be >= 0"
             raise ValueError(msg)
-        insert = upsert(bandit_state, self._tx.dialect).values(
-            experiment_key=experiment_key, arm=arm, n=n, sum=total, sum_sq=total_sq, updated_at=now()
-        )
-        statement = insert.on_conflict_do_update(
-            index_elements=[bandit_state.c.experiment_key, bandit_state.c.arm],
-            set_={
-                "n": bandit_state.c.n + insert.excluded.n,
-                "sum": bandit_state.c.sum + insert.excluded.sum,
-                "sum_sq": bandit_state.c.sum_sq + insert.excluded.sum_sq,
-                "updated_at": insert.excluded.updated_at,
-            },
+        statement = _increment(
+            self._tx.dialect, experiment_key=experiment_key, arm=arm, n=n, sum=total, sum_sq=total_sq, at=now()
         ).returning(*bandit_state.c)
         with self._tx.write() as conn:
             _check_experiment(conn, experiment_key)
@@ -137,18 +130,15 @@ class BanditStateRepository:
                 total[1] += reward.reward
                 total[2] += reward.reward * reward.reward
             for arm, (n, total_sum, total_sq) in sorted(totals.items()):
-                increment = upsert(bandit_state, self._tx.dialect).values(
-                    experiment_key=experiment_key, arm=arm, n=int(n), sum=total_sum, sum_sq=total_sq, updated_at=stamp
-                )
                 conn.execute(
-                    increment.on_conflict_do_update(
-                        index_elements=[bandit_state.c.experiment_key, bandit_state.c.arm],
-                        set_={
-                            "n": bandit_state.c.n + increment.excluded.n,
-                            "sum": bandit_state.c.sum + increment.excluded.sum,
-                            "sum_sq": bandit_state.c.sum_sq + increment.excluded.sum_sq,
-                            "updated_at": increment.excluded.updated_at,
-                        },
+                    _increment(
+                        self._tx.dialect,
+                        experiment_key=experiment_key,
+                        arm=arm,
+                        n=int(n),
+                        sum=total_sum,
+                        sum_sq=total_sq,
+                        at=stamp,
                     )
                 )
         return [r for r in rewards if r.unit_id in new_units and first[r.unit_id] is r]
@@ -168,6 +158,22 @@ class BanditStateRepository:
                 )
                 for r in conn.execute(query)
             }
+
+
+def _increment(dialect: str, *, experiment_key: str, arm: str, n: int, sum: float, sum_sq: float, at: datetime) -> Any:
+    """The atomic ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n, ...`` of one arm's totals."""
+    insert = upsert(bandit_state, dialect).values(
+        experiment_key=experiment_key, arm=arm, n=n, sum=sum, sum_sq=sum_sq, updated_at=at
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[bandit_state.c.experiment_key, bandit_state.c.arm],
+        set_={
+            "n": bandit_state.c.n + insert.excluded.n,
+            "sum": bandit_state.c.sum + insert.excluded.sum,
+            "sum_sq": bandit_state.c.sum_sq + insert.excluded.sum_sq,
+            "updated_at": insert.excluded.updated_at,
+        },
+    )
 
 
 def _check_experiment(conn: Connection, experiment_key: str) -> None:

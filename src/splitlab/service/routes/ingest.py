@@ -8,6 +8,7 @@ rewarded in a bandit experiment.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request, Response, Security, status
 from fastapi.concurrency import run_in_threadpool
@@ -81,6 +82,13 @@ def _record_exposed(runtime: Runtime, batch: ExposureBatch) -> None:
         future.result(timeout=60)
 
 
+async def _ingest(request: Request, write: Callable[[Runtime, bytes], IngestPublic]) -> Response:
+    """Authenticate, then parse and write the batch in one worker thread (a batch of thousands keeps the loop free)."""
+    await _any_key(request)
+    runtime, body = runtime_of(request), await request.body()
+    return json_response(await run_in_threadpool(write, runtime, body))
+
+
 @router.post(
     "/exposures",
     summary="Log a batch of exposures",
@@ -93,9 +101,7 @@ async def log_exposures(request: Request) -> Response:
 
     The whole batch is checked (experiments exist, variants are declared) before anything is written.
     """
-    await _any_key(request)
-    runtime, body = runtime_of(request), await request.body()
-    return json_response(await run_in_threadpool(_log_exposures, runtime, body))
+    return await _ingest(request, _log_exposures)
 
 
 def _log_exposures(runtime: Runtime, body: bytes) -> IngestPublic:
@@ -131,13 +137,10 @@ def _log_exposures(runtime: Runtime, body: bytes) -> IngestPublic:
 )
 async def log_events(request: Request) -> Response:
     """Record events; an ``event_id`` already stored (or repeated in the batch) adds nothing."""
-    await _any_key(request)
-    runtime, body = runtime_of(request), await request.body()
-    return json_response(await run_in_threadpool(_log_events, runtime, body))
+    return await _ingest(request, _log_events)
 
 
 def _log_events(runtime: Runtime, body: bytes) -> IngestPublic:
-    # Parsed and written in one worker thread: a batch of thousands keeps the event loop free.
     batch = parse_body(EventBatch, body)
     _check_size(len(batch.events), "events", runtime.settings.max_batch_size)
     events = [
