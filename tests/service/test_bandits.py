@@ -77,6 +77,10 @@ def test_bad_rewards_and_wrong_experiments_are_refused(
         "/api/v1/experiments/cta/rewards", content=b'{"rewards": [{"unit_id": "u1", "reward": NaN}]}', headers=sdk
     )
     assert not_finite.status_code == 422
+    not_a_number = client.post(
+        "/api/v1/experiments/cta/rewards", json={"rewards": [{"unit_id": "u1", "reward": False}]}, headers=sdk
+    )
+    assert not_a_number.status_code == 422  # the schema says number; pydantic alone would take false as 0.0
     hash_experiment = client.get(f"/api/v1/experiments/{running}/weights", headers=sdk)
     assert hash_experiment.status_code == 409
     assert hash_experiment.json()["detail"][0]["field"] == "allocation.method"

@@ -62,3 +62,13 @@ def test_status_and_the_srm_gauge_flag_a_skewed_split(
     for variant, units in body["units"].items():
         assert f'splitlab_exposed_units{{experiment="checkout",variant="{variant}"}} {float(units)}' in scraped
     assert client.get("/api/v1/experiments/nope/status", headers=admin).status_code == 404
+
+
+def test_an_experiment_without_metrics_cannot_be_analysed(
+    client: TestClient, running: str, admin: dict[str, str]
+) -> None:
+    # The request is fine; the stored experiment is what stands in the way: 409, not 422.
+    for url in (f"/api/v1/experiments/{running}/status", f"/api/v1/experiments/{running}/results?fresh=true"):
+        answer = client.get(url, headers=admin)
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["detail"][0]["field"] == "spec.metrics"

@@ -20,7 +20,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 T = "2024-05-01T12:00:00Z"
 JSON_ENDPOINTS = ("/api/v1/assign", "/api/v1/assign/batch", "/api/v1/exposures", "/api/v1/events")
 HOSTILE: list[Any] = [
-    None, 0, -1, 10**400, 1e308, "", "x" * 5000, "\x00", "\ud800", [], {}, [[[[[]]]]], True, "NaN",
+    None, 0, -1, 10**400, 1e308, "", " ", "x" * 5000, "\x00", "\ud800", [], {}, [[[[[]]]]], True, "NaN",
     "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00", {"a": "\x00"}, {"\x00": 1}, {"deep": [[[[[[[[1]]]]]]]]},
 ]  # fmt: skip
 RAW_BODIES = [b"", b"{", b"[1,2", b"null", b"\xff\xfe", b'{"a": NaN}', b"[" * 5000 + b"]" * 5000, b'"x"', b"1e999"]
@@ -110,6 +110,7 @@ def test_hostile_specs_and_paths_never_give_500(
     _check(client.get("/api/v1/experiments?status=bogus", headers=admin))
     _check(client.get("/api/v1/config", headers={**sdk, "If-None-Match": "\x7f" * 100}))
     _check(client.post(f"{url}/start?reason={'x' * 5000}", headers=admin))
+    _check(client.post(f"{url}/pause?reason=%00", headers=admin))  # stored with the move: PostgreSQL refuses NUL
 
 
 def test_hostile_attributes_against_targeting_never_give_500(
@@ -139,6 +140,9 @@ def test_hostile_query_values_never_give_500(client: TestClient, running: str, a
     _check(client.get("/metrics?x=%ff", headers=admin))
     _check(client.get("/api/v1/nowhere", headers=admin))
     _check(client.delete("/api/v1/config", headers=admin))
+    wrong_method = client.delete(f"/api/v1/experiments/{running}", headers=admin)
+    assert wrong_method.status_code == 405
+    assert set(wrong_method.headers["allow"].split(", ")) >= {"GET", "PUT"}  # two routes, one path
 
 
 def test_an_unreachable_database_is_503_not_500(client: TestClient, sdk: dict[str, str]) -> None:

@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -41,14 +43,40 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options", "trace"})
+
+
+@cache
+def _path_pattern(template: str) -> re.Pattern[str]:
+    """A path template of the OpenAPI document (``/experiments/{key}``) as a regular expression."""
+    return re.compile("[^/]+".join(re.escape(part) for part in re.split(r"\{[^/{}]+\}", template)))
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """The methods the OpenAPI document gives the request's path, or None for a path it does not list."""
+    path = request.url.path
+    methods = {
+        method.upper()
+        for template, operations in request.app.openapi()["paths"].items()
+        if _path_pattern(template).fullmatch(path)
+        for method in operations
+        if method in _HTTP_METHODS
+    }
+    return ", ".join(sorted(methods)) or None
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own errors (unparsable body, unknown path, wrong method) in the API's error shape."""
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type only
     detail: Any = exc.detail
     if not isinstance(detail, list):
         field = {400: "body", 404: "path", 405: "method"}.get(exc.status_code, "request")
         detail = [{"field": field, "message": str(detail)}]
-    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    # GET and PUT of one path are two routes, and Starlette's Allow names the first one's methods only.
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED and (allowed := _allowed_methods(request)):
+        headers = {**(headers or {}), "Allow": allowed}
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
 
 
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -56,6 +84,55 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OperationalError)  # noqa: S101 - registered for this type only
     body = {"detail": [{"field": "database", "message": f"the store is unavailable: {type(exc.orig).__name__}"}]}
     return JSONResponse(body, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
+
+
+_LOCAL_REF = "#/$defs/"
+_COMPONENT_REF = "#/components/schemas/"
+
+
+def _hoist_definitions(document: dict[str, Any]) -> None:
+    """Move the ``$defs`` of the schemas declared by hand (``openapi_extra``) to ``components/schemas``.
+
+    A pydantic model's JSON schema refers to its parts as ``#/$defs/<Model>``; inside an OpenAPI
+    document that resolves against the document's root, where there is no ``$defs``, so clients
+    and schema tools could not resolve such a request body.
+    """
+    components: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    found: dict[str, Any] = {}
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            found.update(node.pop("$defs", {}))
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(_LOCAL_REF):
+                node["$ref"] = _COMPONENT_REF + ref.removeprefix(_LOCAL_REF)
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(document.get("paths", {}))
+    while found:
+        name, schema = found.popitem()
+        visit(schema)
+        if components.setdefault(name, schema) != schema:
+            msg = f"two different schemas are named {name!r} in the OpenAPI document"
+            raise RuntimeError(msg)
+
+
+class _App(FastAPI):
+    """FastAPI whose OpenAPI document resolves every reference (see :func:`_hoist_definitions`)."""
+
+    _hoisted: dict[str, Any] | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI document (built once by FastAPI, and again only if the routes change)."""
+        document = super().openapi()
+        if document is not self._hoisted:
+            _hoist_definitions(document)
+            self._hoisted = document
+        return document
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -80,7 +157,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             runtime.close()
 
-    app = FastAPI(
+    app = _App(
         title="splitlab",
         version=__version__,
         summary="Experiments, assignments, exposures and events over HTTP.",

@@ -36,7 +36,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: _error("The API key's role may not do this (an admin key is needed)."),
     404: _error("No such experiment, metric or path."),
     405: _error("The path does not take this method."),
-    409: _error("The change conflicts with the experiment's state or its history."),
+    409: _error(
+        "The request conflicts with the experiment's state or its history (a move not allowed now, "
+        "a protected change, an analysis of an experiment without metrics)."
+    ),
     413: _error("The body or the batch is over the service's limit."),
     422: _error("The input is not valid; every problem is listed with its field."),
     503: _error("The store is unavailable; retry after the Retry-After seconds."),

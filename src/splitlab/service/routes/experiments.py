@@ -9,11 +9,11 @@ from fastapi.concurrency import run_in_threadpool
 
 from splitlab.service.deps import AdminKey, RuntimeDep, StoreDep, actor, http_error, invalid
 from splitlab.service.experiments import apply_spec, change_status, parse_spec
-from splitlab.service.problems import InvalidInputError
+from splitlab.service.problems import NO_NUL, InvalidInputError
 from splitlab.service.responses import ERRORS
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import ChangePublic, ExperimentApplyPublic, ExperimentPublic, ResultsPublic, StatusPublic
-from splitlab.specs import SpecError
+from splitlab.specs import ExperimentSpec, SpecError
 from splitlab.storage import NotFoundError, VersionConflictError
 
 router = APIRouter(prefix="/experiments", tags=["experiments"], responses=ERRORS)
@@ -24,7 +24,7 @@ _SPEC_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"type": "object"}},
+            "application/json": {"schema": ExperimentSpec.model_json_schema()},
             "application/yaml": {"schema": {"type": "string"}},
         },
     }
@@ -99,7 +99,8 @@ def _lifecycle(runtime: Runtime, key: str, action: str, actor: str, reason: str 
         raise http_error(status.HTTP_409_CONFLICT, "status", str(exc)) from None
 
 
-ReasonQuery = Annotated[str | None, Query(max_length=1000, description="A note for the audit log.")]
+# NO_NUL: the reason is stored with the move, and PostgreSQL refuses NUL (a 500 instead of a 422).
+ReasonQuery = Annotated[str | None, Query(max_length=1000, pattern=NO_NUL, description="A note for the audit log.")]
 
 
 @router.post("/{key}/start", summary="Start (or resume) an experiment")
@@ -131,8 +132,8 @@ def experiment_status(key: KeyPath, store: StoreDep, _key: AdminKey) -> StatusPu
         raise http_error(status.HTTP_404_NOT_FOUND, "key", f"experiment {key!r} does not exist")
     try:
         readout = analyze_experiment(store, key, save=False)
-    except ValueError as exc:  # e.g. metrics without a stored definition
-        raise http_error(status.HTTP_422_UNPROCESSABLE_CONTENT, "spec.metrics", str(exc)) from None
+    except ValueError as exc:  # e.g. no metrics: the stored experiment cannot be analysed, the request is fine
+        raise http_error(status.HTTP_409_CONFLICT, "spec.metrics", str(exc)) from None
     return StatusPublic.model_validate(readout.status_summary())
 
 
@@ -153,8 +154,8 @@ def results(
 
         try:
             analyze_experiment(store, key, save=True)
-        except ValueError as exc:  # e.g. metrics without a stored definition
-            raise http_error(status.HTTP_422_UNPROCESSABLE_CONTENT, "spec.metrics", str(exc)) from None
+        except ValueError as exc:  # as in experiment_status
+            raise http_error(status.HTTP_409_CONFLICT, "spec.metrics", str(exc)) from None
     snapshot = store.snapshots.latest(experiment_key=key)
     if snapshot is None:
         message = f"experiment {key!r} has no stored results yet; ?fresh=true runs an analysis"
