@@ -222,11 +222,14 @@ def bench_assign(bare: Server, ours: Server, sdk: str, folder: Path, args: argpa
     return out
 
 
-def make_events(total: int, seed: str) -> list[dict[str, Any]]:
+def make_events(total: int, seed: str, ids: str) -> list[dict[str, Any]]:
+    """Events with the SDK's ids (time-ordered UUIDv7, what ``Client.track`` sends) or random ones."""
+    from splitlab.sdk import new_event_id
+
     start = datetime(2024, 5, 1, tzinfo=UTC)
     return [
         {
-            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{seed}/{k}")),
+            "event_id": new_event_id() if ids == "sdk" else str(uuid.uuid5(uuid.NAMESPACE_URL, f"{seed}/{k}")),
             "unit_id": f"u-{(k * 7919) % 200_000:06d}",
             "name": "purchase",
             "value": float(k % 997) / 10,
@@ -313,7 +316,8 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
         verdict = "PASS" if r[f"ratio_{n}"] >= GOAL_RATIO else "FAIL"
         print(f"  goal splitlab/bare >= {GOAL_RATIO:.2f} ({n} units): {r[f'ratio_{n}']:.2f} {verdict}")
     print(
-        f"\nPOST /api/v1/events, {args.events:,} events in batches of {args.batch_size:,}, {args.clients} clients, "
+        f"\nPOST /api/v1/events, {args.events:,} events ({args.event_ids} ids) in batches of {args.batch_size:,}, "
+        f"{args.clients} clients, "
         f"alternating with in-process in {args.repeats} rounds"
     )
     verdict = "PASS" if r["ingest_events_per_s"] >= GOAL_INGEST else "FAIL"
@@ -341,6 +345,12 @@ def run() -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=1_000)
     parser.add_argument("--clients", type=int, default=4, help="concurrent ingestion clients")
+    parser.add_argument(
+        "--event-ids",
+        choices=("sdk", "random"),
+        default="sdk",
+        help="the SDK's time-ordered ids (what Client.track sends) or random ones",
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -360,7 +370,7 @@ def run() -> int:
         log(f"servers up (bare {bare.url}, splitlab {ours.url}); setting up the experiment")
         set_up_experiment(ours.url, admin, sdk)
         result = bench_assign(bare, ours, sdk, folder, args)
-        events = make_events(args.events, secrets.token_hex(4))
+        events = make_events(args.events, secrets.token_hex(4), args.event_ids)
         batches = [events[i : i + args.batch_size] for i in range(0, len(events), args.batch_size)]
         bare.__exit__()  # idle from here on
         log("ingesting events over HTTP and in-process, alternating")
@@ -377,6 +387,7 @@ def run() -> int:
         connections=args.connections,
         duration=args.duration,
         repeats=args.repeats,
+        event_ids=args.event_ids,
     )
     result["assign_goal_met"] = min(result["ratio_returning"], result["ratio_new"]) >= GOAL_RATIO
     result["ingest_goal_met"] = result["ingest_events_per_s"] >= GOAL_INGEST

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from splitlab.sdk.client import FALLBACK, AsyncClient, Client
 from splitlab.sdk.config import ConfigSnapshot, parse_config
-from splitlab.sdk.records import ERROR_KINDS, ClientStats, ErrorHandler, Event, Exposure, Item
+from splitlab.sdk.records import ERROR_KINDS, ClientStats, ErrorHandler, Event, Exposure, Item, new_event_id
 
 __all__ = [
     "ERROR_KINDS",
@@ -20,5 +20,6 @@ __all__ = [
     "Event",
     "Exposure",
     "Item",
+    "new_event_id",
     "parse_config",
 ]

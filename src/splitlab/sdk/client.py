@@ -6,7 +6,6 @@ import asyncio
 import atexit
 import logging
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ import numpy as np
 from splitlab.assignment import Assignment
 from splitlab.sdk.config import ConfigSnapshot, parse_config
 from splitlab.sdk.delivery import Delivery
-from splitlab.sdk.records import ClientStats, ErrorHandler, Event, Exposure, Item
+from splitlab.sdk.records import ClientStats, ErrorHandler, Event, Exposure, Item, new_event_id
 from splitlab.sdk.transport import PermanentError, TransientError, Transport
 
 __all__ = ["FALLBACK", "AsyncClient", "Client"]
@@ -213,8 +212,8 @@ class Client:
         properties: Mapping[str, Any] | None = None,
         event_id: str | None = None,
     ) -> str:
-        """Queue an event; returns its id (a new uuid4 unless given). A dropped event is reported."""
-        event_id = event_id or str(uuid.uuid4())
+        """Queue an event; returns its id (a new time-ordered UUID unless given). A dropped event is reported."""
+        event_id = event_id or new_event_id()
         value = None if value is None else float(value)
         self._delivery.put(Event(event_id, unit_id, name, value, datetime.now(UTC), dict(properties or {})))
         return event_id

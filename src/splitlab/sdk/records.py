@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import secrets
+import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-__all__ = ["ERROR_KINDS", "ClientStats", "ErrorHandler", "Event", "Exposure", "Item"]
+__all__ = ["ERROR_KINDS", "ClientStats", "ErrorHandler", "Event", "Exposure", "Item", "new_event_id"]
 
 ERROR_KINDS: Final = ("config", "queue_full", "closed", "rejected", "retries_exhausted")
 """Every ``kind`` passed to ``on_error``: a config fetch that failed, items dropped because the queue was
 full or the client closed, items the service refused (4xx), items still failing when retries ran out."""
+
+
+def new_event_id() -> str:
+    """A new UUID version 7 (RFC 9562, section 5.7): 48 bits of Unix milliseconds, then 74 random bits.
+
+    Time-ordered rather than random (uuid4): ids made one after the other sort together, so the
+    store's unique index on event ids takes them at its end instead of at random pages all over
+    it, which keeps ingestion fast as the table grows (``benchmarks/service_bench.py`` measures
+    both). 74 random bits keep ids unique across processes.
+
+    >>> a, b = new_event_id(), new_event_id()
+    >>> len(a), a[14], a != b, uuid.UUID(a).version
+    (36, '7', True, 7)
+    """
+    millis = time.time_ns() // 1_000_000
+    random_bits = secrets.randbits(74)
+    value = (
+        (millis & (1 << 48) - 1) << 80
+        | 0x7 << 76
+        | (random_bits >> 62) << 64
+        | 0b10 << 62
+        | random_bits & (1 << 62) - 1
+    )
+    return str(uuid.UUID(int=value))
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from splitlab.service.assignments import Assigner
 from splitlab.service.bandit_weights import BanditWeightsCache
 from splitlab.service.config_document import ConfigDocument, build_config
+from splitlab.service.event_writer import EventWriter
 from splitlab.service.experiment_cache import ExperimentCache
 from splitlab.service.recorder import AssignmentRecorder
 from splitlab.service.settings import Settings
@@ -55,6 +56,7 @@ class Runtime:
             else None
         )
         self.assigner = Assigner(self.experiments, self.sticky, self.bandit_weights, self.recorder)
+        self.event_writer = EventWriter(store)
         self._keys: TimedCache[str, ApiKey | None] = TimedCache(ttl=settings.cache_seconds, max_size=10_000)
         self._config: TimedCache[str, ConfigDocument] = TimedCache(ttl=settings.cache_seconds, max_size=1)
 
@@ -88,9 +90,10 @@ class Runtime:
         self._keys.invalidate()
 
     def close(self) -> None:
-        """Write queued assignments, then close Redis and the store."""
+        """Write queued assignments and events, then close Redis and the store."""
         if self.recorder is not None:
             self.recorder.close()
+        self.event_writer.close()
         if self.shared is not None:
             self.shared.close()
         self.store.close()

@@ -109,19 +109,18 @@ def _log_exposures(runtime: Runtime, body: bytes) -> IngestPublic:
     _check_size(len(batch.exposures), "exposures", runtime.settings.max_batch_size)
     if problems := _exposure_problems(runtime, batch):
         raise invalid(InvalidInputError(problems))
-    exposures = [
-        Exposure(
-            experiment_key=e.experiment,
-            unit_id=e.unit_id,
-            variant=e.variant,
-            timestamp=e.timestamp,
-            attributes=e.attributes,
+    try:  # NotFoundError, ValueError: an experiment changed between the check and the write
+        result = runtime.store.exposures.log_many(
+            Exposure(
+                experiment_key=e.experiment,
+                unit_id=e.unit_id,
+                variant=e.variant,
+                timestamp=e.timestamp,
+                attributes=e.attributes,
+            )
+            for e in batch.exposures
         )
-        for e in batch.exposures
-    ]
-    try:
-        result = runtime.store.exposures.log_many(exposures)
-    except (NotFoundError, ValueError) as exc:  # an experiment changed between the check and the write
+    except (NotFoundError, TypeError, ValueError) as exc:
         raise http_error(status.HTTP_422_UNPROCESSABLE_CONTENT, "exposures", str(exc)) from None
     runtime.telemetry.count_exposures((e.experiment, e.variant) for e in batch.exposures)
     _record_exposed(runtime, batch)
@@ -143,21 +142,21 @@ async def log_events(request: Request) -> Response:
 def _log_events(runtime: Runtime, body: bytes) -> IngestPublic:
     batch = parse_body(EventBatch, body)
     _check_size(len(batch.events), "events", runtime.settings.max_batch_size)
-    events = [
-        Event(
-            event_id=e.event_id,
-            unit_id=e.unit_id,
-            name=e.name,
-            timestamp=e.timestamp,
-            value=e.value,
-            properties=e.properties,
+    try:  # the store's own checks, should the schema have let something through
+        rows = runtime.store.events.encode(
+            Event(
+                event_id=e.event_id,
+                unit_id=e.unit_id,
+                name=e.name,
+                timestamp=e.timestamp,
+                value=e.value,
+                properties=e.properties,
+            )
+            for e in batch.events
         )
-        for e in batch.events
-    ]
-    try:
-        result = runtime.store.events.log_many(events)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise http_error(status.HTTP_422_UNPROCESSABLE_CONTENT, "events", str(exc)) from None
+    result = runtime.event_writer.write(rows)  # committed with the batches of concurrent requests
     runtime.telemetry.events_ingested.inc(result.inserted)
     runtime.telemetry.events_duplicate.inc(result.duplicates)
     return _public(result)
