@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -152,6 +153,11 @@ def create_app(settings: Settings) -> FastAPI:
         runtime = Runtime(store, settings, telemetry)
         app.state.runtime = runtime
         telemetry.watch_store(runtime)
+        # What start-up made (modules, the app, SQLAlchemy's and pydantic's machinery) lives as long
+        # as the process: out of the collector's reach, full collections no longer scan it, which
+        # takes their pauses (tens of ms) out of the requests' tail latency.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

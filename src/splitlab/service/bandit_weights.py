@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi.concurrency import run_in_threadpool
-
 from splitlab.allocation import BanditWeights, current_weights
 from splitlab.service.experiment_cache import CachedExperiment
 from splitlab.service.shared_cache import RedisCache
@@ -48,9 +46,9 @@ class BanditWeightsCache:
 
     async def get(self, experiment: CachedExperiment) -> BanditWeights:
         """The weights of the window now falls in (the experiment must be a bandit experiment)."""
-        key = (experiment.key, experiment.record.current_version)
-        cached = self._cache.fresh(key)
-        return await run_in_threadpool(self.compute, experiment) if cached is None else cached.value
+        return await self._cache.get(
+            (experiment.key, experiment.record.current_version), lambda _: self.compute(experiment)
+        )
 
     def current(self, experiment: CachedExperiment) -> BanditWeights:
         """:meth:`get`, blocking (for worker threads)."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from splitlab.allocation import BanditSettings, bandit_settings
@@ -84,8 +83,7 @@ class ExperimentCache:
             NotFoundError: No experiment ``key``.
             ValueError: Its stored spec no longer validates (the message says why).
         """
-        cached = self._entries.fresh(key)
-        entry = await run_in_threadpool(self.load, key) if cached is None else cached.value
+        entry = await self._entries.get(key, self.load)
         if entry is None:
             msg = f"experiment {key!r} does not exist"
             raise NotFoundError(msg)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from fastapi.concurrency import run_in_threadpool
-
 from splitlab.service.assignments import Assigner
 from splitlab.service.bandit_weights import BanditWeightsCache
 from splitlab.service.config_document import ConfigDocument, build_config
@@ -62,21 +60,17 @@ class Runtime:
 
     async def config(self) -> ConfigDocument:
         """The SDK config document, at most ``cache_seconds`` old."""
-        cached = self._config.fresh("config")
-        if cached is not None:
-            return cached.value
-        document = await run_in_threadpool(build_config, self.store, self.experiments, self.bandit_weights)
-        self._config.put("config", document)
-        return document
+        return await self._config.get("config", self._build_config)
+
+    def _build_config(self, _key: str) -> ConfigDocument:
+        return build_config(self.store, self.experiments, self.bandit_weights)
 
     async def verify_key(self, key: str) -> ApiKey | None:
         """The active API key whose text is ``key`` (None: unknown, malformed or revoked), ``cache_seconds`` old."""
-        cached = self._keys.fresh(key)
-        if cached is not None:
-            return cached.value
-        found = await run_in_threadpool(self.store.keys.verify, key=key)
-        self._keys.put(key, found)
-        return found
+        return await self._keys.get(key, self._verify)
+
+    def _verify(self, key: str) -> ApiKey | None:
+        return self.store.keys.verify(key=key)
 
     def changed(self, experiment_key: str) -> None:
         """This worker is about to change an experiment: write its queued assignments, forget the cached copy."""

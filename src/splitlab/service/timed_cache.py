@@ -1,19 +1,33 @@
 """A small in-process cache whose entries are trusted for a fixed number of seconds.
 
 The service keeps what it reads from the store on every request (API keys, compiled experiments,
-bandit weights) here, so the hot path does no I/O; ``ttl`` bounds how stale an entry may be.
+bandit weights, the SDK config) here, so the hot path does no I/O; ``ttl`` bounds how stale an
+entry may be. :meth:`TimedCache.get` loads a missing entry once however many requests want it,
+and refreshes an expired one in the background while requests go on with the old value (stale
+while revalidate): under load, dozens of requests see an entry expire at the same moment, and
+making each of them read the store would stall them all.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
+from collections.abc import Callable, Hashable
 from typing import Generic, NamedTuple, TypeVar
+
+from fastapi.concurrency import run_in_threadpool
 
 __all__ = ["Cached", "TimedCache"]
 
-K = TypeVar("K")
+K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+_log = logging.getLogger("splitlab.service")
+
+_clock = time.monotonic
+"""The cache's clock (a name of its own, so tests can move it without moving the event loop's)."""
 
 
 class Cached(NamedTuple, Generic[V]):
@@ -39,11 +53,51 @@ class TimedCache(Generic[K, V]):
         self.max_size = max_size
         self._entries: dict[K, Cached[V]] = {}
         self._lock = threading.Lock()  # puts come from the event loop and from worker threads
+        self._loading: dict[K, asyncio.Future[V]] = {}
+        self._refreshes: set[asyncio.Task[V]] = set()  # strong references while they run
+
+    async def get(self, key: K, load: Callable[[K], V]) -> V:
+        """The value of ``key``: fresh from the cache, else stale while a refresh runs, else loaded now.
+
+        ``load`` (blocking; run in a worker thread) reads the store. Its errors reach the callers
+        that wait for it; a failed background refresh is logged and tried again on the next call.
+        """
+        entry = self._entries.get(key) if self.ttl > 0 else None  # ttl 0: no cache, read the store every time
+        if entry is not None:
+            if _clock() - entry.put_at >= self.ttl and key not in self._loading:
+                task = asyncio.get_running_loop().create_task(self._load(key, load))
+                self._refreshes.add(task)
+                task.add_done_callback(self._refreshed)
+            return entry.value
+        return await self._load(key, load)
+
+    async def _load(self, key: K, load: Callable[[K], V]) -> V:
+        running = self._loading.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            value = await run_in_threadpool(load, key)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a refresh nobody waits for must not warn at exit
+            raise
+        finally:
+            del self._loading[key]
+        self.put(key, value)
+        future.set_result(value)
+        return value
+
+    def _refreshed(self, task: asyncio.Task[V]) -> None:
+        self._refreshes.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            _log.warning("splitlab: refreshing a cached entry failed, the old one stays in use: %r", error)
 
     def fresh(self, key: K) -> Cached[V] | None:
         """The entry if it was put less than ``ttl`` seconds ago, else None."""
         entry = self._entries.get(key)
-        if entry is None or time.monotonic() - entry.put_at >= self.ttl:
+        if entry is None or _clock() - entry.put_at >= self.ttl:
             return None
         return entry
 
@@ -58,7 +112,7 @@ class TimedCache(Generic[K, V]):
             entries.pop(key, None)
             while len(entries) >= self.max_size:
                 entries.pop(next(iter(entries)))
-            entries[key] = Cached(value, time.monotonic())
+            entries[key] = Cached(value, _clock())
 
     def invalidate(self, key: K | None = None) -> None:
         """Forget ``key`` (or everything), so the next read goes to the store."""
