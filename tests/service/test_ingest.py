@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi.testclient import TestClient
 
 from splitlab.storage import open_store
@@ -49,6 +51,13 @@ def test_size_limits_are_413(client: TestClient, admin: dict[str, str], sdk: dic
     too_big = client.post(EVENTS, json={"events": [_event(0, properties={"blob": "x" * 70_000})]}, headers=sdk)
     assert too_big.status_code == 413
     assert too_big.json()["detail"][0]["field"] == "body"
+    body = json.dumps({"events": [_event(0, properties={"blob": "x" * 70_000})]}).encode()
+    chunks = (body[i : i + 8192] for i in range(0, len(body), 8192))  # no Content-Length: counted as it streams
+    streamed = client.post(EVENTS, content=chunks, headers={**sdk, "Content-Type": "application/json"})
+    assert streamed.status_code == 413
+    assert streamed.json()["detail"][0]["field"] == "body"
+    not_a_length = client.post(EVENTS, content=b"{}", headers={**sdk, "Content-Length": "lots"})
+    assert not_a_length.status_code == 400
 
 
 def test_exposures_check_experiments_and_variants_before_writing(

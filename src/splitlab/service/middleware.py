@@ -98,7 +98,9 @@ class RequestGuard:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            # With a Content-Length (checked above) the server frames the body to it: only a chunked
+            # body needs counting as it streams in.
+            await self.app(scope, receive if length is not None else limited_receive, tracking_send)
         except _TooLarge:
             too_large = True
         if too_large and not response_started:
@@ -117,6 +119,6 @@ class RequestGuard:
             and not template.startswith(self.api_prefix)
         ):
             template = self.api_prefix + template  # the route of a router included under the prefix
-        self.telemetry.latency.labels(scope["method"], template, str(status)).observe(time.perf_counter() - started)
+        self.telemetry.observe_latency(scope["method"], template, status, time.perf_counter() - started)
         if scope["path"] == self.events_path and status in (413, 422):
             self.telemetry.event_batches_rejected.labels("too_large" if status == 413 else "invalid").inc()

@@ -13,7 +13,7 @@ import logging
 import os
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -50,6 +50,7 @@ class Telemetry:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._store_gauges: _StoreGauges | None = None
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.assignments = Counter(
             "splitlab_assignments",
             "Units assigned, by experiment and variant (variant 'none' when not enrolled).",
@@ -106,7 +107,19 @@ class Telemetry:
     def count_assignments(self, experiment: str, variants: Iterable[str | None]) -> None:
         """Count one assignment per item of ``variants`` (None: not enrolled)."""
         for variant, n in Tally(variants).items():
-            self.assignments.labels(experiment, variant or "none").inc(n)
+            self._child(self.assignments, experiment, variant or "none").inc(n)
+
+    def observe_latency(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One request's latency."""
+        self._child(self.latency, method, route, str(status)).observe(seconds)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # labels() takes a lock and builds a tuple per call; the hot routes reuse a handful of series.
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def count_exposures(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Count exposures given as (experiment, variant) pairs."""
