@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 
 from splitlab.simulation import simulate
@@ -18,14 +20,19 @@ SPEC = {
 CONVERSION = {"name": "conversion", "kind": "binary", "event": "purchase", "window_days": 7}
 
 
-def test_fresh_analysis_is_stored_and_then_served(client: TestClient, admin: dict[str, str], database_url: str) -> None:
+def _run_with_traffic(client: TestClient, admin: dict[str, str], database_url: str, **simulation: Any) -> None:
+    """Define the metric, create and start ``checkout`` through the API, and simulate its traffic."""
     with open_store(database_url) as store:
         store.metrics.put_many(definitions=[CONVERSION], actor="test")
     assert client.put("/api/v1/experiments/checkout", json=SPEC, headers=admin).status_code == 200
     assert client.post("/api/v1/experiments/checkout/start", headers=admin).status_code == 200
     with open_store(database_url) as store:
         metrics = {"conversion": MetricDefinition.model_validate(CONVERSION)}
-        simulate(store, ExperimentSpec.model_validate(SPEC), metrics, units=2_000, seed=3)
+        simulate(store, ExperimentSpec.model_validate(SPEC), metrics, **simulation)
+
+
+def test_fresh_analysis_is_stored_and_then_served(client: TestClient, admin: dict[str, str], database_url: str) -> None:
+    _run_with_traffic(client, admin, database_url, units=2_000, seed=3)
     none_yet = client.get(URL, headers=admin)
     assert none_yet.status_code == 404
     assert "?fresh=true" in none_yet.json()["detail"][0]["message"]
@@ -43,13 +50,7 @@ def test_fresh_analysis_is_stored_and_then_served(client: TestClient, admin: dic
 def test_status_and_the_srm_gauge_flag_a_skewed_split(
     client: TestClient, admin: dict[str, str], database_url: str
 ) -> None:
-    with open_store(database_url) as store:
-        store.metrics.put_many(definitions=[CONVERSION], actor="test")
-    assert client.put("/api/v1/experiments/checkout", json=SPEC, headers=admin).status_code == 200
-    assert client.post("/api/v1/experiments/checkout/start", headers=admin).status_code == 200
-    with open_store(database_url) as store:
-        metrics = {"conversion": MetricDefinition.model_validate(CONVERSION)}
-        simulate(store, ExperimentSpec.model_validate(SPEC), metrics, units=4_000, seed=5, split=(0.56, 0.44))
+    _run_with_traffic(client, admin, database_url, units=4_000, seed=5, split=(0.56, 0.44))
     status = client.get("/api/v1/experiments/checkout/status", headers=admin)
     assert status.status_code == 200, status.text
     body = status.json()
