@@ -62,7 +62,7 @@ from splitlab.bandits import PHASES, POLICIES, ArmEstimate, Policy, ProductionSe
 from splitlab.bandits.estimates import period_weighted_estimates
 from splitlab.specs import ExperimentSpec, to_plan
 from splitlab.stats.statistics import MeanStatistic
-from splitlab.storage import BanditReward, Event, NotFoundError, Store
+from splitlab.storage import BanditReward, Event, NotFoundError, Store, WindowCounting
 
 __all__ = [
     "SETTINGS",
@@ -457,28 +457,14 @@ def record_rewards(
         window = _window(stored.assigned_at, experiment.settings, state or _State({}, (), None))
         windows[unit_id] = window
         rows.append(BanditReward(unit_id, stored.variant, _reward_key(stored.variant, window), float(reward)))
+    every = experiment.settings.update_every
     new = store.bandits.add_rewards(
-        experiment_key=experiment_key, bucket_version=experiment.bucket_version, rewards=rows
+        experiment_key=experiment_key,
+        bucket_version=experiment.bucket_version,
+        rewards=rows,
+        windows=None if every is None else WindowCounting(windows, every, _now(now).timestamp()),
     )
-    per_window: dict[int, int] = {}
-    for row in new:
-        per_window[windows[row.unit_id]] = per_window.get(windows[row.unit_id], 0) + 1
-    if experiment.settings.update_every is not None:
-        _close_full_windows(store, experiment_key, per_window, experiment.settings.update_every, _now(now))
     return RecordedRewards(len(new), tuple(skipped), len(rows) - len(new))
-
-
-def _close_full_windows(store: Store, experiment_key: str, added: Mapping[int, int], every: int, now: datetime) -> None:
-    """Start window ``w + 1`` when this process's increment took window ``w`` to ``every`` rewarded units.
-
-    The counter is one atomic increment, so exactly one process crosses the threshold and writes
-    the next window's start.
-    """
-    for window, count in sorted(added.items()):
-        after = store.bandits.add(experiment_key=experiment_key, arm=f"~count@{window}", n=count, sum=0.0, sum_sq=0.0)
-        if after.n - count < every <= after.n:
-            store.bandits.add(experiment_key=experiment_key, arm=f"~start@{window + 1}", n=1, sum=now.timestamp(),
-                              sum_sq=0.0)  # fmt: skip
 
 
 def record_events(store: Store, experiment_key: str, events: Iterable[Event]) -> RecordedRewards:

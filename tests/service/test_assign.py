@@ -97,3 +97,43 @@ def test_unknown_experiment_and_oversized_batch(
     too_many = client.post(BATCH, json={"experiment": running, "units": units}, headers=sdk)
     assert too_many.status_code == 413
     assert too_many.json()["detail"][0]["field"] == "units"
+
+
+def test_edits_of_a_draft_do_not_make_assign_read_stored_assignments(
+    spec: dict[str, Any], client: TestClient, admin: dict[str, str]
+) -> None:
+    """Only versions that ran can have recorded units; a weight change while running can move them."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    client.put("/api/v1/experiments/checkout", json=spec, headers=admin)
+    skewed = copy.deepcopy(spec)
+    skewed["variants"][0]["weight"], skewed["variants"][1]["weight"] = 0.2, 0.8
+    client.put("/api/v1/experiments/checkout", json=skewed, headers=admin)  # still a draft
+    client.post("/api/v1/experiments/checkout/start", headers=admin)
+    assert runtime.experiments.load("checkout").sticky_reads is False
+    skewed["variants"][0]["weight"], skewed["variants"][1]["weight"] = 0.5, 0.5
+    changed = client.put("/api/v1/experiments/checkout", json=skewed, headers=admin)
+    assert changed.status_code == 200, changed.json()
+    assert runtime.experiments.load("checkout").sticky_reads is True
+
+
+def test_a_unit_another_worker_recorded_first_is_evaluated_again_with_its_attributes(
+    spec: dict[str, Any], client: TestClient, admin: dict[str, str], sdk: dict[str, str], database_url: str
+) -> None:
+    """Random allocation: the store's first record wins, and the unit's targeting still sees its attributes."""
+    spec["allocation"] = {"method": "random"}
+    spec["targeting"] = {"include": [{"attribute": "country", "operator": "eq", "value": "DE"}]}
+    client.put("/api/v1/experiments/checkout", json=spec, headers=admin)
+    client.post("/api/v1/experiments/checkout/start", headers=admin)
+    units = [f"u{i}" for i in range(30)]
+    with open_store(database_url) as store:  # another worker, between this one's lookup and its write
+        store.assignments.record_many(experiment_key="checkout", variants=dict.fromkeys(units, "treatment"))
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+
+    async def nothing_stored(*_args: Any) -> dict[str, str]:
+        return {}
+
+    runtime.sticky.lookup = nothing_stored
+    body = {"experiment": "checkout", "units": [{"unit_id": u, "attributes": {"country": "DE"}} for u in units]}
+    answers = client.post(BATCH, json=body, headers=sdk).json()["assignments"]
+    assert {(a["variant"], a["enrolled"]) for a in answers} == {("treatment", True)}
+    assert "sticky" in {a["reason"] for a in answers}  # those that drew control were moved to the stored variant

@@ -29,6 +29,23 @@ def test_missing_and_invalid_keys_are_401_with_a_reason(
         assert answer.json()["detail"][0]["field"] == "Authorization"
 
 
+def test_malformed_keys_are_refused_without_a_read_and_nothing_is_cached(
+    client: TestClient, sdk: dict[str, str]
+) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    reads: list[str] = []
+    verify = runtime.store.keys.verify
+    runtime.store.keys.verify = lambda *, key: reads.append(key) or verify(key=key)
+    for junk in ("x" * 20_000, "slk_" + "a" * 40 + "_secret", "slk__secret"):
+        answer = client.get("/api/v1/config", headers={"Authorization": f"Bearer {junk}"})
+        assert answer.status_code == 401
+    assert reads == []
+    assert len(runtime._keys._entries) == 0  # a flood of junk keys costs no memory
+    assert client.get("/api/v1/config", headers=sdk).status_code == 200
+    assert len(reads) == 1
+    assert sdk["Authorization"].split()[1] not in repr(runtime._keys._entries)  # cached by digest
+
+
 def test_sdk_key_cannot_manage_experiments(client: TestClient, admin: dict[str, str], sdk: dict[str, str]) -> None:
     answer = client.put("/api/v1/experiments/checkout", json={"key": "checkout"}, headers=sdk)
     assert answer.status_code == 403

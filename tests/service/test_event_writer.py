@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from splitlab.service.event_writer import EventWriter
+from splitlab.service.problems import UnavailableError
 from splitlab.storage import Event, Store, WriteResult, open_store
 
 T = datetime(2026, 12, 1, tzinfo=UTC)
@@ -69,5 +71,49 @@ def test_a_failed_transaction_fails_every_batch_in_it(store: Store) -> None:
             writer.write(_rows(store, ["e1"]))
     finally:
         writer.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        writer.write(_rows(store, ["e2"]))
+    with pytest.raises(UnavailableError, match="stopping"):
+        writer.submit(_rows(store, ["e2"]))
+
+
+def test_a_deadlocked_group_is_written_again(store: Store) -> None:
+    """PostgreSQL aborts one of two transactions that wait on each other's event ids; the writer retries it."""
+    writer = EventWriter(store)
+    calls: list[int] = []
+    log_encoded = store.events.log_encoded
+
+    class DeadlockError(Exception):
+        sqlstate = "40P01"
+
+    def deadlocking_once(batches: Any) -> list[WriteResult]:
+        calls.append(len(batches))
+        if len(calls) == 1:
+            raise OperationalError("INSERT ...", {}, DeadlockError("deadlock detected"))
+        return log_encoded(batches)
+
+    store.events.log_encoded = deadlocking_once  # type: ignore[method-assign]
+    try:
+        result = writer.write(_rows(store, ["e1", "e2"]))
+    finally:
+        writer.close()
+    assert (result.inserted, len(calls)) == (2, 2)
+    assert store.events.count() == 2
+
+
+def test_a_batch_whose_request_gave_up_does_not_stop_the_writer(store: Store) -> None:
+    writer = EventWriter(store)
+    release = threading.Event()
+    log_encoded = store.events.log_encoded
+
+    def slow(batches: Any) -> list[WriteResult]:
+        release.wait(10)
+        return log_encoded(batches)
+
+    store.events.log_encoded = slow  # type: ignore[method-assign]
+    try:
+        abandoned = writer.submit(_rows(store, ["e1"]))
+        assert abandoned.cancel()  # its request timed out before the commit
+        release.set()
+        assert writer.write(_rows(store, ["e2"]), timeout=10).inserted == 1
+    finally:
+        writer.close()
+    assert store.events.count() == 2  # the abandoned batch was written all the same

@@ -269,5 +269,5 @@ def _allow_the_move(app: FastAPI, case: schemathesis.Case) -> None:
     key = (case.path_parameters or {}).get("key")
     if case.method == "POST" and move in ALLOWED_FROM and key in EXPERIMENTS:
         runtime = app.state.runtime
-        runtime.store.experiments.set_status(key=key, status=ALLOWED_FROM[move], actor="test")
-        runtime.changed(key)
+        with runtime.changing(key):
+            runtime.store.experiments.set_status(key=key, status=ALLOWED_FROM[move], actor="test")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from splitlab.service.problems import UnavailableError
 from splitlab.service.recorder import AssignmentRecorder
 from splitlab.storage import Store, open_store
 
@@ -125,3 +126,82 @@ def test_assignments_the_store_refuses_are_reported(store: Store) -> None:
         recorder.close()
     assert notes.failed[0][0] == 1
     assert "no-such-variant" in notes.failed[0][1]
+    assert not recorder.seen("checkout", 1, "u1")  # given up: a later request may queue the unit again
+
+
+def test_written_units_are_counted_on_both_paths(store: Store) -> None:
+    counted: list[int] = []
+    notes = Notes()
+    recorder = AssignmentRecorder(
+        store, interval=60.0, stored=notes.on_stored, failed=notes.on_failed, recorded=counted.append
+    )
+    try:
+        store.assignments.record(experiment_key="checkout", unit_id="u0", variant="treatment")  # another worker's
+        recorder.submit("checkout", 1, {"u1": "control", "u2": "control"}, wait=False)
+        assert recorder.flush(timeout=10)
+        future = recorder.submit("checkout", 1, {"u0": "control", "u3": "control"}, wait=True)
+        assert future is not None
+        future.result(timeout=10)
+    finally:
+        recorder.close()
+    assert counted == [2, 1]  # u0 was recorded by another worker: not counted
+
+
+def test_a_caller_that_stopped_waiting_does_not_stop_the_thread(store: Store) -> None:
+    notes = Notes()
+    recorder = AssignmentRecorder(store, interval=60.0, stored=notes.on_stored, failed=notes.on_failed)
+    release = threading.Event()
+    record_many = store.assignments.record_many
+
+    def slow(**kwargs: Any) -> Any:
+        release.wait(10)
+        return record_many(**kwargs)
+
+    store.assignments.record_many = slow  # type: ignore[method-assign]
+    try:
+        abandoned = recorder.submit("checkout", 1, {"u1": "control"}, wait=True)
+        assert abandoned is not None
+        assert abandoned.cancel()  # its request timed out
+        release.set()
+        future = recorder.submit("checkout", 1, {"u2": "treatment"}, wait=True)
+        assert future is not None
+        assert future.result(timeout=10) == {"u2": "treatment"}
+    finally:
+        recorder.close()
+
+
+def test_submitting_to_a_closed_recorder_is_refused_with_a_503(store: Store) -> None:
+    notes = Notes()
+    recorder = AssignmentRecorder(store, interval=60.0, stored=notes.on_stored, failed=notes.on_failed)
+    recorder.close()
+    with pytest.raises(UnavailableError, match="stopping"):
+        recorder.submit("checkout", 1, {"u1": "control"}, wait=False)
+
+
+def test_beyond_the_queue_limit_the_newest_requeued_units_stay(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the store is down, units pile up; past MAX_QUEUED the oldest are given up, never the newest."""
+    monkeypatch.setattr("splitlab.service.recorder.MAX_QUEUED", 3)
+    notes = Notes()
+    recorder = AssignmentRecorder(store, interval=0.05, stored=notes.on_stored, failed=notes.on_failed)
+    down = threading.Event()
+    down.set()
+    add_many = store.assignments.add_many
+
+    def flaky(**kwargs: Any) -> Any:
+        if down.is_set():
+            raise OperationalError("INSERT", {}, Exception("the database is down"))
+        return add_many(**kwargs)
+
+    store.assignments.add_many = flaky  # type: ignore[method-assign]
+    try:
+        recorder.submit("checkout", 1, {"old1": "control", "old2": "control"}, wait=False)
+        assert not recorder.flush(timeout=0.3)  # failed once, requeued
+        recorder.submit("checkout", 1, {"new1": "control", "new2": "control", "new3": "control"}, wait=False)
+        assert not recorder.flush(timeout=0.3)
+        down.clear()
+        assert recorder.flush(timeout=10)
+    finally:
+        recorder.close()
+    stored = store.assignments.get_many(experiment_key="checkout", unit_ids=["old1", "old2", "new1", "new2", "new3"])
+    assert sorted(stored) == ["new1", "new2", "new3"]
+    assert sum(units for units, _ in notes.failed) == 2

@@ -1,4 +1,4 @@
-"""The per-worker cache: one load for many waiters, stale while revalidating, no cache at ttl 0."""
+"""The per-worker cache: one load for many waiters, stale while revalidating (up to 2 ttl), invalidation, ttl 0."""
 
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ class Store:
 
     def load(self, key: str) -> str:
         self.reads += 1
+        value = self.value  # what the read sees; it returns when released
         self.release.wait(10)
         if self.fail:
             raise ConnectionError("the store is down")
-        return f"{key}:{self.value}"
+        return f"{key}:{value}"
 
 
 def test_a_missing_entry_is_loaded_once_for_every_waiter() -> None:
@@ -68,12 +69,15 @@ def test_a_failed_refresh_keeps_the_old_entry_and_a_failed_load_raises(monkeypat
 
     async def main() -> None:
         assert await cache.get("k", store.load) == "k:v1"
-        store.fail, clock[0] = True, 1002.0
+        store.fail, clock[0] = True, 1001.5
         assert await cache.get("k", store.load) == "k:v1"
         while store.reads < 2:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.01)
         assert await cache.get("k", store.load) == "k:v1"  # still served; another refresh is tried
+        clock[0] = 1002.0
+        with pytest.raises(ConnectionError):  # twice the ttl old: no longer served, the load's error shows
+            await cache.get("k", store.load)
         with pytest.raises(ConnectionError):
             await cache.get("other", store.load)
 
@@ -90,3 +94,46 @@ def test_ttl_zero_reads_the_store_every_time() -> None:
 
     assert asyncio.run(main()) == ["k:v1", "k:v2"]
     assert store.reads == 2
+
+
+def test_an_entry_twice_the_ttl_old_is_loaded_before_it_is_served(monkeypatch: pytest.MonkeyPatch) -> None:
+    store, cache = Store(), TimedCache[str, str](ttl=1)
+    clock = [1000.0]
+    monkeypatch.setattr("splitlab.service.timed_cache._clock", lambda: clock[0])
+
+    async def main() -> None:
+        assert await cache.get("k", store.load) == "k:v1"
+        store.value, clock[0] = "v2", 1002.0  # an idle worker's entry
+        assert await cache.get("k", store.load) == "k:v2"
+
+    asyncio.run(main())
+    assert store.reads == 2
+
+
+def test_a_load_begun_before_invalidate_puts_nothing() -> None:
+    """A read of the store racing a change must not cache the value from before the change."""
+    store, cache = Store(), TimedCache[str, str](ttl=60)
+    store.release.clear()
+
+    async def main() -> tuple[str, str]:
+        before = asyncio.create_task(cache.get("k", store.load))
+        await asyncio.sleep(0.05)  # the load has read "v1" and is held back
+        store.value = "v2"
+        cache.invalidate("k")  # the change is committed
+        store.release.set()
+        first = await before  # its caller gets what it read
+        return first, await cache.get("k", store.load)
+
+    first, after = asyncio.run(main())
+    assert (first, after) == ("k:v1", "k:v2")
+    assert store.reads == 2
+
+
+def test_put_with_an_old_generation_is_ignored() -> None:
+    cache = TimedCache[str, str](ttl=60)
+    generation = cache.generation
+    cache.invalidate()
+    cache.put("k", "old", generation=generation)
+    assert cache.stale("k") is None
+    cache.put("k", "new", generation=cache.generation)
+    assert cache.stale("k") is not None

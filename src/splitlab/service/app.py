@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from splitlab import __version__
 from splitlab.service.middleware import RequestGuard
-from splitlab.service.problems import validation_problems
+from splitlab.service.problems import UnavailableError, validation_problems
 from splitlab.service.routes import assignments, bandits, config, experiments, health, ingest, metrics, prometheus
 from splitlab.service.runtime import Runtime
 from splitlab.service.settings import Settings
@@ -84,6 +84,13 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     """The database cannot be reached (or gave up on a lock): 503, so clients retry, instead of a 500."""
     assert isinstance(exc, OperationalError)  # noqa: S101 - registered for this type only
     body = {"detail": [{"field": "database", "message": f"the store is unavailable: {type(exc.orig).__name__}"}]}
+    return JSONResponse(body, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
+
+
+async def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    """The service cannot do it now (a write timed out, the service is stopping): 503, so clients retry."""
+    assert isinstance(exc, UnavailableError)  # noqa: S101 - registered for this type only
+    body = {"detail": [{"field": exc.field, "message": exc.message}]}
     return JSONResponse(body, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
 
 
@@ -174,6 +181,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(UnavailableError, _unavailable)
     app.add_middleware(
         RequestGuard,
         max_body_bytes=settings.max_body_bytes,

@@ -12,16 +12,20 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sqlalchemy.exc import OperationalError
 
 from splitlab.assignment import REASONS, assign_batch
 from splitlab.service.bandit_weights import BanditWeightsCache
 from splitlab.service.experiment_cache import CachedExperiment, ExperimentCache
+from splitlab.service.problems import UnavailableError
 from splitlab.service.recorder import AssignmentRecorder
 from splitlab.service.sticky import StickyAssignments
+from splitlab.storage import NotFoundError
 
 __all__ = ["Assigner", "UnitAssignment"]
 
@@ -39,6 +43,29 @@ class UnitAssignment:
     enrolled: bool
     bucket: float | None
     reason: str
+
+
+RECORD_TIMEOUT_SECONDS = 30.0
+"""How long a request waits for its units' assignments to be written before it is answered 503."""
+
+
+async def wait_for_record(future: Future[dict[str, str]]) -> dict[str, str]:
+    """The stored variants a recorder write returns, or :class:`UnavailableError` (never a 500).
+
+    Raises:
+        OperationalError: The store is unreachable.
+        UnavailableError: The write took longer than ``RECORD_TIMEOUT_SECONDS``, or the store refused it
+            (the experiment changed while the request ran: a retry sees the new version).
+    """
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), RECORD_TIMEOUT_SECONDS)
+    except OperationalError:
+        raise
+    except TimeoutError:
+        raise UnavailableError("database", "recording the assignments took too long; retry") from None
+    except (NotFoundError, ValueError) as exc:
+        message = f"the experiment changed while the units were recorded ({exc}); retry"
+        raise UnavailableError("experiment", message) from None
 
 
 class Assigner:
@@ -64,6 +91,7 @@ class Assigner:
             NotFoundError: No experiment ``key``.
             ValueError: The stored spec cannot be evaluated for these units (the message says why).
             OperationalError: The store is unreachable (only where a stored assignment is needed).
+            UnavailableError: The units' records could not be written in time, or the service is stopping.
         """
         experiment = await self._experiments.get(key)
         plan = experiment.plan
@@ -86,11 +114,12 @@ class Assigner:
             self._recorder.submit(key, experiment.bucket_version, fresh, wait=False)
             return results
         future = self._recorder.submit(key, experiment.bucket_version, fresh, wait=True)
-        stored = await asyncio.wrap_future(future) if future is not None else {}
+        stored = await wait_for_record(future) if future is not None else {}
         moved = {u: v for u, v in stored.items() if v != fresh[u]}  # another worker recorded first: it wins
         if moved:
-            again = {r.unit_id: r for r in self._evaluate(experiment, [(u, None) for u in moved], moved, weights)}
-            results = [again.get(r.unit_id, r) for r in results]
+            again = self._evaluate(experiment, [unit for unit in units if unit[0] in moved], moved, weights)
+            by_unit = {r.unit_id: r for r in again}
+            results = [by_unit.get(r.unit_id, r) for r in results]
         return results
 
     def _evaluate(

@@ -5,20 +5,31 @@ the indexes) and, on SQLite, waits for an fsync; its cost barely grows with the 
 hand their encoded batches to this thread and wait: while it commits one group, the next
 requests queue up, and it writes them all in the next transaction. A request is answered only
 after the commit that holds its batch, so an acknowledged event is stored, as without grouping.
+
+Requests wait on a future (:meth:`EventWriter.submit`), not in a worker thread, so a slow commit
+holds no thread of the server's pool. On PostgreSQL two workers' groups can deadlock when the same
+event ids reach both at once (an SDK retrying a batch at another worker): the database aborts one
+transaction, and this writer tries that group once more before failing it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
+from splitlab.service.problems import UnavailableError
 from splitlab.storage import Store, WriteResult
 
 __all__ = ["EventWriter"]
 
 _Pending = tuple[Sequence[tuple[Any, ...]], Future[WriteResult]]
+_DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
+_log = logging.getLogger("splitlab.service")
 
 
 class EventWriter:
@@ -32,20 +43,27 @@ class EventWriter:
         self._thread = threading.Thread(target=self._run, name="splitlab-event-writer", daemon=True)
         self._thread.start()
 
-    def write(self, rows: Sequence[tuple[Any, ...]], timeout: float = 120.0) -> WriteResult:
-        """Write one encoded batch (:meth:`splitlab.storage.EventRepository.encode`); blocks until committed.
+    def submit(self, rows: Sequence[tuple[Any, ...]]) -> Future[WriteResult]:
+        """Queue one encoded batch (:meth:`splitlab.storage.EventRepository.encode`) for the next commit.
+
+        Returns:
+            A future of what the batch did, set after the commit; it fails with the store's error when
+            the transaction holding the batch failed (then nothing of it was written).
 
         Raises:
-            The store's error when the transaction holding the batch failed (nothing of it was written).
+            UnavailableError: The writer is closed (the service is stopping).
         """
         future: Future[WriteResult] = Future()
         with self._cond:
             if self._closing:
-                msg = "the event writer is closed"
-                raise RuntimeError(msg)
+                raise UnavailableError("service", "the service is stopping; retry with another worker")
             self._queue.append((rows, future))
             self._cond.notify_all()
-        return future.result(timeout)
+        return future
+
+    def write(self, rows: Sequence[tuple[Any, ...]], timeout: float = 120.0) -> WriteResult:
+        """:meth:`submit`, blocking until the batch is committed (for threads)."""
+        return self.submit(rows).result(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is queued and stop the thread."""
@@ -62,10 +80,34 @@ class EventWriter:
                 if not group and self._closing:
                     return
             try:
-                results = self._store.events.log_encoded([rows for rows, _ in group])
+                results = self._commit([rows for rows, _ in group])
             except BaseException as exc:
                 for _, future in group:
-                    future.set_exception(exc)
+                    _settle(future, exc)
             else:
                 for (_, future), result in zip(group, results, strict=True):
-                    future.set_result(result)
+                    _settle(future, result)
+
+    def _commit(self, batches: list[Sequence[tuple[Any, ...]]]) -> list[WriteResult]:
+        try:
+            return self._store.events.log_encoded(batches)
+        except OperationalError as exc:
+            if not _is_deadlock(exc):
+                raise
+            _log.info("splitlab: an event group deadlocked with another worker's; writing it again")
+            return self._store.events.log_encoded(batches)
+
+
+def _is_deadlock(error: OperationalError) -> bool:
+    return getattr(error.orig, "sqlstate", None) == _DEADLOCK_DETECTED
+
+
+def _settle(future: Future[WriteResult], outcome: WriteResult | BaseException) -> None:
+    """Answer a request, unless it stopped waiting (it timed out or its client went away)."""
+    try:
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+    except InvalidStateError:
+        pass

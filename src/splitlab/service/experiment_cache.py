@@ -1,11 +1,12 @@
 """Experiments as the hot path needs them: compiled once per version, re-checked every ``cache_seconds``.
 
 Besides the compiled plan, each entry knows whether stored (sticky) assignments can differ from
-what the plan gives now. They cannot while every version of the spec since the current bucket
-version allocates units the same way (same variants and weights, coverage, targeting, namespace,
-holdout, seed): then a unit's stored variant is the one its hash gives, and ``/assign`` need not
-read it. After a weight change (or under random or bandit allocation, whose answers no hash
-reproduces) stored assignments are read for every unit.
+what the plan gives now. They cannot while every version of the spec that ran under the current
+bucket version allocates units the same way (same variants and weights, coverage, targeting,
+namespace, holdout, seed; edits of a draft or a paused experiment enrolled nobody): then a unit's
+stored variant is the one its hash gives, and ``/assign`` need not read it. After a weight
+change while running (or under random or bandit allocation, whose answers no hash reproduces)
+stored assignments are read for every unit.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class ExperimentCache:
 
     def load(self, key: str) -> CachedExperiment | None:
         """Read ``key`` from the store now (blocking), reusing the compiled entry when nothing changed."""
+        generation = self._entries.generation  # an invalidate() while we read: do not cache what we read
         record = self._store.experiments.get(key=key)
         cached = self._entries.stale(key)
         previous = None if cached is None else cached.value
@@ -104,7 +106,7 @@ class ExperimentCache:
             entry = previous
         else:
             entry = self._build(record)
-        self._entries.put(key, entry)
+        self._entries.put(key, entry, generation=generation)
         return entry
 
     def invalidate(self, key: str | None = None) -> None:
@@ -124,11 +126,17 @@ class ExperimentCache:
         return CachedExperiment(record=record, spec=spec, plan=plan, sticky_reads=sticky_reads, bandit=bandit)
 
     def _allocation_changed(self, record: ExperimentRecord, spec: ExperimentSpec) -> bool:
-        """Whether an earlier version under the same bucket version allocated units differently."""
+        """Whether a version that ran under the same bucket version allocated units differently.
+
+        Only versions that were running can have recorded assignments: edits of a draft (or of a
+        paused experiment, until it is started again) moved nobody.
+        """
         if record.current_version == 1:
             return False
         current = allocation_of(spec)
         for version in self._store.experiments.history(key=record.key):
+            if version.status != "running":
+                continue
             try:
                 earlier = ExperimentSpec.model_validate(version.spec)
             except ValidationError:

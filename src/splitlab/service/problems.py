@@ -1,11 +1,11 @@
-"""The service's own caller-mistake error: one or more problems, each naming the field it is about."""
+"""The service's own errors: a caller's mistake (one or more problems, each naming its field), or a busy service."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["NO_NUL", "InvalidInputError", "validation_problems"]
+__all__ = ["NO_NUL", "InvalidInputError", "UnavailableError", "validation_problems"]
 
 
 NO_NUL = r"^[^\x00]*$"
@@ -41,3 +41,17 @@ class InvalidInputError(ValueError):
     def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
         self.problems = tuple(problems)
         super().__init__("; ".join(f"{field}: {message}" for field, message in self.problems))
+
+
+class UnavailableError(Exception):
+    """The service cannot do this now (a write timed out, the service is stopping): answered 503, retry later.
+
+    Args:
+        field: What the error is about (``database``, ``experiment`` ...), as in every error answer.
+        message: Why, for people.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message

@@ -20,10 +20,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 
 from sqlalchemy.exc import OperationalError
 
+from splitlab.service.problems import UnavailableError
 from splitlab.service.recent import Recent
 from splitlab.storage import Store
 
@@ -34,6 +35,8 @@ _log = logging.getLogger("splitlab.service")
 _Group = tuple[str, int]  # (experiment, bucket version)
 Stored = Callable[[str, int, Mapping[str, str]], None]
 """``stored(experiment, bucket_version, variants)``: called with what the store holds after a write."""
+Recorded = Callable[[int], None]
+"""``recorded(units)``: called with how many units a write recorded (new rows, or read back as given)."""
 Failed = Callable[[int, BaseException], None]
 """``failed(units, error)``: called when units could not be recorded and were given up."""
 
@@ -44,11 +47,14 @@ MAX_QUEUED = 1_000_000
 class AssignmentRecorder:
     """A queue of new assignments and the thread that records them (started on construction, a daemon)."""
 
-    def __init__(self, store: Store, *, interval: float, stored: Stored, failed: Failed) -> None:
+    def __init__(
+        self, store: Store, *, interval: float, stored: Stored, failed: Failed, recorded: Recorded | None = None
+    ) -> None:
         self._store = store
         self._interval = interval
         self._stored = stored
         self._failed = failed
+        self._recorded = recorded or (lambda _units: None)
         self._queue: dict[_Group, dict[str, str]] = {}
         self._queued_or_written: Recent[tuple[str, int, str], bool] = Recent(size=200_000)
         self._queued = 0
@@ -72,6 +78,9 @@ class AssignmentRecorder:
         Returns:
             With ``wait``, a future of the stored variant of each unit (another worker's, when it
             recorded the unit first); it fails with the store's error. Else None.
+
+        Raises:
+            UnavailableError: The recorder is closing (the service is stopping).
         """
         future: Future[dict[str, str]] | None = Future() if wait else None
         if not variants:
@@ -79,6 +88,8 @@ class AssignmentRecorder:
                 future.set_result({})
             return future
         with self._cond:
+            if self._closing:
+                raise UnavailableError("service", "the service is stopping; retry with another worker")
             group = self._queue.setdefault((experiment_key, bucket_version), {})
             before = len(group)
             for unit_id, variant in variants.items():
@@ -123,24 +134,13 @@ class AssignmentRecorder:
     def _run(self) -> None:
         while True:
             queue, waiters, submitted = self._take()
-            waited = {group for group, _, _ in waiters}
-            results: dict[_Group, dict[str, str] | BaseException] = {}
-            retry: dict[_Group, dict[str, str]] = {}
-            for group, variants in queue.items():
-                try:
-                    results[group] = self._write(group, variants, read_back=group in waited)
-                except OperationalError as exc:  # the store is unreachable: keep them for the next round
-                    results[group] = exc
-                    retry[group] = variants
-                except Exception as exc:
-                    results[group] = exc
-                    self._failed(len(variants), exc)
-            for group, units, future in waiters:
-                result = results.get(group)
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                elif result is not None:
-                    future.set_result({unit: result[unit] for unit in units if unit in result})
+            try:
+                retry = self._write_round(queue, waiters)
+            except Exception as exc:  # a bug must not stop the thread: every later /assign would hang
+                _log.exception("splitlab: the assignment recorder failed a round")
+                for _, _, future in waiters:
+                    _settle(future, exc)
+                retry = {}
             with self._cond:
                 self._requeue(retry)
                 if not retry:  # what was requeued is neither written nor given up: flush() keeps waiting
@@ -155,17 +155,44 @@ class AssignmentRecorder:
                 if retry:  # give the store a moment before the next attempt, even with a flush waiting
                     self._cond.wait(self._interval)
 
+    def _write_round(
+        self, queue: dict[_Group, dict[str, str]], waiters: list[tuple[_Group, list[str], Future[dict[str, str]]]]
+    ) -> dict[_Group, dict[str, str]]:
+        """Write each group, answer the waiters; what the store could not take now (to try again)."""
+        waited = {group for group, _, _ in waiters}
+        results: dict[_Group, dict[str, str] | BaseException] = {}
+        retry: dict[_Group, dict[str, str]] = {}
+        for group, variants in queue.items():
+            try:
+                results[group] = self._write(group, variants, read_back=group in waited)
+            except OperationalError as exc:  # the store is unreachable: keep them for the next round
+                results[group] = exc
+                retry[group] = variants
+            except Exception as exc:  # refused (say, the experiment changed meanwhile): give them up
+                results[group] = exc
+                self._give_up(group, variants, exc)
+        for group, units, future in waiters:
+            result = results.get(group)
+            if isinstance(result, BaseException):
+                _settle(future, result)
+            elif result is not None:
+                _settle(future, {unit: result[unit] for unit in units if unit in result})
+        return retry
+
     def _write(self, group: _Group, variants: dict[str, str], *, read_back: bool) -> dict[str, str]:
         experiment_key, bucket_version = group
         if not read_back:
-            self._store.assignments.add_many(
-                experiment_key=experiment_key, variants=variants, bucket_version=bucket_version
+            self._recorded(
+                self._store.assignments.add_many(
+                    experiment_key=experiment_key, variants=variants, bucket_version=bucket_version
+                )
             )
             return {}
         stored = self._store.assignments.record_many(
             experiment_key=experiment_key, variants=variants, bucket_version=bucket_version
         )
         self._stored(experiment_key, bucket_version, stored)
+        self._recorded(sum(stored[unit] == variant for unit, variant in variants.items()))
         return stored
 
     def _give_up(self, group: _Group, variants: Mapping[str, str], error: BaseException) -> None:
@@ -177,7 +204,9 @@ class AssignmentRecorder:
         """Put back what the store could not take, older entries first; give up the oldest beyond MAX_QUEUED."""
         for group, variants in retry.items():
             newer = self._queue.get(group, {})
-            merged = {**newer, **variants}
+            merged = dict(variants)  # the older entries first (and their variants win: the first queued wins)
+            for unit_id, variant in newer.items():
+                merged.setdefault(unit_id, variant)
             self._queued += len(merged) - len(newer)
             self._queue[group] = merged
         if self._queued > MAX_QUEUED:
@@ -193,3 +222,14 @@ class AssignmentRecorder:
                     break
         if retry:
             _log.warning("splitlab: the store is unreachable; %d assignments stay queued", self._queued)
+
+
+def _settle(future: Future[dict[str, str]], outcome: dict[str, str] | BaseException) -> None:
+    """Answer a waiter, unless it stopped waiting (its request timed out or was cancelled)."""
+    try:
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+    except InvalidStateError:
+        pass

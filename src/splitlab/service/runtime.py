@@ -6,14 +6,17 @@ reach it through :mod:`splitlab.service.deps`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from splitlab.service.assignments import Assigner
 from splitlab.service.bandit_weights import BanditWeightsCache
 from splitlab.service.config_document import ConfigDocument, build_config
 from splitlab.service.event_writer import EventWriter
 from splitlab.service.experiment_cache import ExperimentCache
+from splitlab.service.problems import UnavailableError
 from splitlab.service.recorder import AssignmentRecorder
 from splitlab.service.settings import Settings
 from splitlab.service.shared_cache import RedisCache
@@ -21,6 +24,7 @@ from splitlab.service.sticky import StickyAssignments
 from splitlab.service.telemetry import Telemetry
 from splitlab.service.timed_cache import TimedCache
 from splitlab.storage import ApiKey, Store
+from splitlab.storage.keys import is_well_formed
 
 __all__ = ["Runtime"]
 
@@ -48,14 +52,18 @@ class Runtime:
         self.bandit_weights = BanditWeightsCache(store, self.shared, ttl=settings.cache_seconds)
         self.recorder = (
             AssignmentRecorder(
-                store, interval=settings.record_interval, stored=self._stored, failed=self._record_failed
+                store,
+                interval=settings.record_interval,
+                stored=self.sticky.stored,
+                failed=self._record_failed,
+                recorded=telemetry.assignments_recorded.inc,
             )
             if settings.record_assignments
             else None
         )
         self.assigner = Assigner(self.experiments, self.sticky, self.bandit_weights, self.recorder)
         self.event_writer = EventWriter(store)
-        self._keys: TimedCache[str, ApiKey | None] = TimedCache(ttl=settings.cache_seconds, max_size=10_000)
+        self._keys: TimedCache[bytes, ApiKey | None] = TimedCache(ttl=settings.cache_seconds, max_size=10_000)
         self._config: TimedCache[str, ConfigDocument] = TimedCache(ttl=settings.cache_seconds, max_size=1)
 
     async def config(self) -> ConfigDocument:
@@ -67,21 +75,35 @@ class Runtime:
 
     async def verify_key(self, key: str) -> ApiKey | None:
         """The active API key whose text is ``key`` (None: unknown, malformed or revoked), ``cache_seconds`` old."""
-        return await self._keys.get(key, self._verify)
+        if not is_well_formed(key):
+            return None  # no read, and nothing cached: junk headers cost no memory
+        # Cached by digest, so the cache holds no key text (and every entry is the same small size).
+        return await self._keys.get(hashlib.sha256(key.encode()).digest(), lambda _digest: self._verify(key))
 
     def _verify(self, key: str) -> ApiKey | None:
         return self.store.keys.verify(key=key)
 
-    def changed(self, experiment_key: str) -> None:
-        """This worker is about to change an experiment: write its queued assignments, forget the cached copy."""
-        if self.recorder is not None:
-            self.recorder.flush()
+    @contextmanager
+    def changing(self, experiment_key: str) -> Iterator[None]:
+        """Wrap a change of an experiment by this worker.
+
+        Its queued assignments are written first, and its cached copy is forgotten before and after
+        the change (a request in between may have cached the old one).
+
+        Raises:
+            UnavailableError: The queued assignments could not be written in time (nothing was changed).
+        """
+        if self.recorder is not None and not self.recorder.flush():
+            raise UnavailableError("database", "assignments queued before this change could not be written yet")
+        self._forget(experiment_key)
+        try:
+            yield
+        finally:
+            self._forget(experiment_key)
+
+    def _forget(self, experiment_key: str) -> None:
         self.experiments.invalidate(experiment_key)
         self._config.invalidate()
-
-    def key_revoked(self) -> None:
-        """An API key was revoked through this worker: forget every cached verdict."""
-        self._keys.invalidate()
 
     def close(self) -> None:
         """Write queued assignments and events, then close Redis and the store."""
@@ -91,10 +113,6 @@ class Runtime:
         if self.shared is not None:
             self.shared.close()
         self.store.close()
-
-    def _stored(self, experiment_key: str, bucket_version: int, variants: Mapping[str, str]) -> None:
-        self.sticky.stored(experiment_key, bucket_version, variants)
-        self.telemetry.assignments_recorded.inc(len(variants))
 
     def _record_failed(self, units: int, error: BaseException) -> None:
         _log.error("splitlab: %d assignments could not be recorded: %s", units, error)

@@ -9,6 +9,7 @@ assignment is only remembered in Redis, which every worker updates (see
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 
 from fastapi.concurrency import run_in_threadpool
@@ -23,6 +24,11 @@ _log = logging.getLogger("splitlab.service")
 
 _Unit = tuple[str, int, str]  # (experiment, bucket version, unit id)
 
+REDIS_BACKOFF_SECONDS = 5
+"""After a failed Redis read, lookups go straight to the store for this long."""
+
+_clock = time.monotonic
+
 
 class StickyAssignments:
     """Stored assignments by (experiment, bucket version, unit); recent ones in memory (``max_units`` a generation)."""
@@ -31,6 +37,7 @@ class StickyAssignments:
         self._store = store
         self._shared = shared
         self._memory: Recent[_Unit, str] = Recent(size=max_units)
+        self._redis_skipped_until = 0.0  # after a failed Redis read, until this (monotonic) time
 
     def known(self, experiment_key: str, bucket_version: int, unit_id: str) -> str | None:
         """The unit's stored variant if this worker has seen it, else None."""
@@ -51,7 +58,7 @@ class StickyAssignments:
                 _log.warning("splitlab: Redis write failed (%s); workers will read the store instead", exc)
 
     async def lookup(self, experiment_key: str, bucket_version: int, unit_ids: Sequence[str]) -> dict[str, str]:
-        """The stored variant of each unit that has one."""
+        """The stored variant of each unit that has one: from memory, else (in a worker thread) Redis and the store."""
         found: dict[str, str] = {}
         missing = []
         for unit_id in unit_ids:
@@ -60,19 +67,25 @@ class StickyAssignments:
                 missing.append(unit_id)
             else:
                 found[unit_id] = variant
-        if missing and self._shared is not None:
+        if missing:  # Redis and the store block: never on the event loop
+            found.update(await run_in_threadpool(self._look_up_missing, experiment_key, bucket_version, missing))
+        return found
+
+    def _look_up_missing(self, experiment_key: str, bucket_version: int, missing: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        if self._shared is not None and _clock() >= self._redis_skipped_until:
             try:
                 cached = self._shared.sticky_get(experiment_key, bucket_version, missing)
             except Exception as exc:
-                _log.warning("splitlab: Redis read failed (%s); reading the store", exc)
+                # A Redis that times out would add its timeout to every request: read the store for a while.
+                self._redis_skipped_until = _clock() + REDIS_BACKOFF_SECONDS
+                _log.warning("splitlab: Redis read failed (%s); reading the store for %ds", exc, REDIS_BACKOFF_SECONDS)
                 cached = {}
-            hits = {unit: variant for unit, variant in cached.items() if variant != ABSENT}
-            self.remember(experiment_key, bucket_version, hits)
-            found.update(hits)
+            found = {unit: variant for unit, variant in cached.items() if variant != ABSENT}
+            self.remember(experiment_key, bucket_version, found)
             missing = [unit for unit in missing if unit not in cached]
         if missing:
-            read = await run_in_threadpool(self._read, experiment_key, bucket_version, missing)
-            found.update(read)
+            found.update(self._read(experiment_key, bucket_version, missing))
         return found
 
     def _read(self, experiment_key: str, bucket_version: int, unit_ids: list[str]) -> dict[str, str]:

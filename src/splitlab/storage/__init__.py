@@ -56,6 +56,7 @@ from splitlab.storage.records import (
     StoredAssignment,
     StoredEvent,
     StoredExposure,
+    WindowCounting,
     WriteResult,
 )
 from splitlab.storage.snapshots import SnapshotRepository
@@ -97,6 +98,7 @@ __all__ = [
     "StoredEvent",
     "StoredExposure",
     "VersionConflictError",
+    "WindowCounting",
     "WriteResult",
     "alembic_config",
     "create_store_engine",

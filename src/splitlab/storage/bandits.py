@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from splitlab.storage._sql import Transactions, now, upsert
 from splitlab.storage.errors import NotFoundError
-from splitlab.storage.records import BanditArm, BanditReward, check_finite, check_text
+from splitlab.storage.records import BanditArm, BanditReward, WindowCounting, check_finite, check_text
 from splitlab.storage.tables import bandit_rewards, bandit_state, experiments
 
 __all__ = ["BanditStateRepository"]
@@ -68,7 +69,12 @@ class BanditStateRepository:
         )
 
     def add_rewards(
-        self, *, experiment_key: str, bucket_version: int, rewards: Sequence[BanditReward]
+        self,
+        *,
+        experiment_key: str,
+        bucket_version: int,
+        rewards: Sequence[BanditReward],
+        windows: WindowCounting | None = None,
     ) -> list[BanditReward]:
         """Record each unit's reward once and add the new ones to their arms' totals, all or nothing.
 
@@ -79,6 +85,8 @@ class BanditStateRepository:
             experiment_key: The experiment.
             bucket_version: The bucket version the units' assignments were made under.
             rewards: One reward per unit; ``arm`` is the totals row it adds to.
+            windows: Also count the new rewards per window (see :class:`WindowCounting`), in the same
+                transaction: a crash cannot leave a reward stored but uncounted.
 
         Returns:
             The rewards that were new, in the order given.
@@ -141,6 +149,8 @@ class BanditStateRepository:
                         at=stamp,
                     )
                 )
+            if windows is not None:
+                _count_windows(conn, self._tx.dialect, experiment_key, windows, new_units, stamp)
         return [r for r in rewards if r.unit_id in new_units and first[r.unit_id] is r]
 
     def get(self, *, experiment_key: str) -> dict[str, BanditArm]:
@@ -174,6 +184,26 @@ def _increment(dialect: str, *, experiment_key: str, arm: str, n: int, sum: floa
             "updated_at": insert.excluded.updated_at,
         },
     )
+
+
+def _count_windows(
+    conn: Connection, dialect: str, experiment_key: str, windows: WindowCounting, new_units: set[str], at: datetime
+) -> None:
+    """Add the new units to their windows' counters; the increment that fills a window starts the next."""
+    added = Counter(windows.window_of[unit] for unit in new_units)
+    for window, count in sorted(added.items()):
+        counter = _increment(
+            dialect, experiment_key=experiment_key, arm=windows.count_arm.format(window), n=count, sum=0.0,
+            sum_sq=0.0, at=at,
+        ).returning(bandit_state.c.n)  # fmt: skip
+        after = int(conn.execute(counter).scalar_one())
+        if after - count < windows.size <= after:  # one atomic increment: exactly one writer crosses the size
+            conn.execute(
+                _increment(
+                    dialect, experiment_key=experiment_key, arm=windows.start_arm.format(window + 1), n=1,
+                    sum=windows.closed_at, sum_sq=0.0, at=at,
+                )
+            )  # fmt: skip
 
 
 def _check_experiment(conn: Connection, experiment_key: str) -> None:

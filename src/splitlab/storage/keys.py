@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,9 +24,10 @@ from splitlab.storage.errors import NotFoundError
 from splitlab.storage.records import check_text
 from splitlab.storage.tables import api_keys
 
-__all__ = ["API_KEY_PREFIX", "API_KEY_ROLES", "ApiKey", "ApiKeyRepository"]
+__all__ = ["API_KEY_PREFIX", "API_KEY_ROLES", "ApiKey", "ApiKeyRepository", "is_well_formed"]
 
 API_KEY_PREFIX = "slk"
+_WELL_FORMED = re.compile(rf"{API_KEY_PREFIX}_[A-Za-z0-9]{{1,32}}_[A-Za-z0-9_-]{{1,128}}")
 API_KEY_ROLES = ("admin", "sdk")
 """``admin`` manages experiments and reads everything; ``sdk`` reads running configs, assigns and sends data."""
 
@@ -45,6 +47,15 @@ class ApiKey:
     def active(self) -> bool:
         """Whether the key still authenticates."""
         return self.revoked_at is None
+
+
+def is_well_formed(key: str) -> bool:
+    """Whether ``key`` has the shape of a key ``create`` makes (``slk_<id>_<secret>``, ASCII, bounded length).
+
+    A service checks this before it looks a key up or caches the verdict, so junk in the
+    Authorization header costs no read and no memory.
+    """
+    return _WELL_FORMED.fullmatch(key) is not None
 
 
 def _digest(secret: str) -> str:

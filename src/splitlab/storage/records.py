@@ -18,6 +18,7 @@ from splitlab.storage.tables import to_utc
 
 __all__ = [
     "BanditArm",
+    "BanditReward",
     "Event",
     "ExperimentRecord",
     "ExperimentVersion",
@@ -27,6 +28,7 @@ __all__ = [
     "StoredAssignment",
     "StoredEvent",
     "StoredExposure",
+    "WindowCounting",
     "WriteResult",
 ]
 
@@ -234,3 +236,26 @@ class BanditReward:
     variant: str
     arm: str
     reward: float
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCounting:
+    """How :meth:`~splitlab.storage.BanditStateRepository.add_rewards` counts rewarded units per window.
+
+    Each new reward adds one to the row ``count_arm.format(window)`` of its unit's window; the
+    increment that takes window ``w`` to ``size`` units adds the row ``start_arm.format(w + 1)``
+    with ``sum`` = ``closed_at`` (a POSIX timestamp): the next window's start.
+
+    Attributes:
+        window_of: Each rewarded unit's window.
+        size: Rewarded units that fill a window.
+        closed_at: The time a window filled now is recorded to end (POSIX seconds).
+        count_arm: The format of the counter rows.
+        start_arm: The format of the window-start rows.
+    """
+
+    window_of: Mapping[str, int]
+    size: int
+    closed_at: float
+    count_arm: str = "~count@{}"
+    start_arm: str = "~start@{}"

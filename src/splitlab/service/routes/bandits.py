@@ -85,10 +85,12 @@ async def post_rewards(key: KeyPath, batch: RewardBatch, runtime: RuntimeDep, _k
         recorded = await run_in_threadpool(record_rewards, runtime.store, key, rewards)
     except NotFoundError as exc:
         raise http_error(status.HTTP_404_NOT_FOUND, "key", str(exc)) from None
+    except ValueError as exc:  # the experiment changed since it was cached (say, to another policy)
+        raise http_error(status.HTTP_409_CONFLICT, "rewards", str(exc)) from None
     runtime.telemetry.bandit_rewards.labels(key).inc(recorded.recorded)
     return RewardsPublic(
         received=len(batch.rewards),
         recorded=recorded.recorded,
-        duplicates=len(batch.rewards) - recorded.recorded - len(recorded.skipped),
+        duplicates=recorded.duplicates + len(batch.rewards) - len(rewards),  # and units repeated in the batch
         skipped=list(recorded.skipped),
     )

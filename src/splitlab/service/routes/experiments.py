@@ -72,8 +72,8 @@ def _put(
 ) -> ExperimentApplyPublic:
     try:
         spec = parse_spec(body, content_type=content_type, key=key)
-        runtime.changed(key)
-        outcome = apply_spec(runtime.store, spec, actor=actor, rerandomize=rerandomize)
+        with runtime.changing(key):
+            outcome = apply_spec(runtime.store, spec, actor=actor, rerandomize=rerandomize)
     except InvalidInputError as exc:
         raise invalid(exc) from None
     except SpecError as exc:
@@ -90,13 +90,14 @@ def _put(
 
 
 def _lifecycle(runtime: Runtime, key: str, action: str, actor: str, reason: str | None) -> ExperimentPublic:
-    runtime.changed(key)
     try:
-        return ExperimentPublic.of(change_status(runtime.store, key=key, action=action, actor=actor, reason=reason))
+        with runtime.changing(key):
+            record = change_status(runtime.store, key=key, action=action, actor=actor, reason=reason)
     except NotFoundError as exc:
         raise http_error(status.HTTP_404_NOT_FOUND, "key", str(exc)) from None
     except ValueError as exc:
         raise http_error(status.HTTP_409_CONFLICT, "status", str(exc)) from None
+    return ExperimentPublic.of(record)
 
 
 # NO_NUL: the reason is stored with the move, and PostgreSQL refuses NUL (a 500 instead of a 422).

@@ -7,15 +7,20 @@ rewarded in a bandit experiment.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 from fastapi import APIRouter, Request, Response, Security, status
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.exc import OperationalError
 
+from splitlab.service.assignments import RECORD_TIMEOUT_SECONDS
 from splitlab.service.deps import ApiKeyAuth, http_error, invalid, runtime_of
 from splitlab.service.lean_route import LeanRoute, json_body, json_response, parse_body
-from splitlab.service.problems import InvalidInputError
+from splitlab.service.problems import InvalidInputError, UnavailableError
 from splitlab.service.responses import ERRORS
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import EventBatch, ExposureBatch, IngestPublic
@@ -26,6 +31,9 @@ _any_key = ApiKeyAuth()
 
 MAX_PROBLEMS = 100
 """Most problems listed in one answer (a batch may have thousands)."""
+
+WRITE_TIMEOUT_SECONDS = 60.0
+"""How long a request waits for its events' commit before it is answered 503 (the client retries)."""
 
 
 def _check_size(count: int, field: str, limit: int) -> None:
@@ -64,7 +72,7 @@ def _record_exposed(runtime: Runtime, batch: ExposureBatch) -> None:
     by_experiment: dict[str, dict[str, str]] = defaultdict(dict)
     for item in batch.exposures:
         by_experiment[item.experiment].setdefault(item.unit_id, item.variant)
-    waiting = []
+    waiting: list[Future[dict[str, str]]] = []
     for key, variants in by_experiment.items():
         try:
             experiment = runtime.experiments.load(key)
@@ -79,7 +87,15 @@ def _record_exposed(runtime: Runtime, batch: ExposureBatch) -> None:
         if future is not None:
             waiting.append(future)
     for future in waiting:
-        future.result(timeout=60)
+        try:
+            future.result(timeout=RECORD_TIMEOUT_SECONDS)
+        except OperationalError:
+            raise
+        except TimeoutError:
+            raise UnavailableError("database", "recording the exposed units took too long; retry") from None
+        except (NotFoundError, ValueError) as exc:  # the experiment changed between the check and the write
+            message = f"the experiment changed while the exposed units were recorded ({exc}); retry"
+            raise UnavailableError("exposures", message) from None
 
 
 async def _ingest(request: Request, write: Callable[[Runtime, bytes], IngestPublic]) -> Response:
@@ -136,10 +152,20 @@ def _log_exposures(runtime: Runtime, body: bytes) -> IngestPublic:
 )
 async def log_events(request: Request) -> Response:
     """Record events; an ``event_id`` already stored (or repeated in the batch) adds nothing."""
-    return await _ingest(request, _log_events)
+    await _any_key(request)
+    runtime, body = runtime_of(request), await request.body()
+    rows = await run_in_threadpool(_encode_events, runtime, body)
+    # Committed with the batches of concurrent requests; the wait holds no thread.
+    try:
+        result = await asyncio.wait_for(asyncio.wrap_future(runtime.event_writer.submit(rows)), WRITE_TIMEOUT_SECONDS)
+    except TimeoutError:
+        raise UnavailableError("database", "writing the events took too long; retry (event ids make it safe)") from None
+    runtime.telemetry.events_ingested.inc(result.inserted)
+    runtime.telemetry.events_duplicate.inc(result.duplicates)
+    return json_response(_public(result))
 
 
-def _log_events(runtime: Runtime, body: bytes) -> IngestPublic:
+def _encode_events(runtime: Runtime, body: bytes) -> list[tuple[Any, ...]]:
     batch = parse_body(EventBatch, body)
     _check_size(len(batch.events), "events", runtime.settings.max_batch_size)
     try:  # the store's own checks, should the schema have let something through
@@ -156,7 +182,4 @@ def _log_events(runtime: Runtime, body: bytes) -> IngestPublic:
         )
     except (TypeError, ValueError) as exc:
         raise http_error(status.HTTP_422_UNPROCESSABLE_CONTENT, "events", str(exc)) from None
-    result = runtime.event_writer.write(rows)  # committed with the batches of concurrent requests
-    runtime.telemetry.events_ingested.inc(result.inserted)
-    runtime.telemetry.events_duplicate.inc(result.duplicates)
-    return _public(result)
+    return rows
