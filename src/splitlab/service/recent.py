@@ -8,7 +8,7 @@ used recently stay, at most ``2 * size`` are kept, and nothing is sorted or lock
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 __all__ = ["Recent"]
@@ -45,11 +45,6 @@ class Recent(Generic[K, V]):
         if len(self._new) >= self.size:
             self._old, self._new = self._new, {}
         self._new[key] = value
-
-    def update(self, items: Mapping[K, V]) -> None:
-        """Remember every item."""
-        for key, value in items.items():
-            self.put(key, value)
 
     def forget(self, key: K) -> None:
         """Forget ``key``."""

@@ -47,10 +47,6 @@ class RedisCache:
         )
         self._prefix = f"splitlab:{deployment}"
 
-    def ping(self) -> bool:
-        """Whether Redis answers."""
-        return bool(self._redis.ping())
-
     def close(self) -> None:
         """Close the connection pool."""
         self._redis.close()
