@@ -162,6 +162,36 @@ def test_an_unreachable_database_is_503_not_500(client: TestClient, sdk: dict[st
     assert ready.status_code == 503
 
 
+def test_a_stuck_write_or_a_stopping_worker_is_503_not_500(
+    spec: dict[str, Any],
+    client: TestClient,
+    running: str,
+    admin: dict[str, str],
+    sdk: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    monkeypatch.setattr(runtime.recorder, "flush", lambda timeout=30.0: False)  # queued records cannot be written
+    change = client.post("/api/v1/experiments/checkout/pause", headers=admin)
+    assert (change.status_code, change.json()["detail"][0]["field"]) == (503, "database")
+    assert client.get("/api/v1/experiments/checkout", headers=admin).json()["status"] == "running"  # not changed
+    monkeypatch.undo()
+    spec["allocation"] = {"method": "random"}  # /assign waits for the record
+    client.put("/api/v1/experiments/random", json={**spec, "key": "random"}, headers=admin)
+    client.post("/api/v1/experiments/random/start", headers=admin)
+    runtime.event_writer.close()
+    runtime.recorder.close()
+    event = {"event_id": "e1", "unit_id": "u1", "name": "buy", "timestamp": "2026-12-01T00:00:00Z"}
+    for path, body in (
+        ("/api/v1/assign", {"experiment": "random", "unit_id": "u1"}),
+        ("/api/v1/events", {"events": [event]}),
+    ):
+        answer = client.post(path, json=body, headers=sdk)
+        assert answer.status_code == 503, (path, answer.text)
+        assert answer.headers["retry-after"] == "1"
+        assert "stopping" in answer.json()["detail"][0]["message"]
+
+
 def test_hostile_metric_definitions_never_give_500(client: TestClient, admin: dict[str, str]) -> None:
     url = "/api/v1/metrics/conversion"
     definition = {"name": "conversion", "kind": "binary", "event": "purchase", "window_days": 7}

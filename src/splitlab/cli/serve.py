@@ -103,7 +103,7 @@ def revoke(
     key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id (from `splitlab keys list`).")],
     database: DatabaseOption = None,
 ) -> None:
-    """Revoke an API key: it stops authenticating at once."""
+    """Revoke an API key: running services stop accepting it within 2 x SPLITLAB_CACHE_SECONDS (2 s by default)."""
     from splitlab.storage import NotFoundError
 
     with user_errors(), _open(database) as store:

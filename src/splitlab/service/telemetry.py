@@ -2,9 +2,10 @@
 and gauges read from the store at scrape time (SRM per running experiment, exposed units, bandit weights).
 
 One :class:`Telemetry` (and one registry) per app, never a module-level registry, so two apps in a
-process (tests, several deployments) count separately. With several uvicorn workers each process
-counts its own requests (Prometheus sums the series of all scraped targets), while the gauges read
-from the store are the same in every worker (take their ``max``).
+process (tests, several deployments) count separately. Under ``splitlab serve --workers N`` the
+counters and histograms go through prometheus_client's multiprocess mode, so one scrape, whichever
+worker answers it, adds up every worker's; the gauges are read from the store by the worker that
+answers (see :meth:`Telemetry.render`).
 """  # noqa: D205
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class Telemetry:
 
 
 class _StoreGauges(Collector):
-    """Gauges computed from the store when Prometheus scrapes: one query for every running experiment's split."""
+    """Gauges computed when Prometheus scrapes: running experiments' exposure splits (one query), bandit weights."""
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime

@@ -1,8 +1,8 @@
 """Exposures and events in batches: each batch validated whole, then written all or nothing, idempotently.
 
 An exposure also records the unit's assignment in a running experiment (the first one recorded
-wins), so units that SDKs assigned locally keep their variant after a weight change and can be
-rewarded in a bandit experiment.
+wins), so ``/assign`` keeps giving units that SDKs assigned locally their variant after a weight
+change, and their bandit rewards reach the arm they were shown.
 """
 
 from __future__ import annotations
