@@ -119,12 +119,13 @@ def test_edits_of_a_draft_do_not_make_assign_read_stored_assignments(
 def test_a_unit_another_worker_recorded_first_is_evaluated_again_with_its_attributes(
     spec: dict[str, Any], client: TestClient, admin: dict[str, str], sdk: dict[str, str], database_url: str
 ) -> None:
-    """Random allocation: the store's first record wins, and the unit's targeting still sees its attributes."""
-    spec["allocation"] = {"method": "random"}
-    spec["targeting"] = {"include": [{"attribute": "country", "operator": "eq", "value": "DE"}]}
+    """The store's first record wins; the answer's bucket still comes from the unit's hashed attributes."""
+    spec["allocation"] = {"method": "attributes", "attributes": ["device"]}
     client.put("/api/v1/experiments/checkout", json=spec, headers=admin)
     client.post("/api/v1/experiments/checkout/start", headers=admin)
-    units = [f"u{i}" for i in range(30)]
+    spec["variants"][0]["weight"], spec["variants"][1]["weight"] = 0.3, 0.7  # stored variants now matter
+    assert client.put("/api/v1/experiments/checkout", json=spec, headers=admin).status_code == 200
+    units = {f"u{i}": {"device": f"d{i}"} for i in range(30)}
     with open_store(database_url) as store:  # another worker, between this one's lookup and its write
         store.assignments.record_many(experiment_key="checkout", variants=dict.fromkeys(units, "treatment"))
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
@@ -133,7 +134,9 @@ def test_a_unit_another_worker_recorded_first_is_evaluated_again_with_its_attrib
         return {}
 
     runtime.sticky.lookup = nothing_stored
-    body = {"experiment": "checkout", "units": [{"unit_id": u, "attributes": {"country": "DE"}} for u in units]}
+    body = {"experiment": "checkout", "units": [{"unit_id": u, "attributes": a} for u, a in units.items()]}
     answers = client.post(BATCH, json=body, headers=sdk).json()["assignments"]
+    plan = to_plan(ExperimentSpec.model_validate(spec))
     assert {(a["variant"], a["enrolled"]) for a in answers} == {("treatment", True)}
-    assert "sticky" in {a["reason"] for a in answers}  # those that drew control were moved to the stored variant
+    assert "sticky" in {a["reason"] for a in answers}  # those that hashed to control were moved
+    assert [a["bucket"] for a in answers] == [assign(plan, u, attributes).bucket for u, attributes in units.items()]

@@ -99,8 +99,9 @@ def test_a_deadlocked_group_is_written_again(store: Store) -> None:
     assert store.events.count() == 2
 
 
-def test_a_batch_whose_request_gave_up_does_not_stop_the_writer(store: Store) -> None:
-    writer = EventWriter(store)
+def test_a_batch_whose_request_gave_up_does_not_stop_the_writer_and_is_counted(store: Store) -> None:
+    committed: list[WriteResult] = []
+    writer = EventWriter(store, committed=committed.append)
     release = threading.Event()
     log_encoded = store.events.log_encoded
 
@@ -117,3 +118,4 @@ def test_a_batch_whose_request_gave_up_does_not_stop_the_writer(store: Store) ->
     finally:
         writer.close()
     assert store.events.count() == 2  # the abandoned batch was written all the same
+    assert sum(r.inserted for r in committed) == 2  # and counted (the metrics match the store)

@@ -205,3 +205,22 @@ def test_beyond_the_queue_limit_the_newest_requeued_units_stay(store: Store, mon
     stored = store.assignments.get_many(experiment_key="checkout", unit_ids=["old1", "old2", "new1", "new2", "new3"])
     assert sorted(stored) == ["new1", "new2", "new3"]
     assert sum(units for units, _ in notes.failed) == 2
+
+
+def test_closing_while_the_store_is_down_reports_every_unit_and_answers_every_waiter(store: Store) -> None:
+    notes = Notes()
+    recorder = AssignmentRecorder(store, interval=0.05, stored=notes.on_stored, failed=notes.on_failed)
+
+    def down(**_kwargs: Any) -> Any:
+        raise OperationalError("INSERT", {}, Exception("the database is down"))
+
+    store.assignments.record_many = down  # type: ignore[method-assign]
+    store.assignments.add_many = down  # type: ignore[method-assign]
+    recorder.submit("checkout", 1, {"u1": "control"}, wait=False)
+    assert not recorder.flush(timeout=0.2)
+    waiting = recorder.submit("checkout", 1, {"u2": "control", "u3": "treatment"}, wait=True)
+    assert waiting is not None
+    recorder.close(timeout=10)
+    with pytest.raises((OperationalError, UnavailableError)):
+        waiting.result(timeout=5)  # answered (503), not left hanging
+    assert sum(units for units, _ in notes.failed) == 3  # nothing dropped without a report

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from splitlab import __version__
@@ -81,9 +82,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
-    """The database cannot be reached (or gave up on a lock): 503, so clients retry, instead of a 500."""
-    assert isinstance(exc, OperationalError)  # noqa: S101 - registered for this type only
-    body = {"detail": [{"field": "database", "message": f"the store is unavailable: {type(exc.orig).__name__}"}]}
+    """The database cannot be reached, gave up on a lock, or no pooled connection came free: 503, not a 500."""
+    assert isinstance(exc, OperationalError | PoolTimeoutError)  # noqa: S101 - registered for these types only
+    cause = type(exc.orig).__name__ if isinstance(exc, OperationalError) else "no free connection in the pool"
+    body = {"detail": [{"field": "database", "message": f"the store is unavailable: {cause}"}]}
     return JSONResponse(body, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
 
 
@@ -181,6 +183,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(UnavailableError, _unavailable)
     app.add_middleware(
         RequestGuard,

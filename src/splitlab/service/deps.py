@@ -84,8 +84,8 @@ class ApiKeyAuth(HTTPBearer):
     401 when the key is missing, malformed, unknown or revoked; 403 when its role may not call the
     route. A subclass of FastAPI's ``HTTPBearer`` so the OpenAPI schema documents the scheme, but
     one dependency instead of a chain of three: ``/assign`` runs it on every request. Verdicts are
-    cached for ``cache_seconds``: a key revoked with `splitlab keys revoke` stops working within
-    that time in every worker.
+    cached for ``cache_seconds`` (served up to twice that while a re-check runs): a key revoked with
+    `splitlab keys revoke` stops working within ``2 * cache_seconds`` in every worker.
     """
 
     def __init__(self, *, role: str | None = None) -> None:

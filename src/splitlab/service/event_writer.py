@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
@@ -35,8 +35,10 @@ _log = logging.getLogger("splitlab.service")
 class EventWriter:
     """The queue of encoded event batches and the thread that commits them together (a daemon)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, committed: Callable[[WriteResult], None] | None = None) -> None:
+        """``committed(result)`` is called for each batch after its commit, whether or not its request still waits."""
         self._store = store
+        self._committed = committed
         self._queue: list[_Pending] = []
         self._cond = threading.Condition()
         self._closing = False
@@ -86,6 +88,8 @@ class EventWriter:
                     _settle(future, exc)
             else:
                 for (_, future), result in zip(group, results, strict=True):
+                    if self._committed is not None:
+                        self._committed(result)  # counted here: a request that timed out is stored all the same
                     _settle(future, result)
 
     def _commit(self, batches: list[Sequence[tuple[Any, ...]]]) -> list[WriteResult]:

@@ -40,6 +40,11 @@ class Recent(Generic[K, V]):
                 self.put(key, value)
         return value
 
+    def peek(self, key: K) -> V | None:
+        """The value of ``key`` if it is remembered, without moving it to the newer generation (no write)."""
+        value = self._new.get(key)
+        return self._old.get(key) if value is None else value
+
     def put(self, key: K, value: V) -> None:
         """Remember ``key``."""
         if len(self._new) >= self.size:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, InvalidStateError
 
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from splitlab.service.problems import UnavailableError
 from splitlab.service.recent import Recent
@@ -39,6 +40,9 @@ Recorded = Callable[[int], None]
 """``recorded(units)``: called with how many units a write recorded (new rows, or read back as given)."""
 Failed = Callable[[int, BaseException], None]
 """``failed(units, error)``: called when units could not be recorded and were given up."""
+
+UNREACHABLE = (OperationalError, PoolTimeoutError)
+"""Store errors that say "not now" (down, locked, no free connection): the units stay queued."""
 
 MAX_QUEUED = 1_000_000
 """Units kept queued while the store is unreachable; beyond, the oldest are given up (and reported)."""
@@ -68,7 +72,8 @@ class AssignmentRecorder:
 
     def seen(self, experiment_key: str, bucket_version: int, unit_id: str) -> bool:
         """Whether this worker queued (or wrote) the unit recently: submitting it again adds nothing."""
-        return self._queued_or_written.get((experiment_key, bucket_version, unit_id)) is not None
+        # peek, not get: get would put back a unit the recorder thread is giving up at this moment
+        return self._queued_or_written.peek((experiment_key, bucket_version, unit_id)) is not None
 
     def submit(
         self, experiment_key: str, bucket_version: int, variants: Mapping[str, str], *, wait: bool
@@ -147,10 +152,7 @@ class AssignmentRecorder:
                     self._written = submitted
                 self._cond.notify_all()
                 if self._closing and (not self._queue or retry):
-                    for group, variants in retry.items():
-                        self._give_up(
-                            group, variants, RuntimeError("the store was unreachable when the service stopped")
-                        )
+                    self._stop(RuntimeError("the store was unreachable when the service stopped"))
                     return
                 if retry:  # give the store a moment before the next attempt, even with a flush waiting
                     self._cond.wait(self._interval)
@@ -165,7 +167,7 @@ class AssignmentRecorder:
         for group, variants in queue.items():
             try:
                 results[group] = self._write(group, variants, read_back=group in waited)
-            except OperationalError as exc:  # the store is unreachable: keep them for the next round
+            except UNREACHABLE as exc:  # the store is unreachable or busy: keep them for the next round
                 results[group] = exc
                 retry[group] = variants
             except Exception as exc:  # refused (say, the experiment changed meanwhile): give them up
@@ -194,6 +196,14 @@ class AssignmentRecorder:
         self._stored(experiment_key, bucket_version, stored)
         self._recorded(sum(stored[unit] == variant for unit, variant in variants.items()))
         return stored
+
+    def _stop(self, error: BaseException) -> None:
+        """Give up whatever is still queued (reported) and answer whoever still waits; under ``_cond``."""
+        for group, variants in self._queue.items():
+            self._give_up(group, variants, error)
+        for _, _, future in self._waiters:
+            _settle(future, UnavailableError("service", "the service is stopping; retry with another worker"))
+        self._queue, self._waiters, self._queued = {}, [], 0
 
     def _give_up(self, group: _Group, variants: Mapping[str, str], error: BaseException) -> None:
         for unit_id in variants:

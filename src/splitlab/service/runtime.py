@@ -23,7 +23,7 @@ from splitlab.service.shared_cache import RedisCache
 from splitlab.service.sticky import StickyAssignments
 from splitlab.service.telemetry import Telemetry
 from splitlab.service.timed_cache import TimedCache
-from splitlab.storage import ApiKey, Store
+from splitlab.storage import ApiKey, Store, WriteResult
 from splitlab.storage.keys import is_well_formed
 
 __all__ = ["Runtime"]
@@ -62,7 +62,7 @@ class Runtime:
             else None
         )
         self.assigner = Assigner(self.experiments, self.sticky, self.bandit_weights, self.recorder)
-        self.event_writer = EventWriter(store)
+        self.event_writer = EventWriter(store, committed=self._events_committed)
         self._keys: TimedCache[bytes, ApiKey | None] = TimedCache(ttl=settings.cache_seconds, max_size=10_000)
         self._config: TimedCache[str, ConfigDocument] = TimedCache(ttl=settings.cache_seconds, max_size=1)
 
@@ -113,6 +113,10 @@ class Runtime:
         if self.shared is not None:
             self.shared.close()
         self.store.close()
+
+    def _events_committed(self, result: WriteResult) -> None:
+        self.telemetry.events_ingested.inc(result.inserted)
+        self.telemetry.events_duplicate.inc(result.duplicates)
 
     def _record_failed(self, units: int, error: BaseException) -> None:
         _log.error("splitlab: %d assignments could not be recorded: %s", units, error)

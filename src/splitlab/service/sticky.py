@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from fastapi.concurrency import run_in_threadpool
 
@@ -28,6 +29,7 @@ REDIS_BACKOFF_SECONDS = 5
 """After a failed Redis read, lookups go straight to the store for this long."""
 
 _clock = time.monotonic
+_T = TypeVar("_T")
 
 
 class StickyAssignments:
@@ -51,11 +53,8 @@ class StickyAssignments:
     def stored(self, experiment_key: str, bucket_version: int, variants: Mapping[str, str]) -> None:
         """The store recorded ``variants`` (the first writer's): remember them and share them."""
         self.remember(experiment_key, bucket_version, variants)
-        if self._shared is not None:
-            try:
-                self._shared.sticky_put(experiment_key, bucket_version, variants)
-            except Exception as exc:
-                _log.warning("splitlab: Redis write failed (%s); workers will read the store instead", exc)
+        if self._shared is not None and variants:
+            self._redis("write", self._shared.sticky_put, experiment_key, bucket_version, variants)
 
     async def lookup(self, experiment_key: str, bucket_version: int, unit_ids: Sequence[str]) -> dict[str, str]:
         """The stored variant of each unit that has one: from memory, else (in a worker thread) Redis and the store."""
@@ -73,14 +72,8 @@ class StickyAssignments:
 
     def _look_up_missing(self, experiment_key: str, bucket_version: int, missing: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        if self._shared is not None and _clock() >= self._redis_skipped_until:
-            try:
-                cached = self._shared.sticky_get(experiment_key, bucket_version, missing)
-            except Exception as exc:
-                # A Redis that times out would add its timeout to every request: read the store for a while.
-                self._redis_skipped_until = _clock() + REDIS_BACKOFF_SECONDS
-                _log.warning("splitlab: Redis read failed (%s); reading the store for %ds", exc, REDIS_BACKOFF_SECONDS)
-                cached = {}
+        if self._shared is not None:
+            cached = self._redis("read", self._shared.sticky_get, experiment_key, bucket_version, missing) or {}
             found = {unit: variant for unit, variant in cached.items() if variant != ABSENT}
             self.remember(experiment_key, bucket_version, found)
             missing = [unit for unit in missing if unit not in cached]
@@ -93,9 +86,23 @@ class StickyAssignments:
         variants = {unit: a.variant for unit, a in rows.items() if a.bucket_version == bucket_version}
         self.remember(experiment_key, bucket_version, variants)
         if self._shared is not None:
-            try:
-                absent = [unit for unit in unit_ids if unit not in variants]
-                self._shared.sticky_put(experiment_key, bucket_version, variants, absent)
-            except Exception as exc:
-                _log.warning("splitlab: Redis write failed (%s)", exc)
+            absent = [unit for unit in unit_ids if unit not in variants]
+            self._redis("write", self._shared.sticky_put, experiment_key, bucket_version, variants, absent)
         return variants
+
+    def _redis(self, what: str, call: Callable[..., _T], *args: Any) -> _T | None:
+        """``call(*args)`` on Redis, or None while Redis is skipped or when the call fails.
+
+        A Redis that does not answer would add its timeout to every request (and to every write of
+        the recorder): after a failure, every Redis call is skipped for ``REDIS_BACKOFF_SECONDS``.
+        """
+        if _clock() < self._redis_skipped_until:
+            return None
+        try:
+            return call(*args)
+        except Exception as exc:
+            self._redis_skipped_until = _clock() + REDIS_BACKOFF_SECONDS
+            _log.warning(
+                "splitlab: Redis %s failed (%s); the store alone serves for %ds", what, exc, REDIS_BACKOFF_SECONDS
+            )
+            return None

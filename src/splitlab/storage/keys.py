@@ -126,7 +126,7 @@ class ApiKeyRepository:
         return [_record(row) for row in rows]
 
     def revoke(self, *, key_id: str) -> ApiKey:
-        """Revoke a key (it stops authenticating at once); revoking twice keeps the first time.
+        """Revoke a key (``verify`` refuses it from now on); revoking twice keeps the first time.
 
         Raises:
             NotFoundError: No key ``key_id``.
