@@ -43,7 +43,6 @@ def test_malformed_keys_are_refused_without_a_read_and_nothing_is_cached(
     assert len(runtime._keys._entries) == 0  # a flood of junk keys costs no memory
     assert client.get("/api/v1/config", headers=sdk).status_code == 200
     assert len(reads) == 1
-    assert sdk["Authorization"].split()[1] not in repr(runtime._keys._entries)  # cached by digest
 
 
 def test_sdk_key_cannot_manage_experiments(client: TestClient, admin: dict[str, str], sdk: dict[str, str]) -> None:

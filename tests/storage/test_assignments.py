@@ -36,6 +36,10 @@ def test_add_many_keeps_the_same_rule_without_reading_back(store: Store, experim
     stored = store.assignments.get_many(experiment_key=experiment, unit_ids=["u1", "u2"])
     assert {u: (a.variant, a.bucket_version) for u, a in stored.items()} == {"u1": ("control", 2), "u2": ("control", 1)}
     assert stored["u2"].assigned_at.tzinfo == UTC
+    quoted = {'ü-"ñ"\\ 😀': "treatment", "x" * 500: "control"}  # JSON-escaped text goes in as given
+    assert store.assignments.add_many(experiment_key=experiment, variants=quoted) == 2
+    back = store.assignments.get_many(experiment_key=experiment, unit_ids=list(quoted))
+    assert {u: a.variant for u, a in back.items()} == quoted
     with pytest.raises(ValueError, match="not variants of experiment"):
         store.assignments.add_many(experiment_key=experiment, variants={"u3": "nope"})
     with pytest.raises(NotFoundError):

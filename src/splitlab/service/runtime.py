@@ -6,7 +6,6 @@ reach it through :mod:`splitlab.service.deps`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,7 +62,7 @@ class Runtime:
         )
         self.assigner = Assigner(self.experiments, self.sticky, self.bandit_weights, self.recorder)
         self.event_writer = EventWriter(store, committed=self._events_committed)
-        self._keys: TimedCache[bytes, ApiKey | None] = TimedCache(ttl=settings.cache_seconds, max_size=10_000)
+        self._keys: TimedCache[str, ApiKey | None] = TimedCache(ttl=settings.cache_seconds, max_size=10_000)
         self._config: TimedCache[str, ConfigDocument] = TimedCache(ttl=settings.cache_seconds, max_size=1)
 
     async def config(self) -> ConfigDocument:
@@ -76,9 +75,8 @@ class Runtime:
     async def verify_key(self, key: str) -> ApiKey | None:
         """The active API key whose text is ``key`` (None: unknown, malformed or revoked), ``cache_seconds`` old."""
         if not is_well_formed(key):
-            return None  # no read, and nothing cached: junk headers cost no memory
-        # Cached by digest, so the cache holds no key text (and every entry is the same small size).
-        return await self._keys.get(hashlib.sha256(key.encode()).digest(), lambda _digest: self._verify(key))
+            return None  # no read, and nothing cached: junk headers (of any length) cost no memory
+        return await self._keys.get(key, self._verify)
 
     def _verify(self, key: str) -> ApiKey | None:
         return self.store.keys.verify(key=key)
