@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
+from splitlab.service.futures import settle
 from splitlab.service.problems import UnavailableError
 from splitlab.storage import Store, WriteResult
 
@@ -85,12 +86,12 @@ class EventWriter:
                 results = self._commit([rows for rows, _ in group])
             except BaseException as exc:
                 for _, future in group:
-                    _settle(future, exc)
+                    settle(future, exc)
             else:
                 for (_, future), result in zip(group, results, strict=True):
                     if self._committed is not None:
                         self._committed(result)  # counted here: a request that timed out is stored all the same
-                    _settle(future, result)
+                    settle(future, result)
 
     def _commit(self, batches: list[Sequence[tuple[Any, ...]]]) -> list[WriteResult]:
         try:
@@ -104,14 +105,3 @@ class EventWriter:
 
 def _is_deadlock(error: OperationalError) -> bool:
     return getattr(error.orig, "sqlstate", None) == _DEADLOCK_DETECTED
-
-
-def _settle(future: Future[WriteResult], outcome: WriteResult | BaseException) -> None:
-    """Answer a request, unless it stopped waiting (it timed out or its client went away)."""
-    try:
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-    except InvalidStateError:
-        pass

@@ -20,11 +20,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from splitlab.service.futures import settle
 from splitlab.service.problems import UnavailableError
 from splitlab.service.recent import Recent
 from splitlab.storage import Store
@@ -144,7 +145,7 @@ class AssignmentRecorder:
             except Exception as exc:  # a bug must not stop the thread: every later /assign would hang
                 _log.exception("splitlab: the assignment recorder failed a round")
                 for _, _, future in waiters:
-                    _settle(future, exc)
+                    settle(future, exc)
                 retry = {}
             with self._cond:
                 self._requeue(retry)
@@ -176,9 +177,9 @@ class AssignmentRecorder:
         for group, units, future in waiters:
             result = results.get(group)
             if isinstance(result, BaseException):
-                _settle(future, result)
+                settle(future, result)
             elif result is not None:
-                _settle(future, {unit: result[unit] for unit in units if unit in result})
+                settle(future, {unit: result[unit] for unit in units if unit in result})
         return retry
 
     def _write(self, group: _Group, variants: dict[str, str], *, read_back: bool) -> dict[str, str]:
@@ -202,7 +203,7 @@ class AssignmentRecorder:
         for group, variants in self._queue.items():
             self._give_up(group, variants, error)
         for _, _, future in self._waiters:
-            _settle(future, UnavailableError("service", "the service is stopping; retry with another worker"))
+            settle(future, UnavailableError("service", "the service is stopping; retry with another worker"))
         self._queue, self._waiters, self._queued = {}, [], 0
 
     def _give_up(self, group: _Group, variants: Mapping[str, str], error: BaseException) -> None:
@@ -232,14 +233,3 @@ class AssignmentRecorder:
                     break
         if retry:
             _log.warning("splitlab: the store is unreachable; %d assignments stay queued", self._queued)
-
-
-def _settle(future: Future[dict[str, str]], outcome: dict[str, str] | BaseException) -> None:
-    """Answer a waiter, unless it stopped waiting (its request timed out or was cancelled)."""
-    try:
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-    except InvalidStateError:
-        pass
