@@ -95,3 +95,20 @@ def test_a_key_reads_only_its_own_deployment(
             assert answer.status_code == 401
             assert answer.json()["detail"][0]["field"] == "Authorization"
     assert client.get("/api/v1/config", headers=sdk).status_code == 200
+
+
+def test_verify_refuses_every_text_that_is_not_a_created_key(database_url: str) -> None:
+    with open_store(database_url) as store:
+        record, key = store.keys.create(role="sdk", name="web", actor="test")
+        assert store.keys.verify(key=key) == record
+        _, key_id, secret = key.split("_", 2)
+        for wrong in (
+            key + "x",
+            key[:-1],
+            f"slk_{key_id}_{secret[:-1]}é",  # non-ASCII: refused by shape, never hashed
+            f"sk_{key_id}_{secret}",
+            f"slk_{key_id}",
+            f"slk__{secret}",
+            "",
+        ):
+            assert store.keys.verify(key=wrong) is None, wrong

@@ -44,7 +44,7 @@ def test_concurrent_batches_are_committed_together_and_answered_one_by_one(store
     def send(ids: list[str]) -> WriteResult:
         rows = _rows(store, ids)
         start.wait()
-        return writer.write(rows)
+        return writer.submit(rows).result(60)
 
     try:
         with ThreadPoolExecutor(8) as pool:
@@ -68,7 +68,7 @@ def test_a_failed_transaction_fails_every_batch_in_it(store: Store) -> None:
     store.events.log_encoded = broken  # type: ignore[method-assign]
     try:
         with pytest.raises(RuntimeError, match="disk full"):
-            writer.write(_rows(store, ["e1"]))
+            writer.submit(_rows(store, ["e1"])).result(60)
     finally:
         writer.close()
     with pytest.raises(UnavailableError, match="stopping"):
@@ -92,7 +92,7 @@ def test_a_deadlocked_group_is_written_again(store: Store) -> None:
 
     store.events.log_encoded = deadlocking_once  # type: ignore[method-assign]
     try:
-        result = writer.write(_rows(store, ["e1", "e2"]))
+        result = writer.submit(_rows(store, ["e1", "e2"])).result(60)
     finally:
         writer.close()
     assert (result.inserted, len(calls)) == (2, 2)
@@ -114,7 +114,7 @@ def test_a_batch_whose_request_gave_up_does_not_stop_the_writer_and_is_counted(s
         abandoned = writer.submit(_rows(store, ["e1"]))
         assert abandoned.cancel()  # its request timed out before the commit
         release.set()
-        assert writer.write(_rows(store, ["e2"]), timeout=10).inserted == 1
+        assert writer.submit(_rows(store, ["e2"])).result(10).inserted == 1
     finally:
         writer.close()
     assert store.events.count() == 2  # the abandoned batch was written all the same

@@ -29,6 +29,14 @@ class Store:
         return f"{key}:{value}"
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The cache's clock, moved by setting ``clock[0]`` (the event loop keeps its own)."""
+    now = [1000.0]
+    monkeypatch.setattr("splitlab.service.timed_cache._clock", lambda: now[0])
+    return now
+
+
 def test_a_missing_entry_is_loaded_once_for_every_waiter() -> None:
     store, cache = Store(), TimedCache[str, str](ttl=60)
     store.release.clear()
@@ -43,10 +51,8 @@ def test_a_missing_entry_is_loaded_once_for_every_waiter() -> None:
     assert store.reads == 1
 
 
-def test_an_expired_entry_is_served_while_one_refresh_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_expired_entry_is_served_while_one_refresh_runs(clock: list[float]) -> None:
     store, cache = Store(), TimedCache[str, str](ttl=1)
-    clock = [1000.0]
-    monkeypatch.setattr("splitlab.service.timed_cache._clock", lambda: clock[0])
 
     async def main() -> None:
         assert await cache.get("k", store.load) == "k:v1"
@@ -62,10 +68,8 @@ def test_an_expired_entry_is_served_while_one_refresh_runs(monkeypatch: pytest.M
     assert store.reads == 2  # one refresh for the five requests that found the entry expired
 
 
-def test_a_failed_refresh_keeps_the_old_entry_and_a_failed_load_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_refresh_keeps_the_old_entry_and_a_failed_load_raises(clock: list[float]) -> None:
     store, cache = Store(), TimedCache[str, str](ttl=1)
-    clock = [1000.0]
-    monkeypatch.setattr("splitlab.service.timed_cache._clock", lambda: clock[0])
 
     async def main() -> None:
         assert await cache.get("k", store.load) == "k:v1"
@@ -96,10 +100,8 @@ def test_ttl_zero_reads_the_store_every_time() -> None:
     assert store.reads == 2
 
 
-def test_an_entry_twice_the_ttl_old_is_loaded_before_it_is_served(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_entry_twice_the_ttl_old_is_loaded_before_it_is_served(clock: list[float]) -> None:
     store, cache = Store(), TimedCache[str, str](ttl=1)
-    clock = [1000.0]
-    monkeypatch.setattr("splitlab.service.timed_cache._clock", lambda: clock[0])
 
     async def main() -> None:
         assert await cache.get("k", store.load) == "k:v1"

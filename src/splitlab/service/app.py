@@ -19,12 +19,11 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from splitlab import __version__
 from splitlab.service.middleware import RequestGuard
-from splitlab.service.problems import UnavailableError, validation_problems
+from splitlab.service.problems import STORE_UNAVAILABLE, UnavailableError, validation_problems
 from splitlab.service.routes import assignments, bandits, config, experiments, health, ingest, metrics, prometheus
 from splitlab.service.runtime import Runtime
 from splitlab.service.settings import Settings
@@ -83,7 +82,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     """The database cannot be reached, gave up on a lock, or no pooled connection came free: 503, not a 500."""
-    assert isinstance(exc, OperationalError | PoolTimeoutError)  # noqa: S101 - registered for these types only
+    assert isinstance(exc, STORE_UNAVAILABLE)  # noqa: S101 - registered for these types only
     cause = type(exc.orig).__name__ if isinstance(exc, OperationalError) else "no free connection in the pool"
     body = {"detail": [{"field": "database", "message": f"the store is unavailable: {cause}"}]}
     return JSONResponse(body, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
@@ -182,8 +181,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.telemetry = telemetry
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(OperationalError, _database_error)
-    app.add_exception_handler(PoolTimeoutError, _database_error)
+    for error in STORE_UNAVAILABLE:
+        app.add_exception_handler(error, _database_error)
     app.add_exception_handler(UnavailableError, _unavailable)
     app.add_middleware(
         RequestGuard,

@@ -12,20 +12,16 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy.exc import OperationalError
 
 from splitlab.assignment import REASONS, assign_batch
 from splitlab.service.bandit_weights import BanditWeightsCache
 from splitlab.service.experiment_cache import CachedExperiment, ExperimentCache
-from splitlab.service.problems import UnavailableError
-from splitlab.service.recorder import AssignmentRecorder
+from splitlab.service.recorder import RECORD_TIMEOUT_SECONDS, AssignmentRecorder, write_failures_as_503
 from splitlab.service.sticky import StickyAssignments
-from splitlab.storage import NotFoundError
 
 __all__ = ["Assigner", "UnitAssignment"]
 
@@ -43,29 +39,6 @@ class UnitAssignment:
     enrolled: bool
     bucket: float | None
     reason: str
-
-
-RECORD_TIMEOUT_SECONDS = 30.0
-"""How long a request waits for its units' assignments to be written before it is answered 503."""
-
-
-async def wait_for_record(future: Future[dict[str, str]]) -> dict[str, str]:
-    """The stored variants a recorder write returns, or :class:`UnavailableError` (never a 500).
-
-    Raises:
-        OperationalError: The store is unreachable.
-        UnavailableError: The write took longer than ``RECORD_TIMEOUT_SECONDS``, or the store refused it
-            (the experiment changed while the request ran: a retry sees the new version).
-    """
-    try:
-        return await asyncio.wait_for(asyncio.wrap_future(future), RECORD_TIMEOUT_SECONDS)
-    except OperationalError:
-        raise
-    except TimeoutError:
-        raise UnavailableError("database", "recording the assignments took too long; retry") from None
-    except (NotFoundError, ValueError) as exc:
-        message = f"the experiment changed while the units were recorded ({exc}); retry"
-        raise UnavailableError("experiment", message) from None
 
 
 class Assigner:
@@ -114,7 +87,10 @@ class Assigner:
             self._recorder.submit(key, experiment.bucket_version, fresh, wait=False)
             return results
         future = self._recorder.submit(key, experiment.bucket_version, fresh, wait=True)
-        stored = await wait_for_record(future) if future is not None else {}
+        stored: dict[str, str] = {}
+        if future is not None:
+            with write_failures_as_503("the assignments", "experiment"):
+                stored = await asyncio.wait_for(asyncio.wrap_future(future), RECORD_TIMEOUT_SECONDS)
         moved = {u: v for u, v in stored.items() if v != fresh[u]}  # another worker recorded first: it wins
         if moved:
             again = self._evaluate(experiment, [unit for unit in units if unit[0] in moved], moved, weights)

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from splitlab.service.futures import settle
-from splitlab.service.problems import UnavailableError
+from splitlab.service.problems import stopping
 from splitlab.storage import Store, WriteResult
 
 __all__ = ["EventWriter"]
@@ -59,14 +59,10 @@ class EventWriter:
         future: Future[WriteResult] = Future()
         with self._cond:
             if self._closing:
-                raise UnavailableError("service", "the service is stopping; retry with another worker")
+                raise stopping()
             self._queue.append((rows, future))
             self._cond.notify_all()
         return future
-
-    def write(self, rows: Sequence[tuple[Any, ...]], timeout: float = 120.0) -> WriteResult:
-        """:meth:`submit`, blocking until the batch is committed (for threads)."""
-        return self.submit(rows).result(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is queued and stop the thread."""

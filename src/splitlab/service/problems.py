@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["NO_NUL", "InvalidInputError", "UnavailableError", "validation_problems"]
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+__all__ = ["NO_NUL", "STORE_UNAVAILABLE", "InvalidInputError", "UnavailableError", "stopping", "validation_problems"]
+
+STORE_UNAVAILABLE = (OperationalError, PoolTimeoutError)
+"""Store errors that mean "not now" (down, locked, no free pooled connection): 503, and writers keep their queue."""
 
 
 NO_NUL = r"^[^\x00]*$"
@@ -55,3 +61,8 @@ class UnavailableError(Exception):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+def stopping() -> UnavailableError:
+    """The answer to work handed to a writer that is closing (this worker is shutting down)."""
+    return UnavailableError("service", "the service is stopping; retry with another worker")

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
-
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from contextlib import contextmanager
 
 from splitlab.service.futures import settle
-from splitlab.service.problems import UnavailableError
+from splitlab.service.problems import STORE_UNAVAILABLE, UnavailableError, stopping
 from splitlab.service.recent import Recent
-from splitlab.storage import Store
+from splitlab.storage import NotFoundError, Store
 
 __all__ = ["AssignmentRecorder"]
 
@@ -42,11 +40,27 @@ Recorded = Callable[[int], None]
 Failed = Callable[[int, BaseException], None]
 """``failed(units, error)``: called when units could not be recorded and were given up."""
 
-UNREACHABLE = (OperationalError, PoolTimeoutError)
-"""Store errors that say "not now" (down, locked, no free connection): the units stay queued."""
+RECORD_TIMEOUT_SECONDS = 30.0
+"""How long a request waits for its units' assignments to be written before it is answered 503."""
 
 MAX_QUEUED = 1_000_000
 """Units kept queued while the store is unreachable; beyond, the oldest are given up (and reported)."""
+
+
+@contextmanager
+def write_failures_as_503(what: str, field: str) -> Iterator[None]:
+    """Around waiting for a recorder write (``what`` it records): its failures as :class:`UnavailableError`.
+
+    A wait over ``RECORD_TIMEOUT_SECONDS`` and a write the store refused (the experiment changed
+    while the request ran: a retry sees the new version) become 503s naming ``field``; an
+    unreachable store propagates to the app's own 503.
+    """
+    try:
+        yield
+    except TimeoutError:
+        raise UnavailableError("database", f"recording {what} took too long; retry") from None
+    except (NotFoundError, ValueError) as exc:
+        raise UnavailableError(field, f"the experiment changed while {what} were recorded ({exc}); retry") from None
 
 
 class AssignmentRecorder:
@@ -95,7 +109,7 @@ class AssignmentRecorder:
             return future
         with self._cond:
             if self._closing:
-                raise UnavailableError("service", "the service is stopping; retry with another worker")
+                raise stopping()
             group = self._queue.setdefault((experiment_key, bucket_version), {})
             before = len(group)
             for unit_id, variant in variants.items():
@@ -168,7 +182,7 @@ class AssignmentRecorder:
         for group, variants in queue.items():
             try:
                 results[group] = self._write(group, variants, read_back=group in waited)
-            except UNREACHABLE as exc:  # the store is unreachable or busy: keep them for the next round
+            except STORE_UNAVAILABLE as exc:  # the store is unreachable or busy: keep them for the next round
                 results[group] = exc
                 retry[group] = variants
             except Exception as exc:  # refused (say, the experiment changed meanwhile): give them up
@@ -203,7 +217,7 @@ class AssignmentRecorder:
         for group, variants in self._queue.items():
             self._give_up(group, variants, error)
         for _, _, future in self._waiters:
-            settle(future, UnavailableError("service", "the service is stopping; retry with another worker"))
+            settle(future, stopping())
         self._queue, self._waiters, self._queued = {}, [], 0
 
     def _give_up(self, group: _Group, variants: Mapping[str, str], error: BaseException) -> None:

@@ -105,19 +105,14 @@ class ApiKeyRepository:
 
     def verify(self, *, key: str) -> ApiKey | None:
         """The active key whose full text is ``key``; None when malformed, unknown, revoked or wrong."""
-        prefix, _, rest = key.partition("_")
-        key_id, _, secret = rest.partition("_")
-        if prefix != API_KEY_PREFIX or not key_id or not secret or not key_id.isalnum() or not key_id.isascii():
+        if not is_well_formed(key):
             return None
+        _, key_id, secret = key.split("_", 2)  # the secret may hold "_" too
         with self._tx.read() as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
         if row is None or row.revoked_at is not None:
             return None
-        try:
-            digest = _digest(secret)
-        except UnicodeEncodeError:
-            return None
-        return _record(row) if hmac.compare_digest(digest, row.secret_hash) else None
+        return _record(row) if hmac.compare_digest(_digest(secret), row.secret_hash) else None
 
     def list(self) -> builtins.list[ApiKey]:
         """Every key, revoked ones included, oldest first."""

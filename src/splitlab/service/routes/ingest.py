@@ -15,12 +15,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, Security, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.exc import OperationalError
 
-from splitlab.service.assignments import RECORD_TIMEOUT_SECONDS
 from splitlab.service.deps import ApiKeyAuth, http_error, invalid, runtime_of
 from splitlab.service.lean_route import LeanRoute, json_body, json_response, parse_body
 from splitlab.service.problems import InvalidInputError, UnavailableError
+from splitlab.service.recorder import RECORD_TIMEOUT_SECONDS, write_failures_as_503
 from splitlab.service.responses import ERRORS
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import EventBatch, ExposureBatch, IngestPublic
@@ -87,15 +86,8 @@ def _record_exposed(runtime: Runtime, batch: ExposureBatch) -> None:
         if future is not None:
             waiting.append(future)
     for future in waiting:
-        try:
+        with write_failures_as_503("the exposed units", "exposures"):
             future.result(timeout=RECORD_TIMEOUT_SECONDS)
-        except OperationalError:
-            raise
-        except TimeoutError:
-            raise UnavailableError("database", "recording the exposed units took too long; retry") from None
-        except (NotFoundError, ValueError) as exc:  # the experiment changed between the check and the write
-            message = f"the experiment changed while the exposed units were recorded ({exc}); retry"
-            raise UnavailableError("exposures", message) from None
 
 
 async def _ingest(request: Request, write: Callable[[Runtime, bytes], IngestPublic]) -> Response:
