@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from splitlab import __version__
 from splitlab.service.middleware import RequestGuard
+from splitlab.service.paths import API_PREFIX
 from splitlab.service.problems import STORE_UNAVAILABLE, UnavailableError, validation_problems
 from splitlab.service.routes import assignments, bandits, config, experiments, health, ingest, metrics, prometheus
 from splitlab.service.runtime import Runtime
@@ -31,9 +32,6 @@ from splitlab.service.telemetry import Telemetry
 from splitlab.storage import open_store
 
 __all__ = ["API_PREFIX", "app_from_env", "create_app"]
-
-API_PREFIX = "/api/v1"
-
 
 _EVENTS_PATH = f"{API_PREFIX}/events"
 
@@ -191,9 +189,12 @@ def create_app(settings: Settings) -> FastAPI:
         api_prefix=API_PREFIX,
         events_path=_EVENTS_PATH,
     )
-    # The hot routes first: a request is matched against the routes in order.
+    # The hottest route sits on the app's own router, ahead of the rest: FastAPI resolves a route of
+    # an included router through a lazily built context, matching the request twice (about 10 us of
+    # an /assign request that costs 60 us in the app), where its own routes take one regex match.
+    app.router.routes[:0] = assignments.hot.routes
+    # Then the warm ones: a request is matched against the routes in order.
     for router in (
-        assignments.lean,
         assignments.router,
         config.router,
         ingest.router,

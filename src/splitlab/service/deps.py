@@ -94,7 +94,14 @@ class ApiKeyAuth(HTTPBearer):
 
     async def __call__(self, request: Request) -> ApiKey:  # type: ignore[override]
         """The caller's key, or an HTTP error."""
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        return await self.check(request, runtime_of(request))
+
+    async def check(self, request: Request, runtime: Runtime) -> ApiKey:
+        """:meth:`__call__` for a lean endpoint that holds the runtime already."""
+        # Straight from the ASGI headers (names arrive lower-cased): request.headers builds a
+        # Headers object, a measurable part of an /assign request.
+        header = next((value for name, value in request.scope["headers"] if name == b"authorization"), b"")
+        scheme, _, credentials = header.decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not credentials:
             raise http_error(
                 status.HTTP_401_UNAUTHORIZED,
@@ -103,7 +110,7 @@ class ApiKeyAuth(HTTPBearer):
                 "`splitlab keys create`)",
                 headers=_CHALLENGE,
             )
-        key = await runtime_of(request).verify_key(credentials.strip())
+        key = await runtime.verify_key(credentials.strip())
         if key is None:
             raise http_error(
                 status.HTTP_401_UNAUTHORIZED,

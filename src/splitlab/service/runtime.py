@@ -74,6 +74,9 @@ class Runtime:
 
     async def verify_key(self, key: str) -> ApiKey | None:
         """The active API key whose text is ``key`` (None: unknown, malformed or revoked), ``cache_seconds`` old."""
+        cached = self._keys.fresh(key)
+        if cached is not None:  # the common case, in one look-up
+            return cached.value
         if not is_well_formed(key):
             return None  # no read, and nothing cached: junk headers (of any length) cost no memory
         return await self._keys.get(key, self._verify)

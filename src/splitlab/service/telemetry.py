@@ -105,6 +105,10 @@ class Telemetry:
         self._store_gauges = _StoreGauges(runtime)
         self.registry.register(self._store_gauges)
 
+    def count_assignment(self, experiment: str, variant: str | None) -> None:
+        """Count one assignment (None: not enrolled); what /assign calls for its one unit."""
+        self._child(self.assignments, experiment, variant or "none").inc()
+
     def count_assignments(self, experiment: str, variants: Iterable[str | None]) -> None:
         """Count one assignment per item of ``variants`` (None: not enrolled)."""
         for variant, n in Tally(variants).items():

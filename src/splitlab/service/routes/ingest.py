@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response, Security, status
 from fastapi.concurrency import run_in_threadpool
 
 from splitlab.service.deps import ApiKeyAuth, http_error, invalid, runtime_of
-from splitlab.service.lean_route import LeanRoute, json_body, json_response, parse_body
+from splitlab.service.lean_route import LeanRoute, json_body, json_response, parse_body, read_body
 from splitlab.service.problems import InvalidInputError, UnavailableError
 from splitlab.service.recorder import RECORD_TIMEOUT_SECONDS, write_failures_as_503
 from splitlab.service.responses import ERRORS
@@ -93,7 +93,7 @@ def _record_exposed(runtime: Runtime, batch: ExposureBatch) -> None:
 async def _ingest(request: Request, write: Callable[[Runtime, bytes], IngestPublic]) -> Response:
     """Authenticate, then parse and write the batch in one worker thread (a batch of thousands keeps the loop free)."""
     await _any_key(request)
-    runtime, body = runtime_of(request), await request.body()
+    runtime, body = runtime_of(request), await read_body(request)
     return json_response(await run_in_threadpool(write, runtime, body))
 
 
@@ -145,7 +145,7 @@ def _log_exposures(runtime: Runtime, body: bytes) -> IngestPublic:
 async def log_events(request: Request) -> Response:
     """Record events; an ``event_id`` already stored (or repeated in the batch) adds nothing."""
     await _any_key(request)
-    runtime, body = runtime_of(request), await request.body()
+    runtime, body = runtime_of(request), await read_body(request)
     rows = await run_in_threadpool(_encode_events, runtime, body)
     # Committed with the batches of concurrent requests; the wait holds no thread.
     try:
