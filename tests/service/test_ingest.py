@@ -44,6 +44,39 @@ def test_one_bad_event_rejects_the_whole_batch_naming_the_field(
         assert store.events.count() == 0
 
 
+def test_properties_and_ids_the_store_would_refuse_are_422s_naming_each_field(
+    client: TestClient, admin: dict[str, str], sdk: dict[str, str], database_url: str
+) -> None:
+    events = [
+        _event(0, properties={"tags": ["ok", "a\x00b"]}),
+        _event(1, properties={"x": "NaN-here"}),
+        _event(2, properties={"deep": json.loads('{"a":' * 40 + "1" + "}" * 40)}),
+        _event(3, unit_id="\u2003\x1c"),  # whitespace to str.strip, though not all of it to Unicode
+        _event(4, timestamp="0001-01-01T00:00:00+01:00"),  # before year 1 in UTC
+        _event(5, properties={"text": "[" * 40}),  # brackets in a string: stored as given
+    ]
+    raw = json.dumps({"events": events}).replace('"NaN-here"', "NaN")
+    answer = client.post(EVENTS, content=raw, headers={**sdk, "Content-Type": "application/json"})
+    assert answer.status_code == 422
+    fields = {d["field"]: d["message"] for d in answer.json()["detail"]}
+    # The schema's own checks come first (the ids); the store's, on the properties and times, once those pass.
+    assert fields == {"events.3.unit_id": "must not be blank (only whitespace) nor contain NUL characters"}
+    del events[3]
+    raw = json.dumps({"events": events}).replace('"NaN-here"', "NaN")
+    answer = client.post(EVENTS, content=raw, headers={**sdk, "Content-Type": "application/json"})
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == [
+        {"field": "events.0.properties.tags.1", "message": "must not contain NUL characters"},
+        {"field": "events.1.properties.x", "message": "nan is not a finite number"},
+        {"field": "events.2.properties.deep" + ".a" * 32, "message": "nested deeper than 32 levels"},
+        {"field": "events.3.timestamp", "message": "is out of range once converted to UTC"},
+    ]
+    with open_store(database_url) as store:
+        assert store.events.count() == 0
+    stored = client.post(EVENTS, json={"events": [events[-1]]}, headers=sdk)
+    assert stored.json() == {"received": 1, "inserted": 1, "duplicates": 0}
+
+
 def test_size_limits_are_413(client: TestClient, admin: dict[str, str], sdk: dict[str, str]) -> None:
     too_many = client.post(EVENTS, json={"events": [_event(i) for i in range(51)]}, headers=sdk)
     assert too_many.status_code == 413

@@ -8,7 +8,16 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-__all__ = ["NO_NUL", "STORE_UNAVAILABLE", "InvalidInputError", "UnavailableError", "stopping", "validation_problems"]
+__all__ = [
+    "NO_NUL",
+    "PYTHON_WHITESPACE",
+    "STORE_UNAVAILABLE",
+    "TEXT",
+    "InvalidInputError",
+    "UnavailableError",
+    "stopping",
+    "validation_problems",
+]
 
 STORE_UNAVAILABLE = (OperationalError, PoolTimeoutError)
 """Store errors that mean "not now" (down, locked, no free pooled connection): 503, and writers keep their queue."""
@@ -17,6 +26,16 @@ STORE_UNAVAILABLE = (OperationalError, PoolTimeoutError)
 NO_NUL = r"^[^\x00]*$"
 """The pattern of text the databases take (PostgreSQL refuses NUL). Checked by pydantic-core, which
 also refuses lone surrogates; :func:`validation_problems` words both for people."""
+
+PYTHON_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+"""The characters ``str.isspace`` (and so ``str.strip``) takes for whitespace, which the store's
+``check_text`` refuses as a whole id; Unicode's White_Space, the regex ``\\s``, leaves out ``\\x1c``-``\\x1f``."""
+
+TEXT = "^[^\\x00]*[^\\x00" + "".join(f"\\u{ord(c):04x}" for c in PYTHON_WHITESPACE) + "][^\\x00]*$"
+"""The pattern of an id or a name: no NUL, and not blank (at least one character besides whitespace)."""
 
 
 def _field(loc: Sequence[int | str]) -> str:
@@ -35,6 +54,8 @@ def validation_problems(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, s
             message = f"is not valid JSON: {error.get('ctx', {}).get('error', message)}"
         elif kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NO_NUL:
             message = "must not contain NUL characters"
+        elif kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == TEXT:
+            message = "must not be blank (only whitespace) nor contain NUL characters"
         elif kind == "string_unicode":
             message = "must be valid Unicode (no lone surrogates)"
         detail.append({"field": _field(tuple(error.get("loc", ()))), "message": message})

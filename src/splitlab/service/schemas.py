@@ -8,13 +8,13 @@ input a database would choke on is a 422 naming the field instead of a 500.
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict, StringConstraints
 
-from splitlab.service.problems import NO_NUL
+from splitlab.service.problems import TEXT
+from splitlab.storage.json_values import json_problems, storable_text
 
 if TYPE_CHECKING:
     from splitlab.storage import ExperimentRecord
@@ -44,63 +44,17 @@ __all__ = [
     "json_problems",
 ]
 
-MAX_JSON_DEPTH = 32
-"""Deepest nesting accepted in free-form JSON (attributes, properties, specs)."""
-
-
-def _text_problem(value: str) -> str | None:
-    if "\x00" in value:
-        return "must not contain NUL characters"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "must be valid Unicode (no lone surrogates)"
-    return None
-
-
-def json_problems(value: Any, path: str, depth: int = 0) -> list[tuple[str, str]]:
-    """``(field, message)`` for every value of a parsed JSON document the store would refuse."""
-    if depth > MAX_JSON_DEPTH:
-        return [(path, f"nested deeper than {MAX_JSON_DEPTH} levels")]
-    if isinstance(value, float) and not math.isfinite(value):
-        return [(path, f"{value} is not a finite number")]
-    if isinstance(value, str):
-        problem = _text_problem(value)
-        return [] if problem is None else [(path, problem)]
-    problems: list[tuple[str, str]] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and (problem := _text_problem(key)) is not None:
-                problems.append((where, f"key {problem}"))
-            problems.extend(json_problems(item, where, depth + 1))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            problems.extend(json_problems(item, f"{path}.{index}" if path else str(index), depth + 1))
-    return problems
-
-
-_STRICT_JSON = json.JSONEncoder(allow_nan=False, ensure_ascii=False, check_circular=False)
-
-
-def _plainly_storable(value: dict[str, Any]) -> bool:
-    """A quick yes for the common case, in C: finite numbers, no NUL, no lone surrogate, shallow enough.
-
-    Every event and exposure carries such an object, so the Python walk of :func:`json_problems`
-    (which names the offending field) runs only when this cannot say yes.
-    """
-    try:
-        text = _STRICT_JSON.encode(value)
-        text.encode("utf-8")
-    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
-        return False
-    # NUL is escaped as \u0000 even with ensure_ascii=False; brackets inside strings count too,
-    # which only sends a harmless object to the precise walk.
-    return "\\u0000" not in text and text.count("{") + text.count("[") <= MAX_JSON_DEPTH
+_STRICT_JSON = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"), check_circular=False)
 
 
 def _check_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    if value is not None and not _plainly_storable(value) and (problems := json_problems(value, "")):
+    if value is None:
+        return None
+    try:
+        text = _STRICT_JSON.encode(value)
+    except (ValueError, RecursionError):
+        text = None
+    if (text is None or not storable_text(text)) and (problems := json_problems(value, "")):
         field, message = problems[0]
         raise ValueError(f"{field}: {message}")
     return value
@@ -114,20 +68,15 @@ def _utc(value: datetime) -> datetime:
         raise ValueError(msg) from None
 
 
-def _not_blank(value: str) -> str:
-    # The store refuses blank ids and names (splitlab.storage.check_text): a 422 here, not a 500 there.
-    if not value.strip():
-        msg = "must not be blank (only whitespace)"
-        raise ValueError(msg)
-    return value
-
-
 Key = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=NO_NUL), AfterValidator(_not_blank)]
+# Checked in pydantic-core alone (a Python validator per field costs as much as the rest of the parse).
+Text = Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=TEXT)]
 JsonObject = Annotated[dict[str, Any] | None, AfterValidator(_check_json)]
 # Strict: without it, pydantic also takes a number of seconds for a time and true/false or a numeric
 # string for a number, none of which the documented schema (an RFC 3339 string, a number) allows.
 Timestamp = Annotated[AwareDatetime, Strict(), AfterValidator(_utc)]
+AwareTimestamp = Annotated[AwareDatetime, Strict()]
+"""A :data:`Timestamp` left in its own offset: for events, whose store encoding converts it (and names overflows)."""
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
 
@@ -198,9 +147,9 @@ class EventCreate(_Body):
     event_id: Text
     unit_id: Text
     name: Text
-    timestamp: Timestamp
+    timestamp: AwareTimestamp
     value: Number | None = None
-    properties: JsonObject = None
+    properties: dict[str, Any] | None = None  # checked as the store encodes it (EventRepository.encode_checked)
 
 
 class EventBatch(_Body):

@@ -11,6 +11,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
+from datetime import UTC
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, Security, status
@@ -23,7 +24,8 @@ from splitlab.service.recorder import RECORD_TIMEOUT_SECONDS, write_failures_as_
 from splitlab.service.responses import ERRORS
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import EventBatch, ExposureBatch, IngestPublic
-from splitlab.storage import Event, Exposure, NotFoundError, WriteResult
+from splitlab.storage import Exposure, NotFoundError, WriteResult
+from splitlab.storage.json_values import json_problems
 
 router = APIRouter(tags=["ingestion"], responses=ERRORS, route_class=LeanRoute)
 _any_key = ApiKeyAuth()
@@ -158,18 +160,22 @@ async def log_events(request: Request) -> Response:
 def _encode_events(runtime: Runtime, body: bytes) -> list[tuple[Any, ...]]:
     batch = parse_body(EventBatch, body)
     _check_size(len(batch.events), "events", runtime.settings.max_batch_size)
-    try:  # the store's own checks, should the schema have let something through
-        rows = runtime.store.events.encode(
-            Event(
-                event_id=e.event_id,
-                unit_id=e.unit_id,
-                name=e.name,
-                timestamp=e.timestamp,
-                value=e.value,
-                properties=e.properties,
-            )
-            for e in batch.events
-        )
-    except (TypeError, ValueError) as exc:
-        raise http_error(status.HTTP_422_UNPROCESSABLE_CONTENT, "events", str(exc)) from None
-    return rows
+    try:  # the schema checked what an Event checks; the store checks the rest as it encodes
+        return runtime.store.events.encode_checked(batch.events)
+    except ValueError as exc:
+        raise invalid(InvalidInputError(_event_problems(batch) or [("events", str(exc))])) from None
+
+
+def _event_problems(batch: EventBatch) -> list[tuple[str, str]]:
+    """What the store refused in ``batch``, each problem with its field (the properties walked in Python)."""
+    problems = []
+    for index, event in enumerate(batch.events):
+        if event.properties is not None:
+            problems.extend(json_problems(event.properties, f"events.{index}.properties"))
+        try:
+            event.timestamp.astimezone(UTC)
+        except OverflowError:
+            problems.append((f"events.{index}.timestamp", "is out of range once converted to UTC"))
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    return problems[:MAX_PROBLEMS]
