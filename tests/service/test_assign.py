@@ -8,6 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from splitlab.assignment import assign
+from splitlab.service.schemas import AssignmentPublic
 from splitlab.specs import ExperimentSpec, to_plan
 from splitlab.storage import open_store
 
@@ -26,6 +27,34 @@ def test_assign_matches_the_engine_and_returns_the_payload(
         expected = assign(plan, unit)
         assert (body["variant"], body["enrolled"], body["bucket"]) == (expected.variant, True, expected.bucket)
         assert body["payload"] == {"color": "grey" if expected.variant == "control" else "blue"}
+
+
+def test_the_hand_encoded_answer_is_exactly_the_documented_schema(
+    client: TestClient, running: str, sdk: dict[str, str]
+) -> None:
+    # /assign encodes its answer itself (no response model at run time): it must stay AssignmentPublic.
+    body = {"experiment": running, "unit_id": "ü-1", "attributes": {"country": "DE"}}
+    answer = client.post(ONE, json=body, headers=sdk)
+    assert answer.headers["content-type"] == "application/json"
+    assert int(answer.headers["content-length"]) == len(answer.content)
+    parsed = AssignmentPublic.model_validate_json(answer.content, strict=True)
+    assert answer.json() == parsed.model_dump()
+    assert list(answer.json()) == list(AssignmentPublic.model_fields)
+    assert parsed.unit_id == "ü-1"
+    # A body that arrives in chunks (no Content-Length) is read whole.
+    chunks = (part.encode() for part in ('{"experiment": "', running, '", "unit_id"', ': "ü-1"}'))
+    streamed = client.post(ONE, content=chunks, headers={**sdk, "Content-Type": "application/json"})
+    assert streamed.json() == {**answer.json()}
+
+
+def test_blank_or_nul_ids_are_422_naming_the_field(client: TestClient, running: str, sdk: dict[str, str]) -> None:
+    for unit in (" ", "\u3000\t", "\x1c", "a\x00b"):
+        answer = client.post(ONE, json={"experiment": running, "unit_id": unit}, headers=sdk)
+        assert answer.status_code == 422, unit
+        assert answer.json()["detail"] == [
+            {"field": "unit_id", "message": "must not be blank (only whitespace) nor contain NUL characters"}
+        ]
+    assert client.post(ONE, json={"experiment": running, "unit_id": " x "}, headers=sdk).status_code == 200
 
 
 def test_batch_matches_single_assignments_and_records_them(
