@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from pydantic import ValidationError
 
 from splitlab.service.problems import InvalidInputError
-from splitlab.service.schemas import json_problems
 from splitlab.specs import (
     Change,
     ExperimentSpec,
@@ -24,6 +23,7 @@ from splitlab.specs import (
     plan_update,
 )
 from splitlab.storage import ExperimentRecord, NotFoundError, Store
+from splitlab.storage.json_values import json_problems
 
 __all__ = ["ApplyOutcome", "apply_spec", "change_status", "parse_spec"]
 

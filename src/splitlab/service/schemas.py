@@ -1,8 +1,9 @@
 """Request and response bodies of the HTTP API, named by role (``...Create``, ``...Public``, ``...Batch``).
 
 Strings are checked for what the databases refuse (NUL characters, lone surrogates), JSON objects
-for non-finite numbers and excessive nesting, and times must carry a time zone, so that every
-input a database would choke on is a 422 naming the field instead of a 500.
+for non-finite numbers and excessive nesting (events' properties as the store encodes them, see
+``splitlab.service.routes.ingest``), and times must carry a time zone, so that every input a
+database would choke on is a 422 naming the field instead of a 500.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ __all__ = [
     "RewardsPublic",
     "StatusPublic",
     "UnitCreate",
-    "json_problems",
 ]
 
 _STRICT_JSON = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"), check_circular=False)

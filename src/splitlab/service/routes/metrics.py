@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path, status
 from splitlab.service.deps import AdminKey, StoreDep, actor, http_error, invalid
 from splitlab.service.problems import InvalidInputError
 from splitlab.service.responses import ERRORS
-from splitlab.service.schemas import json_problems
 from splitlab.specs import MetricDefinition
+from splitlab.storage.json_values import json_problems
 
 router = APIRouter(prefix="/metrics", tags=["metrics"], responses=ERRORS)
 
