@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -105,12 +105,11 @@ class Telemetry:
         self._store_gauges = _StoreGauges(runtime)
         self.registry.register(self._store_gauges)
 
-    def count_assignment(self, experiment: str, variant: str | None) -> None:
-        """Count one assignment (None: not enrolled); what /assign calls for its one unit."""
-        self._child(self.assignments, experiment, variant or "none").inc()
-
-    def count_assignments(self, experiment: str, variants: Iterable[str | None]) -> None:
+    def count_assignments(self, experiment: str, variants: Sequence[str | None]) -> None:
         """Count one assignment per item of ``variants`` (None: not enrolled)."""
+        if len(variants) == 1:  # /assign: one counter call, no tally
+            self._child(self.assignments, experiment, variants[0] or "none").inc()
+            return
         for variant, n in Tally(variants).items():
             self._child(self.assignments, experiment, variant or "none").inc(n)
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["MAX_JSON_DEPTH", "json_problems", "storable_text"]
+from splitlab.storage._sql import json_encoder
+
+__all__ = ["MAX_JSON_DEPTH", "json_problems", "storable", "storable_text"]
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting accepted in free-form JSON (attributes, properties, specs)."""
@@ -48,6 +50,14 @@ def json_problems(value: Any, path: str, depth: int = 0) -> list[tuple[str, str]
         for index, item in enumerate(value):
             problems.extend(json_problems(item, f"{path}.{index}" if path else str(index), depth + 1))
     return problems
+
+
+def storable(value: Any) -> bool:
+    """A quick yes for ``value`` (see :func:`storable_text`), encoded by the store's strict encoder."""
+    try:
+        return storable_text(json_encoder()(value))
+    except (TypeError, ValueError, RecursionError):
+        return False
 
 
 def storable_text(text: str) -> bool:

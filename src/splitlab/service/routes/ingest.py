@@ -11,7 +11,6 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import UTC
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, Security, status
@@ -25,7 +24,7 @@ from splitlab.service.responses import ERRORS
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import EventBatch, ExposureBatch, IngestPublic
 from splitlab.storage import Exposure, NotFoundError, WriteResult
-from splitlab.storage.json_values import json_problems
+from splitlab.storage.events import event_problems
 
 router = APIRouter(tags=["ingestion"], responses=ERRORS, route_class=LeanRoute)
 _any_key = ApiKeyAuth()
@@ -167,15 +166,10 @@ def _encode_events(runtime: Runtime, body: bytes) -> list[tuple[Any, ...]]:
 
 
 def _event_problems(batch: EventBatch) -> list[tuple[str, str]]:
-    """What the store refused in ``batch``, each problem with its field (the properties walked in Python)."""
-    problems = []
+    """What the store refused in ``batch``, each problem with its field."""
+    problems: list[tuple[str, str]] = []
     for index, event in enumerate(batch.events):
-        if event.properties is not None:
-            problems.extend(json_problems(event.properties, f"events.{index}.properties"))
-        try:
-            event.timestamp.astimezone(UTC)
-        except OverflowError:
-            problems.append((f"events.{index}.timestamp", "is out of range once converted to UTC"))
+        problems.extend(event_problems(event, f"events.{index}"))
         if len(problems) >= MAX_PROBLEMS:
             break
     return problems[:MAX_PROBLEMS]
