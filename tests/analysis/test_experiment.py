@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from splitlab.analysis.experiment import analyze_experiment
-from splitlab.simulation import simulate
+from splitlab.operations.simulation import simulate
 from splitlab.specs import ExperimentSpec, MetricDefinition, load_spec
 from splitlab.storage import Store, open_store
 

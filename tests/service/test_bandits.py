@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from splitlab.allocation import current_weights
+from splitlab.operations.bandits import current_weights
 from splitlab.storage import open_store
 
 BANDIT: dict[str, Any] = {

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from splitlab.simulation import simulate
+from splitlab.operations.simulation import simulate
 from splitlab.specs import ExperimentSpec, MetricDefinition
 from splitlab.storage import open_store
 

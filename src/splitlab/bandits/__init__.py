@@ -12,7 +12,7 @@ A pure layer (numpy and scipy; no storage, web or CLI code):
   (period-weighted and inverse-propensity weighted).
 * :mod:`~splitlab.bandits.simulation`: regret simulations vectorised across replications.
 
-``splitlab.allocation`` wires these to experiment specs, the store and assignment.
+``splitlab.operations.bandits`` wires these to experiment specs, the store and assignment.
 """
 
 from __future__ import annotations

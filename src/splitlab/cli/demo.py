@@ -40,7 +40,7 @@ def demo(
 
     from splitlab.analysis.experiment import analyze_experiment
     from splitlab.analysis.report import to_html
-    from splitlab.simulation import simulate
+    from splitlab.operations.simulation import simulate
     from splitlab.specs import load_catalog
     from splitlab.storage import open_store
 

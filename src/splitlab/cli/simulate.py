@@ -57,7 +57,7 @@ def simulate(
     database: DatabaseOption = None,
 ) -> None:
     """Write synthetic exposures and events with known true effects for a stored experiment."""
-    from splitlab.simulation import simulate as run
+    from splitlab.operations.simulation import simulate as run
     from splitlab.specs import ExperimentSpec, MetricDefinition
     from splitlab.storage import open_store
 

@@ -1,6 +1,6 @@
 """The current weights of bandit experiments, computed from the store's counters at most once per ``ttl``.
 
-Weights are fixed within a window (see :mod:`splitlab.allocation`), so a worker may reuse them for
+Weights are fixed within a window (see :mod:`splitlab.operations.bandits`), so a worker may reuse them for
 ``cache_seconds``; with Redis every worker uses the first weights computed for a window.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from splitlab.allocation import BanditWeights, current_weights
+from splitlab.operations.bandits import BanditWeights, current_weights
 from splitlab.service.experiment_cache import CachedExperiment
 from splitlab.service.shared_cache import RedisCache
 from splitlab.service.timed_cache import TimedCache

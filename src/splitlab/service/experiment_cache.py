@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from splitlab.allocation import BanditSettings, bandit_settings
 from splitlab.assignment import CompiledPlan, ExperimentPlan, Variant, compile_plan
+from splitlab.operations.bandits import BanditSettings, bandit_settings
 from splitlab.service.timed_cache import TimedCache
 from splitlab.specs import ExperimentSpec, to_plan
 from splitlab.storage import ExperimentRecord, NotFoundError, Store

@@ -239,7 +239,7 @@ class ConfigPublic(BaseModel):
 
 
 class BanditWeightsPublic(BaseModel):
-    """A bandit experiment's allocation for the current window (see :class:`splitlab.allocation.BanditWeights`)."""
+    """A bandit experiment's allocation for the current window (:class:`splitlab.operations.bandits.BanditWeights`)."""
 
     experiment: str
     window: int

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 from fastapi.concurrency import run_in_threadpool
 
-from splitlab.allocation import BanditSettings, record_rewards
+from splitlab.operations.bandits import BanditSettings, record_rewards
 from splitlab.service.deps import AnyKey, RuntimeDep, http_error
 from splitlab.service.experiment_cache import CachedExperiment
 from splitlab.service.responses import ERRORS

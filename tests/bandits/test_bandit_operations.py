@@ -1,4 +1,4 @@
-"""splitlab.allocation on a real store (SQLite and PostgreSQL): settings, sticky assignment, windows, rewards."""
+"""splitlab.operations.bandits on a real store (SQLite and PostgreSQL): settings, sticky units, windows, rewards."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from splitlab.allocation import (
+from splitlab.bandits import period_weighted_estimates
+from splitlab.operations.bandits import (
     SETTINGS,
     assign_unit,
     bandit_estimates,
@@ -21,7 +22,6 @@ from splitlab.allocation import (
     record_reward,
     record_rewards,
 )
-from splitlab.bandits import period_weighted_estimates
 from splitlab.specs import ExperimentSpec
 from splitlab.stats.statistics import MeanStatistic
 from splitlab.storage import Event, NotFoundError, Store, open_store
@@ -251,7 +251,7 @@ def test_two_processes_lose_no_reward_and_agree_on_assignments(
     shared = [f"shared-{i}" for i in range(30)]
     code = (
         "import json\n"
-        "from splitlab.allocation import assign_unit, record_reward\n"
+        "from splitlab.operations.bandits import assign_unit, record_reward\n"
         "from splitlab.storage import open_store\n"
         f"store = open_store({database_url!r})\n"
         "{barrier}"
