@@ -198,8 +198,15 @@ def test_rerandomize_bumps_the_bucket_version() -> None:
     assert updated.model_dump(exclude={"bucket_version"}) == new.model_dump(exclude={"bucket_version"})
 
 
-def test_rerandomize_without_other_changes_still_starts_a_new_bucket_version() -> None:
-    assert check_update(_spec(), _spec(), has_run=True, rerandomize=True).bucket_version == 2
+def test_rerandomize_is_a_permission_used_only_where_a_change_needs_it() -> None:
+    # Nothing protected changed: no unit would move, so the bucket version stays.
+    assert check_update(_spec(), _spec(), has_run=True, rerandomize=True).bucket_version == 1
+    ramp = _spec(coverage=0.5)
+    assert check_update(_spec(), ramp, has_run=True, rerandomize=True).bucket_version == 1
+    # A draft has assigned nobody: a protected change needs no new bucket version.
+    reseeded = _spec(seed="s2")
+    assert check_update(_spec(), reseeded, has_run=False, rerandomize=True).bucket_version == 1
+    assert check_update(_spec(), reseeded, has_run=True, rerandomize=True).bucket_version == 2
 
 
 def test_key_cannot_change() -> None:

@@ -149,11 +149,15 @@ def check_update(
     Args:
         old, new: the current and the proposed spec; their keys must match.
         has_run: whether units may have been assigned (see :func:`splitlab.specs.lifecycle.has_run`).
-        rerandomize: accept changes to :data:`PROTECTED` fields by starting a new bucket version.
+        rerandomize: permission to accept changes to :data:`PROTECTED` fields of an experiment that has
+            run by starting a new bucket version. It is used only where it is needed: an update that
+            moves no assigned unit (no protected change, or an experiment that never ran) keeps its
+            bucket version, so one ``--rerandomize`` over a folder re-randomises only the experiments
+            whose changes require it. To re-shuffle an experiment on purpose, change its ``seed``.
 
     Returns:
-        ``new``, or with ``rerandomize`` a copy of ``new`` whose ``bucket_version`` is
-        ``old.bucket_version + 1`` (every unit is hashed afresh).
+        ``new``, or, when a protected change of an experiment that has run is permitted, a copy of
+        ``new`` whose ``bucket_version`` is ``old.bucket_version + 1`` (every unit is hashed afresh).
 
     Raises:
         ValueError: the keys differ, or the experiment has run and ``new`` changes protected fields
@@ -162,9 +166,10 @@ def check_update(
     if old.key != new.key:
         msg = f"key == {new.key!r} differs from {old.key!r}: the key is the experiment's identity, create a new one"
         raise ValueError(msg)
-    if rerandomize:
+    found = _protected_changes(old, new) if has_run else []
+    if found and rerandomize:
         return new.model_copy(update={"bucket_version": old.bucket_version + 1})
-    if has_run and (found := _protected_changes(old, new)):
+    if found:
         msg = (
             f"experiment {old.key!r} has run, so changing {', '.join(found)} would move assigned units between "
             f"variants and corrupt its analysis. Revert these fields, or apply with --rerandomize to start bucket "
@@ -203,7 +208,7 @@ def plan_update(
     """
     if current is None:
         return UpdatePlan("create", proposed, [])
-    if not diff(current, proposed) and not rerandomize:
+    if not diff(current, proposed):
         return UpdatePlan("unchanged", current, [])
     new = check_update(current, proposed, has_run=has_run, rerandomize=rerandomize)
     return UpdatePlan("update", new, diff(current, new), new.bucket_version != current.bucket_version)

@@ -333,11 +333,12 @@ def _check_namespaces(experiments: dict[str, tuple[ExperimentSpec, _Found]], pro
                     )
 
 
-def load_catalog(path: str | os.PathLike[str]) -> Catalog:
+def load_catalog(path: str | os.PathLike[str], *, defined_metrics: Collection[str] = ()) -> Catalog:
     """Every experiment and metric definition in a folder (its ``*.yaml`` and ``*.yml`` files) or one file.
 
     Checks, across all files: experiment keys and metric names are unique, every metric an
-    experiment refers to is defined, and experiments of one namespace have disjoint ranges.
+    experiment refers to is defined (in the files, or among ``defined_metrics``: those a store
+    already holds), and experiments of one namespace have disjoint ranges.
 
     Raises:
         SpecError: every problem found, each with file and line.
@@ -379,8 +380,9 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
                         )
                     elif metric is not None:
                         metrics[metric.name] = (metric, found)
+    defined = {*defined_metrics, *metrics}
     for spec, found in experiments.values():
-        _check_references(spec, found.doc, found.base, metrics, problems)
+        _check_references(spec, found.doc, found.base, defined, problems)
     _check_namespaces(experiments, problems)
     if problems:
         raise SpecError(problems)
