@@ -30,7 +30,7 @@ def user_errors() -> Iterator[None]:
     """Turn a caller mistake (ValueError, missing file) into ``error: ...`` and exit status 2."""
     try:
         yield
-    except (ValueError, KeyError, FileNotFoundError) as error:
+    except (ValueError, LookupError, FileNotFoundError) as error:  # LookupError: NotFoundError, KeyError
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(code=2) from None
