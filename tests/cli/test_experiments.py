@@ -87,7 +87,7 @@ def test_lifecycle_commands_and_refused_transitions(db: list[str]) -> None:
     assert [r["key"] for r in json.loads(run("list", "--status", "stopped", "--json", *db))] == ["checkout-one-page"]
     missing = runner.invoke(app, ["start", "nope", *db])
     assert missing.exit_code == 2
-    assert "'nope' is not in the store" in missing.output
+    assert missing.output == "error: experiment 'nope' does not exist\n"
 
 
 def test_assign_matches_the_python_api_and_respects_status_and_targeting(db: list[str]) -> None:

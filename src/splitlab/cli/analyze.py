@@ -16,19 +16,14 @@ SegmentOption = Annotated[
 ]
 
 
-def _readout(
+def _analysis(
     key: str, database: str | None, segment: list[str] | None, *, save: bool, source: Path | None = None
 ) -> Any:
-    from splitlab.analysis.experiment import analyze_experiment
+    from splitlab.operations.analysis import analyze as analyze_stored
     from splitlab.storage import open_store
 
     with open_store(database) as store:
-        if source is None:
-            return analyze_experiment(store, key, segments=segment, save=save)
-        from splitlab.analysis.warehouse import warehouse
-
-        with warehouse(source) as data:
-            return analyze_experiment(store, key, segments=segment, save=save, data=data)
+        return analyze_stored(store, key, segments=segment, save=save, source=source)
 
 
 def analyze(
@@ -48,7 +43,8 @@ def analyze(
     from splitlab.analysis.report import rich_readout, to_html, to_json, to_markdown, to_text
 
     with user_errors():
-        readout = _readout(key, database, segment, save=save, source=source)
+        outcome = _analysis(key, database, segment, save=save, source=source)
+        readout = outcome.readout
         if html is not None:
             html.write_text(to_html(readout), encoding="utf-8")
     if as_json:
@@ -61,6 +57,8 @@ def analyze(
         show(Group(*rich_readout(readout)), lambda: to_text(readout))
     if html is not None and not as_json:
         typer.echo(f"HTML report: {html}")
+    if save and not outcome.saved:
+        typer.echo(f"warning: snapshot not saved ({outcome.not_saved})", err=True)
 
 
 def status(
@@ -72,7 +70,7 @@ def status(
     import json
 
     with user_errors():
-        readout = _readout(key, database, [], save=False)
+        readout = _analysis(key, database, [], save=False).readout
     configured = ", ".join(f"{k}={w:.0%}" for k, w in readout.configured_weights.items())
     total = sum(readout.units.values())
     actual = ", ".join(f"{k}={(n / total if total else 0):.0%}" for k, n in readout.units.items())

@@ -38,10 +38,10 @@ def demo(
     from rich.console import Console
     from rich.progress import Progress
 
-    from splitlab.analysis.experiment import analyze_experiment
     from splitlab.analysis.report import to_html
-    from splitlab.operations.simulation import simulate
-    from splitlab.specs import load_catalog
+    from splitlab.operations.analysis import analyze
+    from splitlab.operations.experiments import apply_catalog, change_status, read_catalog
+    from splitlab.operations.simulation import simulate_experiment
     from splitlab.storage import open_store
 
     console = Console()
@@ -49,24 +49,27 @@ def demo(
         for suffix in ("", "-wal", "-shm"):
             Path(f"{database}{suffix}").unlink(missing_ok=True)
         reports.mkdir(parents=True, exist_ok=True)
-        catalog = load_catalog(examples_path())
         url = f"sqlite:///{database.resolve()}"
         with open_store(url) as store, Progress(console=console, transient=True) as progress:
-            store.metrics.put_many(definitions=[m.model_dump(mode="json") for m in catalog.metrics.values()],
-                                   actor="demo")  # fmt: skip
-            task = progress.add_task("simulating and analysing", total=len(catalog.experiments) * 2)
+            applied = apply_catalog(store, read_catalog(store, examples_path()), actor="demo")
+            task = progress.add_task("simulating and analysing", total=len(applied.experiments) * 2)
             results = []
-            for key, spec in catalog.experiments.items():
-                store.experiments.create(key=key, spec=spec.model_dump(mode="json"), actor="demo")
-                store.experiments.set_status(key=key, status="running", actor="demo")
+            for experiment in applied.experiments:
+                key = experiment.key
+                change_status(store, key=key, action="start", actor="demo")
                 scenario = SCENARIOS.get(key, {"units": 40_000, "effects": {}})
                 progress.update(task, description=f"simulating {key}")
-                simulate(store, spec, catalog.metrics, units=int(scenario["units"]),  # type: ignore[call-overload]
-                         effects=scenario.get("effects"), segment_effects=scenario.get("segment_effects"),  # type: ignore[arg-type]
-                         seed=seed)  # fmt: skip
+                simulate_experiment(
+                    store,
+                    key,
+                    units=int(scenario["units"]),  # type: ignore[call-overload]
+                    effects=scenario.get("effects"),  # type: ignore[arg-type]
+                    segment_effects=scenario.get("segment_effects"),  # type: ignore[arg-type]
+                    seed=seed,
+                )
                 progress.advance(task)
                 progress.update(task, description=f"analysing {key}")
-                readout = analyze_experiment(store, key)
+                readout = analyze(store, key).readout
                 path = reports / f"{key}.html"
                 path.write_text(to_html(readout), encoding="utf-8")
                 results.append((key, readout, path))

@@ -30,51 +30,33 @@ def apply(
         bool,
         typer.Option(
             "--rerandomize",
-            help="Allow changes that move units (unit, variant keys, seed ...) by bumping the bucket version.",
+            help="Allow changes that move units (unit, variant keys, seed ...) of experiments that have run, "
+            "by bumping their bucket version (only those whose change needs it).",
         ),
     ] = False,
     actor: ActorOption = None,
     database: DatabaseOption = None,
 ) -> None:
     """Create or update experiments from YAML specs and print what changed."""
-    from splitlab.specs import ExperimentSpec, has_run, load_catalog, plan_update
+    from splitlab.operations.experiments import apply_catalog, read_catalog
 
-    with user_errors():
-        if not path.exists():
-            msg = f"PATH {str(path)!r} does not exist"
-            raise FileNotFoundError(msg)
-        catalog = load_catalog(path)
-        who = actor_name(actor)
-        with _open(database) as store:
-            if catalog.metrics:
-                typer.echo(f"metrics: {len(catalog.metrics)} definitions ({', '.join(catalog.metrics)})")
-                if not dry_run:
-                    definitions = [m.model_dump(mode="json") for m in catalog.metrics.values()]
-                    store.metrics.put_many(definitions=definitions, actor=who)
-            for key, spec in catalog.experiments.items():
-                record = store.experiments.get(key=key)
-                current = None if record is None else ExperimentSpec.model_validate(record.spec)
-                has_run_ = record is not None and has_run(record.status)
-                plan = plan_update(current, spec, has_run=has_run_, rerandomize=rerandomize)
-                if record is None:
-                    typer.echo(f"+ {key}: create (version 1, status draft, {len(spec.variants)} variants)")
-                    if not dry_run:
-                        store.experiments.create(key=key, spec=spec.model_dump(mode="json"), actor=who)
-                    continue
-                if plan.action == "unchanged":
-                    typer.echo(f"= {key}: unchanged (version {record.current_version})")
-                    continue
-                note = " (re-randomised)" if plan.rerandomized else ""
-                typer.echo(f"~ {key}: update to version {record.current_version + 1}{note}")
-                for change in plan.changes:
-                    typer.echo(f"    {change.path}: {_value(change.old)} -> {_value(change.new)}")
-                if not dry_run:
-                    store.experiments.update(
-                        key=key, spec=plan.spec.model_dump(mode="json"), diff=[asdict(c) for c in plan.changes],
-                        actor=who, expected_version=record.current_version, rerandomize=plan.rerandomized,
-                    )  # fmt: skip
-        if dry_run:
-            typer.echo("(dry run: nothing written)")
+    with user_errors(), _open(database) as store:
+        catalog = read_catalog(store, path)
+        outcome = apply_catalog(store, catalog, actor=actor_name(actor), rerandomize=rerandomize, dry_run=dry_run)
+    if outcome.metrics:
+        typer.echo(f"metrics: {len(outcome.metrics)} definitions ({', '.join(outcome.metrics)})")
+    for experiment in outcome.experiments:
+        if experiment.action == "created":
+            typer.echo(f"+ {experiment.key}: create (version 1, status draft, {experiment.variants} variants)")
+        elif experiment.action == "unchanged":
+            typer.echo(f"= {experiment.key}: unchanged (version {experiment.version})")
+        else:
+            note = " (re-randomised)" if experiment.rerandomized else ""
+            typer.echo(f"~ {experiment.key}: update to version {experiment.version}{note}")
+            for change in experiment.changes:
+                typer.echo(f"    {change.path}: {_value(change.old)} -> {_value(change.new)}")
+    if dry_run:
+        typer.echo("(dry run: nothing written)")
 
 
 def list_experiments(
@@ -83,9 +65,11 @@ def list_experiments(
     database: DatabaseOption = None,
 ) -> None:
     """List the experiments in the store."""
+    from splitlab.operations.experiments import list_experiments as stored_experiments
+
     with user_errors(), _open(database) as store:
-        records = store.experiments.list(status=status)
-    rows = [
+        records = stored_experiments(store, status=status)
+    rows: list[dict[str, Any]] = [
         {
             "key": r.key,
             "name": r.spec.get("name") or r.key,
@@ -128,14 +112,13 @@ def show_experiment(
     database: DatabaseOption = None,
 ) -> None:
     """Show an experiment: status, versions, the spec, and its audit log."""
+    from splitlab.operations.experiments import get_experiment
+    from splitlab.operations.experiments import history as audit_log
     from splitlab.specs import ExperimentSpec, dump_spec
 
     with user_errors(), _open(database) as store:
-        record = store.experiments.get(key=key)
-        if record is None:
-            msg = f"experiment {key!r} is not in the store; `splitlab apply` creates it"
-            raise ValueError(msg)
-        history = store.experiments.history(key=key)
+        record = get_experiment(store, key)
+        history = audit_log(store, key)
     if as_json:
         payload = {
             "key": record.key, "status": record.status, "version": record.current_version,
@@ -162,16 +145,11 @@ def show_experiment(
 
 
 def _lifecycle(action: str, key: str, actor: str | None, database: str | None, reason: str | None) -> None:
-    from splitlab.specs import apply_action
+    from splitlab.operations.experiments import change_status
 
     with user_errors(), _open(database) as store:
-        record = store.experiments.get(key=key)
-        if record is None:
-            msg = f"experiment {key!r} is not in the store; `splitlab apply` creates it"
-            raise ValueError(msg)
-        status = apply_action(record.status, action)
-        version = store.experiments.set_status(key=key, status=str(status), actor=actor_name(actor), reason=reason)
-    typer.echo(f"{key}: {record.status} -> {status} (version {version.version})")
+        moved = change_status(store, key=key, action=action, actor=actor_name(actor), reason=reason)
+    typer.echo(f"{key}: {moved.old_status} -> {moved.record.status} (version {moved.record.current_version})")
 
 
 ReasonOption = Annotated[str | None, typer.Option(help="A note for the audit log.")]

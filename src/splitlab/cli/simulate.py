@@ -57,22 +57,21 @@ def simulate(
     database: DatabaseOption = None,
 ) -> None:
     """Write synthetic exposures and events with known true effects for a stored experiment."""
-    from splitlab.operations.simulation import simulate as run
-    from splitlab.specs import ExperimentSpec, MetricDefinition
+    from splitlab.operations.simulation import simulate_experiment
     from splitlab.storage import open_store
 
     with user_errors(), open_store(database) as store:
-        record = store.experiments.get(key=key)
-        if record is None:
-            msg = f"experiment {key!r} is not in the store; `splitlab apply` creates it"
-            raise ValueError(msg)
-        spec = ExperimentSpec.model_validate(record.spec)
-        metrics = {name: MetricDefinition.model_validate(d) for name, d in store.metrics.list().items()}
         shares = None if split is None else [_share("--split", s) for s in split.split(",")]
-        summary = run(
-            store, spec, metrics, units=units, effects=parse_effects(effect),
-            segment_effects=parse_segment_effects(segment_effect), split=shares, days=days, seed=seed,
-        )  # fmt: skip
+        summary = simulate_experiment(
+            store,
+            key,
+            units=units,
+            effects=parse_effects(effect),
+            segment_effects=parse_segment_effects(segment_effect),
+            split=shares,
+            days=days,
+            seed=seed,
+        )
     data = {
         "experiment": summary.experiment_key, "units": summary.units, "exposed": summary.exposed,
         "not_enrolled": summary.not_enrolled, "dropped_exposures": summary.dropped_exposures,

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from splitlab.assignment.batch import assign_batch
+from splitlab.operations.experiments import get_experiment
 from splitlab.specs.model import ExperimentSpec, MetricDefinition
 from splitlab.specs.plan import to_plan
 from splitlab.storage import Event, Exposure, Store
@@ -221,6 +222,38 @@ def simulate(
     exposed = {key: int(np.sum(enrolled & (index == i))) for i, key in enumerate(variant_keys)}
     return SimulationSummary(spec.key, units, exposed, written, effects, start, days,
                              int(np.sum(index < 0)), dropped)  # fmt: skip
+
+
+def simulate_experiment(
+    store: Store,
+    key: str,
+    *,
+    units: int,
+    effects: Mapping[str, float] | None = None,
+    segment_effects: Mapping[str, Mapping[str, float]] | None = None,
+    split: Sequence[float] | None = None,
+    days: float = 14.0,
+    seed: int = 0,
+) -> SimulationSummary:
+    """:func:`simulate` for the stored experiment ``key``, with its stored spec and metric definitions.
+
+    Raises:
+        NotFoundError: No experiment ``key``.
+        ValueError: An option out of bounds (named), or an effect on a metric the experiment does not use.
+    """
+    spec = ExperimentSpec.model_validate(get_experiment(store, key).spec)
+    metrics = {name: MetricDefinition.model_validate(d) for name, d in store.metrics.list().items()}
+    return simulate(
+        store,
+        spec,
+        metrics,
+        units=units,
+        effects=effects,
+        segment_effects=segment_effects,
+        split=split,
+        days=days,
+        seed=seed,
+    )
 
 
 def _force_split(

@@ -1,0 +1,124 @@
+"""Analyse a stored experiment, keep its readout as a snapshot, and read the latest one.
+
+The analysis itself (one aggregation query, the tests, the health checks, the decision) is
+:func:`splitlab.analysis.experiment.analyze_experiment`; this module owns the rules around it:
+which experiment, which data (the store or the user's warehouse tables), and what happens when
+the readout cannot be kept. A store that refuses the snapshot (read-only, full) does not cost
+the user the readout: it is returned with ``saved`` False and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import DBAPIError
+
+from splitlab.operations.errors import ConflictError
+from splitlab.operations.experiments import get_experiment
+from splitlab.storage import Snapshot, Store
+
+if TYPE_CHECKING:
+    from splitlab.analysis.readout import ExperimentReadout
+
+__all__ = ["AnalysisOutcome", "analyze", "latest_results"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnalysisOutcome:
+    """A readout and whether it was kept.
+
+    Attributes:
+        readout: The experiment's readout (health checks, results, decision).
+        snapshot: The stored snapshot, when it was saved.
+        not_saved: Why the readout was not kept (asked not to, or the store refused it), else None.
+    """
+
+    readout: ExperimentReadout
+    snapshot: Snapshot | None
+    not_saved: str | None
+
+    @property
+    def saved(self) -> bool:
+        """Whether the readout was stored as a snapshot."""
+        return self.snapshot is not None
+
+
+def analyze(
+    store: Store,
+    key: str,
+    *,
+    segments: Sequence[str] | None = None,
+    as_of: datetime | None = None,
+    save: bool = True,
+    source: str | os.PathLike[str] | None = None,
+) -> AnalysisOutcome:
+    """Analyse experiment ``key`` from the store's exposures and events, or from the tables ``source`` maps.
+
+    Args:
+        store: The store (specs, metric definitions, snapshots; and the data unless ``source``).
+        key: The experiment.
+        segments: Segment dimensions; default the spec's ``stratify_by``.
+        as_of: Analyse only what happened before this (aware) time.
+        save: Keep the readout as a snapshot.
+        source: A YAML file mapping the user's own exposure and event tables
+            (:mod:`splitlab.analysis.warehouse`), read-only.
+
+    Raises:
+        NotFoundError: No experiment ``key``.
+        ConflictError: The experiment cannot be analysed as specified (no metrics, metrics with no
+            stored definition, invalid decision rules).
+    """
+    from splitlab.analysis.experiment import analyze_experiment
+
+    get_experiment(store, key)
+    try:
+        if source is None:
+            readout = analyze_experiment(store, key, segments=segments, as_of=as_of, save=False)
+        else:
+            from splitlab.analysis.warehouse import warehouse
+
+            with warehouse(Path(source)) as data:
+                readout = analyze_experiment(store, key, segments=segments, as_of=as_of, save=False, data=data)
+    except ValueError as exc:
+        raise ConflictError("experiment", str(exc)) from None
+    if not save:
+        return AnalysisOutcome(readout=readout, snapshot=None, not_saved="not asked to save")
+    return _keep(store, readout)
+
+
+def _keep(store: Store, readout: ExperimentReadout) -> AnalysisOutcome:
+    from splitlab.analysis.report import readout_to_dict
+
+    payload: dict[str, Any] = readout_to_dict(readout)
+    try:
+        snapshot = store.snapshots.add(
+            experiment_key=readout.experiment_key, spec_version=readout.spec_version, payload=payload
+        )
+    except DBAPIError as exc:  # read-only, disk full, locked past the timeout: the readout still stands
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        return AnalysisOutcome(readout=readout, snapshot=None, not_saved=f"the store refused the snapshot: {reason}")
+    return AnalysisOutcome(readout=readout, snapshot=snapshot, not_saved=None)
+
+
+def latest_results(store: Store, key: str, *, fresh: bool = False) -> tuple[Snapshot | None, AnalysisOutcome | None]:
+    """The latest stored readout of ``key``, after analysing it now when ``fresh``.
+
+    Returns:
+        The latest snapshot (None when there is none), and the fresh analysis when one ran.
+
+    Raises:
+        NotFoundError: No experiment ``key``.
+        ConflictError: As :func:`analyze`, or a fresh readout the store refused to keep.
+    """
+    get_experiment(store, key)
+    outcome = None
+    if fresh:
+        outcome = analyze(store, key)
+        if outcome.snapshot is None:
+            raise ConflictError("results", f"the readout of {key!r} was not saved: {outcome.not_saved}")
+    return store.snapshots.latest(experiment_key=key), outcome

@@ -1,0 +1,304 @@
+"""Experiments as code: apply specs (one, or a catalog of files) and move the lifecycle.
+
+Every check against the store lives here: the metrics a spec refers to must be defined (in the
+same catalog or in the store), the namespace range must not overlap another experiment's, and a
+change that would move assigned units needs ``rerandomize`` (granted per experiment, used only
+by the experiments whose change needs it: :func:`splitlab.specs.check_update`). A catalog is
+checked whole before anything is written, so a refused file leaves the store as it was.
+
+Example:
+    >>> from splitlab.specs import load_spec
+    >>> from splitlab.storage import open_store
+    >>> spec = load_spec("{key: cta, variants: [{key: a}, {key: b}]}")
+    >>> with open_store("sqlite://") as store:
+    ...     created = apply_spec(store, spec, actor="ana")
+    ...     again = apply_spec(store, spec, actor="ana")
+    ...     moved = change_status(store, key="cta", action="start", actor="ana")
+    >>> created.action, again.action, (moved.old_status, moved.record.status, moved.record.current_version)
+    ('created', 'unchanged', ('draft', 'running', 2))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from splitlab.operations.errors import ConflictError, InvalidInputError
+from splitlab.specs import (
+    Catalog,
+    Change,
+    ExperimentSpec,
+    UpdatePlan,
+    apply_action,
+    has_run,
+    load_catalog,
+    metric_references,
+    plan_update,
+)
+from splitlab.storage import ExperimentRecord, ExperimentVersion, NotFoundError, Store, VersionConflictError
+
+__all__ = [
+    "ApplyOutcome",
+    "CatalogOutcome",
+    "StatusChange",
+    "apply_catalog",
+    "apply_spec",
+    "change_status",
+    "get_experiment",
+    "history",
+    "list_experiments",
+    "read_catalog",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyOutcome:
+    """What applying one spec did (or, in a dry run, would do).
+
+    Attributes:
+        key: The experiment.
+        action: ``created``, ``updated`` or ``unchanged``.
+        changes: The diff from the stored spec (empty when created or unchanged).
+        rerandomized: Whether the bucket version moved (every unit is re-bucketed).
+        version: The experiment's version after applying.
+        variants: How many variants the applied spec has.
+        record: The experiment after applying; None in a dry run.
+    """
+
+    key: str
+    action: Literal["created", "updated", "unchanged"]
+    changes: tuple[Change, ...] = ()
+    rerandomized: bool = False
+    version: int
+    variants: int
+    record: ExperimentRecord | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CatalogOutcome:
+    """What applying a catalog did: the metric definitions written and each experiment's outcome."""
+
+    metrics: tuple[str, ...]
+    experiments: tuple[ApplyOutcome, ...]
+    dry_run: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusChange:
+    """A lifecycle move: the status before, and the experiment after (its status and version)."""
+
+    old_status: str
+    record: ExperimentRecord
+
+
+def get_experiment(store: Store, key: str) -> ExperimentRecord:
+    """The stored experiment ``key``.
+
+    Raises:
+        NotFoundError: No experiment ``key``.
+    """
+    record = store.experiments.get(key=key)
+    if record is None:
+        msg = f"experiment {key!r} does not exist"
+        raise NotFoundError(msg)
+    return record
+
+
+def list_experiments(store: Store, *, status: str | None = None) -> list[ExperimentRecord]:
+    """Every experiment ordered by key, or only those with ``status``.
+
+    Raises:
+        InvalidInputError: ``status`` is not a status.
+    """
+    try:
+        return store.experiments.list(status=status)
+    except ValueError as exc:
+        raise InvalidInputError([("status", str(exc))]) from None
+
+
+def history(store: Store, key: str) -> list[ExperimentVersion]:
+    """The experiment's versions, oldest first (its audit log).
+
+    Raises:
+        NotFoundError: No experiment ``key``.
+    """
+    get_experiment(store, key)
+    return store.experiments.history(key=key)
+
+
+def read_catalog(store: Store, path: str | os.PathLike[str]) -> Catalog:
+    """The specs and metric definitions in a file or folder, checked against the store's metrics.
+
+    A spec may refer to metrics defined in the same files or already in the store.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        SpecError: Every problem in the files, each with file and line.
+    """
+    if not os.path.exists(path):  # noqa: PTH110 - path may be str or PathLike; one call either way
+        msg = f"PATH {os.fspath(path)!r} does not exist"
+        raise FileNotFoundError(msg)
+    return load_catalog(path, defined_metrics=store.metrics.list())
+
+
+def apply_spec(
+    store: Store, spec: ExperimentSpec, *, actor: str, rerandomize: bool = False, dry_run: bool = False
+) -> ApplyOutcome:
+    """Create the experiment, or update it under the rules of :func:`splitlab.specs.check_update`.
+
+    Raises:
+        InvalidInputError: The spec refers to metrics with no stored definition, or its namespace
+            range overlaps another experiment's.
+        ConflictError: The update changes protected fields of an experiment that has run (without
+            ``rerandomize``), or someone else changed the experiment meanwhile.
+    """
+    problems = _store_problems(store, spec, defined_metrics=(), applied={spec.key: spec})
+    if problems:
+        raise InvalidInputError(problems)
+    planned = _plan(store, spec, rerandomize=rerandomize)
+    return planned.outcome if dry_run else _write(store, planned, actor=actor)
+
+
+def apply_catalog(
+    store: Store, catalog: Catalog, *, actor: str, rerandomize: bool = False, dry_run: bool = False
+) -> CatalogOutcome:
+    """Apply a catalog: its metric definitions, then each experiment, all checked before any write.
+
+    Raises:
+        InvalidInputError: As :func:`apply_spec`, for every experiment at once (fields prefixed by the key).
+        ConflictError: As :func:`apply_spec`, for the first experiment refused.
+    """
+    problems = []
+    for key, spec in catalog.experiments.items():
+        found = _store_problems(store, spec, defined_metrics=catalog.metrics, applied=catalog.experiments)
+        problems += [(f"{key}: {field}", message) for field, message in found]
+    if problems:
+        raise InvalidInputError(problems)
+    planned = [_plan(store, spec, rerandomize=rerandomize) for spec in catalog.experiments.values()]
+    if dry_run:
+        outcomes = [p.outcome for p in planned]
+    else:
+        if catalog.metrics:
+            definitions = [m.model_dump(mode="json") for m in catalog.metrics.values()]
+            store.metrics.put_many(definitions=definitions, actor=actor)
+        outcomes = [_write(store, p, actor=actor) for p in planned]
+    return CatalogOutcome(metrics=tuple(catalog.metrics), experiments=tuple(outcomes), dry_run=dry_run)
+
+
+def change_status(store: Store, *, key: str, action: str, actor: str, reason: str | None = None) -> StatusChange:
+    """Apply a lifecycle ``action`` (start, pause, stop, archive); ``start`` on a paused experiment resumes it.
+
+    Raises:
+        NotFoundError: No experiment ``key``.
+        ConflictError: The move is not allowed from the current status.
+    """
+    record = get_experiment(store, key)
+    try:
+        status = apply_action(record.status, action)
+    except ValueError as exc:
+        raise ConflictError("status", str(exc)) from None
+    store.experiments.set_status(key=key, status=str(status), actor=actor, reason=reason)
+    return StatusChange(old_status=record.status, record=get_experiment(store, key))
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    outcome: ApplyOutcome
+    plan: UpdatePlan
+    expected_version: int | None
+
+
+def _plan(store: Store, spec: ExperimentSpec, *, rerandomize: bool) -> _Planned:
+    record = store.experiments.get(key=spec.key)
+    current = None if record is None else ExperimentSpec.model_validate(record.spec)
+    ran = record is not None and has_run(record.status)
+    try:
+        plan = plan_update(current, spec, has_run=ran, rerandomize=rerandomize)
+    except ValueError as exc:  # a protected field of an experiment that has run
+        raise ConflictError("body", str(exc)) from None
+    if record is None:
+        outcome = ApplyOutcome(key=spec.key, action="created", version=1, variants=len(spec.variants), record=None)
+        return _Planned(outcome, plan, None)
+    unchanged = plan.action == "unchanged"
+    outcome = ApplyOutcome(
+        key=spec.key,
+        action="unchanged" if unchanged else "updated",
+        changes=tuple(plan.changes),
+        rerandomized=plan.rerandomized,
+        version=record.current_version + (0 if unchanged else 1),
+        variants=len(plan.spec.variants),
+        record=record if unchanged else None,
+    )
+    return _Planned(outcome, plan, record.current_version)
+
+
+def _write(store: Store, planned: _Planned, *, actor: str) -> ApplyOutcome:
+    outcome, plan = planned.outcome, planned.plan
+    if outcome.action == "created":
+        record = store.experiments.create(key=outcome.key, spec=plan.spec.model_dump(mode="json"), actor=actor)
+        return _with_record(outcome, record)
+    if outcome.action == "unchanged":
+        return outcome
+    try:
+        store.experiments.update(
+            key=outcome.key,
+            spec=plan.spec.model_dump(mode="json"),
+            diff=[asdict(c) for c in plan.changes],
+            actor=actor,
+            expected_version=planned.expected_version,
+            rerandomize=plan.rerandomized,
+        )
+    except VersionConflictError as exc:
+        raise ConflictError("key", str(exc)) from None
+    return _with_record(outcome, get_experiment(store, outcome.key))
+
+
+def _with_record(outcome: ApplyOutcome, record: ExperimentRecord) -> ApplyOutcome:
+    return ApplyOutcome(
+        key=outcome.key,
+        action=outcome.action,
+        changes=outcome.changes,
+        rerandomized=outcome.rerandomized,
+        version=record.current_version,
+        variants=outcome.variants,
+        record=record,
+    )
+
+
+def _store_problems(
+    store: Store,
+    spec: ExperimentSpec,
+    *,
+    defined_metrics: Collection[str],
+    applied: Mapping[str, ExperimentSpec],
+) -> list[tuple[str, str]]:
+    """What the store says against ``spec``: undefined metrics, a namespace range taken by another experiment.
+
+    ``applied`` are the specs being applied together with ``spec`` (their ranges were checked
+    against each other when the catalog was read), so their stored versions are not compared.
+    """
+    problems: list[tuple[str, str]] = []
+    references = [(path, name) for path, name in metric_references(spec) if name not in defined_metrics]
+    if references:
+        stored = store.metrics.get_many(names=[name for _, name in references])
+        problems += [
+            (path, f"{name!r} is not a defined metric (define it with `splitlab apply` on a metrics file)")
+            for path, name in references
+            if name not in stored
+        ]
+    if spec.namespace is not None:
+        start, end = spec.namespace.range
+        for other in store.experiments.list():
+            layer = other.spec.get("namespace") or {}
+            if other.key in applied or other.status == "archived" or layer.get("name") != spec.namespace.name:
+                continue
+            other_start, other_end = layer["range"]
+            if start < other_end and other_start < end:
+                message = (
+                    f"[{start}, {end}) overlaps [{other_start}, {other_end}) of experiment {other.key!r} in "
+                    f"namespace {spec.namespace.name!r}; the ranges of one namespace must be disjoint"
+                )
+                problems.append(("namespace.range", message))
+    return problems
