@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from splitlab import __version__
+from splitlab.operations.errors import ConflictError, InvalidInputError
 from splitlab.service.middleware import RequestGuard
 from splitlab.service.paths import API_PREFIX
 from splitlab.service.problems import STORE_UNAVAILABLE, UnavailableError, validation_problems
@@ -29,7 +30,7 @@ from splitlab.service.routes import assignments, bandits, config, experiments, h
 from splitlab.service.runtime import Runtime
 from splitlab.service.settings import Settings
 from splitlab.service.telemetry import Telemetry
-from splitlab.storage import open_store
+from splitlab.storage import NotFoundError, open_store
 
 __all__ = ["API_PREFIX", "app_from_env", "create_app"]
 
@@ -84,6 +85,26 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     cause = type(exc.orig).__name__ if isinstance(exc, OperationalError) else "no free connection in the pool"
     body = {"detail": [{"field": "database", "message": f"the store is unavailable: {cause}"}]}
     return JSONResponse(body, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
+
+
+async def _invalid_input(_request: Request, exc: Exception) -> JSONResponse:
+    """An operation refused its input: 422 with every problem, each naming its field."""
+    assert isinstance(exc, InvalidInputError)  # noqa: S101 - registered for this type only
+    detail = [{"field": field, "message": message} for field, message in exc.problems]
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def _conflict(_request: Request, exc: Exception) -> JSONResponse:
+    """An operation's refusal by the experiment's state (a lifecycle move, a protected change): 409."""
+    assert isinstance(exc, ConflictError)  # noqa: S101 - registered for this type only
+    return JSONResponse(
+        {"detail": [{"field": exc.field, "message": exc.message}]}, status_code=status.HTTP_409_CONFLICT
+    )
+
+
+async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
+    """No such experiment: 404 naming the key (routes whose field is another name catch it themselves)."""
+    return JSONResponse({"detail": [{"field": "key", "message": str(exc)}]}, status_code=status.HTTP_404_NOT_FOUND)
 
 
 async def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
@@ -182,6 +203,9 @@ def create_app(settings: Settings) -> FastAPI:
     for error in STORE_UNAVAILABLE:
         app.add_exception_handler(error, _database_error)
     app.add_exception_handler(UnavailableError, _unavailable)
+    app.add_exception_handler(InvalidInputError, _invalid_input)
+    app.add_exception_handler(ConflictError, _conflict)
+    app.add_exception_handler(NotFoundError, _not_found)
     app.add_middleware(
         RequestGuard,
         max_body_bytes=settings.max_body_bytes,

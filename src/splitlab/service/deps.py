@@ -11,7 +11,6 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPBearer
 
-from splitlab.service.problems import InvalidInputError
 from splitlab.service.runtime import Runtime
 from splitlab.service.settings import Settings
 from splitlab.service.telemetry import Telemetry
@@ -27,7 +26,6 @@ __all__ = [
     "TelemetryDep",
     "actor",
     "http_error",
-    "invalid",
     "runtime_of",
 ]
 
@@ -35,12 +33,6 @@ __all__ = [
 def http_error(code: int, field: str, message: str, *, headers: dict[str, str] | None = None) -> HTTPException:
     """An HTTP error whose body is ``{"detail": [{"field": ..., "message": ...}]}``, like every 4xx here."""
     return HTTPException(code, detail=[{"field": field, "message": message}], headers=headers)
-
-
-def invalid(error: InvalidInputError) -> HTTPException:
-    """A 422 listing every problem of ``error``, each with its field."""
-    detail = [{"field": field, "message": message} for field, message in error.problems]
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
 
 
 def runtime_of(request: Request) -> Runtime:

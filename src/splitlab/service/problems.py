@@ -1,4 +1,7 @@
-"""The service's own errors: a caller's mistake (one or more problems, each naming its field), or a busy service."""
+"""The service's own errors (a busy service), the patterns its inputs are checked with, and how problems read.
+
+A caller's mistake is :class:`splitlab.operations.errors.InvalidInputError`, the same error every front end raises.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from splitlab.operations.errors import InvalidInputError
 
 __all__ = [
     "NO_NUL",
@@ -60,14 +65,6 @@ def validation_problems(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, s
             message = "must be valid Unicode (no lone surrogates)"
         detail.append({"field": _field(tuple(error.get("loc", ()))), "message": message})
     return detail
-
-
-class InvalidInputError(ValueError):
-    """Input the service refuses; ``problems`` holds ``(field, message)`` pairs, all of them at once."""
-
-    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("; ".join(f"{field}: {message}" for field, message in self.problems))
 
 
 class UnavailableError(Exception):

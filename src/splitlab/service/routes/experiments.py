@@ -1,20 +1,28 @@
-"""Experiments: list, get, create-or-update from a spec (JSON or YAML), and the lifecycle moves."""
+"""Experiments: list, get, create-or-update from a spec (JSON or YAML), the lifecycle moves, status and results.
+
+Thin adapters over :mod:`splitlab.operations`: the same rules and error texts as the CLI. The
+app turns the operations' errors into answers (``InvalidInputError`` 422, ``ConflictError`` 409,
+``NotFoundError`` 404: see :mod:`splitlab.service.app`).
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
 
-from splitlab.service.deps import AdminKey, RuntimeDep, StoreDep, actor, http_error, invalid
-from splitlab.service.experiments import apply_spec, change_status, parse_spec
-from splitlab.service.problems import NO_NUL, InvalidInputError
+from splitlab.operations import analysis, experiments
+from splitlab.operations.errors import InvalidInputError
+from splitlab.service.deps import AdminKey, RuntimeDep, StoreDep, actor, http_error
+from splitlab.service.problems import NO_NUL
 from splitlab.service.responses import ERRORS
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import ChangePublic, ExperimentApplyPublic, ExperimentPublic, ResultsPublic, StatusPublic
-from splitlab.specs import ExperimentSpec, SpecError
-from splitlab.storage import NotFoundError, VersionConflictError
+from splitlab.specs import ExperimentSpec, SpecError, load_spec
+from splitlab.storage.json_values import json_problems
 
 router = APIRouter(prefix="/experiments", tags=["experiments"], responses=ERRORS)
 
@@ -36,16 +44,13 @@ def list_experiments(
     store: StoreDep, _key: AdminKey, status_: Annotated[_STATUSES | None, Query(alias="status")] = None
 ) -> list[ExperimentPublic]:
     """Every experiment ordered by key, or only those with ``status``."""
-    return [ExperimentPublic.of(r) for r in store.experiments.list(status=status_)]
+    return [ExperimentPublic.of(r) for r in experiments.list_experiments(store, status=status_)]
 
 
 @router.get("/{key}", summary="Get an experiment")
 def get_experiment(key: KeyPath, store: StoreDep, _key: AdminKey) -> ExperimentPublic:
     """The experiment's current state and spec."""
-    record = store.experiments.get(key=key)
-    if record is None:
-        raise http_error(status.HTTP_404_NOT_FOUND, "key", f"experiment {key!r} does not exist")
-    return ExperimentPublic.of(record)
+    return ExperimentPublic.of(experiments.get_experiment(store, key))
 
 
 @router.put("/{key}", summary="Create or update an experiment from its spec", openapi_extra=_SPEC_BODY)
@@ -72,16 +77,11 @@ def _put(
 ) -> ExperimentApplyPublic:
     try:
         spec = parse_spec(body, content_type=content_type, key=key)
-        with runtime.changing(key):
-            outcome = apply_spec(runtime.store, spec, actor=actor, rerandomize=rerandomize)
-    except InvalidInputError as exc:
-        raise invalid(exc) from None
     except SpecError as exc:
         raise http_error(status.HTTP_422_UNPROCESSABLE_CONTENT, "body", str(exc)) from None
-    except VersionConflictError as exc:
-        raise http_error(status.HTTP_409_CONFLICT, "key", str(exc)) from None
-    except ValueError as exc:  # check_update: a protected field of an experiment that has run
-        raise http_error(status.HTTP_409_CONFLICT, "body", str(exc)) from None
+    with runtime.changing(key):
+        outcome = experiments.apply_spec(runtime.store, spec, actor=actor, rerandomize=rerandomize)
+    assert outcome.record is not None  # noqa: S101 - not a dry run: the experiment was written
     return ExperimentApplyPublic(
         action=outcome.action,
         changes=[ChangePublic(path=c.path, old=c.old, new=c.new) for c in outcome.changes],
@@ -90,14 +90,49 @@ def _put(
 
 
 def _lifecycle(runtime: Runtime, key: str, action: str, actor: str, reason: str | None) -> ExperimentPublic:
+    with runtime.changing(key):
+        moved = experiments.change_status(runtime.store, key=key, action=action, actor=actor, reason=reason)
+    return ExperimentPublic.of(moved.record)
+
+
+def parse_spec(body: bytes, *, content_type: str, key: str) -> ExperimentSpec:
+    """The spec in a request body: JSON, or YAML when the content type says so.
+
+    Raises:
+        InvalidInputError: The body is not UTF-8, not JSON/YAML, not a valid spec, or names another key.
+        SpecError: YAML that is not a valid spec (its problems carry line numbers).
+    """
     try:
-        with runtime.changing(key):
-            record = change_status(runtime.store, key=key, action=action, actor=actor, reason=reason)
-    except NotFoundError as exc:
-        raise http_error(status.HTTP_404_NOT_FOUND, "key", str(exc)) from None
-    except ValueError as exc:
-        raise http_error(status.HTTP_409_CONFLICT, "status", str(exc)) from None
-    return ExperimentPublic.of(record)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError([("body", f"is not UTF-8 text: {exc.reason} at byte {exc.start}")]) from None
+    if "yaml" in content_type.lower():
+        # load_spec reads a one-line text ending in .yaml as a file path: a newline keeps a request
+        # body from ever naming a file on the server.
+        try:
+            spec = load_spec(text + "\n")
+        except RecursionError:
+            raise InvalidInputError([("body", "is nested too deeply")]) from None
+    else:
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidInputError([("body", f"is not valid JSON: {exc}")]) from None
+        if not isinstance(document, dict):
+            raise InvalidInputError([("body", f"must be a JSON object (a spec), got {type(document).__name__}")])
+        if problems := json_problems(document, ""):
+            raise InvalidInputError(problems)
+        try:
+            spec = ExperimentSpec.model_validate(document)
+        except ValidationError as exc:
+            raise InvalidInputError(
+                [(".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors(include_input=False)]
+            ) from None
+    if problems := json_problems(spec.model_dump(mode="json"), ""):
+        raise InvalidInputError(problems)
+    if spec.key != key:
+        raise InvalidInputError([("key", f"{spec.key!r} differs from the key in the URL, {key!r}")])
+    return spec
 
 
 # NO_NUL: the reason is stored with the move, and PostgreSQL refuses NUL (a 500 instead of a 422).
@@ -127,14 +162,7 @@ def experiment_status(key: KeyPath, store: StoreDep, _key: AdminKey) -> StatusPu
     """Status, days running, configured split against units per variant with the SRM check, and the
     planned sample per variant: `splitlab status`, computed now from the exposures (nothing stored).
     """  # noqa: D205
-    from splitlab.analysis.experiment import analyze_experiment
-
-    if store.experiments.get(key=key) is None:
-        raise http_error(status.HTTP_404_NOT_FOUND, "key", f"experiment {key!r} does not exist")
-    try:
-        readout = analyze_experiment(store, key, save=False)
-    except ValueError as exc:  # e.g. no metrics: the stored experiment cannot be analysed, the request is fine
-        raise http_error(status.HTTP_409_CONFLICT, "spec.metrics", str(exc)) from None
+    readout = analysis.analyze(store, key, save=False).readout
     return StatusPublic.model_validate(readout.status_summary())
 
 
@@ -148,16 +176,7 @@ def results(
     ] = False,
 ) -> ResultsPublic:
     """The latest stored readout (from `splitlab analyze` or an earlier fresh analysis), or a new one with ``fresh``."""
-    if store.experiments.get(key=key) is None:
-        raise http_error(status.HTTP_404_NOT_FOUND, "key", f"experiment {key!r} does not exist")
-    if fresh:
-        from splitlab.analysis.experiment import analyze_experiment
-
-        try:
-            analyze_experiment(store, key, save=True)
-        except ValueError as exc:  # as in experiment_status
-            raise http_error(status.HTTP_409_CONFLICT, "spec.metrics", str(exc)) from None
-    snapshot = store.snapshots.latest(experiment_key=key)
+    snapshot, _ = analysis.latest_results(store, key, fresh=fresh)
     if snapshot is None:
         message = f"experiment {key!r} has no stored results yet; ?fresh=true runs an analysis"
         raise http_error(status.HTTP_404_NOT_FOUND, "results", message)

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, Security, status
 from fastapi.concurrency import run_in_threadpool
 
-from splitlab.service.deps import ApiKeyAuth, http_error, invalid, runtime_of
+from splitlab.service.deps import ApiKeyAuth, http_error, runtime_of
 from splitlab.service.lean_route import LeanRoute, json_body, json_response, parse_body, read_body
 from splitlab.service.problems import InvalidInputError, UnavailableError
 from splitlab.service.recorder import RECORD_TIMEOUT_SECONDS, write_failures_as_503
@@ -117,7 +117,7 @@ def _log_exposures(runtime: Runtime, body: bytes) -> IngestPublic:
     batch = parse_body(ExposureBatch, body)
     _check_size(len(batch.exposures), "exposures", runtime.settings.max_batch_size)
     if problems := _exposure_problems(runtime, batch):
-        raise invalid(InvalidInputError(problems))
+        raise InvalidInputError(problems)
     try:  # NotFoundError, ValueError: an experiment changed between the check and the write
         result = runtime.store.exposures.log_many(
             Exposure(
@@ -162,7 +162,7 @@ def _encode_events(runtime: Runtime, body: bytes) -> list[tuple[Any, ...]]:
     try:  # the schema checked what an Event checks; the store checks the rest as it encodes
         return runtime.store.events.encode_checked(batch.events)
     except ValueError as exc:
-        raise invalid(InvalidInputError(_event_problems(batch) or [("events", str(exc))])) from None
+        raise InvalidInputError(_event_problems(batch) or [("events", str(exc))]) from None
 
 
 def _event_problems(batch: EventBatch) -> list[tuple[str, str]]:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, status
 
-from splitlab.service.deps import AdminKey, StoreDep, actor, http_error, invalid
+from splitlab.service.deps import AdminKey, StoreDep, actor, http_error
 from splitlab.service.problems import InvalidInputError
 from splitlab.service.responses import ERRORS
 from splitlab.specs import MetricDefinition
@@ -34,6 +34,6 @@ def put_metric(name: NamePath, definition: MetricDefinition, store: StoreDep, ap
         )
     body = definition.model_dump(mode="json")
     if problems := json_problems(body, ""):
-        raise invalid(InvalidInputError(problems))
+        raise InvalidInputError(problems)
     store.metrics.put_many(definitions=[body], actor=actor(api_key))
     return body
