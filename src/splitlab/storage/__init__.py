@@ -30,6 +30,7 @@ from splitlab.storage.database import (
     head_revision,
     open_store,
     resolve_url,
+    store_failure,
     upgrade,
 )
 from splitlab.storage.errors import (
@@ -106,6 +107,7 @@ __all__ = [
     "import_file",
     "open_store",
     "resolve_url",
+    "store_failure",
     "upgrade",
 ]
 

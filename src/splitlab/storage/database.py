@@ -7,6 +7,7 @@ and :meth:`Store.close` disposes of it.
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -15,9 +16,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import create_engine, event, select, text
-from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from splitlab.storage._sql import WRITE_OPTION, Transactions, dumps
@@ -41,6 +43,7 @@ __all__ = [
     "head_revision",
     "open_store",
     "resolve_url",
+    "store_failure",
     "upgrade",
 ]
 
@@ -68,6 +71,9 @@ _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # An arbitrary constant key: processes migrating the same PostgreSQL database queue on it.
 _MIGRATION_LOCK_KEY = 7_405_144_812_309_771
 
+_WHERE = "--database / SPLITLAB_DATABASE_URL"
+_READ_ONLY_SQLSTATE = "25006"  # read_only_sql_transaction: a standby, or default_transaction_read_only
+
 
 class Store:
     """The store's repositories over one engine.
@@ -75,6 +81,13 @@ class Store:
     Build it with :func:`open_store` (which also migrates the database); ``Store(engine)``
     wraps an engine whose database is already at head. Use it as a context manager, or call
     :meth:`close`.
+
+    Used as a context manager, a failure of this store that escapes the block and is no fault of
+    the code (unreachable, read-only, not a database, locked past the busy timeout: SQLAlchemy's
+    ``OperationalError`` and its kin) leaves it as :class:`StoreUnavailableError`, naming the URL
+    with a hint; other databases' errors and programming errors pass through unchanged. Code
+    inside the block still sees the driver's error, and so does code that holds the store
+    without ``with`` (the HTTP service answers those with a 503).
 
     Attributes:
         experiments: Specs, versions and the audit log (:class:`ExperimentRepository`).
@@ -99,6 +112,11 @@ class Store:
         self.metrics = MetricRepository(tx)
         self.keys = ApiKeyRepository(tx)
         self._deployment_id: str | None = None
+        # The last error of this engine: it tells this store's failures from another database's
+        # in __exit__ (`analyze --source` reads a warehouse inside the store's block). A weak
+        # reference, so the error's frames are not kept alive.
+        self._failure: weakref.ref[BaseException] | None = None
+        event.listen(engine, "handle_error", self._remember_failure)
 
     @property
     def url(self) -> str:
@@ -134,6 +152,15 @@ class Store:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
+        failure = None if self._failure is None else self._failure()
+        if isinstance(exc, DBAPIError) and exc is failure:
+            unavailable = store_failure(exc, self.engine.url, opening=False)
+            if unavailable is not None:
+                raise unavailable from exc
+
+    def _remember_failure(self, context: ExceptionContext) -> None:
+        if context.sqlalchemy_exception is not None:
+            self._failure = weakref.ref(context.sqlalchemy_exception)
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -165,15 +192,82 @@ def open_store(url: str | None = None) -> Store:
     engine = create_store_engine(resolve_url(url))
     try:
         upgrade(engine)
-    except OperationalError as exc:
+    except DBAPIError as exc:
         engine.dispose()
-        safe = engine.url.render_as_string(hide_password=True)
-        msg = f"cannot open the store at {safe}: {exc.orig}"
-        raise StoreUnavailableError(msg) from exc
+        unavailable = store_failure(exc, engine.url, opening=True)
+        if unavailable is None:
+            raise
+        raise unavailable from exc
+    except CommandError as exc:  # Alembic does not know the database's revision
+        engine.dispose()
+        msg = f"cannot open the store at {_safe(engine.url)}: {exc}"
+        hint = "was it migrated by a newer splitlab? upgrade splitlab, or check " + _WHERE
+        raise StoreUnavailableError(msg, hint=hint) from exc
     except BaseException:
         engine.dispose()
         raise
     return Store(engine)
+
+
+def store_failure(error: DBAPIError, url: URL, *, opening: bool) -> StoreUnavailableError | None:
+    """The store's driver ``error`` as a :class:`StoreUnavailableError` for people, or None for a programming error.
+
+    Unavailable means no fault of the code: SQLAlchemy's ``OperationalError`` (unreachable,
+    refused, locked, read-only SQLite), SQLite's "not a database" and PostgreSQL's read-only
+    transaction. The message names the URL without its password; the hint says what to check.
+
+    Args:
+        error: What SQLAlchemy raised for the store's engine.
+        url: The store's URL.
+        opening: Whether the store was being opened (connected and migrated) or used.
+    """
+    orig = error.orig
+    safe = _safe(url)
+    name = str(getattr(orig, "sqlite_errorname", ""))
+    reason = _reason(orig)
+    if name.startswith("SQLITE_READONLY") or getattr(orig, "sqlstate", None) == _READ_ONLY_SQLSTATE:
+        msg = f"cannot write to the store at {safe}: {reason}"
+        hint = f"writes need a writable store: check {_WHERE} and the file's permissions"
+        return StoreUnavailableError(msg, hint=hint)
+    verb = f"cannot open the store at {safe}" if opening else f"the store at {safe} failed"
+    if name == "SQLITE_NOTADB":
+        msg = f"cannot open the store at {safe}: the file is not a SQLite database"
+        return StoreUnavailableError(msg, hint=f"name a splitlab store or a new file in {_WHERE}")
+    if not isinstance(error, OperationalError):
+        return None
+    if name in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        hint = "another process holds its write lock; try again when it finishes"
+    elif name == "SQLITE_CANTOPEN":
+        hint = f"check the file's path and permissions in {_WHERE}"
+    elif url.get_backend_name() == "postgresql":
+        hint = _postgres_hint(reason, url)
+    else:
+        hint = f"check {_WHERE}"
+    return StoreUnavailableError(f"{verb}: {reason}", hint=hint)
+
+
+def _postgres_hint(reason: str, url: URL) -> str:
+    lowered = reason.lower()
+    if "resolve host" in lowered or "could not translate host name" in lowered:
+        return f"is the host name {url.host!r} right? check {_WHERE}"
+    if "database" in lowered and "does not exist" in lowered:
+        return f"create it with `createdb {url.database}`, or check {_WHERE}"
+    if "password" in lowered or "role" in lowered or "pg_hba.conf" in lowered:
+        return f"check the user and password in {_WHERE}"
+    return f"is PostgreSQL running at {url.host or 'localhost'}:{url.port or 5432}? check {_WHERE}"
+
+
+def _reason(orig: BaseException | None) -> str:
+    """The driver's message in one line, without libpq's "connection to server at ... failed:" preamble."""
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    if not lines:
+        return type(orig).__name__
+    line = lines[0].rpartition(" failed: ")[2] if " failed: " in lines[0] else lines[0]
+    return line.removeprefix("FATAL:").strip()
+
+
+def _safe(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
 
 
 def resolve_url(url: str | None = None) -> URL:

@@ -22,4 +22,14 @@ class VersionConflictError(StorageError, ValueError):
 
 
 class StoreUnavailableError(StorageError, ConnectionError):
-    """The database cannot be reached or opened."""
+    """The store cannot be used: unreachable, refused, not a database, read-only, locked.
+
+    Args:
+        message: What failed, naming the store's URL (password hidden).
+        hint: What a person should check; the text reads ``message (hint)``.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message if hint is None else f"{message} ({hint})")
+        self.message = message
+        self.hint = hint
