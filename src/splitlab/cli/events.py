@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from splitlab.cli._common import user_errors
 from splitlab.cli._store import DatabaseOption
+
+if TYPE_CHECKING:
+    from splitlab.storage import ImportReport
 
 app = typer.Typer(help="Exposures and events in the store.", no_args_is_help=True)
 MAX_SHOWN = 20
@@ -27,7 +30,8 @@ def import_events(
     Exposures have columns experiment, unit_id, variant, timestamp (plus attributes kept for
     segments); events have event_id, unit_id, event, value, timestamp (plus properties).
     Valid rows are written in one transaction; rejected rows are reported with their row number
-    (the header is row 1) and the reason. A malformed file writes nothing.
+    (the header is row 1) and the reason, and make the exit status 1 (so a scheduled import
+    notices). A malformed file writes nothing.
     """
     from splitlab.storage import import_file, open_store
 
@@ -39,7 +43,13 @@ def import_events(
             "rejected": [{"row": r.row_number, "reason": r.reason} for r in report.rejected],
         }  # fmt: skip
         typer.echo(json.dumps(data, indent=2))
-        return
+    else:
+        _print_report(report)
+    if report.rejected:
+        raise typer.Exit(code=1)
+
+
+def _print_report(report: ImportReport) -> None:
     typer.echo(
         f"{report.kind}: {report.rows} rows, {report.inserted} inserted, {report.duplicates} already stored, "
         f"{len(report.rejected)} rejected"
