@@ -74,25 +74,19 @@ def test_settings_defaults() -> None:
     assert (settings.update_minutes, settings.update_every, settings.production.burn_in) == (None, 500, 1000)
 
 
-@pytest.mark.parametrize(
-    ("bandit", "error", "match"),
-    [
-        ({"colour": "red"}, ValueError, "allocation.bandit.colour is not a bandit setting"),
-        ({"policy": "linucb"}, ValueError, "contextual policies run through splitlab.bandits"),
-        ({"update_minutes": 5, "update_every": 10}, ValueError, "both set"),
-        ({"update_every": 0}, ValueError, "allocation.bandit.update_every == 0"),
-        ({"update_minutes": -1}, ValueError, "allocation.bandit.update_minutes == -1"),
-        ({"seed": -3}, ValueError, "allocation.bandit.seed == -3"),
-        ({"floor": 0.6}, ValueError, "allocation.bandit: floor == 0.6, must be <= 1 / n_arms"),
-        ({"stop_p_best": 2}, ValueError, "allocation.bandit: stop_p_best == 2"),
-        ({"options": {"alpha": 1}}, ValueError, "invalid option for policy 'thompson'"),
-        ({"options": [1]}, TypeError, "allocation.bandit.options"),
-        ({"metric": ""}, ValueError, "allocation.bandit.metric"),
-    ],
-)
-def test_bad_settings_are_refused(bandit: dict[str, Any], error: type[Exception], match: str) -> None:
-    with pytest.raises(error, match=match):
-        bandit_settings(ExperimentSpec.model_validate(spec(**bandit)))
+def test_settings_are_checked_with_the_spec() -> None:
+    # Bounds and unknown keys are the spec's (tests/specs/test_model.py); what reaches here is valid.
+    settings = bandit_settings(ExperimentSpec.model_validate(spec(variants=("a", "b", "c", "d"), floor=0.25)))
+    assert settings.production.floor == 0.25
+    with pytest.raises(ValueError, match=r"allocation\.bandit\.floor == 0\.3, must be <= 1/4 for 4 variants"):
+        ExperimentSpec.model_validate(spec(variants=("a", "b", "c", "d"), floor=0.3))
+
+
+def test_a_stored_spec_with_an_unknown_setting_is_refused_on_read(store: Store) -> None:
+    # Stored before the spec checked allocation.bandit: re-validated on every read, named.
+    create(store, colour="red")
+    with pytest.raises(ValueError, match=r"allocation\.bandit\.colour\n  Extra inputs are not permitted"):
+        assign_unit(store, "cta", "user-1")
 
 
 def test_a_spec_without_bandit_allocation_is_refused() -> None:

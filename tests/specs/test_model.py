@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -9,7 +10,15 @@ import pytest
 from pydantic import ValidationError
 
 from splitlab.assignment import config
-from splitlab.specs import ExperimentSpec, MetricDefinition, check_metric_references, metric_references
+from splitlab.bandits import CONTEXTUAL_POLICIES, POLICIES, ProductionSettings
+from splitlab.specs import (
+    Bandit,
+    DecisionOptions,
+    ExperimentSpec,
+    MetricDefinition,
+    check_metric_references,
+    metric_references,
+)
 from splitlab.specs.model import (
     ALLOCATION_METHODS,
     CORRECTIONS,
@@ -374,17 +383,109 @@ def test_duplicate_hash_attributes() -> None:
     )
 
 
-def test_bandit_needs_a_policy() -> None:
-    _invalid(_spec(allocation={"method": "bandit"}), r"\nallocation\n", r"bandit\.policy is required")
-    _invalid(_spec(allocation={"method": "bandit", "bandit": {"arms": 3}}), r"bandit\.policy is required")
-    spec = ExperimentSpec.model_validate(
-        _spec(allocation={"method": "bandit", "bandit": {"policy": "thompson", "burn_in": 1000}})
+def _errors(data: dict[str, Any]) -> dict[str, str]:
+    """Validate ``data``, expect failure: message by dotted field path."""
+    with pytest.raises(ValidationError) as info:
+        ExperimentSpec.model_validate(data)
+    return {".".join(map(str, e["loc"])): e["msg"] for e in info.value.errors()}
+
+
+def _bandit(variants: int = 2, **bandit: Any) -> dict[str, Any]:
+    return _spec(
+        variants=[{"key": f"v{i}"} for i in range(variants)],
+        allocation={"method": "bandit", "bandit": {"policy": "thompson", **bandit}},
     )
-    assert spec.allocation.bandit == {"policy": "thompson", "burn_in": 1000}
+
+
+def test_bandit_needs_a_policy() -> None:
+    _invalid(_spec(allocation={"method": "bandit"}), r"\nallocation\n", r"bandit is required when method is 'bandit'")
+    assert _errors(_spec(allocation={"method": "bandit", "bandit": {"arms": 3}})) == {
+        "allocation.bandit.policy": "Field required",
+        "allocation.bandit.arms": "Extra inputs are not permitted",
+    }
+
+
+def test_bandit_settings_are_typed() -> None:
+    spec = ExperimentSpec.model_validate(_bandit(burn_in=1000, floor=0, update_every=50, options={"prior": [2, 3]}))
+    bandit = spec.allocation.bandit
+    assert bandit is not None
+    assert (bandit.policy, bandit.burn_in, bandit.floor, bandit.update_every, bandit.seed) == (
+        "thompson",
+        1000,
+        0.0,
+        50,
+        0,
+    )
+    assert bandit.production_options() == {"burn_in": 1000, "floor": 0.0}
+    assert set(Bandit.model_fields) - {"policy", "options", "metric", "update_minutes", "update_every", "seed"} == {
+        f.name for f in dataclasses.fields(ProductionSettings)
+    }
+
+
+@pytest.mark.parametrize(
+    ("bandit", "field", "message"),
+    [
+        ({"colour": "red"}, "allocation.bandit.colour", "Extra inputs are not permitted"),
+        ({"policy": "linucb"}, "allocation.bandit.policy", "contextual policies run through splitlab.bandits"),
+        ({"policy": "ucb"}, "allocation.bandit.policy", r"policy == 'ucb', must be one of thompson, "),
+        ({"update_minutes": 5, "update_every": 10}, "allocation.bandit", "both set, give one of them"),
+        ({"update_every": 0}, "allocation.bandit.update_every", "greater than or equal to 1"),
+        ({"update_every": 1.5}, "allocation.bandit.update_every", "valid integer"),
+        ({"update_minutes": -1}, "allocation.bandit.update_minutes", "greater than 0"),
+        ({"seed": -3}, "allocation.bandit.seed", "greater than or equal to 0"),
+        ({"metric": ""}, "allocation.bandit.metric", "at least 1 character"),
+        ({"floor": 5}, "allocation.bandit.floor", r"floor == 5.0, must be in \[0, 1\]"),
+        ({"burn_in": -1}, "allocation.bandit.burn_in", "burn_in == -1, must be an integer >= 0"),
+        ({"stop_p_best": 1}, "allocation.bandit.stop_p_best", "stop_p_best == 1.0, must be in"),
+        ({"stop_expected_loss": -0.1}, "allocation.bandit.stop_expected_loss", "stop_expected_loss == -0.1"),
+        ({"draws": 99}, "allocation.bandit.draws", "draws == 99, must be an integer >= 100"),
+        ({"statistics": "mean"}, "allocation.bandit.statistics", "statistics == 'mean', must be one of within-period"),
+        ({"options": [1]}, "allocation.bandit.options", "valid dictionary"),
+        ({"options": {"alpha": 1}}, "allocation.bandit.options.alpha", "unexpected keyword argument 'alpha'"),
+        ({"options": {"prior": [1, -1]}}, "allocation.bandit.options.prior", r"prior\[1\] == -1"),
+        ({"options": {"prior": "flat"}}, "allocation.bandit.options.prior", "prior == 'flat', must be a pair"),
+        (
+            {"policy": "top-two-thompson", "options": {"likelihood": "gaussian", "noise_sd": -1}},
+            "allocation.bandit.options.noise_sd",
+            "noise_sd == -1",
+        ),
+        (
+            {"policy": "epsilon-greedy", "options": {"epsilon": "x"}},
+            "allocation.bandit.options.epsilon",
+            "must be a number",
+        ),
+    ],
+)
+def test_bad_bandit_settings_name_the_field(bandit: dict[str, Any], field: str, message: str) -> None:
+    errors = _errors(_bandit(**bandit))
+    assert list(errors) == [field]
+    assert re.search(message, errors[field]), errors[field]
+
+
+def test_bandit_floor_fits_the_variants() -> None:
+    assert _errors(_bandit(3, floor=0.5)) == {
+        "allocation.bandit.floor": (
+            "Value error, allocation.bandit.floor == 0.5, must be <= 1/3 for 3 variants "
+            "(every variant keeps at least the floor)"
+        )
+    }
+    ExperimentSpec.model_validate(_bandit(3, floor=1 / 3))
+    # The default floor (0.01) leaves room for 100 variants.
+    ExperimentSpec.model_validate(_bandit(100))
+    assert "floor == 0.01 (the default), must be <= 1/101" in _errors(_bandit(101))["allocation.bandit.floor"]
+
+
+def test_bandit_policies_are_those_the_store_runs() -> None:
+    for policy in POLICIES:
+        ExperimentSpec.model_validate(_bandit(policy=policy))
+    for policy in CONTEXTUAL_POLICIES:
+        assert "allocation.bandit.policy" in _errors(_bandit(policy=policy))
 
 
 def test_bandit_options_only_with_bandit_allocation() -> None:
-    _invalid(_spec(allocation={"method": "random", "bandit": {"policy": "ucb"}}), "bandit is only used with method")
+    _invalid(
+        _spec(allocation={"method": "random", "bandit": {"policy": "thompson"}}), "bandit is only used with method"
+    )
 
 
 def test_unknown_allocation_method() -> None:
@@ -456,6 +557,50 @@ def test_analysis_alpha_must_agree_with_the_hypothesis() -> None:
     no_hypothesis = _spec(analysis={"alpha": 0.1})
     del no_hypothesis["hypothesis"]
     assert ExperimentSpec.model_validate(no_hypothesis).alpha == 0.1
+
+
+def test_decision_options_are_typed() -> None:
+    assert _errors(_spec(analysis={"decision": {"alhpa": 0.01, "min_power_for_no_launch": 1.2}})) == {
+        "analysis.decision.alhpa": "Extra inputs are not permitted",
+        "analysis.decision.min_power_for_no_launch": "Input should be less than 1",
+    }
+    spec = ExperimentSpec.model_validate(_spec(analysis={"decision": {"min_power_for_no_launch": 0.9}}))
+    assert spec.analysis.decision.min_power_for_no_launch == 0.9
+    assert spec.analysis.decision.extend_if_days_left_below == 30
+
+
+def test_decision_options_match_the_decision_engine() -> None:
+    from splitlab.analysis.decision import DecisionRules
+
+    rules = {f.name: f.default for f in dataclasses.fields(DecisionRules)}
+    # None: decided by analysis.method; the engine's own default is the frequentist one.
+    assert {**DecisionOptions().model_dump(), "significance": "p_value"} == rules
+
+
+# Values that fall on every side of every bound of DecisionRules, and of the wrong types.
+_PROBES = (None, True, "x", "p_value", "chance_to_win", -1, 0, 0.3, 0.5, 0.50001, 0.9, 1, 1.5, 45.0)
+
+
+@pytest.mark.parametrize("field", list(DecisionOptions.model_fields))
+def test_decision_options_have_the_engines_bounds(field: str) -> None:
+    from splitlab.analysis.decision import DecisionRules
+
+    for value in _PROBES:
+        try:
+            DecisionRules(**{field: value})  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            engine_accepts = False
+        else:
+            engine_accepts = True
+        try:
+            DecisionOptions.model_validate({field: value})
+        except ValidationError:
+            spec_accepts = False
+        else:
+            spec_accepts = True
+        # The spec's significance None defers to analysis.method; the engine wants a name.
+        if not (field == "significance" and value is None):
+            assert spec_accepts == engine_accepts, (field, value)
 
 
 def test_schedule_min_after_max() -> None:

@@ -27,11 +27,11 @@ A reward is one observation per unit, and the store keeps it so: a unit's first 
 window) is its reward, and later ones for the same unit are counted as duplicates, not added.
 Clients can therefore re-send a batch after a timeout without counting anything twice.
 
-Spec settings (``allocation.bandit``): ``policy`` (one of :data:`splitlab.bandits.POLICIES`),
-``options`` (the policy's keyword options), ``metric`` (the event whose occurrences or values
-are the reward, for :func:`record_events`), ``update_minutes`` (default 60) or ``update_every``,
-``burn_in`` (default 0), ``floor`` (default 0.01), ``stop_p_best``, ``stop_expected_loss``,
-``draws`` (default 10,000), ``statistics`` (default ``within-period``), ``seed`` (default 0).
+Spec settings (``allocation.bandit``) are :class:`splitlab.specs.Bandit`, validated with the
+spec (every bound, unknown keys, the floor against the number of variants, the policy's
+options): ``policy``, ``options``, ``metric`` (the event whose occurrences or values are the
+reward, for :func:`record_events`), ``update_minutes`` (default 60) or ``update_every``,
+``burn_in``, ``floor``, ``stop_p_best``, ``stop_expected_loss``, ``draws``, ``statistics``, ``seed``.
 
 Example:
     >>> from splitlab.storage import open_store
@@ -58,9 +58,9 @@ from typing import Any
 import numpy as np
 
 from splitlab.assignment import Assignment, assign
-from splitlab.bandits import PHASES, POLICIES, ArmEstimate, Policy, ProductionSettings, decide_weights, make_policy
+from splitlab.bandits import PHASES, ArmEstimate, Policy, ProductionSettings, decide_weights, make_policy
 from splitlab.bandits.estimates import period_weighted_estimates
-from splitlab.specs import ExperimentSpec, to_plan
+from splitlab.specs import Bandit, ExperimentSpec, to_plan
 from splitlab.stats.statistics import MeanStatistic
 from splitlab.storage import BanditReward, Event, NotFoundError, Store, WindowCounting
 
@@ -78,14 +78,10 @@ __all__ = [
     "record_rewards",
 ]
 
-SETTINGS: tuple[str, ...] = (
-    "policy", "options", "metric", "update_minutes", "update_every", "burn_in", "floor",
-    "stop_p_best", "stop_expected_loss", "draws", "statistics", "seed",
-)  # fmt: skip
+SETTINGS: tuple[str, ...] = tuple(Bandit.model_fields)
 """The keys ``allocation.bandit`` accepts."""
 
 DEFAULT_UPDATE_MINUTES = 60.0
-_PRODUCTION_KEYS = ("burn_in", "floor", "stop_p_best", "stop_expected_loss", "draws", "statistics")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,66 +164,26 @@ class RecordedRewards:
 
 
 def bandit_settings(spec: ExperimentSpec) -> BanditSettings:
-    """Validate ``spec.allocation.bandit``; ValueError names the key and the bound.
+    """The settings of a bandit experiment, from its ``allocation.bandit``.
+
+    A validated spec has checked every setting (:class:`splitlab.specs.Bandit`), so this converts.
 
     Raises:
-        ValueError: the spec is not a bandit experiment, a key is unknown or out of bounds, the
-            policy is unknown (contextual policies are not run from the store), or both
-            ``update_minutes`` and ``update_every`` are given.
+        ValueError: the spec is not a bandit experiment.
     """
-    if spec.allocation.method != "bandit" or spec.allocation.bandit is None:
+    bandit = spec.allocation.bandit
+    if bandit is None:  # the spec gives bandit settings exactly when the method is bandit
         msg = f"allocation.method == {spec.allocation.method!r}, must be 'bandit' for a bandit experiment"
         raise ValueError(msg)
-    raw: dict[str, Any] = dict(spec.allocation.bandit)
-    unknown = sorted(set(raw) - set(SETTINGS))
-    if unknown:
-        msg = f"allocation.bandit.{unknown[0]} is not a bandit setting; use {', '.join(SETTINGS)}"
-        raise ValueError(msg)
-    policy = raw["policy"]
-    if policy not in POLICIES:
-        msg = (
-            f"allocation.bandit.policy == {policy!r}, must be one of {', '.join(POLICIES)} "
-            "(contextual policies run through splitlab.bandits, not from the store)"
-        )
-        raise ValueError(msg)
-    options = raw.get("options", {})
-    if not isinstance(options, dict):
-        msg = f"allocation.bandit.options == {options!r}, must be a mapping of the policy's options"
-        raise TypeError(msg)
-    metric = raw.get("metric")
-    if metric is not None and (not isinstance(metric, str) or not metric):
-        msg = f"allocation.bandit.metric == {metric!r}, must be an event name"
-        raise ValueError(msg)
-    minutes, every = raw.get("update_minutes"), raw.get("update_every")
-    if minutes is not None and every is not None:
-        msg = "allocation.bandit.update_minutes and update_every are both set, give one of them"
-        raise ValueError(msg)
-    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
-        msg = f"allocation.bandit.update_every == {every!r}, must be an integer >= 1"
-        raise ValueError(msg)
-    if minutes is not None and (
-        isinstance(minutes, bool) or not isinstance(minutes, int | float) or not 0 < minutes < math.inf
-    ):
-        msg = f"allocation.bandit.update_minutes == {minutes!r}, must be a number > 0"
-        raise ValueError(msg)
-    seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        msg = f"allocation.bandit.seed == {seed!r}, must be an integer >= 0"
-        raise ValueError(msg)
-    try:
-        production = ProductionSettings(**{key: raw[key] for key in _PRODUCTION_KEYS if key in raw})
-        production.check_arms(len(spec.variants))
-        make_policy(policy, len(spec.variants), **options)
-    except ValueError as exc:
-        raise ValueError(f"allocation.bandit: {exc}") from None
+    minutes = DEFAULT_UPDATE_MINUTES if bandit.update_minutes is None else bandit.update_minutes
     return BanditSettings(
-        policy=policy,
-        options=dict(options),
-        metric=metric,
-        update_minutes=None if every is not None else float(minutes or DEFAULT_UPDATE_MINUTES),
-        update_every=every,
-        production=production,
-        seed=seed,
+        policy=bandit.policy,
+        options=dict(bandit.options),
+        metric=bandit.metric,
+        update_minutes=None if bandit.update_every is not None else minutes,
+        update_every=bandit.update_every,
+        production=ProductionSettings(**bandit.production_options()),
+        seed=bandit.seed,
     )
 
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable
-from typing import Annotated, Any, Literal, Self
+from collections.abc import Collection, Iterable, Mapping
+from typing import Annotated, Any, Literal, NoReturn, Self
 
 from pydantic import (
     AfterValidator,
@@ -33,10 +33,12 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from splitlab.assignment.config import OPERATORS
 
@@ -50,9 +52,11 @@ __all__ = [
     "WEIGHT_TOLERANCE",
     "Allocation",
     "Analysis",
+    "Bandit",
     "Capping",
     "Condition",
     "Covariate",
+    "DecisionOptions",
     "EventAggregate",
     "ExperimentSpec",
     "Guardrail",
@@ -127,6 +131,18 @@ def _is_scalar(value: object) -> bool:
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _raise_at(model: _Model, loc: tuple[str | int, ...], message: str, value: object) -> NoReturn:
+    """Raise a validation error at ``loc`` under ``model``, worded as pydantic's own value errors.
+
+    A rule on several fields (the bandit floor against the number of variants) runs on the model
+    that holds them all, yet belongs to one field: pydantic prefixes the path of a
+    ``ValidationError`` raised in a validator with the validator's own, so the field is named.
+    """
+    error = PydanticCustomError("value_error", "Value error, {error}", {"error": message})
+    details = InitErrorDetails(type=error, loc=loc, input=value)
+    raise ValidationError.from_exception_data(type(model).__name__, [details])
 
 
 class Hypothesis(_Model):
@@ -278,6 +294,112 @@ class Holdout(_Model):
     share: float = Field(strict=True, gt=0, lt=1)
 
 
+_PRODUCTION_FIELDS = ("burn_in", "floor", "stop_p_best", "stop_expected_loss", "draws", "statistics")
+
+
+class Bandit(_Model):
+    """How a bandit experiment's weights are decided (``allocation.bandit``), for :mod:`splitlab.operations.bandits`.
+
+    Each bound is the one :mod:`splitlab.bandits` enforces, applied by building its objects (so
+    the bounds are written once): the policy with its options, and its
+    :class:`~splitlab.bandits.ProductionSettings`. :class:`ExperimentSpec` checks what depends on
+    the number of variants (the floor, the options).
+
+    Attributes:
+        policy: one of :data:`splitlab.bandits.POLICIES`. Contextual policies are refused: they
+            need each unit's context, which the store does not keep.
+        options: the policy's keyword options (``{epsilon: 0.2}``), checked by building the policy.
+        metric: the event whose occurrences (1) or values are the reward; None: rewards are recorded directly.
+        update_minutes: window length in minutes (clock-aligned windows, > 0); 60 when neither
+            this nor ``update_every`` is given.
+        update_every: rewarded units per window (count-based windows, >= 1); give one of the two.
+        burn_in, floor, stop_p_best, stop_expected_loss, draws, statistics: the
+            :class:`~splitlab.bandits.ProductionSettings` fields, with its bounds; None: its
+            default (burn-in 0, floor 0.01 with ``floor * variants <= 1``, never stop, 10,000
+            draws, ``within-period``).
+        seed: >= 0, seeds the per-window generators; default 0.
+    """
+
+    policy: str
+    options: dict[str, JsonValue] = Field(default_factory=dict)
+    metric: Name | None = None
+    update_minutes: float | None = Field(default=None, strict=True, gt=0)
+    update_every: int | None = Field(default=None, strict=True, ge=1)
+    burn_in: int | None = Field(default=None, strict=True)
+    floor: float | None = Field(default=None, strict=True)
+    stop_p_best: float | None = Field(default=None, strict=True)
+    stop_expected_loss: float | None = Field(default=None, strict=True)
+    draws: int | None = Field(default=None, strict=True)
+    statistics: str | None = None
+    seed: int = Field(default=0, strict=True, ge=0)
+
+    @field_validator("policy")
+    @classmethod
+    def _check_policy(cls, value: str) -> str:
+        from splitlab.bandits import POLICIES  # numpy and scipy: imported by bandit specs only
+
+        if value not in POLICIES:
+            msg = (
+                f"policy == {value!r}, must be one of {', '.join(POLICIES)} "
+                "(contextual policies run through splitlab.bandits, not from the store)"
+            )
+            raise ValueError(msg)
+        return value
+
+    @field_validator(*_PRODUCTION_FIELDS)
+    @classmethod
+    def _check_production(cls, value: float | str | None, info: ValidationInfo) -> float | str | None:
+        from splitlab.bandits import ProductionSettings
+
+        if value is not None and info.field_name is not None:
+            options: dict[str, Any] = {info.field_name: value}
+            ProductionSettings(**options)  # its own check of this one field, with its message
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.update_minutes is not None and self.update_every is not None:
+            msg = "update_minutes and update_every are both set, give one of them"
+            raise ValueError(msg)
+        return self
+
+    def production_options(self) -> dict[str, Any]:
+        """The production settings given, as keyword arguments of :class:`splitlab.bandits.ProductionSettings`."""
+        return {name: getattr(self, name) for name in _PRODUCTION_FIELDS if getattr(self, name) is not None}
+
+
+def _named_option(message: str, options: Mapping[str, object]) -> str | None:
+    """The option a policy's error is about: ``epsilon == 2, ...``, ``prior[0] == ...``, ``... argument 'colour'``."""
+    for name in options:
+        quoted = re.escape(name)
+        if re.search(rf"(?:^|: ){quoted}(?:\[\d+\])? ==|'{quoted}'", message):
+            return name
+    return None
+
+
+def _check_bandit_arms(spec: ExperimentSpec, bandit: Bandit) -> None:
+    """Refuse a floor or policy options that do not suit the spec's number of variants, naming the field."""
+    from splitlab.bandits import ProductionSettings, make_policy
+
+    n_arms = len(spec.variants)
+    production = ProductionSettings(**bandit.production_options())
+    try:
+        production.check_arms(n_arms)
+    except ValueError:
+        default = " (the default)" if bandit.floor is None else ""
+        msg = (
+            f"allocation.bandit.floor == {production.floor:g}{default}, must be <= 1/{n_arms} for {n_arms} "
+            "variants (every variant keeps at least the floor)"
+        )
+        _raise_at(spec, ("allocation", "bandit", "floor"), msg, production.floor)
+    try:
+        make_policy(bandit.policy, n_arms, **bandit.options)
+    except (TypeError, ValueError) as exc:
+        name = _named_option(str(exc), bandit.options)
+        loc = ("allocation", "bandit", "options", *(() if name is None else (name,)))
+        _raise_at(spec, loc, str(exc), bandit.options if name is None else bandit.options[name])
+
+
 class Allocation(_Model):
     """How enrolled units are split between variants.
 
@@ -286,13 +408,12 @@ class Allocation(_Model):
             ``attributes``, e.g. a feature tuple for an ML router), ``random`` (a fresh draw per
             unit, kept by sticky assignment) or ``bandit`` (weights set by a policy).
         attributes: the hashed attributes; required for ``attributes``, refused otherwise.
-        bandit: policy options, a free-form mapping with at least ``policy``; required for
-            ``bandit``, refused otherwise.
+        bandit: see :class:`Bandit`; required for ``bandit``, refused otherwise.
     """
 
     method: AllocationMethod = "hash"
     attributes: tuple[Name, ...] = ()
-    bandit: dict[str, JsonValue] | None = None
+    bandit: Bandit | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -305,8 +426,8 @@ class Allocation(_Model):
         if dup := _duplicates(self.attributes):
             msg = f"attributes lists {', '.join(map(repr, dup))} more than once"
             raise ValueError(msg)
-        if self.method == "bandit" and not (self.bandit and isinstance(self.bandit.get("policy"), str)):
-            msg = "bandit.policy is required when method is 'bandit' (e.g. bandit: {policy: thompson})"
+        if self.method == "bandit" and self.bandit is None:
+            msg = "bandit is required when method is 'bandit' (e.g. bandit: {policy: thompson})"
             raise ValueError(msg)
         if self.method != "bandit" and self.bandit is not None:
             msg = f"bandit is only used with method 'bandit', not {self.method!r}"
@@ -341,6 +462,45 @@ class Metrics(_Model):
         return self
 
 
+class DecisionOptions(_Model):
+    """The thresholds of the decision engine for one experiment (``analysis.decision``).
+
+    The fields, bounds and defaults of :class:`splitlab.analysis.decision.DecisionRules` (its
+    docstring says what each one does), written here because specs sit below the analysis; a test
+    keeps the two equal.
+
+    Attributes:
+        alpha: significance level of the launch decision, in (0, 1); None (default): the analysis's alpha.
+        significance: ``p_value`` or ``chance_to_win``; None (default): ``chance_to_win`` with
+            analysis method ``bayesian``, else ``p_value``.
+        chance_to_win_threshold: in (0.5, 1), default 0.95.
+        strong_launch_chance_to_win: in (0.5, 1), default 0.99.
+        strong_launch_p_value_factor: in (0, 1], default 0.1.
+        practical_significance: default true.
+        consider_launch_chance_to_win: in (0.5, 1), default 0.9.
+        min_power_for_no_launch: in (0, 1), default 0.8.
+        default_max_degradation: >= 0, default 0.
+        rollback_on_goal_harm: default true.
+        strong_launch_requires_guardrail_non_inferiority: default true.
+        extend_if_days_left_below: > 0, default 30; None: always extend.
+        max_duration_days: > 0; default None (no limit).
+    """
+
+    alpha: float | None = Field(default=None, strict=True, gt=0, lt=1)
+    significance: Literal["p_value", "chance_to_win"] | None = None
+    chance_to_win_threshold: float = Field(default=0.95, strict=True, gt=0.5, lt=1)
+    strong_launch_chance_to_win: float = Field(default=0.99, strict=True, gt=0.5, lt=1)
+    strong_launch_p_value_factor: float = Field(default=0.1, strict=True, gt=0, le=1)
+    practical_significance: bool = Field(default=True, strict=True)
+    consider_launch_chance_to_win: float = Field(default=0.9, strict=True, gt=0.5, lt=1)
+    min_power_for_no_launch: float = Field(default=0.8, strict=True, gt=0, lt=1)
+    default_max_degradation: float = Field(default=0.0, strict=True, ge=0)
+    rollback_on_goal_harm: bool = Field(default=True, strict=True)
+    strong_launch_requires_guardrail_non_inferiority: bool = Field(default=True, strict=True)
+    extend_if_days_left_below: float | None = Field(default=30.0, strict=True, gt=0)
+    max_duration_days: float | None = Field(default=None, strict=True, gt=0)
+
+
 class Analysis(_Model):
     """How the results are tested.
 
@@ -351,16 +511,16 @@ class Analysis(_Model):
         correction: multiple-testing correction across metrics and treatments, one of
             :data:`CORRECTIONS`; default ``holm``.
         alpha: significance level; default ``hypothesis.alpha`` (0.05 without a hypothesis).
-        decision: overrides of the decision rules (``splitlab.analysis.decision.DecisionRules``
-            fields, e.g. ``{min_power_for_no_launch: 0.9}``); checked, with the field named, when
-            the experiment is analysed. With method ``bayesian`` the rules judge by chance to win.
+        decision: the decision engine's thresholds, see :class:`DecisionOptions` (e.g.
+            ``{min_power_for_no_launch: 0.9}``). With method ``bayesian`` the rules judge by
+            chance to win unless ``significance`` says otherwise.
     """
 
     method: AnalysisMethod = "frequentist"
     sequential: SequentialMethod | None = None
     correction: Correction = "holm"
     alpha: float | None = Field(default=None, strict=True, gt=0, lt=1)
-    decision: dict[str, Any] = Field(default_factory=dict)
+    decision: DecisionOptions = Field(default_factory=DecisionOptions)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -501,6 +661,8 @@ class ExperimentSpec(_Model):
                 "'growthbook-v2' hashes a single attribute (GrowthBook's hashAttribute)"
             )
             raise ValueError(msg)
+        if self.allocation.bandit is not None:
+            _check_bandit_arms(self, self.allocation.bandit)
         defined = info.context.get("metrics") if isinstance(info.context, dict) else None
         if defined is not None:
             check_metric_references(self, defined)
