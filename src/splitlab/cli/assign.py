@@ -30,14 +30,17 @@ def assign(
     ] = False,
     record: Annotated[
         bool,
-        typer.Option("--record", help="Record the assignment in the store (sticky: later weight changes keep it)."),
+        typer.Option(
+            "--record",
+            help="Record the assignment of a running experiment (sticky: later weight changes keep it).",
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     database: DatabaseOption = None,
 ) -> None:
     """Assign a unit to a variant of a stored experiment (honours its sticky assignment)."""
-    from splitlab.assignment import assign as assign_plan
-    from splitlab.specs import ExperimentSpec, to_plan
+    from splitlab.operations.assignment import assign as assign_unit
+    from splitlab.operations.experiments import get_experiment
     from splitlab.storage import open_store
 
     with user_errors():
@@ -46,28 +49,24 @@ def assign(
             name, value = split_pair("--attr", item)
             attributes[name] = _attribute_value(value)
         with open_store(database) as store:
-            experiment = store.experiments.get(key=key)
-            if experiment is None:
-                msg = f"experiment {key!r} is not in the store; `splitlab apply` creates it"
-                raise ValueError(msg)
-            stored = store.assignments.get(experiment_key=key, unit_id=unit)
-            spec = ExperimentSpec.model_validate(experiment.spec)
-            sticky = stored.variant if stored is not None and stored.bucket_version == spec.bucket_version else None
-            plan = to_plan(spec, active=preview or experiment.status == "running")
-            result = assign_plan(plan, unit, attributes, sticky=sticky)
-            if record and result.enrolled and result.reason != "sticky" and result.variant is not None:
-                store.assignments.record(experiment_key=key, unit_id=unit, variant=result.variant,
-                                         bucket_version=spec.bucket_version)  # fmt: skip
+            result = assign_unit(store, key, unit, attributes, record=record, preview=preview)
+            status = get_experiment(store, key).status
     payload = {
-        "experiment": key, "unit_id": unit, "status": experiment.status, "variant": result.variant,
-        "bucket": result.bucket, "enrolled": result.enrolled, "reason": result.reason,
-        "variation_index": result.variation_index, "payload": result.payload,
-    }  # fmt: skip
+        "experiment": key,
+        "unit_id": unit,
+        "status": status,
+        "variant": result.variant,
+        "bucket": result.bucket,
+        "enrolled": result.enrolled,
+        "reason": result.reason,
+        "variation_index": result.variation_index,
+        "payload": result.payload,
+    }
     if as_json:
         typer.echo(json.dumps(payload, default=str))
         return
     bucket = "-" if result.bucket is None else f"{result.bucket:.6f}"
     variant = result.variant if result.variant is not None else "(not enrolled)"
-    typer.echo(f"{key} / {unit}: {variant} (reason: {result.reason}, bucket {bucket}, status {experiment.status})")
+    typer.echo(f"{key} / {unit}: {variant} (reason: {result.reason}, bucket {bucket}, status {status})")
     if result.payload is not None:
         typer.echo(f"payload: {json.dumps(result.payload, default=str)}")

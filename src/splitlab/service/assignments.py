@@ -10,35 +10,17 @@ computes the same hash, so several workers, or several machines, agree without t
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from splitlab.assignment import REASONS, assign_batch
+from splitlab.operations.assignment import Unit, UnitAssignment, evaluate
 from splitlab.service.bandit_weights import BanditWeightsCache
 from splitlab.service.experiment_cache import CachedExperiment, ExperimentCache
 from splitlab.service.recorder import RECORD_TIMEOUT_SECONDS, AssignmentRecorder, write_failures_as_503
 from splitlab.service.sticky import StickyAssignments
 
-__all__ = ["Assigner", "UnitAssignment"]
-
-Unit = tuple[str, Mapping[str, Any] | None]
-"""A unit id and its attributes."""
-
-
-@dataclass(frozen=True, slots=True)
-class UnitAssignment:
-    """One unit's outcome, as the API reports it."""
-
-    unit_id: str
-    variant: str | None
-    payload: Any
-    enrolled: bool
-    bucket: float | None
-    reason: str
+__all__ = ["Assigner"]
 
 
 class Assigner:
@@ -105,37 +87,4 @@ class Assigner:
         sticky: Mapping[str, str],
         weights: Sequence[float] | None,
     ) -> list[UnitAssignment]:
-        plan = experiment.plan
-        rng = self._rng if plan.allocation == "random" else None
-        try:
-            if len(units) == 1:
-                unit_id, attributes = units[0]
-                one = plan.assign(unit_id, attributes, sticky=sticky.get(unit_id), weights=weights, rng=rng)
-                return [UnitAssignment(unit_id, one.variant, one.payload, one.enrolled, one.bucket, one.reason)]
-            batch = assign_batch(
-                plan,
-                [u for u, _ in units],
-                [dict(a or {}) for _, a in units],
-                sticky=sticky or None,
-                weights=weights,
-                rng=rng,
-            )
-        except TypeError as exc:  # attribute values of a type targeting cannot compare
-            raise ValueError(str(exc)) from exc
-        keys, payloads = plan.keys, plan.payloads
-        results = []
-        for (unit_id, _), index, bucket, reason in zip(
-            units, batch.variation_index.tolist(), batch.bucket.tolist(), batch.reason.tolist(), strict=True
-        ):
-            enrolled = index >= 0
-            results.append(
-                UnitAssignment(
-                    unit_id,
-                    keys[index] if enrolled else None,
-                    payloads[index] if enrolled else None,
-                    enrolled,
-                    None if math.isnan(bucket) else bucket,
-                    REASONS[reason],
-                )
-            )
-        return results
+        return evaluate(experiment.plan, units, sticky=sticky, weights=weights, rng=self._rng)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response, Security, status
 from pydantic_core import to_json
 from sqlalchemy.exc import OperationalError
 
-from splitlab.service.assignments import UnitAssignment
+from splitlab.operations.assignment import UnitAssignment
 from splitlab.service.deps import AnyKey, ApiKeyAuth, http_error, runtime_of
 from splitlab.service.lean_route import EncodedJSON, LeanRoute, json_body, parse_body, read_body
 from splitlab.service.paths import API_PREFIX

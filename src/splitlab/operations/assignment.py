@@ -1,0 +1,176 @@
+"""Assign units to variants of stored experiments, for every allocation method.
+
+The rules, written once:
+
+* a unit with a stored assignment under the experiment's current bucket version keeps it
+  (sticky: a later weight change or ramp does not move it);
+* ``hash`` and ``attributes`` allocations hash; ``random`` draws from a generator (so only a
+  recorded assignment makes the unit keep its variant); ``bandit`` hashes within the weights of
+  the current window (:mod:`splitlab.operations.bandits`);
+* an experiment enrols only while it runs (``preview`` evaluates as if it ran, and never records);
+* a recorded assignment is first-writer-wins: when another process recorded the unit first, its
+  variant is the answer.
+
+:func:`evaluate` is the one evaluation of a compiled experiment for one unit or many; the HTTP
+service calls it with its cached plan, sticky assignments and weights, and :func:`assign` calls
+it with what it reads from the store.
+
+Example:
+    >>> from splitlab.storage import open_store
+    >>> spec = {"key": "cta", "variants": [{"key": "a"}, {"key": "b"}], "allocation": {"method": "random"}}
+    >>> with open_store("sqlite://") as store:
+    ...     _ = store.experiments.create(key="cta", spec=spec, actor="ana", status="running")
+    ...     first = assign(store, "cta", "user-1", record=True)
+    ...     again = assign(store, "cta", "user-1")
+    >>> (first.reason, again.reason, first.variant == again.variant)
+    ('enrolled', 'sticky', True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from splitlab.assignment import REASONS, CompiledPlan, assign_batch, compile_plan
+from splitlab.operations.bandits import current_weights
+from splitlab.operations.experiments import get_experiment
+from splitlab.specs import ExperimentSpec, to_plan
+from splitlab.storage import Store
+
+__all__ = ["Unit", "UnitAssignment", "assign", "evaluate"]
+
+Unit = tuple[str, Mapping[str, Any] | None]
+"""A unit id and its attributes."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnitAssignment:
+    """One unit's outcome.
+
+    Attributes:
+        unit_id: The unit.
+        variant: Its variant key, or None when it is not enrolled.
+        payload: The variant's payload, or None.
+        enrolled: Whether the unit is in a variant.
+        bucket: The unit's hash in [0, 1) (a uniform draw under ``random``), or None.
+        reason: One of :data:`splitlab.assignment.REASONS` (``enrolled``, ``sticky``, ``inactive`` ...).
+        variation_index: The variant's position in the spec (GrowthBook's variation id), or None.
+    """
+
+    unit_id: str
+    variant: str | None
+    payload: Any
+    enrolled: bool
+    bucket: float | None
+    reason: str
+    variation_index: int | None = None
+
+
+def evaluate(
+    plan: CompiledPlan,
+    units: Sequence[Unit],
+    *,
+    sticky: Mapping[str, str] | None = None,
+    weights: Sequence[float] | None = None,
+    rng: np.random.Generator | None = None,
+) -> list[UnitAssignment]:
+    """Each unit's variant under ``plan``, in order, given sticky assignments and (for a bandit) weights.
+
+    ``rng`` is used by allocation ``random`` only (a fresh generator when None) and ignored otherwise.
+
+    Raises:
+        ValueError: Attribute values that targeting cannot compare (the message says which).
+    """
+    sticky = sticky or {}
+    if plan.allocation != "random":
+        rng = None
+    elif rng is None:
+        rng = np.random.default_rng()
+    try:
+        if len(units) == 1:
+            unit_id, attributes = units[0]
+            one = plan.assign(unit_id, attributes, sticky=sticky.get(unit_id), weights=weights, rng=rng)
+            return [
+                UnitAssignment(
+                    unit_id, one.variant, one.payload, one.enrolled, one.bucket, one.reason, one.variation_index
+                )
+            ]
+        batch = assign_batch(
+            plan,
+            [u for u, _ in units],
+            [dict(a or {}) for _, a in units],
+            sticky=sticky or None,
+            weights=weights,
+            rng=rng,
+        )
+    except TypeError as exc:  # attribute values of a type targeting cannot compare
+        raise ValueError(str(exc)) from exc
+    keys, payloads = plan.keys, plan.payloads
+    results = []
+    for (unit_id, _), index, bucket, reason in zip(
+        units, batch.variation_index.tolist(), batch.bucket.tolist(), batch.reason.tolist(), strict=True
+    ):
+        enrolled = index >= 0
+        results.append(
+            UnitAssignment(
+                unit_id,
+                keys[index] if enrolled else None,
+                payloads[index] if enrolled else None,
+                enrolled,
+                None if math.isnan(bucket) else bucket,
+                REASONS[reason],
+                index if enrolled else None,
+            )
+        )
+    return results
+
+
+def assign(
+    store: Store,
+    key: str,
+    unit_id: str,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    record: bool = False,
+    preview: bool = False,
+    now: datetime | None = None,
+    rng: np.random.Generator | None = None,
+) -> UnitAssignment:
+    """Assign one unit of the stored experiment ``key`` (see the module docstring for the rules).
+
+    Args:
+        store: The store.
+        key: The experiment.
+        unit_id: The unit's id.
+        attributes: The unit's attributes, for targeting and attribute hashing.
+        record: Keep a new enrolment in the store, so the unit keeps its variant (running experiments only).
+        preview: Evaluate as if the experiment were running, whatever its status; records nothing.
+        now: The time that picks a bandit's window (default: now).
+        rng: The generator of allocation ``random`` (default: a fresh one).
+
+    Raises:
+        NotFoundError: No experiment ``key``.
+        ValueError: Attribute values that targeting cannot compare.
+    """
+    experiment = get_experiment(store, key)
+    spec = ExperimentSpec.model_validate(experiment.spec)
+    running = experiment.status == "running"
+    plan = compile_plan(to_plan(spec, active=preview or running))
+    stored = store.assignments.get(experiment_key=key, unit_id=unit_id)
+    sticky = {unit_id: stored.variant} if stored is not None and stored.bucket_version == spec.bucket_version else {}
+    weights = None
+    if plan.active and spec.allocation.method == "bandit" and not sticky:
+        weights = current_weights(store, key, now=now).weights
+    result = evaluate(plan, [(unit_id, attributes)], sticky=sticky, weights=weights, rng=rng)[0]
+    if record and running and not preview and result.reason == "enrolled" and result.variant is not None:
+        kept = store.assignments.record(
+            experiment_key=key, unit_id=unit_id, variant=result.variant, bucket_version=spec.bucket_version
+        )
+        if kept != result.variant:  # another process recorded the unit first: its variant stands
+            result = evaluate(plan, [(unit_id, attributes)], sticky={unit_id: kept}, weights=weights)[0]
+    return result
