@@ -106,9 +106,16 @@ def test_decision_rules_come_from_the_spec(tmp_path: Path) -> None:
     store, spec, metrics = _store(tmp_path)
     with store:
         simulate(store, spec, metrics, units=20_000, effects={}, seed=15)
-        strict = spec.model_copy(update={"analysis": spec.analysis.model_copy(update={"decision": {"alhpa": 0.01}})})
-        store.experiments.update(key="e2e", spec=strict.model_dump(mode="json"), diff=[], actor="t")
-        with pytest.raises(ValueError, match=r"analysis\.decision of experiment 'e2e'.*'alhpa'"):
+        assert analyze_experiment(store, "e2e", save=False).decision.category == "NO_LAUNCH"  # type: ignore[union-attr]
+        # null is a setting here (always extend), not "the default": it must survive the store.
+        data = spec.model_dump(mode="json")
+        data["analysis"]["decision"] = {"extend_if_days_left_below": None}
+        store.experiments.update(key="e2e", spec=data, diff=[], actor="t")
+        assert analyze_experiment(store, "e2e", save=False).decision.category == "EXTEND_TEST"  # type: ignore[union-attr]
+        # Stored before the spec typed analysis.decision: re-validated on read, the field named.
+        data["analysis"]["decision"] = {"alhpa": 0.01}
+        store.experiments.update(key="e2e", spec=data, diff=[], actor="t")
+        with pytest.raises(ValueError, match=r"analysis\.decision\.alhpa\n  Extra inputs are not permitted"):
             analyze_experiment(store, "e2e")
 
 
