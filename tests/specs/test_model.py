@@ -465,7 +465,7 @@ def test_bad_bandit_settings_name_the_field(bandit: dict[str, Any], field: str, 
 def test_bandit_floor_fits_the_variants() -> None:
     assert _errors(_bandit(3, floor=0.5)) == {
         "allocation.bandit.floor": (
-            "Value error, allocation.bandit.floor == 0.5, must be <= 1/3 for 3 variants "
+            "Value error, floor == 0.5, must be <= 1/3 for 3 variants "
             "(every variant keeps at least the floor)"
         )
     }
@@ -649,15 +649,15 @@ def test_metric_references_in_order() -> None:
 def test_undefined_metrics_are_refused_against_a_catalog() -> None:
     data = _spec(metrics={"goal": ["conversion"], "guardrails": [{"metric": "aov", "max_degradation": 0.05}]})
     _invalid(
-        data, r"metrics\.guardrails\.0\.metric == 'aov' is not a defined metric", context={"metrics": {"conversion"}}
+        data, r"metrics\.guardrails\.0\.metric: 'aov' is not a defined metric", context={"metrics": {"conversion"}}
     )
     assert ExperimentSpec.model_validate(data, context={"metrics": {"conversion", "aov"}})
     assert ExperimentSpec.model_validate(data)  # no catalog: not checked
     spec = ExperimentSpec.model_validate(data)
     with pytest.raises(
         ValueError,
-        match=r"metrics\.goal\.0 == 'conversion'; metrics\.guardrails\.0\.metric == 'aov' "
-        r"are not defined metrics \(defined: none\)",
+        match=r"metrics\.goal\.0: 'conversion' is not a defined metric \(defined: none\); "
+        r"metrics\.guardrails\.0\.metric: 'aov' is not a defined metric \(defined: none\)",
     ):
         check_metric_references(spec, set())
 

@@ -36,6 +36,7 @@ from splitlab.specs import (
     load_catalog,
     metric_references,
     plan_update,
+    undefined_metrics,
 )
 from splitlab.storage import ExperimentRecord, ExperimentVersion, NotFoundError, Store, VersionConflictError
 
@@ -280,14 +281,8 @@ def _store_problems(
     against each other when the catalog was read), so their stored versions are not compared.
     """
     problems: list[tuple[str, str]] = []
-    references = [(path, name) for path, name in metric_references(spec) if name not in defined_metrics]
-    if references:
-        stored = store.metrics.get_many(names=[name for _, name in references])
-        problems += [
-            (path, f"{name!r} is not a defined metric (define it with `splitlab apply` on a metrics file)")
-            for path, name in references
-            if name not in stored
-        ]
+    if any(name not in defined_metrics for _, name in metric_references(spec)):
+        problems += undefined_metrics(spec, {*defined_metrics, *store.metrics.list()})
     if spec.namespace is not None:
         start, end = spec.namespace.range
         for other in store.experiments.list():

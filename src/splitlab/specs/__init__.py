@@ -33,6 +33,7 @@ from splitlab.specs.model import (
     Variant,
     check_metric_references,
     metric_references,
+    undefined_metrics,
 )
 from splitlab.specs.plan import to_plan
 
@@ -77,4 +78,5 @@ __all__ = [
     "plan_update",
     "to_plan",
     "transition",
+    "undefined_metrics",
 ]

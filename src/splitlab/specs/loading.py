@@ -37,7 +37,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from splitlab.specs.model import ExperimentSpec, MetricDefinition, metric_references
+from splitlab.specs.model import ExperimentSpec, MetricDefinition, undefined_metrics
 
 __all__ = ["Catalog", "SpecError", "dump_metrics", "dump_spec", "load_catalog", "load_spec"]
 
@@ -294,15 +294,9 @@ def _metric_items(doc: _Document, metrics: Any, problems: list[str]) -> Iterator
 def _check_references(
     spec: ExperimentSpec, doc: _Document, base: Loc, defined: Collection[str], problems: list[str]
 ) -> None:
-    for path, name in metric_references(spec):
-        if name in defined:
-            continue
+    for path, message in undefined_metrics(spec, defined):
         loc = tuple(int(p) if p.isdigit() else p for p in path.split("."))
-        close = difflib.get_close_matches(name, list(defined), n=1)
-        hint = f", did you mean {close[0]!r}?" if close else f" (defined: {', '.join(sorted(defined)) or 'none'})"
-        problems.append(
-            f"{doc.where((*base, *loc))}: experiment {spec.key!r}: {path}: {name!r} is not a defined metric{hint}"
-        )
+        problems.append(f"{doc.where((*base, *loc))}: experiment {spec.key!r}: {path}: {message}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections import Counter
@@ -70,6 +71,7 @@ __all__ = [
     "Variant",
     "check_metric_references",
     "metric_references",
+    "undefined_metrics",
 ]
 
 WEIGHT_TOLERANCE = 1e-6
@@ -388,7 +390,7 @@ def _check_bandit_arms(spec: ExperimentSpec, bandit: Bandit) -> None:
     except ValueError:
         default = " (the default)" if bandit.floor is None else ""
         msg = (
-            f"allocation.bandit.floor == {production.floor:g}{default}, must be <= 1/{n_arms} for {n_arms} "
+            f"floor == {production.floor:g}{default}, must be <= 1/{n_arms} for {n_arms} "
             "variants (every variant keeps at least the floor)"
         )
         _raise_at(spec, ("allocation", "bandit", "floor"), msg, production.floor)
@@ -689,6 +691,27 @@ def metric_references(spec: ExperimentSpec) -> list[tuple[str, str]]:
     return refs
 
 
+def undefined_metrics(spec: ExperimentSpec, defined: Collection[str]) -> list[tuple[str, str]]:
+    """Every metric reference of ``spec`` not in ``defined``, as ``(field path, message)`` pairs.
+
+    The one wording of this problem, whoever checks (a catalog of files, the store, a validation
+    context): the message suggests the closest defined name, or lists what is defined.
+
+    Example:
+        >>> spec = ExperimentSpec(key="x", variants=[{"key": "a"}, {"key": "b"}], metrics={"goal": ["conversion"]})
+        >>> undefined_metrics(spec, {"conversions", "revenue"})
+        [('metrics.goal.0', "'conversion' is not a defined metric, did you mean 'conversions'?")]
+    """
+    problems = []
+    for path, name in metric_references(spec):
+        if name in defined:
+            continue
+        close = difflib.get_close_matches(name, list(defined), n=1)
+        hint = f", did you mean {close[0]!r}?" if close else f" (defined: {', '.join(sorted(defined)) or 'none'})"
+        problems.append((path, f"{name!r} is not a defined metric{hint}"))
+    return problems
+
+
 def check_metric_references(spec: ExperimentSpec, defined: Collection[str]) -> None:
     """Raise ``ValueError`` naming every metric reference of ``spec`` that is not in ``defined``.
 
@@ -697,13 +720,10 @@ def check_metric_references(spec: ExperimentSpec, defined: Collection[str]) -> N
         >>> check_metric_references(spec, {"revenue"})
         Traceback (most recent call last):
         ...
-        ValueError: metrics.goal.0 == 'conversion' is not a defined metric (defined: revenue)
+        ValueError: metrics.goal.0: 'conversion' is not a defined metric (defined: revenue)
     """
-    missing = [f"{path} == {name!r}" for path, name in metric_references(spec) if name not in defined]
-    if missing:
-        known = ", ".join(sorted(defined)) or "none"
-        msg = f"{'; '.join(missing)} {'is not a defined metric' if len(missing) == 1 else 'are not defined metrics'}"
-        raise ValueError(f"{msg} (defined: {known})")
+    if problems := undefined_metrics(spec, defined):
+        raise ValueError("; ".join(f"{path}: {message}" for path, message in problems))
 
 
 class EventAggregate(_Model):
