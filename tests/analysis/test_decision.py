@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from splitlab.analysis.decision import DEFAULT_RULES, DecisionRules, decide
-from splitlab.analysis.readout import CATEGORIES, ExperimentReadout, HealthCheck, MetricReadout
+from splitlab.analysis.readout import Decision, ExperimentReadout, HealthCheck, MetricResult
 from splitlab.stats.results import EffectResult
 from splitlab.stats.sequential.monitor import MonitorLook, MonitorResult
 from splitlab.stats.srm import srm_test
@@ -50,10 +50,10 @@ def metric(
     chance_to_win: float | None = None,
     max_degradation: float | None = None,
     **kwargs: object,
-) -> MetricReadout:
+) -> MetricResult:
     sign = 1 if higher_is_better else -1
     win = float(sps.norm.cdf(sign * rel / se)) if chance_to_win is None else chance_to_win
-    return MetricReadout(
+    return MetricResult(
         metric=name, role=role, kind="binary", variant=variant, control="control",  # type: ignore[arg-type]
         higher_is_better=higher_is_better, effect=effect(rel, se), chance_to_win=win, expected_loss=0.0,
         max_degradation=max_degradation, **kwargs,  # type: ignore[arg-type]
@@ -61,13 +61,13 @@ def metric(
 
 
 def readout(
-    *metrics: MetricReadout,
+    *metrics: MetricResult,
     units: dict[str, int] | None = None,
     weights: dict[str, float] | None = None,
     planned: int | None = 10_000,
     daily: float = 1_000.0,
     health: tuple[HealthCheck, ...] = (),
-    segments: tuple[MetricReadout, ...] = (),
+    segments: tuple[MetricResult, ...] = (),
     days_running: float = 10.0,
 ) -> ExperimentReadout:
     variants = ("control", *dict.fromkeys(m.variant for m in metrics))
@@ -82,7 +82,7 @@ def readout(
     )  # fmt: skip
 
 
-def strong(rel: float = 0.05, se: float = 0.01, **kwargs: object) -> MetricReadout:
+def strong(rel: float = 0.05, se: float = 0.01, **kwargs: object) -> MetricResult:
     return metric("conversion", rel, se, **kwargs)  # type: ignore[arg-type]
 
 
@@ -303,9 +303,9 @@ def test_without_mde_the_planned_sample_decides() -> None:
 
 
 def test_untestable_primary_extends_before_the_plan_and_is_invalid_after() -> None:
-    broken = MetricReadout(
-        "conversion", "goal", "binary", "treatment", "control", True,
-        effect(0.0, 0.01).__class__(**{**effect(0.0, 0.01).to_dict(), "p_value": math.nan, "absolute_ci": (
+    broken = MetricResult(
+        metric="conversion", role="goal", kind="binary", variant="treatment", control="control",
+        effect=effect(0.0, 0.01).__class__(**{**effect(0.0, 0.01).to_dict(), "p_value": math.nan, "absolute_ci": (
             math.nan, math.nan), "relative_ci": (math.nan, math.nan), "error_message": "zero variance"}),
         chance_to_win=math.nan, expected_loss=math.nan,
     )  # fmt: skip
@@ -434,7 +434,7 @@ def test_stricter_alpha_rule() -> None:
 def test_corrected_results_recover_the_standard_error_from_the_statistic() -> None:
     base = strong(0.004, 0.01)
     wide = (base.effect.absolute_ci[0] * 3, base.effect.absolute_ci[1] * 3)  # a corrected, wider CI
-    corrected = MetricReadout(**{**{f: getattr(base, f) for f in base.__slots__},  # type: ignore[arg-type]
+    corrected = MetricResult(**{**{f: getattr(base, f) for f in base.__slots__},  # type: ignore[arg-type]
                                  "effect": base.effect.__class__(**{**base.effect.to_dict(), "absolute_ci": wide,
                                                                     "correction": "holm"})})  # fmt: skip
     plain, adjusted = decide(readout(base), hypothesis_mde=0.03), decide(readout(corrected), hypothesis_mde=0.03)
@@ -443,7 +443,7 @@ def test_corrected_results_recover_the_standard_error_from_the_statistic() -> No
 
 def test_every_category_is_a_known_one() -> None:
     for m in (strong(), strong(-0.05), strong(0.004, 0.01)):
-        assert decide(readout(m)).category in CATEGORIES
+        assert decide(readout(m)).category in list(Decision)
 
 
 # --- rules ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from statistics import NormalDist
 import pytest
 from rich.console import Console
 
-from splitlab.analysis.readout import Decision, ExperimentReadout, HealthCheck, MetricReadout, TimelinePoint
+from splitlab.analysis.readout import Decision, ExperimentReadout, HealthCheck, MetricResult, TimelinePoint, Verdict
 from splitlab.analysis.report import readout_to_dict, rich_readout, to_html, to_json, to_markdown, to_text
 from splitlab.analysis.report._svg import Scale, domain, ticks
 from splitlab.stats.results import EffectResult
@@ -34,8 +34,8 @@ def effect(rel: float, se: float, *, control_mean: float = 0.1, n: int = 10_000)
 
 
 def metric(name: str, rel: float, se: float = 0.01, *, role: str = "goal", variant: str = "treatment",
-           **kwargs: object) -> MetricReadout:  # fmt: skip
-    return MetricReadout(
+           **kwargs: object) -> MetricResult:  # fmt: skip
+    return MetricResult(
         metric=name, role=role, kind="binary", variant=variant, control="control",  # type: ignore[arg-type]
         higher_is_better=kwargs.pop("higher_is_better", True), effect=effect(rel, se),  # type: ignore[arg-type]
         chance_to_win=0.9, expected_loss=0.001, **kwargs,  # type: ignore[arg-type]
@@ -75,8 +75,8 @@ def make_readout(**changes: object) -> ExperimentReadout:
             metric("conversion", 0.04, 0.02, segment=("platform", "[b]ios[/b] | x"), heterogeneous=False),
         ),
         timeline=timeline(),
-        decision=Decision("ROLLBACK", ("Roll back 'treatment': a guardrail is harmed.", f"Guardrail {EVIL} breached."),
-                          "treatment"),
+        decision=Verdict(category=Decision.ROLLBACK, reasons=("Roll back 'treatment': a guardrail is harmed.",
+                                                              f"Guardrail {EVIL} breached."), variant="treatment"),
         notes=("CUPED on revenue", ),
     )  # fmt: skip
     return replace(base, **changes)  # type: ignore[arg-type]
@@ -87,8 +87,9 @@ def make_readout(**changes: object) -> ExperimentReadout:
 
 def test_readout_to_dict_is_json_ready() -> None:
     nan_effect = replace(effect(0.0, 0.01), p_value=math.nan, relative_ci=(-math.inf, math.inf))
-    readout = make_readout(metrics=(MetricReadout("conversion", "goal", "binary", "treatment", "control", True,
-                                                  nan_effect, math.nan, math.inf),))  # fmt: skip
+    readout = make_readout(metrics=(MetricResult(metric="conversion", role="goal", kind="binary", variant="treatment",
+                                                 control="control", effect=nan_effect, chance_to_win=math.nan,
+                                                 expected_loss=math.inf),))  # fmt: skip
     data = readout_to_dict(readout)
     json.dumps(data, allow_nan=False)  # raises on any NaN or infinity left
     m = data["metrics"][0]

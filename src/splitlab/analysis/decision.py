@@ -44,8 +44,8 @@ from typing import Any, Literal
 
 from scipy import stats as sps
 
-from splitlab.analysis.readout import Decision, ExperimentReadout, MetricReadout
-from splitlab.analysis.report._format import count, interval, num, p_value, pct, share, signed
+from splitlab.analysis.format import count, interval, num, p_value, pct, share, signed
+from splitlab.analysis.readout import Decision, ExperimentReadout, MetricResult, Verdict
 from splitlab.stats._validation import check_choice, check_positive, check_probability
 from splitlab.stats.results import Interval
 
@@ -54,8 +54,9 @@ __all__ = ["DEFAULT_RULES", "RANK", "DecisionRules", "decide", "guardrail_status
 SIGNIFICANCE = ("p_value", "chance_to_win")
 # Order in which the treatments of one experiment are preferred (lower is better); ROLLBACK and
 # INVALID are not eligible for a launch and are handled apart.
-RANK = {"STRONG_LAUNCH": 0, "LAUNCH": 1, "CONSIDER_LAUNCH": 2, "EXTEND_TEST": 3, "NO_LAUNCH": 4}
-_LAUNCHES = ("STRONG_LAUNCH", "LAUNCH")
+RANK = {Decision.STRONG_LAUNCH: 0, Decision.LAUNCH: 1, Decision.CONSIDER_LAUNCH: 2, Decision.EXTEND_TEST: 3,
+        Decision.NO_LAUNCH: 4}  # fmt: skip
+_LAUNCHES = (Decision.STRONG_LAUNCH, Decision.LAUNCH)
 
 
 def _check_optional_positive(name: str, value: float | None) -> float | None:
@@ -174,7 +175,7 @@ class _Evidence:
     improvement; ``good_abs`` and ``good_abs_ci`` the same on the absolute scale.
     """
 
-    metric: MetricReadout
+    metric: MetricResult
     good: float
     good_ci: Interval
     good_abs: float
@@ -199,7 +200,7 @@ def _to_relative(ci: Interval, control_mean: float) -> Interval:
     return (ci[0] / scale, ci[1] / scale)
 
 
-def _evidence(m: MetricReadout, rules: DecisionRules) -> _Evidence:
+def _evidence(m: MetricResult, rules: DecisionRules) -> _Evidence:
     e = m.effect
     sign = 1.0 if m.higher_is_better else -1.0
     alpha = rules.alpha if rules.alpha is not None else e.alpha
@@ -273,12 +274,15 @@ def _critical(alpha: float, alternative: str, df: float | None) -> float:
     return float(sps.norm.ppf(q))
 
 
-def _standard_error(m: MetricReadout) -> float:
-    """Standard error of the absolute effect, recovered from the CI (or from ``effect / statistic``).
+def _standard_error(m: MetricResult) -> float:
+    """Standard error of the absolute effect: the record's own, which the analysis always fills.
 
-    An uncorrected CI is ``effect -/+ c * se`` with ``c`` the critical value of its ``alpha``;
-    a corrected one is at an unknown per-comparison level, so ``|effect / statistic|`` is used.
+    A record built without it (by hand) has it read off its CI instead: an uncorrected CI is
+    ``effect -/+ c * se`` with ``c`` the critical value of its ``alpha``; a corrected one is at an
+    unknown per-comparison level, so ``|effect / statistic|`` is used.
     """
+    if m.absolute_se is not None:
+        return m.absolute_se
     e = m.effect
     if e.correction in (None, "none"):
         crit = _critical(e.alpha, e.alternative, e.df)
@@ -300,7 +304,7 @@ class _Power:
     target: float
 
 
-def _power(m: MetricReadout, *, mde: float, relative: bool, alpha: float, target: float) -> _Power | None:
+def _power(m: MetricResult, *, mde: float, relative: bool, alpha: float, target: float) -> _Power | None:
     """``power = Phi(d/se - z) + Phi(-d/se - z)``, ``detectable = (z + z_target) se`` (Chow et al. 2008, 3.2.1).
 
     ``d`` is the MDE on the absolute scale (``mde * |control mean|`` for a relative MDE, as the
@@ -324,8 +328,8 @@ def _mde_text(mde: float, *, relative: bool) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Verdict:
-    category: str
+class _Judgement:
+    category: Decision
     reasons: tuple[str, ...]
     variant: str
     score: float
@@ -393,11 +397,11 @@ def _guardrail_status(ev: _Evidence, tolerance: float) -> str:
     return "ok"
 
 
-def _tolerance(m: MetricReadout, rules: DecisionRules) -> float:
+def _tolerance(m: MetricResult, rules: DecisionRules) -> float:
     return rules.default_max_degradation if m.max_degradation is None else m.max_degradation
 
 
-def guardrail_status(metric: MetricReadout, *, rules: DecisionRules = DEFAULT_RULES) -> str:
+def guardrail_status(metric: MetricResult, *, rules: DecisionRules = DEFAULT_RULES) -> str:
     """Where a guardrail stands against its tolerated degradation, as the decision engine sees it.
 
     Returns:
@@ -408,7 +412,7 @@ def guardrail_status(metric: MetricReadout, *, rules: DecisionRules = DEFAULT_RU
     return _guardrail_status(_evidence(metric, rules), _tolerance(metric, rules))
 
 
-def _judge(ctx: _Context, treatment: str) -> _Verdict:
+def _judge(ctx: _Context, treatment: str) -> _Judgement:
     readout, rules = ctx.readout, ctx.rules
     mine = [m for m in readout.metrics if m.variant == treatment]
     goals = [m for m in mine if m.role == "goal"]
@@ -430,20 +434,20 @@ def _judge(ctx: _Context, treatment: str) -> _Verdict:
         reasons = [f"Roll back '{treatment}': a guardrail or goal metric is significantly harmed.", *breaches]
         if rules.rollback_on_goal_harm:
             reasons += harmed_goals
-        return _Verdict("ROLLBACK", tuple(reasons), treatment, -math.inf)
+        return _Judgement(Decision.ROLLBACK, tuple(reasons), treatment, -math.inf)
 
     if primary is None:
         wanted = f"'{ctx.primary}'" if ctx.primary else "a goal metric"
-        return _Verdict("INVALID", (f"No readout of {wanted} for '{treatment}': there is nothing to decide on.",),
-                        treatment, -math.inf)  # fmt: skip
+        reason = f"No readout of {wanted} for '{treatment}': there is nothing to decide on."
+        return _Judgement(Decision.INVALID, (reason,), treatment, -math.inf)
     ev = next(ev for m, ev in goal_evidence if m is primary)
     verdict = _judge_primary(ctx, treatment, ev, status)
-    return _Verdict(verdict.category, verdict.reasons + tuple(_context_reasons(ctx, treatment, primary, guards,
+    return _Judgement(verdict.category, verdict.reasons + tuple(_context_reasons(ctx, treatment, primary, guards,
                                                                                goal_evidence, status)),
                     verdict.variant, verdict.score)  # fmt: skip
 
 
-def _judge_primary(ctx: _Context, treatment: str, ev: _Evidence, status: Mapping[str, str]) -> _Verdict:
+def _judge_primary(ctx: _Context, treatment: str, ev: _Evidence, status: Mapping[str, str]) -> _Judgement:
     rules, m = ctx.rules, ev.metric
     score = ev.good if math.isfinite(ev.good) else -math.inf
     absolute = ctx.mde is not None and not ctx.mde_relative
@@ -455,12 +459,12 @@ def _judge_primary(ctx: _Context, treatment: str, ev: _Evidence, status: Mapping
             days = _days_to_plan(ctx.readout, treatment)
             when = "days left unknown (no traffic to project from)" if days is None else (
                 f"about {days:.1f} more days {_traffic_text(ctx.readout)}")  # fmt: skip
-            return _Verdict("EXTEND_TEST", (
+            return _Judgement(Decision.EXTEND_TEST, (
                 (f"'{m.metric}' could not be tested yet ({why}); {when} to reach the planned {count(planned)} units "
                 "per variant."),
             ), treatment, score)  # fmt: skip
-        return _Verdict("INVALID", (f"'{m.metric}' could not be tested ({why}): no decision can be made on it.",),
-                        treatment, -math.inf)  # fmt: skip
+        reason = f"'{m.metric}' could not be tested ({why}): no decision can be made on it."
+        return _Judgement(Decision.INVALID, (reason,), treatment, -math.inf)
     if ev.better:
         return _judge_better(ctx, treatment, ev, status, described, score)
     return _judge_not_better(ctx, treatment, ev, described, score)
@@ -474,7 +478,7 @@ def _strong_evidence(ev: _Evidence, rules: DecisionRules) -> bool:
 
 def _judge_better(
     ctx: _Context, treatment: str, ev: _Evidence, status: Mapping[str, str], described: str, score: float
-) -> _Verdict:
+) -> _Judgement:
     rules = ctx.rules
     practical = rules.practical_significance and ctx.mde is not None
     mde = ctx.mde if ctx.mde is not None else math.nan
@@ -483,7 +487,7 @@ def _judge_better(
     mde_text = _mde_text(mde, relative=ctx.mde_relative)
     what = "significantly better" if ev.sequential is None else "better (the sequential monitor stopped for efficacy)"
     if practical and not estimate >= mde:
-        return _Verdict("CONSIDER_LAUNCH", (
+        return _Judgement(Decision.CONSIDER_LAUNCH, (
             (f"Consider launching '{treatment}': {described}; {what}, but the estimate is below the "
             f"MDE of {mde_text}, the smallest effect worth shipping the test was planned for."),
         ), treatment, score)  # fmt: skip
@@ -495,7 +499,7 @@ def _judge_better(
         evidence = (f"p < alpha x {rules.strong_launch_p_value_factor:g} or chance to win >= "
                     f"{share(rules.strong_launch_chance_to_win)}")  # fmt: skip
         floor = f"; the CI's lower end is at least the MDE of {mde_text}" if practical else ""
-        return _Verdict("STRONG_LAUNCH", (
+        return _Judgement(Decision.STRONG_LAUNCH, (
             (f"Launch '{treatment}' with confidence: {described}; {what}{floor}; strong evidence ({evidence}); "
             "every guardrail within tolerance."),
         ), treatment, score)  # fmt: skip
@@ -510,7 +514,7 @@ def _judge_better(
         names = [name for name in flagged if status[name] == state]
         if names:
             short.append(f"guardrail(s) {', '.join(map(repr, names))} {words}")
-    return _Verdict("LAUNCH", (
+    return _Judgement(Decision.LAUNCH, (
         (f"Launch '{treatment}': {described}; {what}; guardrails within tolerance. Not a strong launch: "
         f"{'; '.join(short)}."),
     ), treatment, score)  # fmt: skip
@@ -524,7 +528,7 @@ def _days_to_plan(readout: ExperimentReadout, treatment: str) -> float | None:
     return _days_for(readout, needed)
 
 
-def _judge_not_better(ctx: _Context, treatment: str, ev: _Evidence, described: str, score: float) -> _Verdict:
+def _judge_not_better(ctx: _Context, treatment: str, ev: _Evidence, described: str, score: float) -> _Judgement:
     readout, rules, m = ctx.readout, ctx.rules, ev.metric
     sides = (readout.control, treatment)
     lead = f"no significant difference: {described}."
@@ -587,17 +591,17 @@ def _judge_not_better(ctx: _Context, treatment: str, ev: _Evidence, described: s
         if too_long is None:
             when = "days left unknown (no traffic to project from)" if days is None else (
                 f"about {days:.1f} more days {_traffic_text(readout)}")  # fmt: skip
-            return _Verdict("EXTEND_TEST", (f"Keep '{treatment}' running: {lead}",
+            return _Judgement(Decision.EXTEND_TEST, (f"Keep '{treatment}' running: {lead}",
                                             f"Not yet conclusive: {days_text}; {when}."),
                             treatment, score)  # fmt: skip
         over_reasons.append(too_long)
     if ev.good > 0 and m.chance_to_win >= rules.consider_launch_chance_to_win:
-        return _Verdict("CONSIDER_LAUNCH", (
+        return _Judgement(Decision.CONSIDER_LAUNCH, (
             (f"Consider launching '{treatment}': {lead} The estimate is positive with a chance to win of "
             f"{share(m.chance_to_win)} (at least {share(rules.consider_launch_chance_to_win)})."),
             *over_reasons,
         ), treatment, score)  # fmt: skip
-    return _Verdict("NO_LAUNCH", (f"Do not launch '{treatment}': {lead}", *over_reasons), treatment, score)
+    return _Judgement(Decision.NO_LAUNCH, (f"Do not launch '{treatment}': {lead}", *over_reasons), treatment, score)
 
 
 def _too_long(readout: ExperimentReadout, rules: DecisionRules, days: float | None) -> str | None:
@@ -618,9 +622,9 @@ def _too_long(readout: ExperimentReadout, rules: DecisionRules, days: float | No
 def _context_reasons(
     ctx: _Context,
     treatment: str,
-    primary: MetricReadout,
-    guards: list[tuple[MetricReadout, _Evidence]],
-    goals: list[tuple[MetricReadout, _Evidence]],
+    primary: MetricResult,
+    guards: list[tuple[MetricResult, _Evidence]],
+    goals: list[tuple[MetricResult, _Evidence]],
     status: Mapping[str, str],
 ) -> list[str]:
     """Guardrails that are harmed or inconclusive, other goal and secondary results, heterogeneity."""
@@ -651,27 +655,27 @@ def _context_reasons(
     return out
 
 
-def _combine(verdicts: list[_Verdict]) -> _Verdict:
+def _combine(verdicts: list[_Judgement]) -> _Judgement:
     """The best eligible treatment; a rollback wins over anything short of a launch."""
     if len(verdicts) == 1:
         return verdicts[0]
     eligible = [v for v in verdicts if v.category in RANK]
-    rollbacks = [v for v in verdicts if v.category == "ROLLBACK"]
+    rollbacks = [v for v in verdicts if v.category == Decision.ROLLBACK]
     best = min(eligible, key=lambda v: (RANK[v.category], -v.score), default=None)
     others = ", ".join(f"'{v.variant}' is {v.category}" for v in verdicts if v is not best)
     if rollbacks and (best is None or best.category not in _LAUNCHES):
         first = rollbacks[0]
         rest = ", ".join(f"'{v.variant}' is {v.category}" for v in verdicts if v is not first)
         head = f"Of {len(verdicts)} treatments, '{first.variant}' must be rolled back ({rest})."
-        return _Verdict("ROLLBACK", (head, *first.reasons, *(r for v in rollbacks[1:] for r in v.reasons)),
+        return _Judgement(Decision.ROLLBACK, (head, *first.reasons, *(r for v in rollbacks[1:] for r in v.reasons)),
                         first.variant, first.score)  # fmt: skip
     if best is None:
         invalid = verdicts[0]
-        return _Verdict(invalid.category, tuple(r for v in verdicts for r in v.reasons), invalid.variant, -math.inf)
+        return _Judgement(invalid.category, tuple(r for v in verdicts for r in v.reasons), invalid.variant, -math.inf)
     head = (f"'{best.variant}' is the best eligible of {len(verdicts)} treatments ({best.category}; {others}): "
             "ranked by category, then by the primary metric's effect.")  # fmt: skip
     excluded = [r for v in rollbacks for r in v.reasons]
-    return _Verdict(best.category, (head, *best.reasons, *excluded), best.variant, best.score)
+    return _Judgement(best.category, (head, *best.reasons, *excluded), best.variant, best.score)
 
 
 def decide(
@@ -681,7 +685,7 @@ def decide(
     hypothesis_mde: float | None = None,
     mde_relative: bool = True,
     primary_metric: str | None = None,
-) -> Decision:
+) -> Verdict:
     """One decision for the experiment, with its reasons in plain words.
 
     Args:
@@ -696,7 +700,7 @@ def decide(
             default the first goal metric of each treatment.
 
     Returns:
-        A :class:`Decision`; its ``variant`` is the treatment to launch, consider or roll back,
+        A :class:`Verdict`; its ``variant`` is the treatment to launch, consider or roll back,
         None for INVALID, EXTEND_TEST and NO_LAUNCH.
 
     Raises:
@@ -706,14 +710,16 @@ def decide(
         check_positive("hypothesis_mde", hypothesis_mde)
     errors, warnings = _health(readout)
     if errors:
-        return Decision("INVALID", (
+        return Verdict(category=Decision.INVALID, reasons=(
             ("The experiment's data failed a health check, so no result can be trusted: fix the cause and "
             "re-run before reading any metric."), *errors, *warnings,
         ))  # fmt: skip
     ctx = _Context(readout, rules, hypothesis_mde, mde_relative, primary_metric)
     treatments = [v for v in readout.variants if v != readout.control]
     if not treatments:
-        return Decision("INVALID", ("The readout has no treatment to compare with control.", *warnings))
+        reasons = ("The readout has no treatment to compare with control.", *warnings)
+        return Verdict(category=Decision.INVALID, reasons=reasons)
     verdict = _combine([_judge(ctx, t) for t in treatments])
-    keeps_variant = verdict.category in (*_LAUNCHES, "CONSIDER_LAUNCH", "ROLLBACK")
-    return Decision(verdict.category, (*verdict.reasons, *warnings), verdict.variant if keeps_variant else None)
+    keeps_variant = verdict.category in (*_LAUNCHES, Decision.CONSIDER_LAUNCH, Decision.ROLLBACK)
+    return Verdict(category=verdict.category, reasons=(*verdict.reasons, *warnings),
+                   variant=verdict.variant if keeps_variant else None)  # fmt: skip

@@ -25,19 +25,15 @@ from typing import Any
 
 from scipy import stats as sps
 
-from splitlab.analysis.readout import ExperimentReadout, HealthCheck, MetricReadout, Role, Severity, TimelinePoint
-from splitlab.analysis.sql import CellKey, ExperimentAggregates, QuantileStatistic, Source, aggregate_experiment
+from splitlab.analysis.comparison import Options, compare, corrected, effect_of
+from splitlab.analysis.readout import ExperimentReadout, HealthCheck, MetricResult, Role, Severity, TimelinePoint
+from splitlab.analysis.sql import CellKey, ExperimentAggregates, Source, aggregate_experiment
 from splitlab.specs import ExperimentSpec, MetricDefinition
-from splitlab.stats.bayesian import beta_binomial, gaussian
-from splitlab.stats.cuped import cuped_estimates, cuped_test
-from splitlab.stats.frequentist import GroupEstimate, compare_estimates, estimate, two_sample_test
-from splitlab.stats.multiplicity import adjust_results
+from splitlab.stats.frequentist import estimate, two_sample_test
 from splitlab.stats.power import plan_sample_size
-from splitlab.stats.results import EffectResult
-from splitlab.stats.sequential.monitor import monitor
 from splitlab.stats.sequential.srm import sequential_srm_test
 from splitlab.stats.srm import SrmResult, srm_test
-from splitlab.stats.statistics import CovariateStatistic, MeanStatistic, ProportionStatistic
+from splitlab.stats.statistics import CovariateStatistic
 
 TOP_SEGMENT_LEVELS = 5
 MULTIPLE_EXPOSURE_WARNING = 0.01
@@ -54,50 +50,17 @@ def _roles(spec: ExperimentSpec) -> list[tuple[str, Role, float | None]]:
     return roles
 
 
-def _as_statistic(kind: str, statistic: Any) -> Any:
-    """Binary metrics are proportions: their 0/1 sums are successes."""
-    if kind == "binary" and isinstance(statistic, MeanStatistic):
-        return ProportionStatistic(statistic.n, statistic.sum)
-    return statistic
+def _cochran_q(results: Sequence[MetricResult]) -> bool | None:
+    """Whether the segment effects differ more than chance allows (Cochran's Q, p < 0.05).
 
-
-def _compare(kind: str, control: Any, treatment: Any, *, alpha: float) -> EffectResult:
-    if isinstance(control, QuantileStatistic) and isinstance(treatment, QuantileStatistic):
-        return compare_estimates(
-            control.group_estimate(), treatment.group_estimate(), test=f"quantile-{control.quantile:g}", use_t=False,
-            alpha=alpha,
-        )  # fmt: skip
-    if isinstance(control, CovariateStatistic) and isinstance(treatment, CovariateStatistic):
-        return cuped_test(control, treatment, alpha=alpha)
-    return two_sample_test(_as_statistic(kind, control), _as_statistic(kind, treatment), alpha=alpha)
-
-
-def _estimates(control: Any, treatment: Any) -> tuple[GroupEstimate, GroupEstimate]:
-    if isinstance(control, QuantileStatistic) and isinstance(treatment, QuantileStatistic):
-        return control.group_estimate(), treatment.group_estimate()
-    if isinstance(control, CovariateStatistic) and isinstance(treatment, CovariateStatistic):
-        return cuped_estimates(control, treatment)
-    return estimate(control), estimate(treatment)
-
-
-def _bayes(kind: str, control: Any, treatment: Any, *, higher_is_better: bool, alpha: float) -> tuple[float, float]:
-    c, t = _as_statistic(kind, control), _as_statistic(kind, treatment)
-    if isinstance(c, ProportionStatistic) and isinstance(t, ProportionStatistic):
-        result = beta_binomial(c, t, alpha=alpha, higher_is_better=higher_is_better)
-    else:
-        est_c, est_t = _estimates(c, t)
-        result = gaussian(est_c, est_t, relative=False, alpha=alpha, higher_is_better=higher_is_better)
-    return result.chance_to_win, result.expected_loss_treatment
-
-
-def _cochran_q(effects: Sequence[EffectResult]) -> bool | None:
-    """Whether the segment effects differ more than chance allows (Cochran's Q, p < 0.05)."""
-    points = []
-    for effect in effects:
-        low, high = effect.absolute_ci
-        if math.isfinite(low) and math.isfinite(high) and high > low:
-            se = (high - low) / (2 * sps.norm.ppf(1 - effect.alpha / 2))
-            points.append((effect.absolute_effect, 1 / se**2))
+    ``Q = sum w_i (d_i - d_w)^2`` with inverse-variance weights ``w_i = 1 / se_i^2`` and the
+    pooled ``d_w``, chi-square with ``k - 1`` df under homogeneity (Cochran 1954).
+    """
+    points = [
+        (r.effect.absolute_effect, 1 / r.absolute_se**2)
+        for r in results
+        if r.absolute_se is not None and r.absolute_se > 0 and math.isfinite(r.effect.absolute_effect)
+    ]
     if len(points) < 2:
         return None
     total = sum(w for _, w in points)
@@ -115,39 +78,34 @@ class _Analysis:
         self.metrics = metrics
         self.aggregates = aggregates
         self.alpha = alpha
+        self.options = Options(alpha=alpha)
         self.control = spec.variants[0].key
         self.treatments = [v.key for v in spec.variants[1:] if v.key in aggregates.variant_units]
 
     def readouts(self, name: str, role: Role, max_degradation: float | None, *, planned_n: float | None,
-                 sequential: str | None) -> list[MetricReadout]:  # fmt: skip
+                 sequential: str | None) -> list[MetricResult]:  # fmt: skip
         definition = self.metrics[name]
-        higher = definition.direction == "higher"
         agg = self.aggregates
-        out = []
-        effects = []
-        for variant in self.treatments:
-            control = agg.statistic(name, self.control)
-            treatment = agg.statistic(name, variant)
-            effect = _compare(definition.kind, control, treatment, alpha=self.alpha)
-            effects.append(effect)
-            chance, loss = _bayes(definition.kind, control, treatment, higher_is_better=higher, alpha=self.alpha)
-            monitor_result = None
-            if sequential and planned_n and agg.days and definition.kind != "quantile":
-                looks = [
-                    _estimates(_as_statistic(definition.kind, agg.statistic(name, self.control, day=day)),
-                               _as_statistic(definition.kind, agg.statistic(name, variant, day=day)))
+        options = replace(self.options, sequential=sequential, planned_n=planned_n)
+        out = [
+            compare(
+                agg.statistic(name, self.control),
+                agg.statistic(name, variant),
+                options=options,
+                higher_is_better=definition.direction == "higher",
+                looks=[]
+                if definition.kind == "quantile"
+                else [
+                    (agg.statistic(name, self.control, day=day), agg.statistic(name, variant, day=day))
                     for day in agg.days
-                ]  # fmt: skip
-                monitor_result = monitor(looks, method=sequential, planned_n=planned_n, alpha=self.alpha,
-                                         higher_is_better=higher)  # fmt: skip
-            out.append(MetricReadout(name, role, definition.kind, variant, self.control, higher, effect, chance, loss,
-                                     monitor_result, max_degradation))  # fmt: skip
-        if len(out) > 1 and self.spec.analysis.correction != "none":
-            adjusted = adjust_results(effects, method=self.spec.analysis.correction, alpha=self.alpha)
-            out = [replace(r, effect=e) for r, e in zip(out, adjusted, strict=True)]
-        return out
+                ],
+                **self._identity(name, role, max_degradation, variant),
+            )
+            for variant in self.treatments
+        ]
+        return corrected(out, method=self.spec.analysis.correction, alpha=self.alpha)
 
-    def segment_readouts(self, name: str, role: Role, max_degradation: float | None) -> list[MetricReadout]:
+    def segment_readouts(self, name: str, role: Role, max_degradation: float | None) -> list[MetricResult]:
         definition = self.metrics[name]
         if definition.kind == "quantile":
             return []
@@ -162,21 +120,19 @@ class _Analysis:
                     treatment = _sum_levels(agg, name, variant, dimension, members)
                     if control is None or treatment is None:
                         continue
-                    family.append((label, _compare(definition.kind, control, treatment, alpha=self.alpha),
-                                   control, treatment))  # fmt: skip
-                effects = [e for _, e, _, _ in family]
-                if len(effects) > 1 and self.spec.analysis.correction != "none":
-                    effects = adjust_results(effects, method=self.spec.analysis.correction, alpha=self.alpha)
-                heterogeneous = _cochran_q(effects)
-                for (label, _, control, treatment), effect in zip(family, effects, strict=True):
-                    higher = definition.direction == "higher"
-                    chance, loss = _bayes(
-                        definition.kind, control, treatment, higher_is_better=higher, alpha=self.alpha
-                    )
-                    out.append(MetricReadout(name, role, definition.kind, variant, self.control,
-                                             definition.direction == "higher", effect, chance, loss, None,
-                                             max_degradation, (dimension, label), heterogeneous))  # fmt: skip
+                    family.append(compare(control, treatment, options=self.options,
+                                          higher_is_better=definition.direction == "higher",
+                                          segment=(dimension, label),
+                                          **self._identity(name, role, max_degradation, variant)))  # fmt: skip
+                family = corrected(family, method=self.spec.analysis.correction, alpha=self.alpha)
+                heterogeneous = _cochran_q(family)
+                out += [replace(r, heterogeneous=heterogeneous) for r in family]
         return out
+
+    def _identity(self, name: str, role: Role, max_degradation: float | None, variant: str) -> dict[str, Any]:
+        kind = self.metrics[name].kind
+        return {"metric": name, "role": role, "kind": kind, "variant": variant, "control": self.control,
+                "max_degradation": max_degradation}  # fmt: skip
 
     def _top_levels(self, dimension: str) -> list[tuple[str, list[str | None]]]:
         """The largest levels by units, the rest pooled as ``other`` (statistics add)."""
@@ -283,7 +239,7 @@ def _planned_per_variant(spec: ExperimentSpec, analysis: _Analysis) -> int | Non
                "variants": len(spec.variants)}  # fmt: skip
     try:
         if definition.kind == "binary":
-            baseline = hypothesis.baseline or _as_statistic("binary", _metric_part(control)).mean
+            baseline = hypothesis.baseline or _metric_part(control).mean
             plan = plan_sample_size("proportion", hypothesis.mde, baseline=baseline, **options)  # type: ignore[arg-type]
         else:
             part = _metric_part(control)
@@ -313,7 +269,7 @@ def _timeline(analysis: _Analysis) -> list[TimelinePoint]:
                     treatment = agg.statistic(name, variant, day=day)
                 except KeyError:
                     continue
-                effect = _compare(definition.kind, control, treatment, alpha=analysis.alpha)
+                effect = effect_of(control, treatment, options=analysis.options)
                 units = agg.cell_units.get(_day_key(analysis.control, day), 0) + agg.cell_units.get(
                     _day_key(variant, day), 0
                 )
@@ -375,8 +331,8 @@ def analyze_experiment(
     days_running = (analysed_at.date() - first_day).days + 1.0 if first_day else 0.0
     sequential = spec.analysis.sequential if spec.analysis.method == "sequential" else None
     planned_total = planned * 2 if planned else None
-    readouts: list[MetricReadout] = []
-    segment_readouts: list[MetricReadout] = []
+    readouts: list[MetricResult] = []
+    segment_readouts: list[MetricResult] = []
     for name, role, max_degradation in _roles(spec):
         readouts += analysis.readouts(name, role, max_degradation, planned_n=planned_total, sequential=sequential)
         if role != "secondary":
@@ -392,14 +348,10 @@ def analyze_experiment(
     )  # fmt: skip
     hypothesis = spec.hypothesis
     if rules is None:
-        defaults: dict[str, Any] = {"alpha": alpha}
-        if spec.analysis.method == "bayesian":
-            defaults["significance"] = "chance_to_win"
-        try:
-            rules = DecisionRules.from_mapping({**defaults, **spec.analysis.decision})
-        except (TypeError, ValueError) as error:
-            msg = f"analysis.decision of experiment {key!r}: {error}"
-            raise ValueError(msg) from error
+        given = spec.analysis.decision  # validated with the spec: the engine's bounds hold
+        significance = given.significance or ("chance_to_win" if spec.analysis.method == "bayesian" else "p_value")
+        decision_alpha = alpha if given.alpha is None else given.alpha
+        rules = DecisionRules(**{**given.model_dump(), "alpha": decision_alpha, "significance": significance})
     decision = decide(readout, rules=rules,
                       hypothesis_mde=hypothesis.mde if hypothesis else None,
                       mde_relative=hypothesis.mde_type == "relative" if hypothesis else True,

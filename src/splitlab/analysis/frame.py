@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from splitlab.analysis.aggregate import MetricData, groups, look_codes, metric_statistics, resolve_kind
+from splitlab.analysis.comparison import Options, compare, corrected
 from splitlab.analysis.metrics import Covariate, MetricSpec, parse_metrics
 from splitlab.analysis.results import AnalysisResult, MetricResult
 from splitlab.stats._validation import check_alternative, check_choice, check_positive, check_probability
-from splitlab.stats.bayesian import beta_binomial, gaussian
-from splitlab.stats.cuped import cuped_estimates, cuped_test
-from splitlab.stats.frequentist import estimate, two_sample_test
-from splitlab.stats.multiplicity import adjust_results
-from splitlab.stats.sequential.monitor import METHODS, monitor
+from splitlab.stats.sequential.monitor import METHODS
 from splitlab.stats.srm import srm_test
-from splitlab.stats.statistics import CovariateStatistic, ProportionStatistic
 
 CORRECTIONS = ("holm", "bonferroni", "hochberg", "benjamini-hochberg", "benjamini-yekutieli", "none")
 
@@ -99,20 +94,19 @@ def analyze(
     ordered = (control_label, *treatments)
     counts = dict(zip(labels, grouping.counts, strict=True))
     srm = srm_test({label: counts[label] for label in ordered}, _weights(weights, ordered), threshold=srm_threshold)
-    options = {"alpha": alpha, "alternative": alternative, "relative_ci": relative_ci}
     looks = None if time_column is None or sequential is None else look_codes(data, time_column)
     # Each comparison sees two of the k variants, so its planned size is that share of planned_n
     # (equal weights assumed; pass the per-comparison figure through the Python API otherwise).
-    plan = None if sequential is None else (sequential, float(planned_n or 0) * 2 / len(labels))
+    per_comparison = None if planned_n is None else float(planned_n) * 2 / len(labels)
     results: list[MetricResult] = []
     for spec in specs:
+        options = Options(test=spec.test, alpha=alpha, alternative=alternative, relative_ci=relative_ci,
+                          sequential=sequential, planned_n=per_comparison)  # fmt: skip
         metric_data = metric_statistics(spec, data, grouping, looks=looks)
-        per_metric = _compare_metric(spec, metric_data, labels, control_label, treatments, options, plan)
-        if len(treatments) > 1 and correction != "none":
-            adjusted = adjust_results([m.effect for m in per_metric], method=correction, alpha=alpha)
-            per_metric = [replace(m, effect=e) for m, e in zip(per_metric, adjusted, strict=True)]
-        results.extend(per_metric)
-    return AnalysisResult(control_label, ordered, srm, tuple(results), alpha, correction, grouping.unlabelled)
+        per_metric = _compare_metric(spec, metric_data, labels, control_label, treatments, options)
+        results.extend(corrected(per_metric, method=correction, alpha=alpha))
+    return AnalysisResult(control=control_label, variants=ordered, srm=srm, metrics=tuple(results), alpha=alpha,
+                          correction=correction, unlabelled_rows=grouping.unlabelled)  # fmt: skip
 
 
 def _natural(label: str) -> tuple[int, float, str]:
@@ -133,64 +127,28 @@ def _weights(weights: Mapping[str, float] | None, labels: tuple[str, ...]) -> di
     return {label: given[label] for label in labels}
 
 
-def _estimates(control: Any, treatment: Any) -> tuple[Any, Any]:
-    """What the sequential monitor compares: CUPED-adjusted estimates, or the statistics themselves."""
-    if isinstance(control, CovariateStatistic) and isinstance(treatment, CovariateStatistic):
-        return cuped_estimates(control, treatment)
-    return control, treatment
-
-
 def _compare_metric(
     spec: MetricSpec,
     metric_data: MetricData,
     labels: tuple[str, ...],
     control_label: str,
     treatments: list[str],
-    options: dict[str, Any],
-    plan: tuple[str, float] | None,
+    options: Options,
 ) -> list[MetricResult]:
     index = {label: i for i, label in enumerate(labels)}
-    control = metric_data.statistics[index[control_label]]
-    out = []
-    for label in treatments:
-        treatment = metric_data.statistics[index[label]]
-        if isinstance(control, CovariateStatistic) and isinstance(treatment, CovariateStatistic):
-            effect = cuped_test(control, treatment, test=spec.test, **options)
-            est_c, est_t = cuped_estimates(control, treatment)
-            bayes = gaussian(est_c, est_t, relative=False, alpha=options["alpha"],
-                             higher_is_better=spec.higher_is_better)  # fmt: skip
-        else:
-            effect = two_sample_test(control, treatment, test=spec.test, **options)  # type: ignore[arg-type]
-            if isinstance(control, ProportionStatistic) and isinstance(treatment, ProportionStatistic):
-                bayes = beta_binomial(control, treatment, alpha=options["alpha"],
-                                      higher_is_better=spec.higher_is_better)  # fmt: skip
-            else:
-                bayes = gaussian(estimate(control), estimate(treatment), relative=False,  # type: ignore[arg-type]
-                                 alpha=options["alpha"], higher_is_better=spec.higher_is_better)  # fmt: skip
-        sequential = None
-        if plan is not None:
-            pairs = [_estimates(look[index[control_label]], look[index[label]]) for look in metric_data.by_look]
-            sequential = monitor(
-                pairs,
-                method=plan[0],
-                planned_n=plan[1],
-                alpha=options["alpha"],
-                alternative=options["alternative"],
-                higher_is_better=spec.higher_is_better,
-            )
-        excluded = (metric_data.excluded[index[control_label]], metric_data.excluded[index[label]])
-        out.append(
-            MetricResult(
-                spec.name,
-                spec.kind,
-                label,
-                control_label,
-                effect,
-                bayes.chance_to_win,
-                bayes.expected_loss_treatment,
-                excluded,
-                spec.higher_is_better,
-                sequential,
-            )
+    c = index[control_label]
+    return [
+        compare(
+            metric_data.statistics[c],
+            metric_data.statistics[index[label]],
+            options=options,
+            higher_is_better=spec.higher_is_better,
+            looks=[(look[c], look[index[label]]) for look in metric_data.by_look],
+            metric=spec.name,
+            kind=spec.kind,
+            variant=label,
+            control=control_label,
+            excluded_units=(metric_data.excluded[c], metric_data.excluded[index[label]]),
         )
-    return out
+        for label in treatments
+    ]

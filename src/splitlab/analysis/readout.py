@@ -10,15 +10,28 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
-from splitlab.stats.results import EffectResult, Interval
-from splitlab.stats.sequential.monitor import MonitorResult
+from splitlab.analysis.results import MetricResult, Role
+from splitlab.stats.results import Interval
 from splitlab.stats.srm import SrmResult
 
-Role = Literal["goal", "secondary", "guardrail"]
+__all__ = ["Decision", "ExperimentReadout", "HealthCheck", "MetricResult", "Role", "TimelinePoint", "Verdict"]
+
 Severity = Literal["error", "warning", "info"]
-CATEGORIES = ("STRONG_LAUNCH", "LAUNCH", "CONSIDER_LAUNCH", "EXTEND_TEST", "NO_LAUNCH", "ROLLBACK", "INVALID")
+
+
+class Decision(StrEnum):
+    """The seven decision categories (``docs/decisions.md``); each compares and prints as its name."""
+
+    STRONG_LAUNCH = "STRONG_LAUNCH"
+    LAUNCH = "LAUNCH"
+    CONSIDER_LAUNCH = "CONSIDER_LAUNCH"
+    EXTEND_TEST = "EXTEND_TEST"
+    NO_LAUNCH = "NO_LAUNCH"
+    ROLLBACK = "ROLLBACK"
+    INVALID = "INVALID"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,41 +49,6 @@ class HealthCheck:
 
 
 @dataclass(frozen=True, slots=True)
-class MetricReadout:
-    """One metric, one treatment against control, overall or within one segment.
-
-    Attributes:
-        metric: the metric's name; ``role`` goal, secondary or guardrail.
-        kind: binary, sum, count, mean, ratio or quantile (the metric definition's kind).
-        variant, control: the treatment's and the control's keys.
-        higher_is_better: the metric's direction.
-        effect: the frequentist comparison (CUPED-adjusted when ``effect.cuped``).
-        chance_to_win, expected_loss: the Bayesian view (expected loss in metric units).
-        sequential: the sequential monitor when the spec asks for one.
-        max_degradation: for a guardrail, the tolerated relative degradation (e.g. 0.05).
-        segment: ``(dimension, level)`` for a segment readout, None overall.
-        heterogeneous: for a segment family, whether the effects differ across levels (Cochran's Q).
-        std_errors: ``(control, treatment)`` standard errors of the two estimates (the per-variant
-            error bars of the HTML report); None when not computed.
-    """
-
-    metric: str
-    role: Role
-    kind: str
-    variant: str
-    control: str
-    higher_is_better: bool
-    effect: EffectResult
-    chance_to_win: float
-    expected_loss: float
-    sequential: MonitorResult | None = None
-    max_degradation: float | None = None
-    segment: tuple[str, str] | None = None
-    heterogeneous: bool | None = None
-    std_errors: tuple[float, float] | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class TimelinePoint:
     """Cumulative relative lift of a metric for one treatment at the end of one day, with its CI."""
 
@@ -82,15 +60,14 @@ class TimelinePoint:
     relative_ci: Interval
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
     """What to do, with reasons in plain words.
 
-    ``category`` is one of :data:`CATEGORIES`; ``variant`` is the treatment to launch (or to roll
-    back) when there is one.
+    ``variant`` is the treatment to launch (or to roll back) when there is one.
     """
 
-    category: str
+    category: Decision
     reasons: tuple[str, ...]
     variant: str | None = None
 
@@ -130,10 +107,10 @@ class ExperimentReadout:
     daily_units: float
     srm: SrmResult
     health: tuple[HealthCheck, ...]
-    metrics: tuple[MetricReadout, ...]
-    segments: tuple[MetricReadout, ...] = ()
+    metrics: tuple[MetricResult, ...]
+    segments: tuple[MetricResult, ...] = ()
     timeline: tuple[TimelinePoint, ...] = ()
-    decision: Decision | None = None
+    decision: Verdict | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def status_summary(self) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+from splitlab.analysis.format import aligned, interval, num, p_value, pct, share
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -25,26 +26,6 @@ HEADERS = (
 )
 
 
-def _num(value: float, digits: int = 4) -> str:
-    if math.isnan(value):
-        return "-"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.{digits}g}"
-
-
-def _pct(value: float) -> str:
-    if math.isnan(value):
-        return "-"
-    if math.isinf(value):
-        return "+inf" if value > 0 else "-inf"
-    return f"{value:+.2%}"
-
-
-def _p(value: float) -> str:
-    return "-" if math.isnan(value) else ("<0.0001" if value < 1e-4 else f"{value:.4f}")
-
-
 def rows(result: AnalysisResult) -> list[tuple[str, ...]]:
     """Formatted cells, one row per metric and treatment."""
     out: list[tuple[str, ...]] = []
@@ -57,12 +38,11 @@ def rows(result: AnalysisResult) -> list[tuple[str, ...]]:
             notes.append(str(e.error_code))
         if m.sequential is not None and m.sequential.looks:
             last = m.sequential.looks[-1]
-            notes.append(f"{m.sequential.method}: {m.sequential.decision}, p = {_p(last.p_value)}")
-        low, high = e.relative_ci
+            notes.append(f"{m.sequential.method}: {m.sequential.decision}, p = {p_value(last.p_value)}")
         out.append((
-            m.metric, m.variant, _num(e.control_mean), _num(e.treatment_mean), _num(e.absolute_effect),
-            _pct(e.relative_effect), f"[{_pct(low)}, {_pct(high)}]", _p(e.p_value),
-            "-" if math.isnan(m.chance_to_win) else f"{m.chance_to_win:.1%}", ", ".join(notes),
+            m.metric, m.variant, num(e.control_mean), num(e.treatment_mean), num(e.absolute_effect),
+            pct(e.relative_effect), interval(e.relative_ci), p_value(e.p_value), share(m.chance_to_win),
+            ", ".join(notes),
         ))  # fmt: skip
     return out
 
@@ -72,13 +52,7 @@ def srm_line(result: AnalysisResult) -> str:
     srm = result.srm
     counts = ", ".join(f"{v}={c}" for v, c in zip(srm.variants, srm.counts, strict=True))
     verdict = "SAMPLE RATIO MISMATCH: results are not trustworthy" if srm.flag else "ok"
-    return f"SRM check: {counts}; p = {_p(srm.p_value)} (flag below {srm.threshold:g}): {verdict}"
-
-
-def _aligned(headers: Sequence[str], body: Sequence[Sequence[str]]) -> Iterator[str]:
-    widths = [max(len(r[i]) for r in [headers, *body]) for i in range(len(headers))]
-    for row in [headers, ["-" * w for w in widths], *body]:
-        yield "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+    return f"SRM check: {counts}; p = {p_value(srm.p_value)} (flag below {srm.threshold:g}): {verdict}"
 
 
 def _footer(result: AnalysisResult) -> str:
@@ -92,7 +66,7 @@ def _footer(result: AnalysisResult) -> str:
 
 def plain_report(result: AnalysisResult) -> str:
     """Plain aligned text for pipes and files."""
-    return "\n".join([srm_line(result), *_aligned(HEADERS, rows(result)), _footer(result)])
+    return "\n".join([srm_line(result), *aligned(HEADERS, rows(result)), _footer(result)])
 
 
 WIDE_TABLE = 120  # below this many columns the table would squeeze its cells; a list reads better

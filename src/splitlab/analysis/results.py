@@ -1,11 +1,17 @@
-"""Typed results of an analysis, with their table, frame and JSON forms."""
+"""The one result family: a metric for one treatment against control, and a frame analysis.
+
+:class:`MetricResult` is what :func:`splitlab.analysis.comparison.compare` returns for the frame
+path and for a stored experiment alike; the experiment's readout
+(:class:`splitlab.analysis.readout.ExperimentReadout`) holds the same records.
+:class:`AnalysisResult` is ``splitlab.analyze``'s, with its table, frame and JSON forms.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from splitlab.stats.results import EffectResult
 from splitlab.stats.sequential.monitor import MonitorResult
@@ -15,6 +21,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console, ConsoleOptions, RenderResult
 
+Role = Literal["goal", "secondary", "guardrail"]
+
 
 def json_number(value: float | None) -> float | None:
     """JSON has no NaN or infinity: a missing or unbounded value becomes null."""
@@ -23,35 +31,52 @@ def json_number(value: float | None) -> float | None:
     return float(value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MetricResult:
-    """One metric for one treatment against control.
+    """One metric, one treatment against control: overall, or within one segment level.
 
     Attributes:
         metric: the metric's name.
-        kind: proportion, mean or ratio.
-        variant: the treatment's label; ``control`` the control's.
+        role: goal, secondary or guardrail in a stored experiment; None in a frame analysis.
+        kind: the metric's kind (``proportion``, ``mean``, ``ratio`` of a frame; ``binary``,
+            ``sum``, ``count``, ``mean``, ``ratio``, ``quantile`` of a stored definition).
+        variant, control: the treatment's and the control's labels.
+        higher_is_better: the metric's direction.
         effect: the frequentist comparison (CUPED-adjusted when ``effect.cuped``).
         chance_to_win: Bayesian P(treatment better than control), direction-aware.
         expected_loss: Bayesian expected loss of shipping the treatment, in metric units.
-        excluded_units: units left out for a missing value, per group (control, treatment).
-        higher_is_better: the metric's direction.
         sequential: the sequential monitor's looks and decision, when one was asked for.
+        max_degradation: for a guardrail, the tolerated relative degradation (e.g. 0.05).
+        segment: ``(dimension, level)`` for a segment result, None overall.
+        heterogeneous: for a segment family, whether the effects differ across levels (Cochran's Q).
+        std_errors: ``(control, treatment)`` standard errors of the two estimates (the per-variant
+            error bars of the HTML report); None when not computed.
+        absolute_se: standard error of ``effect.absolute_effect``, the one its CI and test use
+            (before any multiple-testing correction); None when not computed.
+        relative_se: delta-method standard error of ``effect.relative_effect``; None when not computed.
+        excluded_units: units left out for a missing value, per group (control, treatment).
     """
 
     metric: str
+    role: Role | None = None
     kind: str
     variant: str
     control: str
+    higher_is_better: bool = True
     effect: EffectResult
     chance_to_win: float
     expected_loss: float
-    excluded_units: tuple[int, int] = (0, 0)
-    higher_is_better: bool = True
     sequential: MonitorResult | None = None
+    max_degradation: float | None = None
+    segment: tuple[str, str] | None = None
+    heterogeneous: bool | None = None
+    std_errors: tuple[float, float] | None = None
+    absolute_se: float | None = None
+    relative_se: float | None = None
+    excluded_units: tuple[int, int] = (0, 0)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON record of ``splitlab analyze-file --json``."""
+        """The flat JSON record of ``splitlab analyze-file --json``."""
         e = self.effect
         return {
             "metric": self.metric,
@@ -77,6 +102,8 @@ class MetricResult:
             "excluded_units": list(self.excluded_units),
             "error_code": None if e.error_code is None else str(e.error_code),
             "error_message": e.error_message,
+            "absolute_se": json_number(self.absolute_se),
+            "relative_se": json_number(self.relative_se),
             **self._sequential_fields(),
         }
 
@@ -95,7 +122,7 @@ class MetricResult:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AnalysisResult:
     """Everything ``splitlab.analyze`` found: the SRM check and one record per metric and treatment.
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
-from splitlab.analysis.readout import ExperimentReadout, MetricReadout
-from splitlab.analysis.report._format import count, interval, num, p_value, pct, share, signed
+from splitlab.analysis.format import MISSING, count, interval, num, p_value, pct, share, signed
+from splitlab.analysis.readout import ExperimentReadout, MetricResult
 
 Row = tuple[str, ...]
 
@@ -29,7 +28,7 @@ GUARDRAIL_WORDS = {
 }
 
 
-def outcome(m: MetricReadout) -> str:
+def outcome(m: MetricResult) -> str:
     """``better`` / ``worse`` / ``not significant`` in the metric's own direction, with the test's notes."""
     e = m.effect
     if e.error_code is not None and math.isnan(e.p_value):
@@ -47,7 +46,7 @@ def outcome(m: MetricReadout) -> str:
     return f"{word} ({', '.join(notes)})"
 
 
-def tone(m: MetricReadout) -> str:
+def tone(m: MetricResult) -> str:
     """``good``, ``bad`` or ``neutral``: the colour of a metric's row."""
     e = m.effect
     if not e.significant:
@@ -55,7 +54,7 @@ def tone(m: MetricReadout) -> str:
     return "good" if (e.absolute_effect > 0) == m.higher_is_better else "bad"
 
 
-def metric_row(m: MetricReadout) -> Row:
+def metric_row(m: MetricResult) -> Row:
     """The cells of one metric readout (:data:`METRIC_HEADERS`)."""
     e = m.effect
     return (
@@ -64,7 +63,7 @@ def metric_row(m: MetricReadout) -> Row:
     )  # fmt: skip
 
 
-def guardrail_state(m: MetricReadout) -> str:
+def guardrail_state(m: MetricResult) -> str:
     """The decision engine's state of a guardrail (default rules)."""
     # Imported here: the decision engine imports this package's number formatting.
     from splitlab.analysis.decision import guardrail_status
@@ -72,27 +71,24 @@ def guardrail_state(m: MetricReadout) -> str:
     return guardrail_status(m)
 
 
-def guardrail_row(m: MetricReadout) -> Row:
+def guardrail_row(m: MetricResult) -> Row:
     """The cells of one guardrail (:data:`GUARDRAIL_HEADERS`)."""
     e = m.effect
-    tolerated = "-" if m.max_degradation is None else share(m.max_degradation)
+    tolerated = share(m.max_degradation)
     return (
         m.metric, m.variant, pct(e.relative_effect), interval(e.relative_ci), tolerated, p_value(e.p_value),
         share(m.chance_to_win), GUARDRAIL_WORDS[guardrail_state(m)],
     )  # fmt: skip
 
 
-def by_role(readout: ExperimentReadout, role: str) -> list[MetricReadout]:
+def by_role(readout: ExperimentReadout, role: str) -> list[MetricResult]:
     """The overall readouts of one role, in readout order."""
     return [m for m in readout.metrics if m.role == role]
 
 
 def health_rows(readout: ExperimentReadout) -> list[Row]:
     """One row per health check (:data:`HEALTH_HEADERS`)."""
-    return [
-        (h.name, "pass" if h.passed else "FAIL", h.severity, "-" if h.value is None else num(h.value), h.message)
-        for h in readout.health
-    ]
+    return [(h.name, "pass" if h.passed else "FAIL", h.severity, num(h.value), h.message) for h in readout.health]
 
 
 def actual_shares(readout: ExperimentReadout) -> dict[str, float]:
@@ -110,7 +106,7 @@ def configured_shares(readout: ExperimentReadout) -> dict[str, float]:
 def traffic_rows(readout: ExperimentReadout) -> list[Row]:
     """Configured and actual split per variant (:data:`TRAFFIC_HEADERS`)."""
     configured, actual = configured_shares(readout), actual_shares(readout)
-    planned = count(readout.planned_units_per_variant) if readout.planned_units_per_variant is not None else "-"
+    planned = count(readout.planned_units_per_variant)
     return [(v, share(configured[v]), share(actual[v]), count(readout.units.get(v, 0)), planned)
             for v in readout.variants]  # fmt: skip
 
@@ -146,30 +142,21 @@ def summary_line(readout: ExperimentReadout) -> str:
     return " · ".join(parts)
 
 
-def segment_row(m: MetricReadout) -> Row:
+def segment_row(m: MetricResult) -> Row:
     """The cells of one segment readout (:data:`SEGMENT_HEADERS`)."""
     e = m.effect
     dimension, level = m.segment if m.segment is not None else ("-", "-")
-    flag = {True: "yes", False: "no", None: "-"}[m.heterogeneous]
+    flag = {True: "yes", False: "no", None: MISSING}[m.heterogeneous]
     return (
         m.metric, m.variant, dimension, level, f"{count(e.control_n)} / {count(e.treatment_n)}",
         pct(e.relative_effect), interval(e.relative_ci), p_value(e.p_value), flag,
     )  # fmt: skip
 
 
-def segment_groups(readout: ExperimentReadout) -> dict[tuple[str, str, str], list[MetricReadout]]:
+def segment_groups(readout: ExperimentReadout) -> dict[tuple[str, str, str], list[MetricResult]]:
     """Segment readouts grouped by (metric, variant, dimension), in readout order."""
-    groups: dict[tuple[str, str, str], list[MetricReadout]] = {}
+    groups: dict[tuple[str, str, str], list[MetricResult]] = {}
     for m in readout.segments:
         dimension = m.segment[0] if m.segment is not None else "-"
         groups.setdefault((m.metric, m.variant, dimension), []).append(m)
     return groups
-
-
-def aligned(headers: Row, body: Sequence[Row]) -> list[str]:
-    """Plain-text table lines, columns padded to their widest cell."""
-    widths = [max(len(r[i]) for r in [headers, *body]) for i in range(len(headers))]
-    return [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in [headers, tuple("-" * w for w in widths), *body]
-    ]

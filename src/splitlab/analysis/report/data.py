@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Any
 
 from splitlab.analysis.readout import ExperimentReadout
-from splitlab.analysis.results import json_number
+from splitlab.analysis.results import MetricResult, json_number
 
 
 def _plain(value: Any) -> Any:
@@ -26,6 +26,8 @@ def _plain(value: Any) -> Any:
         return json_number(float(value))
     if isinstance(value, datetime | date):
         return value.isoformat()
+    if isinstance(value, MetricResult):  # its own to_dict is the flat row of a frame analysis
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if hasattr(value, "to_dict"):
         return _plain(value.to_dict())
     if is_dataclass(value) and not isinstance(value, type):

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from html import escape
 from statistics import NormalDist
 
-from splitlab.analysis.readout import ExperimentReadout, MetricReadout
-from splitlab.analysis.report._format import num, pct, share
+from splitlab.analysis.format import num, pct, share
+from splitlab.analysis.readout import ExperimentReadout, MetricResult
 from splitlab.analysis.report._svg import Band, BarGroup, IntervalRow, band_chart, bar_chart, interval_chart
 from splitlab.analysis.report._tables import (
     GUARDRAIL_HEADERS,
@@ -120,7 +120,7 @@ def _traffic(readout: ExperimentReadout) -> str:
     )
 
 
-def _std_errors(m: MetricReadout) -> tuple[float, float]:
+def _std_errors(m: MetricResult) -> tuple[float, float]:
     """Standard errors of the two estimates: given, or the binomial ``sqrt(p (1 - p) / n)``, else NaN."""
     if m.std_errors is not None:
         return m.std_errors
@@ -133,7 +133,7 @@ def _std_errors(m: MetricReadout) -> tuple[float, float]:
     return (math.nan, math.nan)
 
 
-def _means_chart(metric: str, readouts: Sequence[MetricReadout], variants: Sequence[str]) -> str:
+def _means_chart(metric: str, readouts: Sequence[MetricResult], variants: Sequence[str]) -> str:
     """Per-variant estimates with their CIs (the distribution of each variant's mean)."""
     first = readouts[0]
     z = NormalDist().inv_cdf(1 - first.effect.alpha / 2)

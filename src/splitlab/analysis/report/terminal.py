@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from splitlab.analysis.format import aligned
 from splitlab.analysis.readout import ExperimentReadout
 from splitlab.analysis.report._tables import (
     GUARDRAIL_HEADERS,
@@ -12,7 +13,6 @@ from splitlab.analysis.report._tables import (
     METRIC_HEADERS,
     ROLES,
     SEGMENT_HEADERS,
-    aligned,
     by_role,
     guardrail_row,
     guardrail_state,

@@ -1,11 +1,12 @@
-"""Number formatting shared by the decision reasons and every report form.
+"""The one number formatter of every renderer: decision reasons, reports, the frame analysis table.
 
-A missing value (NaN, None) reads ``n/a``; an unbounded one ``+inf`` / ``-inf``.
+A missing value (NaN, None) reads ``n/a`` everywhere; an unbounded one ``+inf`` / ``-inf``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 MISSING = "n/a"
 
@@ -54,3 +55,12 @@ def interval(ci: tuple[float, float], *, relative: bool = True) -> str:
     """A CI as ``[+1.02%, +5.40%]`` (relative) or ``[+0.0005, +0.0023]`` (absolute)."""
     fmt = pct if relative else signed
     return f"[{fmt(ci[0])}, {fmt(ci[1])}]"
+
+
+def aligned(headers: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    """Plain-text table lines, columns padded to their widest cell."""
+    widths = [max(len(r[i]) for r in [headers, *body]) for i in range(len(headers))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, tuple("-" * w for w in widths), *body]
+    ]

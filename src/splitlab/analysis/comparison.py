@@ -1,0 +1,167 @@
+"""The one comparison core: a metric's per-variant sufficient statistics -> a :class:`MetricResult`.
+
+Both analysis paths call it: ``splitlab.analyze`` on a unit-level frame
+(:mod:`splitlab.analysis.frame`) and the stored-experiment pipeline
+(:mod:`splitlab.analysis.experiment`). What the statistics are decides the method, here only:
+
+* a :class:`QuantileStatistic` (order statistics from SQL): the z-test of two quantiles;
+* a :class:`CovariateStatistic`: CUPED with a pooled theta (:func:`splitlab.stats.cuped.cuped_test`);
+* anything else: the named (or default) test of its kind (:func:`splitlab.stats.frequentist.two_sample_test`).
+
+The Bayesian view is Beta-Binomial for proportions and Gaussian on the (CUPED-adjusted)
+estimates otherwise; the sequential monitor replays the cumulative looks when asked; and
+:func:`corrected` applies a multiple-testing correction across one family of comparisons.
+
+References:
+    Deng, A., Knoblich, U., Lu, J. (2018). Applying the Delta Method in Metric Analytics. KDD,
+    eq. 4 (standard error of the relative effect ``t / c - 1``).
+    Deng, A., Xu, Y., Kohavi, R., Walker, T. (2013). Improving the Sensitivity of Online
+    Controlled Experiments by Utilizing Pre-Experiment Data (CUPED). WSDM.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from splitlab.analysis.results import MetricResult
+from splitlab.analysis.sql.quantile import QuantileStatistic
+from splitlab.stats.bayesian import beta_binomial, gaussian
+from splitlab.stats.cuped import cuped_estimates, cuped_test
+from splitlab.stats.frequentist import GroupEstimate, compare_estimates, estimate, two_sample_test
+from splitlab.stats.multiplicity import adjust_results
+from splitlab.stats.results import EffectResult
+from splitlab.stats.sequential.monitor import Group, monitor
+from splitlab.stats.statistics import CovariateStatistic, MetricStatistic, ProportionStatistic
+
+__all__ = ["Options", "Statistic", "compare", "corrected", "effect_of", "estimates"]
+
+Statistic = MetricStatistic | CovariateStatistic | QuantileStatistic
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """How every comparison of one analysis is made (checked by the caller, at the edge).
+
+    Attributes:
+        test: the named test, or None for the default of the statistics' kind.
+        alpha: level of the CIs, the test and the Bayesian interval.
+        alternative: ``two-sided``, ``greater`` or ``less``.
+        relative_ci: ``delta`` or ``log``.
+        sequential: ``msprt``, ``gst-obf`` or ``gst-pocock`` to monitor the looks; None not to.
+        planned_n: units in both compared groups together at the planned end (sequential only).
+    """
+
+    test: str | None = None
+    alpha: float = 0.05
+    alternative: str = "two-sided"
+    relative_ci: str = "delta"
+    sequential: str | None = None
+    planned_n: float | None = None
+
+
+def estimates(control: Statistic, treatment: Statistic) -> tuple[GroupEstimate, GroupEstimate]:
+    """Each group's estimate and the variance of that estimate (CUPED-adjusted with a covariate)."""
+    if isinstance(control, QuantileStatistic) and isinstance(treatment, QuantileStatistic):
+        return control.group_estimate(), treatment.group_estimate()
+    if isinstance(control, CovariateStatistic) and isinstance(treatment, CovariateStatistic):
+        return cuped_estimates(control, treatment)
+    return estimate(control), estimate(treatment)  # type: ignore[arg-type]
+
+
+def effect_of(control: Statistic, treatment: Statistic, *, options: Options) -> EffectResult:
+    """The frequentist comparison alone (the cumulative lift by day needs nothing else)."""
+    kwargs: dict[str, Any] = {
+        "alpha": options.alpha,
+        "alternative": options.alternative,
+        "relative_ci": options.relative_ci,
+    }
+    if isinstance(control, QuantileStatistic) and isinstance(treatment, QuantileStatistic):
+        quantile = f"quantile-{control.quantile:g}"
+        return compare_estimates(control.group_estimate(), treatment.group_estimate(), test=quantile, use_t=False,
+                                 **kwargs)  # fmt: skip
+    if isinstance(control, CovariateStatistic) and isinstance(treatment, CovariateStatistic):
+        return cuped_test(control, treatment, test=options.test, **kwargs)
+    return two_sample_test(control, treatment, test=options.test, **kwargs)  # type: ignore[arg-type]
+
+
+def _monitored(control: Statistic, treatment: Statistic) -> tuple[Group, Group]:
+    """What the sequential monitor compares: CUPED-adjusted estimates, or the statistics themselves."""
+    if isinstance(control, CovariateStatistic) and isinstance(treatment, CovariateStatistic):
+        return cuped_estimates(control, treatment)
+    return control, treatment  # type: ignore[return-value]
+
+
+def _relative_se(control: GroupEstimate, treatment: GroupEstimate) -> float:
+    """``sqrt(t^2 var_c / c^4 + var_t / c^2)``, the delta-method error of ``t / c - 1`` (Deng et al. 2018, eq. 4)."""
+    c, t = control.mean, treatment.mean
+    if c == 0 or not math.isfinite(c):
+        return math.nan
+    return math.sqrt(t**2 * control.variance / c**4 + treatment.variance / c**2)
+
+
+def compare(
+    control: Statistic,
+    treatment: Statistic,
+    /,
+    *,
+    options: Options,
+    higher_is_better: bool = True,
+    looks: Sequence[tuple[Statistic, Statistic]] = (),
+    **identity: Any,
+) -> MetricResult:
+    """Compare a treatment with control: test, standard errors, Bayesian view, sequential monitor.
+
+    Args:
+        control, treatment: the two groups' sufficient statistics (of one kind).
+        options: the test and its settings.
+        higher_is_better: the metric's direction (chance to win, expected loss, monitor decisions).
+        looks: cumulative ``(control, treatment)`` statistics per look, in time order, for the
+            sequential monitor (used only with ``options.sequential`` and ``options.planned_n``).
+        identity: the record's other fields: ``metric``, ``kind``, ``variant``, ``control`` and any
+            of ``role``, ``max_degradation``, ``segment``, ``excluded_units``.
+
+    Example:
+        >>> from splitlab.stats.statistics import ProportionStatistic as P
+        >>> r = compare(P(1000, 100), P(1000, 130), options=Options(), metric="conversion", kind="binary",
+        ...             variant="b", control="a")
+        >>> r.effect.test, round(r.absolute_se, 5), round(r.chance_to_win, 3)
+        ('pooled-z', 0.01425, 0.982)
+    """
+    effect = effect_of(control, treatment, options=options)
+    est_c, est_t = estimates(control, treatment)
+    if isinstance(control, ProportionStatistic) and isinstance(treatment, ProportionStatistic):
+        bayes = beta_binomial(control, treatment, alpha=options.alpha, higher_is_better=higher_is_better)
+    else:
+        bayes = gaussian(est_c, est_t, relative=False, alpha=options.alpha, higher_is_better=higher_is_better)
+    sequential = None
+    if options.sequential and options.planned_n and looks and not isinstance(control, QuantileStatistic):
+        sequential = monitor(
+            [_monitored(c, t) for c, t in looks],
+            method=options.sequential,
+            planned_n=options.planned_n,
+            alpha=options.alpha,
+            alternative=options.alternative,
+            higher_is_better=higher_is_better,
+        )
+    return MetricResult(
+        **identity,
+        higher_is_better=higher_is_better,
+        effect=effect,
+        chance_to_win=bayes.chance_to_win,
+        expected_loss=bayes.expected_loss_treatment,
+        sequential=sequential,
+        std_errors=(math.sqrt(max(est_c.variance, 0.0)), math.sqrt(max(est_t.variance, 0.0))),
+        absolute_se=math.sqrt(est_c.variance + est_t.variance),
+        relative_se=_relative_se(est_c, est_t),
+    )
+
+
+def corrected(results: Sequence[MetricResult], *, method: str, alpha: float) -> list[MetricResult]:
+    """One family's results with p-values and CIs corrected across it (nothing to do for fewer than 2)."""
+    if len(results) < 2 or method == "none":
+        return list(results)
+    adjusted = adjust_results([r.effect for r in results], method=method, alpha=alpha)
+    return [replace(r, effect=e) for r, e in zip(results, adjusted, strict=True)]
