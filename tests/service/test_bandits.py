@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -22,6 +23,42 @@ def bandit(client: TestClient, admin: dict[str, str]) -> str:
     assert client.put("/api/v1/experiments/cta", json=BANDIT, headers=admin).status_code == 200
     assert client.post("/api/v1/experiments/cta/start", headers=admin).status_code == 200
     return "cta"
+
+
+def test_bad_bandit_settings_are_refused_at_put_not_at_assign(
+    client: TestClient, admin: dict[str, str], sdk: dict[str, str]
+) -> None:
+    bad = copy.deepcopy(BANDIT)
+    bad["allocation"]["bandit"] |= {"floor": 5, "colour": "red"}
+    refused = client.put("/api/v1/experiments/cta", json=bad, headers=admin)
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == [
+        {"field": "allocation.bandit.floor", "message": "Value error, floor == 5.0, must be in [0, 1]"},
+        {"field": "allocation.bandit.colour", "message": "Extra inputs are not permitted"},
+    ]
+    yaml_body = (
+        "key: cta\nvariants: [{key: a}, {key: b}]\n"
+        "allocation: {method: bandit, bandit: {policy: thompson, colour: red}}\n"
+    )
+    yaml_refused = client.put(
+        "/api/v1/experiments/cta", content=yaml_body, headers={**admin, "Content-Type": "application/yaml"}
+    )
+    assert yaml_refused.status_code == 422
+    assert "allocation.bandit.colour: unknown field" in yaml_refused.json()["detail"][0]["message"]
+    three = copy.deepcopy(BANDIT)
+    three["variants"].append({"key": "c"})
+    three["allocation"]["bandit"]["floor"] = 0.4
+    too_high = client.put("/api/v1/experiments/cta", json=three, headers=admin)
+    assert too_high.status_code == 422
+    assert too_high.json()["detail"][0]["field"] == "allocation.bandit.floor"
+    assert "must be <= 1/3 for 3 variants" in too_high.json()["detail"][0]["message"]
+    # Nothing was stored, so nothing can be started and then refuse every assignment.
+    assert client.post("/api/v1/experiments/cta/start", headers=admin).status_code == 404
+    assert client.put("/api/v1/experiments/cta", json=BANDIT, headers=admin).status_code == 200
+    assert client.post("/api/v1/experiments/cta/start", headers=admin).status_code == 200
+    assigned = client.post("/api/v1/assign", json={"experiment": "cta", "unit_id": "u1"}, headers=sdk)
+    assert assigned.status_code == 200, assigned.text
+    assert assigned.json()["variant"] in ("a", "b")
 
 
 def _assign(client: TestClient, headers: dict[str, str], units: list[str]) -> dict[str, str]:
