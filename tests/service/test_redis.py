@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -132,3 +134,50 @@ def test_redis_down_costs_reads_not_answers(database_url: str, spec: dict[str, A
         skewed["variants"][0]["weight"], skewed["variants"][1]["weight"] = 0.02, 0.98
         client.put("/api/v1/experiments/checkout", json=skewed, headers=admin)
         assert _units(client, admin, "checkout", units) == before
+
+
+def test_ready_says_degraded_naming_redis_while_it_does_not_answer(database_url: str) -> None:
+    with _app(database_url, "redis://:secret@127.0.0.1:1/0") as client:
+        answer = client.get("/api/v1/ready")
+    assert answer.status_code == 200  # Redis is an optional cache: the worker stays in the load balancer
+    body = answer.json()
+    assert body["status"] == "degraded"
+    assert body["database"] in {"sqlite", "postgresql"}
+    [problem] = body["detail"]
+    assert problem["field"] == "redis"
+    assert problem["message"].startswith("Redis at redis://:***@127.0.0.1:1/0 does not answer: ")
+    assert problem["message"].endswith(
+        "; the store alone serves (sticky assignments and bandit weights are not shared)"
+    )
+    assert "secret" not in answer.text
+
+
+def test_ready_is_ok_while_redis_answers(database_url: str, redis_url: str) -> None:
+    with _app(database_url, redis_url) as client:
+        answer = client.get("/api/v1/ready")
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "ok"
+    assert "detail" not in answer.json()
+
+
+def test_serve_starts_without_its_redis_and_warns_once(
+    tmp_path: Path, servers: Callable[..., Any], spec: dict[str, Any]
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(database_url) as store:
+        _, key = store.keys.create(role="admin", name="ops", actor="test")
+    admin = {"Authorization": f"Bearer {key}"}
+    server = servers(database_url, SPLITLAB_REDIS_URL="redis://127.0.0.1:1/0")  # waits for /ready to say 200
+    assert httpx.get(f"{server.base}/api/v1/ready", timeout=10).json()["status"] == "degraded"
+    assert httpx.put(f"{server.base}/api/v1/experiments/checkout", json=spec, headers=admin).status_code == 200
+    assert httpx.post(f"{server.base}/api/v1/experiments/checkout/start", headers=admin).status_code == 200
+    body = {"experiment": "checkout", "units": [{"unit_id": "u1"}]}
+    assigned = httpx.post(f"{server.base}{BATCH}", json=body, headers=admin)
+    assert assigned.status_code == 200, assigned.text
+    warnings = [line for line in server.log.read_text().splitlines() if line.startswith("warning:")]
+    warning = (
+        "warning: Redis at redis://127.0.0.1:1/0 does not answer: Error 111 connecting to 127.0.0.1:1. Connection"
+        " refused (serving from the store alone; /api/v1/ready says degraded)"
+    )
+    assert warnings == [warning]
+    assert "Traceback" not in server.log.read_text()

@@ -27,12 +27,16 @@ def serve(
     import uvicorn
 
     from splitlab.service.settings import Settings
+    from splitlab.service.shared_cache import redis_problem
     from splitlab.service.telemetry import MULTIPROCESS_DIR_VAR
 
     with user_errors():
         if database is not None:  # the workers are separate processes: they read the environment
             os.environ["SPLITLAB_DATABASE_URL"] = database
-        Settings.from_env()  # fail here, readably, rather than in every worker
+        settings = Settings.from_env()  # fail here, readably, rather than in every worker
+    # Redis is an optional cache: the service starts without it (and uses it once it answers).
+    if settings.redis_url is not None and (problem := redis_problem(settings.redis_url)) is not None:
+        typer.echo(f"warning: {problem} (serving from the store alone; /api/v1/ready says degraded)", err=True)
     metrics_dir = None
     if workers > 1 and MULTIPROCESS_DIR_VAR not in os.environ:
         # The workers share one port, so a scrape reaches any one of them: each writes its counters

@@ -13,6 +13,9 @@ anything) costs reads, never data:
 
 Keys carry the store's deployment id (:attr:`splitlab.storage.Store.deployment_id`): two
 deployments sharing one Redis never read each other's entries.
+
+Redis is optional even when configured: a service whose Redis does not answer starts and serves
+from the store, and its readiness probe says it is degraded (:meth:`RedisCache.problem`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["ABSENT", "STICKY_TTL_SECONDS", "RedisCache"]
+__all__ = ["ABSENT", "STICKY_TTL_SECONDS", "RedisCache", "redis_problem"]
 
 ABSENT = ""
 """The marker of a unit the store has no assignment for."""
@@ -46,10 +50,22 @@ class RedisCache:
             url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
         )
         self._prefix = f"splitlab:{deployment}"
+        self.url = _without_password(url)
+        """The URL, password hidden."""
 
     def close(self) -> None:
         """Close the connection pool."""
         self._redis.close()
+
+    def problem(self) -> str | None:
+        """Why Redis does not answer a ping now, or None when it does (at most ``timeout`` seconds)."""
+        import redis
+
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            return f"Redis at {self.url} does not answer: {str(exc).rstrip('.')}"
+        return None
 
     def _sticky_key(self, experiment_key: str, bucket_version: int) -> str:
         return f"{self._prefix}:sticky:{experiment_key}:{bucket_version}"
@@ -86,3 +102,21 @@ class RedisCache:
         pipe.get(key)
         _, stored = pipe.execute()
         return computed if stored is None else dict(json.loads(stored))
+
+
+def redis_problem(url: str, *, timeout: float = 0.5) -> str | None:
+    """Why the Redis at ``url`` does not answer a ping, or None when it does (see :meth:`RedisCache.problem`)."""
+    cache = RedisCache(url, deployment="", timeout=timeout)
+    try:
+        return cache.problem()
+    finally:
+        cache.close()
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user_info, _, host = parts.netloc.rpartition("@")
+    user = user_info.partition(":")[0]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()

@@ -8,7 +8,7 @@ from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from splitlab.service.deps import StoreDep
+from splitlab.service.deps import RuntimeDep
 from splitlab.storage import head_revision
 
 router = APIRouter(tags=["health"])
@@ -21,8 +21,14 @@ def health() -> dict[str, str]:
 
 
 @router.get("/ready", summary="The store is reachable and migrated", response_model=None)
-def ready(store: StoreDep) -> dict[str, Any] | JSONResponse:
-    """200 when the database answers at the newest schema revision, 503 otherwise."""
+def ready(runtime: RuntimeDep) -> dict[str, Any] | JSONResponse:
+    """200 when the database answers at the newest schema revision, 503 otherwise.
+
+    A configured Redis that does not answer makes the answer 200 ``{"status": "degraded"}``,
+    naming Redis in ``detail``: Redis is an optional cache and the store alone serves (no reason
+    to take the worker out of a load balancer), but the state is visible to a probe.
+    """
+    store = runtime.store
     try:
         revision = store.schema_revision()
     except SQLAlchemyError as exc:
@@ -33,4 +39,9 @@ def ready(store: StoreDep) -> dict[str, Any] | JSONResponse:
         message = f"schema revision {revision}, expected {head}"
         body = {"status": "unavailable", "detail": [{"field": "database", "message": message}]}
         return JSONResponse(body, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
-    return {"status": "ok", "database": store.dialect, "revision": revision}
+    answer: dict[str, Any] = {"status": "ok", "database": store.dialect, "revision": revision}
+    problem = None if runtime.shared is None else runtime.shared.problem()
+    if problem is not None:
+        message = f"{problem}; the store alone serves (sticky assignments and bandit weights are not shared)"
+        answer.update(status="degraded", detail=[{"field": "redis", "message": message}])
+    return answer
