@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -30,6 +30,7 @@ from splitlab.specs import (
     Catalog,
     Change,
     ExperimentSpec,
+    MetricDefinition,
     UpdatePlan,
     apply_action,
     has_run,
@@ -39,6 +40,7 @@ from splitlab.specs import (
     undefined_metrics,
 )
 from splitlab.storage import ExperimentRecord, ExperimentVersion, NotFoundError, Store, VersionConflictError
+from splitlab.storage.json_values import json_problems
 
 __all__ = [
     "ApplyOutcome",
@@ -47,6 +49,7 @@ __all__ = [
     "apply_catalog",
     "apply_spec",
     "change_status",
+    "define_metrics",
     "get_experiment",
     "history",
     "list_experiments",
@@ -181,11 +184,24 @@ def apply_catalog(
     if dry_run:
         outcomes = [p.outcome for p in planned]
     else:
-        if catalog.metrics:
-            definitions = [m.model_dump(mode="json") for m in catalog.metrics.values()]
-            store.metrics.put_many(definitions=definitions, actor=actor)
+        define_metrics(store, catalog.metrics.values(), actor=actor)
         outcomes = [_write(store, p, actor=actor) for p in planned]
     return CatalogOutcome(metrics=tuple(catalog.metrics), experiments=tuple(outcomes), dry_run=dry_run)
+
+
+def define_metrics(store: Store, definitions: Iterable[MetricDefinition], *, actor: str) -> tuple[str, ...]:
+    """Store metric definitions (each replaces any earlier one of its name); returns their names.
+
+    Raises:
+        InvalidInputError: A definition the store cannot keep (text with NUL characters ...).
+    """
+    bodies = [definition.model_dump(mode="json") for definition in definitions]
+    problems = [problem for body in bodies for problem in json_problems(body, "")]
+    if problems:
+        raise InvalidInputError(problems)
+    if bodies:
+        store.metrics.put_many(definitions=bodies, actor=actor)
+    return tuple(body["name"] for body in bodies)
 
 
 def change_status(store: Store, *, key: str, action: str, actor: str, reason: str | None = None) -> StatusChange:

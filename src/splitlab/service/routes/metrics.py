@@ -6,11 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, status
 
+from splitlab.operations.experiments import define_metrics
 from splitlab.service.deps import AdminKey, StoreDep, actor, http_error
-from splitlab.service.problems import InvalidInputError
 from splitlab.service.responses import ERRORS
 from splitlab.specs import MetricDefinition
-from splitlab.storage.json_values import json_problems
 
 router = APIRouter(prefix="/metrics", tags=["metrics"], responses=ERRORS)
 
@@ -32,8 +31,5 @@ def put_metric(name: NamePath, definition: MetricDefinition, store: StoreDep, ap
             "name",
             f"{definition.name!r} differs from the name in the URL, {name!r}",
         )
-    body = definition.model_dump(mode="json")
-    if problems := json_problems(body, ""):
-        raise InvalidInputError(problems)
-    store.metrics.put_many(definitions=[body], actor=actor(api_key))
-    return body
+    define_metrics(store, [definition], actor=actor(api_key))
+    return definition.model_dump(mode="json")
