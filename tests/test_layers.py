@@ -1,18 +1,17 @@
-"""The pure layers import nothing from storage, service, CLI, SQLAlchemy or FastAPI."""
+"""What the import-linter contracts in pyproject.toml (run by `make lint`) cannot say.
+
+The layers themselves (front ends > operations > analysis > specs, storage > the pure core, and
+no I/O framework in the pure core) are import-linter contracts; this file keeps the statistics
+package to numpy, scipy and the standard library, an allow-list that import-linter has no
+contract for.
+"""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src" / "splitlab"
-PURE = ("stats", "assignment", "bandits")
-FORBIDDEN = (
-    "splitlab.storage", "splitlab.service", "splitlab.cli", "splitlab.analysis", "splitlab.sdk",
-    "sqlalchemy", "fastapi", "starlette", "typer", "alembic", "psycopg",
-)  # fmt: skip
 
 
 def _imports(path: Path) -> list[str]:
@@ -28,28 +27,10 @@ def _imports(path: Path) -> list[str]:
     return names
 
 
-def _violations(package: str) -> list[str]:
-    found = []
-    for path in sorted((SRC / package).rglob("*.py")):
-        for name in _imports(path):
-            if name.startswith(".."):
-                found.append(f"{path.relative_to(SRC)}: relative import {name} leaves the package")
-            elif any(name == f or name.startswith(f + ".") for f in FORBIDDEN):
-                found.append(f"{path.relative_to(SRC)}: imports {name}")
-    return found
-
-
-@pytest.mark.parametrize("package", PURE)
-def test_pure_layer_has_no_forbidden_imports(package: str) -> None:
-    if not (SRC / package).is_dir():
-        pytest.skip(f"splitlab.{package} does not exist yet")
-    assert _violations(package) == []
-
-
-def test_checker_catches_a_forbidden_import(tmp_path: Path) -> None:
+def test_checker_reads_every_import_form(tmp_path: Path) -> None:
     module = tmp_path / "bad.py"
-    module.write_text("import sqlalchemy\nfrom splitlab.cli import app\n")
-    assert _imports(module) == ["sqlalchemy", "splitlab.cli"]
+    module.write_text("import sqlalchemy\nfrom splitlab.cli import app\nfrom .. import x\n")
+    assert _imports(module) == ["sqlalchemy", "splitlab.cli", ".."]
 
 
 def test_stats_uses_only_numpy_scipy_and_the_standard_library() -> None:
