@@ -78,7 +78,9 @@ def test_settings_are_checked_with_the_spec() -> None:
     # Bounds and unknown keys are the spec's (tests/specs/test_model.py); what reaches here is valid.
     settings = bandit_settings(ExperimentSpec.model_validate(spec(variants=("a", "b", "c", "d"), floor=0.25)))
     assert settings.production.floor == 0.25
-    with pytest.raises(ValueError, match=r"allocation\.bandit\.floor == 0\.3, must be <= 1/4 for 4 variants"):
+    with pytest.raises(
+        ValueError, match=r"allocation\.bandit\.floor\n  Value error, floor == 0\.3, must be <= 1/4 for 4 variants"
+    ):
         ExperimentSpec.model_validate(spec(variants=("a", "b", "c", "d"), floor=0.3))
 
 

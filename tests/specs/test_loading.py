@@ -121,6 +121,54 @@ def test_cross_field_errors_point_at_the_named_field() -> None:
         load_spec(text)
 
 
+BANDIT = """key: mab
+variants: [{key: a}, {key: b}, {key: c}]
+allocation:
+  method: bandit
+  bandit:
+    policy: epsilon-greedy
+    floor: 0.25
+    options: {epsilon: 0.2}
+    update_minutes: 30
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("update_minutes: 30", "colour: red", "9: experiment 'mab': allocation.bandit.colour: unknown field (known: "),
+        (
+            "update_minutes: 30",
+            "update_minutes: 0",
+            "9: experiment 'mab': allocation.bandit.update_minutes: Input should",
+        ),
+        (
+            "floor: 0.25",
+            "floor: 0.5",
+            "7: experiment 'mab': allocation.bandit.floor: floor == 0.5, must be <= 1/3 for 3",
+        ),
+        (
+            "epsilon: 0.2",
+            "epsilon: 2",
+            "8: experiment 'mab': allocation.bandit.options.epsilon: epsilon == 2, must be in",
+        ),
+    ],
+)
+def test_bandit_settings_are_checked_when_loaded(old: str, new: str, problem: str) -> None:
+    load_spec(BANDIT)
+    with pytest.raises(SpecError) as exc:
+        load_spec(BANDIT.replace(old, new))
+    problems = _problems(exc)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"<yaml text>:{problem}"), problems
+
+
+def test_catalog_names_a_bad_bandit_setting(tmp_path: Path) -> None:
+    path = _write(tmp_path, "mab.yaml", BANDIT.replace("update_minutes: 30", "colour: red"))
+    with pytest.raises(SpecError, match=re.escape(f"{path}:9: experiment 'mab': allocation.bandit.colour: unknown")):
+        load_catalog(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("text", "where", "problem"),
     [
@@ -252,15 +300,25 @@ def _full_spec() -> ExperimentSpec:
                 "sequential": "msprt",
                 "correction": "benjamini-hochberg",
                 "alpha": 0.01,
+                "decision": {"min_power_for_no_launch": 0.9, "extend_if_days_left_below": None},
             },
             "schedule": {"min_sample_size": 1000, "min_duration_days": 7, "max_duration_days": 30},
         }
     )
 
 
+_BANDIT = {"policy": "top-two-thompson", "options": {"likelihood": "gaussian", "noise_sd": 2}, "update_every": 500}
+
+
 @pytest.mark.parametrize(
     "spec",
-    [_full_spec(), ExperimentSpec(key="min", variants=[{"key": "a", "weight": 0.3}, {"key": "b", "weight": 0.7}])],
+    [
+        _full_spec(),
+        ExperimentSpec(key="min", variants=[{"key": "a", "weight": 0.3}, {"key": "b", "weight": 0.7}]),
+        ExperimentSpec(
+            key="mab", variants=[{"key": "a"}, {"key": "b"}], allocation={"method": "bandit", "bandit": _BANDIT}
+        ),
+    ],
 )
 def test_yaml_round_trip(spec: ExperimentSpec) -> None:
     text = dump_spec(spec)
