@@ -80,8 +80,9 @@ def effect_of(control: Statistic, treatment: Statistic, *, options: Options) -> 
     }
     if isinstance(control, QuantileStatistic) and isinstance(treatment, QuantileStatistic):
         quantile = f"quantile-{control.quantile:g}"
-        return compare_estimates(control.group_estimate(), treatment.group_estimate(), test=quantile, use_t=False,
-                                 **kwargs)  # fmt: skip
+        return compare_estimates(
+            control.group_estimate(), treatment.group_estimate(), test=quantile, use_t=False, **kwargs
+        )
     if isinstance(control, CovariateStatistic) and isinstance(treatment, CovariateStatistic):
         return cuped_test(control, treatment, test=options.test, **kwargs)
     return two_sample_test(control, treatment, test=options.test, **kwargs)  # type: ignore[arg-type]

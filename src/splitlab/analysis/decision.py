@@ -54,8 +54,13 @@ __all__ = ["DEFAULT_RULES", "RANK", "DecisionRules", "decide", "guardrail_status
 SIGNIFICANCE = ("p_value", "chance_to_win")
 # Order in which the treatments of one experiment are preferred (lower is better); ROLLBACK and
 # INVALID are not eligible for a launch and are handled apart.
-RANK = {Decision.STRONG_LAUNCH: 0, Decision.LAUNCH: 1, Decision.CONSIDER_LAUNCH: 2, Decision.EXTEND_TEST: 3,
-        Decision.NO_LAUNCH: 4}  # fmt: skip
+RANK = {
+    Decision.STRONG_LAUNCH: 0,
+    Decision.LAUNCH: 1,
+    Decision.CONSIDER_LAUNCH: 2,
+    Decision.EXTEND_TEST: 3,
+    Decision.NO_LAUNCH: 4,
+}
 _LAUNCHES = (Decision.STRONG_LAUNCH, Decision.LAUNCH)
 
 
@@ -132,8 +137,11 @@ class DecisionRules:
         check_probability("strong_launch_p_value_factor", self.strong_launch_p_value_factor, open_high=False)
         check_probability("min_power_for_no_launch", self.min_power_for_no_launch)
         check_positive("default_max_degradation", self.default_max_degradation, allow_zero=True)
-        for name in ("practical_significance", "rollback_on_goal_harm",
-                     "strong_launch_requires_guardrail_non_inferiority"):  # fmt: skip
+        for name in (
+            "practical_significance",
+            "rollback_on_goal_harm",
+            "strong_launch_requires_guardrail_non_inferiority",
+        ):
             _check_bool(name, getattr(self, name))
         _check_optional_positive("extend_if_days_left_below", self.extend_if_days_left_below)
         _check_optional_positive("max_duration_days", self.max_duration_days)
@@ -286,8 +294,11 @@ def _standard_error(m: MetricResult) -> float:
     e = m.effect
     if e.correction in (None, "none"):
         crit = _critical(e.alpha, e.alternative, e.df)
-        sides = [side for side in (e.absolute_effect - e.absolute_ci[0], e.absolute_ci[1] - e.absolute_effect)
-                 if math.isfinite(side)]  # fmt: skip
+        sides = [
+            side
+            for side in (e.absolute_effect - e.absolute_ci[0], e.absolute_ci[1] - e.absolute_effect)
+            if math.isfinite(side)
+        ]
         if sides and crit > 0:
             return math.fsum(sides) / len(sides) / crit
     if math.isfinite(e.statistic) and e.statistic != 0 and math.isfinite(e.absolute_effect):
@@ -369,15 +380,16 @@ def _traffic_text(readout: ExperimentReadout) -> str:
 
 def _health(readout: ExperimentReadout) -> tuple[list[str], list[str]]:
     """Reasons of failed error checks, and of failed warnings."""
-    errors = [f"Health check '{h.name}' failed: {h.message}" for h in readout.health
-              if not h.passed and h.severity == "error"]  # fmt: skip
+    errors = [
+        f"Health check '{h.name}' failed: {h.message}" for h in readout.health if not h.passed and h.severity == "error"
+    ]
     srm = readout.srm
     if srm.flag and not any("srm" in h.name.lower() or "sample ratio" in h.name.lower() for h in readout.health):
         shares = ", ".join(f"{v}={share(s)}" for v, s in zip(srm.variants, srm.observed_shares, strict=True))
-        errors.append(f"Sample ratio mismatch: actual split {shares}, p = {p_value(srm.p_value)} "
-                      f"(below {srm.threshold:g})")  # fmt: skip
-    warnings = [f"Warning: '{h.name}': {h.message}" for h in readout.health
-                if not h.passed and h.severity == "warning"]  # fmt: skip
+        errors.append(
+            f"Sample ratio mismatch: actual split {shares}, p = {p_value(srm.p_value)} (below {srm.threshold:g})"
+        )
+    warnings = [f"Warning: '{h.name}': {h.message}" for h in readout.health if not h.passed and h.severity == "warning"]
     return errors, warnings
 
 
@@ -442,9 +454,12 @@ def _judge(ctx: _Context, treatment: str) -> _Judgement:
         return _Judgement(Decision.INVALID, (reason,), treatment, -math.inf)
     ev = next(ev for m, ev in goal_evidence if m is primary)
     verdict = _judge_primary(ctx, treatment, ev, status)
-    return _Judgement(verdict.category, verdict.reasons + tuple(_context_reasons(ctx, treatment, primary, guards,
-                                                                               goal_evidence, status)),
-                    verdict.variant, verdict.score)  # fmt: skip
+    return _Judgement(
+        verdict.category,
+        verdict.reasons + tuple(_context_reasons(ctx, treatment, primary, guards, goal_evidence, status)),
+        verdict.variant,
+        verdict.score,
+    )
 
 
 def _judge_primary(ctx: _Context, treatment: str, ev: _Evidence, status: Mapping[str, str]) -> _Judgement:
@@ -457,12 +472,22 @@ def _judge_primary(ctx: _Context, treatment: str, ev: _Evidence, status: Mapping
         planned = ctx.readout.planned_units_per_variant
         if planned is not None and any(ctx.readout.units.get(v, 0) < planned for v in (ctx.readout.control, treatment)):
             days = _days_to_plan(ctx.readout, treatment)
-            when = "days left unknown (no traffic to project from)" if days is None else (
-                f"about {days:.1f} more days {_traffic_text(ctx.readout)}")  # fmt: skip
-            return _Judgement(Decision.EXTEND_TEST, (
-                (f"'{m.metric}' could not be tested yet ({why}); {when} to reach the planned {count(planned)} units "
-                "per variant."),
-            ), treatment, score)  # fmt: skip
+            when = (
+                "days left unknown (no traffic to project from)"
+                if days is None
+                else (f"about {days:.1f} more days {_traffic_text(ctx.readout)}")
+            )
+            return _Judgement(
+                Decision.EXTEND_TEST,
+                (
+                    (
+                        f"'{m.metric}' could not be tested yet ({why}); {when} to reach the planned "
+                        f"{count(planned)} units per variant."
+                    ),
+                ),
+                treatment,
+                score,
+            )
         reason = f"'{m.metric}' could not be tested ({why}): no decision can be made on it."
         return _Judgement(Decision.INVALID, (reason,), treatment, -math.inf)
     if ev.better:
@@ -487,37 +512,64 @@ def _judge_better(
     mde_text = _mde_text(mde, relative=ctx.mde_relative)
     what = "significantly better" if ev.sequential is None else "better (the sequential monitor stopped for efficacy)"
     if practical and not estimate >= mde:
-        return _Judgement(Decision.CONSIDER_LAUNCH, (
-            (f"Consider launching '{treatment}': {described}; {what}, but the estimate is below the "
-            f"MDE of {mde_text}, the smallest effect worth shipping the test was planned for."),
-        ), treatment, score)  # fmt: skip
+        return _Judgement(
+            Decision.CONSIDER_LAUNCH,
+            (
+                (
+                    f"Consider launching '{treatment}': {described}; {what}, but the estimate is below the "
+                    f"MDE of {mde_text}, the smallest effect worth shipping the test was planned for."
+                ),
+            ),
+            treatment,
+            score,
+        )
     strong = _strong_evidence(ev, rules)
     blocking = ["harmed", "uncertain"] if rules.strong_launch_requires_guardrail_non_inferiority else ["harmed"]
     flagged = sorted(name for name, s in status.items() if s in blocking)
     above = not practical or lower >= mde
     if above and strong and not flagged:
-        evidence = (f"p < alpha x {rules.strong_launch_p_value_factor:g} or chance to win >= "
-                    f"{share(rules.strong_launch_chance_to_win)}")  # fmt: skip
+        evidence = (
+            f"p < alpha x {rules.strong_launch_p_value_factor:g} or chance to win >= "
+            f"{share(rules.strong_launch_chance_to_win)}"
+        )
         floor = f"; the CI's lower end is at least the MDE of {mde_text}" if practical else ""
-        return _Judgement(Decision.STRONG_LAUNCH, (
-            (f"Launch '{treatment}' with confidence: {described}; {what}{floor}; strong evidence ({evidence}); "
-            "every guardrail within tolerance."),
-        ), treatment, score)  # fmt: skip
+        return _Judgement(
+            Decision.STRONG_LAUNCH,
+            (
+                (
+                    f"Launch '{treatment}' with confidence: {described}; {what}{floor}; strong evidence ({evidence}); "
+                    "every guardrail within tolerance."
+                ),
+            ),
+            treatment,
+            score,
+        )
     short = []
     if not above:
         short.append(f"the CI's lower end is below the MDE of {mde_text}")
     if not strong:
-        short.append(f"the evidence is not strong (p >= alpha x {rules.strong_launch_p_value_factor:g} and chance "
-                     f"to win < {share(rules.strong_launch_chance_to_win)})")  # fmt: skip
-    for state, words in (("harmed", "significantly worse (within tolerance)"),
-                         ("uncertain", "not shown to be within tolerance")):  # fmt: skip
+        short.append(
+            f"the evidence is not strong (p >= alpha x {rules.strong_launch_p_value_factor:g} and chance "
+            f"to win < {share(rules.strong_launch_chance_to_win)})"
+        )
+    for state, words in (
+        ("harmed", "significantly worse (within tolerance)"),
+        ("uncertain", "not shown to be within tolerance"),
+    ):
         names = [name for name in flagged if status[name] == state]
         if names:
             short.append(f"guardrail(s) {', '.join(map(repr, names))} {words}")
-    return _Judgement(Decision.LAUNCH, (
-        (f"Launch '{treatment}': {described}; {what}; guardrails within tolerance. Not a strong launch: "
-        f"{'; '.join(short)}."),
-    ), treatment, score)  # fmt: skip
+    return _Judgement(
+        Decision.LAUNCH,
+        (
+            (
+                f"Launch '{treatment}': {described}; {what}; guardrails within tolerance. Not a strong launch: "
+                f"{'; '.join(short)}."
+            ),
+        ),
+        treatment,
+        score,
+    )
 
 
 def _days_to_plan(readout: ExperimentReadout, treatment: str) -> float | None:
@@ -539,22 +591,27 @@ def _judge_not_better(ctx: _Context, treatment: str, ev: _Evidence, described: s
         look = m.sequential.looks[-1]
         over = ev.sequential != "continue"
         if over:
-            over_reasons.append(f"The {m.sequential.method} monitor stopped for futility at look {look.look} "
-                                f"with {count(look.n)} of {count(m.sequential.planned_n)} planned units.")  # fmt: skip
+            over_reasons.append(
+                f"The {m.sequential.method} monitor stopped for futility at look {look.look} "
+                f"with {count(look.n)} of {count(m.sequential.planned_n)} planned units."
+            )
         else:
             weights = _weights(readout)
             rate = readout.daily_units * (weights.get(sides[0], 0.0) + weights.get(sides[1], 0.0))
             extra = m.sequential.planned_n - look.n
             days = extra / rate if rate > 0 and math.isfinite(rate) else None
-            days_text = (f"the {m.sequential.method} monitor continues: {count(look.n)} of "
-                         f"{count(m.sequential.planned_n)} planned units in both groups")  # fmt: skip
+            days_text = (
+                f"the {m.sequential.method} monitor continues: {count(look.n)} of "
+                f"{count(m.sequential.planned_n)} planned units in both groups"
+            )
     else:
         planned = readout.planned_units_per_variant
         reached = planned is not None and all(readout.units.get(v, 0) >= planned for v in sides)
         power = None
         if ctx.mde is not None:
-            power = _power(m, mde=ctx.mde, relative=ctx.mde_relative, alpha=ev.alpha,
-                           target=rules.min_power_for_no_launch)  # fmt: skip
+            power = _power(
+                m, mde=ctx.mde, relative=ctx.mde_relative, alpha=ev.alpha, target=rules.min_power_for_no_launch
+            )
         units = " / ".join(f"{v}={count(readout.units.get(v, 0))}" for v in sides)
         sample = f"{units} units" + (f" of the planned {count(planned)} per variant" if planned is not None else "")
         if power is not None:
@@ -589,18 +646,31 @@ def _judge_not_better(ctx: _Context, treatment: str, ev: _Evidence, described: s
     if not over:
         too_long = _too_long(readout, rules, days)
         if too_long is None:
-            when = "days left unknown (no traffic to project from)" if days is None else (
-                f"about {days:.1f} more days {_traffic_text(readout)}")  # fmt: skip
-            return _Judgement(Decision.EXTEND_TEST, (f"Keep '{treatment}' running: {lead}",
-                                            f"Not yet conclusive: {days_text}; {when}."),
-                            treatment, score)  # fmt: skip
+            when = (
+                "days left unknown (no traffic to project from)"
+                if days is None
+                else (f"about {days:.1f} more days {_traffic_text(readout)}")
+            )
+            return _Judgement(
+                Decision.EXTEND_TEST,
+                (f"Keep '{treatment}' running: {lead}", f"Not yet conclusive: {days_text}; {when}."),
+                treatment,
+                score,
+            )
         over_reasons.append(too_long)
     if ev.good > 0 and m.chance_to_win >= rules.consider_launch_chance_to_win:
-        return _Judgement(Decision.CONSIDER_LAUNCH, (
-            (f"Consider launching '{treatment}': {lead} The estimate is positive with a chance to win of "
-            f"{share(m.chance_to_win)} (at least {share(rules.consider_launch_chance_to_win)})."),
-            *over_reasons,
-        ), treatment, score)  # fmt: skip
+        return _Judgement(
+            Decision.CONSIDER_LAUNCH,
+            (
+                (
+                    f"Consider launching '{treatment}': {lead} The estimate is positive with a chance to win of "
+                    f"{share(m.chance_to_win)} (at least {share(rules.consider_launch_chance_to_win)})."
+                ),
+                *over_reasons,
+            ),
+            treatment,
+            score,
+        )
     return _Judgement(Decision.NO_LAUNCH, (f"Do not launch '{treatment}': {lead}", *over_reasons), treatment, score)
 
 
@@ -610,12 +680,16 @@ def _too_long(readout: ExperimentReadout, rules: DecisionRules, days: float | No
         return None
     limit = rules.extend_if_days_left_below
     if limit is not None and days >= limit:
-        return (f"Extending would take about {days:.1f} more days {_traffic_text(readout)}, more than the "
-                f"{limit:g}-day limit for an extension.")  # fmt: skip
+        return (
+            f"Extending would take about {days:.1f} more days {_traffic_text(readout)}, more than the "
+            f"{limit:g}-day limit for an extension."
+        )
     cap = rules.max_duration_days
     if cap is not None and readout.days_running + days > cap:
-        return (f"Extending would take about {days:.1f} more days {_traffic_text(readout)}, past the maximum "
-                f"duration of {cap:g} days ({readout.days_running:.1f} days run).")  # fmt: skip
+        return (
+            f"Extending would take about {days:.1f} more days {_traffic_text(readout)}, past the maximum "
+            f"duration of {cap:g} days ({readout.days_running:.1f} days run)."
+        )
     return None
 
 
@@ -633,11 +707,14 @@ def _context_reasons(
     for m, ev in guards:
         tolerance = share(_tolerance(m, rules), 1)
         if status[m.metric] == "harmed":
-            out.append(f"Guardrail {_describe(ev)}: significantly worse, but within its tolerated {tolerance} "
-                       "degradation.")  # fmt: skip
+            out.append(
+                f"Guardrail {_describe(ev)}: significantly worse, but within its tolerated {tolerance} degradation."
+            )
         elif status[m.metric] == "uncertain":
-            out.append(f"Guardrail {_describe(ev)}: not shown to be within its tolerated {tolerance} degradation "
-                       "(the CI reaches past it).")  # fmt: skip
+            out.append(
+                f"Guardrail {_describe(ev)}: not shown to be within its tolerated {tolerance} degradation "
+                "(the CI reaches past it)."
+            )
     for m, ev in goals:
         if m is not primary and ev.better:
             out.append(f"Goal metric {_describe(ev)}: significantly better.")
@@ -646,12 +723,18 @@ def _context_reasons(
             ev = _evidence(m, rules)
             if ev.better or ev.worse:
                 out.append(f"Secondary metric {_describe(ev)}: significantly {'better' if ev.better else 'worse'}.")
-    dimensions = sorted({
-        s.segment[0] for s in ctx.readout.segments
-        if s.segment is not None and s.heterogeneous and s.metric == primary.metric and s.variant == treatment
-    })  # fmt: skip
-    out.extend(f"The effect on '{primary.metric}' differs across '{d}' levels (heterogeneous effects): read the "
-               "segment table before launching to everyone." for d in dimensions)  # fmt: skip
+    dimensions = sorted(
+        {
+            s.segment[0]
+            for s in ctx.readout.segments
+            if s.segment is not None and s.heterogeneous and s.metric == primary.metric and s.variant == treatment
+        }
+    )
+    out.extend(
+        f"The effect on '{primary.metric}' differs across '{d}' levels (heterogeneous effects): read the "
+        "segment table before launching to everyone."
+        for d in dimensions
+    )
     return out
 
 
@@ -667,13 +750,19 @@ def _combine(verdicts: list[_Judgement]) -> _Judgement:
         first = rollbacks[0]
         rest = ", ".join(f"'{v.variant}' is {v.category}" for v in verdicts if v is not first)
         head = f"Of {len(verdicts)} treatments, '{first.variant}' must be rolled back ({rest})."
-        return _Judgement(Decision.ROLLBACK, (head, *first.reasons, *(r for v in rollbacks[1:] for r in v.reasons)),
-                        first.variant, first.score)  # fmt: skip
+        return _Judgement(
+            Decision.ROLLBACK,
+            (head, *first.reasons, *(r for v in rollbacks[1:] for r in v.reasons)),
+            first.variant,
+            first.score,
+        )
     if best is None:
         invalid = verdicts[0]
         return _Judgement(invalid.category, tuple(r for v in verdicts for r in v.reasons), invalid.variant, -math.inf)
-    head = (f"'{best.variant}' is the best eligible of {len(verdicts)} treatments ({best.category}; {others}): "
-            "ranked by category, then by the primary metric's effect.")  # fmt: skip
+    head = (
+        f"'{best.variant}' is the best eligible of {len(verdicts)} treatments ({best.category}; {others}): "
+        "ranked by category, then by the primary metric's effect."
+    )
     excluded = [r for v in rollbacks for r in v.reasons]
     return _Judgement(best.category, (head, *best.reasons, *excluded), best.variant, best.score)
 
@@ -710,10 +799,17 @@ def decide(
         check_positive("hypothesis_mde", hypothesis_mde)
     errors, warnings = _health(readout)
     if errors:
-        return Verdict(category=Decision.INVALID, reasons=(
-            ("The experiment's data failed a health check, so no result can be trusted: fix the cause and "
-            "re-run before reading any metric."), *errors, *warnings,
-        ))  # fmt: skip
+        return Verdict(
+            category=Decision.INVALID,
+            reasons=(
+                (
+                    "The experiment's data failed a health check, so no result can be trusted: fix the cause and "
+                    "re-run before reading any metric."
+                ),
+                *errors,
+                *warnings,
+            ),
+        )
     ctx = _Context(readout, rules, hypothesis_mde, mde_relative, primary_metric)
     treatments = [v for v in readout.variants if v != readout.control]
     if not treatments:
@@ -721,5 +817,8 @@ def decide(
         return Verdict(category=Decision.INVALID, reasons=reasons)
     verdict = _combine([_judge(ctx, t) for t in treatments])
     keeps_variant = verdict.category in (*_LAUNCHES, Decision.CONSIDER_LAUNCH, Decision.ROLLBACK)
-    return Verdict(category=verdict.category, reasons=(*verdict.reasons, *warnings),
-                   variant=verdict.variant if keeps_variant else None)  # fmt: skip
+    return Verdict(
+        category=verdict.category,
+        reasons=(*verdict.reasons, *warnings),
+        variant=verdict.variant if keeps_variant else None,
+    )

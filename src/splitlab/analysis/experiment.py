@@ -72,8 +72,14 @@ def _cochran_q(results: Sequence[MetricResult]) -> bool | None:
 class _Analysis:
     """One analysis run: the spec, its metrics, the aggregates, and the options."""
 
-    def __init__(self, spec: ExperimentSpec, metrics: dict[str, MetricDefinition], aggregates: ExperimentAggregates,
-                 *, alpha: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        metrics: dict[str, MetricDefinition],
+        aggregates: ExperimentAggregates,
+        *,
+        alpha: float,
+    ) -> None:
         self.spec = spec
         self.metrics = metrics
         self.aggregates = aggregates
@@ -82,8 +88,9 @@ class _Analysis:
         self.control = spec.variants[0].key
         self.treatments = [v.key for v in spec.variants[1:] if v.key in aggregates.variant_units]
 
-    def readouts(self, name: str, role: Role, max_degradation: float | None, *, planned_n: float | None,
-                 sequential: str | None) -> list[MetricResult]:  # fmt: skip
+    def readouts(
+        self, name: str, role: Role, max_degradation: float | None, *, planned_n: float | None, sequential: str | None
+    ) -> list[MetricResult]:
         definition = self.metrics[name]
         agg = self.aggregates
         options = replace(self.options, sequential=sequential, planned_n=planned_n)
@@ -120,10 +127,16 @@ class _Analysis:
                     treatment = _sum_levels(agg, name, variant, dimension, members)
                     if control is None or treatment is None:
                         continue
-                    family.append(compare(control, treatment, options=self.options,
-                                          higher_is_better=definition.direction == "higher",
-                                          segment=(dimension, label),
-                                          **self._identity(name, role, max_degradation, variant)))  # fmt: skip
+                    family.append(
+                        compare(
+                            control,
+                            treatment,
+                            options=self.options,
+                            higher_is_better=definition.direction == "higher",
+                            segment=(dimension, label),
+                            **self._identity(name, role, max_degradation, variant),
+                        )
+                    )
                 family = corrected(family, method=self.spec.analysis.correction, alpha=self.alpha)
                 heterogeneous = _cochran_q(family)
                 out += [replace(r, heterogeneous=heterogeneous) for r in family]
@@ -131,8 +144,14 @@ class _Analysis:
 
     def _identity(self, name: str, role: Role, max_degradation: float | None, variant: str) -> dict[str, Any]:
         kind = self.metrics[name].kind
-        return {"metric": name, "role": role, "kind": kind, "variant": variant, "control": self.control,
-                "max_degradation": max_degradation}  # fmt: skip
+        return {
+            "metric": name,
+            "role": role,
+            "kind": kind,
+            "variant": variant,
+            "control": self.control,
+            "max_degradation": max_degradation,
+        }
 
     def _top_levels(self, dimension: str) -> list[tuple[str, list[str | None]]]:
         """The largest levels by units, the rest pooled as ``other`` (statistics add)."""
@@ -151,8 +170,9 @@ class _Analysis:
         return groups
 
 
-def _sum_levels(agg: ExperimentAggregates, name: str, variant: str, dimension: str,
-                levels: Sequence[str | None]) -> Any:  # fmt: skip
+def _sum_levels(
+    agg: ExperimentAggregates, name: str, variant: str, dimension: str, levels: Sequence[str | None]
+) -> Any:
     parts: list[Any] = []
     for level in levels:
         try:
@@ -167,17 +187,23 @@ def _sum_levels(agg: ExperimentAggregates, name: str, variant: str, dimension: s
     return total
 
 
-def _health(analysis: _Analysis, srm: SrmResult, units: dict[str, int], weights: dict[str, float],
-            planned: int | None) -> list[HealthCheck]:  # fmt: skip
+def _health(
+    analysis: _Analysis, srm: SrmResult, units: dict[str, int], weights: dict[str, float], planned: int | None
+) -> list[HealthCheck]:
     agg = analysis.aggregates
     checks: list[HealthCheck] = []
     shares = ", ".join(f"{k}={s:.1%}" for k, s in zip(srm.variants, srm.observed_shares, strict=True))
     configured = ", ".join(f"{k}={w:.0%}" for k, w in weights.items())
-    checks.append(HealthCheck(
-        "srm", not srm.flag, "error",
-        f"traffic split configured {configured} / actual {shares}: chi-square p = {srm.p_value:.2g}"
-        + (" (sample ratio mismatch)" if srm.flag else ""), srm.p_value,
-    ))  # fmt: skip
+    checks.append(
+        HealthCheck(
+            "srm",
+            not srm.flag,
+            "error",
+            f"traffic split configured {configured} / actual {shares}: chi-square p = {srm.p_value:.2g}"
+            + (" (sample ratio mismatch)" if srm.flag else ""),
+            srm.p_value,
+        )
+    )
     if agg.days:
         cumulative = [[agg.cell_units.get(_day_key(v, day), 0) for v in units] for day in agg.days]
         previous = None
@@ -187,25 +213,40 @@ def _health(analysis: _Analysis, srm: SrmResult, units: dict[str, int], weights:
             sequential = sequential_srm_test(dict(zip(units, counts, strict=True)), weights, previous_p_value=previous)
             previous = sequential.p_value
         if previous is not None:
-            checks.append(HealthCheck(
-                "sequential_srm", previous >= 0.001, "error",
-                f"sequential SRM check over {len(agg.days)} daily looks: always-valid p = {previous:.2g}", previous,
-            ))  # fmt: skip
+            checks.append(
+                HealthCheck(
+                    "sequential_srm",
+                    previous >= 0.001,
+                    "error",
+                    f"sequential SRM check over {len(agg.days)} daily looks: always-valid p = {previous:.2g}",
+                    previous,
+                )
+            )
     rate = agg.multiple_exposure_rate
     if math.isfinite(rate):
         severity: Severity = "error" if rate > MULTIPLE_EXPOSURE_ERROR else "warning"
-        checks.append(HealthCheck(
-            "multiple_exposures", rate <= MULTIPLE_EXPOSURE_WARNING, severity,
-            f"{agg.multiple_exposure_units} units ({rate:.2%}) were exposed to more than one variant and are excluded",
-            rate,
-        ))  # fmt: skip
+        checks.append(
+            HealthCheck(
+                "multiple_exposures",
+                rate <= MULTIPLE_EXPOSURE_WARNING,
+                severity,
+                f"{agg.multiple_exposure_units} units ({rate:.2%}) were exposed to more than one variant and are "
+                "excluded",
+                rate,
+            )
+        )
     if planned:
         smallest = min(units.values()) if units else 0
-        checks.append(HealthCheck(
-            "sample_size", smallest >= planned, "info",
-            f"{smallest:,} units in the smallest variant of {planned:,} planned per variant ({smallest / planned:.0%})",
-            smallest / planned,
-        ))  # fmt: skip
+        checks.append(
+            HealthCheck(
+                "sample_size",
+                smallest >= planned,
+                "info",
+                f"{smallest:,} units in the smallest variant of {planned:,} planned per variant "
+                f"({smallest / planned:.0%})",
+                smallest / planned,
+            )
+        )
     for name, definition in analysis.metrics.items():
         if definition.covariate is None:
             continue
@@ -215,11 +256,15 @@ def _health(analysis: _Analysis, srm: SrmResult, units: dict[str, int], weights:
             if not (isinstance(control, CovariateStatistic) and isinstance(treatment, CovariateStatistic)):
                 continue
             balance = two_sample_test(control.covariate, treatment.covariate)
-            checks.append(HealthCheck(
-                f"covariate_balance:{name}:{variant}", not balance.p_value < COVARIATE_IMBALANCE_P, "warning",
-                f"pre-exposure {name} differs between {analysis.control} and {variant}: p = {balance.p_value:.2g}",
-                balance.p_value,
-            ))  # fmt: skip
+            checks.append(
+                HealthCheck(
+                    f"covariate_balance:{name}:{variant}",
+                    not balance.p_value < COVARIATE_IMBALANCE_P,
+                    "warning",
+                    f"pre-exposure {name} differs between {analysis.control} and {variant}: p = {balance.p_value:.2g}",
+                    balance.p_value,
+                )
+            )
     return checks
 
 
@@ -235,8 +280,12 @@ def _planned_per_variant(spec: ExperimentSpec, analysis: _Analysis) -> int | Non
         return None
     definition = analysis.metrics[hypothesis.primary_metric]
     control = analysis.aggregates.cells.get(_day_key(analysis.control, None), {}).get(hypothesis.primary_metric)
-    options = {"alpha": hypothesis.alpha, "power": hypothesis.power, "relative": hypothesis.mde_type == "relative",
-               "variants": len(spec.variants)}  # fmt: skip
+    options = {
+        "alpha": hypothesis.alpha,
+        "power": hypothesis.power,
+        "relative": hypothesis.mde_type == "relative",
+        "variants": len(spec.variants),
+    }
     try:
         if definition.kind == "binary":
             baseline = hypothesis.baseline or _metric_part(control).mean
@@ -317,9 +366,14 @@ def analyze_experiment(
     dimensions = list(spec.stratify_by if segments is None else segments)
     connection, source = data if data is not None else (store.engine, Source.splitlab_store())
     aggregates = aggregate_experiment(
-        connection, experiment_key=key, metrics=list(metrics.values()), source=source,
-        segments=dimensions, by_day=True, as_of=as_of,
-    )  # fmt: skip
+        connection,
+        experiment_key=key,
+        metrics=list(metrics.values()),
+        source=source,
+        segments=dimensions,
+        by_day=True,
+        as_of=as_of,
+    )
     alpha = spec.analysis.alpha or (spec.hypothesis.alpha if spec.hypothesis else 0.05)
     analysis = _Analysis(spec, metrics, aggregates, alpha=alpha)
     analysed_at = as_of or datetime.now(UTC)
@@ -338,24 +392,38 @@ def analyze_experiment(
         if role != "secondary":
             segment_readouts += analysis.segment_readouts(name, role, max_degradation)
     readout = ExperimentReadout(
-        experiment_key=key, name=spec.name, spec_version=record.current_version, status=record.status,
-        analysed_at=analysed_at, days_running=days_running, control=analysis.control,
-        variants=tuple(units), configured_weights=weights, units=units,
-        excluded_units=aggregates.multiple_exposure_units, planned_units_per_variant=planned,
-        daily_units=sum(units.values()) / days_running if days_running else 0.0, srm=srm,
-        health=tuple(_health(analysis, srm, units, weights, planned)), metrics=tuple(readouts),
-        segments=tuple(segment_readouts), timeline=tuple(_timeline(analysis)),
-    )  # fmt: skip
+        experiment_key=key,
+        name=spec.name,
+        spec_version=record.current_version,
+        status=record.status,
+        analysed_at=analysed_at,
+        days_running=days_running,
+        control=analysis.control,
+        variants=tuple(units),
+        configured_weights=weights,
+        units=units,
+        excluded_units=aggregates.multiple_exposure_units,
+        planned_units_per_variant=planned,
+        daily_units=sum(units.values()) / days_running if days_running else 0.0,
+        srm=srm,
+        health=tuple(_health(analysis, srm, units, weights, planned)),
+        metrics=tuple(readouts),
+        segments=tuple(segment_readouts),
+        timeline=tuple(_timeline(analysis)),
+    )
     hypothesis = spec.hypothesis
     if rules is None:
         given = spec.analysis.decision  # validated with the spec: the engine's bounds hold
         significance = given.significance or ("chance_to_win" if spec.analysis.method == "bayesian" else "p_value")
         decision_alpha = alpha if given.alpha is None else given.alpha
         rules = DecisionRules(**{**given.model_dump(), "alpha": decision_alpha, "significance": significance})
-    decision = decide(readout, rules=rules,
-                      hypothesis_mde=hypothesis.mde if hypothesis else None,
-                      mde_relative=hypothesis.mde_type == "relative" if hypothesis else True,
-                      primary_metric=hypothesis.primary_metric if hypothesis else None)  # fmt: skip
+    decision = decide(
+        readout,
+        rules=rules,
+        hypothesis_mde=hypothesis.mde if hypothesis else None,
+        mde_relative=hypothesis.mde_type == "relative" if hypothesis else True,
+        primary_metric=hypothesis.primary_metric if hypothesis else None,
+    )
     readout = replace(readout, decision=decision)
     if save:
         store.snapshots.add(experiment_key=key, spec_version=record.current_version, payload=readout_to_dict(readout))

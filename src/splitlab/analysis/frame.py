@@ -100,13 +100,26 @@ def analyze(
     per_comparison = None if planned_n is None else float(planned_n) * 2 / len(labels)
     results: list[MetricResult] = []
     for spec in specs:
-        options = Options(test=spec.test, alpha=alpha, alternative=alternative, relative_ci=relative_ci,
-                          sequential=sequential, planned_n=per_comparison)  # fmt: skip
+        options = Options(
+            test=spec.test,
+            alpha=alpha,
+            alternative=alternative,
+            relative_ci=relative_ci,
+            sequential=sequential,
+            planned_n=per_comparison,
+        )
         metric_data = metric_statistics(spec, data, grouping, looks=looks)
         per_metric = _compare_metric(spec, metric_data, labels, control_label, treatments, options)
         results.extend(corrected(per_metric, method=correction, alpha=alpha))
-    return AnalysisResult(control=control_label, variants=ordered, srm=srm, metrics=tuple(results), alpha=alpha,
-                          correction=correction, unlabelled_rows=grouping.unlabelled)  # fmt: skip
+    return AnalysisResult(
+        control=control_label,
+        variants=ordered,
+        srm=srm,
+        metrics=tuple(results),
+        alpha=alpha,
+        correction=correction,
+        unlabelled_rows=grouping.unlabelled,
+    )
 
 
 def _natural(label: str) -> tuple[int, float, str]:

@@ -56,31 +56,48 @@ class MetricSpec:
     def columns(self) -> tuple[str, ...]:
         """Every data column the metric reads (covariates included)."""
         own = (self.numerator, self.denominator) if self.kind == "ratio" else (self.column,)
-        cov: tuple[str, ...] = () if self.covariate is None else (
-            self.covariate if isinstance(self.covariate, tuple) else (self.covariate,)
-        )  # fmt: skip
+        cov: tuple[str, ...] = (
+            ()
+            if self.covariate is None
+            else (self.covariate if isinstance(self.covariate, tuple) else (self.covariate,))
+        )
         return tuple(c for c in (*own, *cov) if c is not None)
 
 
-def proportion(column: str, *, covariate: Covariate | None = None, test: str | None = None,
-               higher_is_better: bool = True) -> MetricSpec:  # fmt: skip
+def proportion(
+    column: str, *, covariate: Covariate | None = None, test: str | None = None, higher_is_better: bool = True
+) -> MetricSpec:
     """A binary metric: the share of units with a 1 in ``column`` (conversion)."""
     return MetricSpec(
         "", "proportion", column=column, covariate=covariate, test=test, higher_is_better=higher_is_better
     )
 
 
-def mean(column: str, *, covariate: Covariate | None = None, test: str | None = None,
-         higher_is_better: bool = True) -> MetricSpec:  # fmt: skip
+def mean(
+    column: str, *, covariate: Covariate | None = None, test: str | None = None, higher_is_better: bool = True
+) -> MetricSpec:
     """The mean of a per-unit value (revenue per user)."""
     return MetricSpec("", "mean", column=column, covariate=covariate, test=test, higher_is_better=higher_is_better)
 
 
-def ratio(numerator: str, denominator: str, *, covariate: Covariate | None = None, test: str | None = None,
-          higher_is_better: bool = True) -> MetricSpec:  # fmt: skip
+def ratio(
+    numerator: str,
+    denominator: str,
+    *,
+    covariate: Covariate | None = None,
+    test: str | None = None,
+    higher_is_better: bool = True,
+) -> MetricSpec:
     """A ratio of per-unit sums (average order value = revenue / orders)."""
-    return MetricSpec("", "ratio", numerator=numerator, denominator=denominator, covariate=covariate, test=test,
-                      higher_is_better=higher_is_better)  # fmt: skip
+    return MetricSpec(
+        "",
+        "ratio",
+        numerator=numerator,
+        denominator=denominator,
+        covariate=covariate,
+        test=test,
+        higher_is_better=higher_is_better,
+    )
 
 
 def parse_metric(name: str, definition: MetricSpec | str | tuple[str, str]) -> MetricSpec:

@@ -39,11 +39,20 @@ def rows(result: AnalysisResult) -> list[tuple[str, ...]]:
         if m.sequential is not None and m.sequential.looks:
             last = m.sequential.looks[-1]
             notes.append(f"{m.sequential.method}: {m.sequential.decision}, p = {p_value(last.p_value)}")
-        out.append((
-            m.metric, m.variant, num(e.control_mean), num(e.treatment_mean), num(e.absolute_effect),
-            pct(e.relative_effect), interval(e.relative_ci), p_value(e.p_value), share(m.chance_to_win),
-            ", ".join(notes),
-        ))  # fmt: skip
+        out.append(
+            (
+                m.metric,
+                m.variant,
+                num(e.control_mean),
+                num(e.treatment_mean),
+                num(e.absolute_effect),
+                pct(e.relative_effect),
+                interval(e.relative_ci),
+                p_value(e.p_value),
+                share(m.chance_to_win),
+                ", ".join(notes),
+            )
+        )
     return out
 
 

@@ -134,12 +134,15 @@ def interval_chart(rows: Sequence[IntervalRow], *, title: str, fmt: Format, refe
             body.append(f'<line class="whisker {cls}" x1="{_f(x1)}" y1="{_f(y)}" x2="{_f(x2)}" y2="{_f(y)}"/>')
             for end, value in ((x1, row.low), (x2, row.high)):
                 if math.isfinite(value) and low <= value <= high:
-                    body.append(f'<line class="whisker {cls}" x1="{_f(end)}" y1="{_f(y - 5)}" '
-                                f'x2="{_f(end)}" y2="{_f(y + 5)}"/>')  # fmt: skip
+                    body.append(
+                        f'<line class="whisker {cls}" x1="{_f(end)}" y1="{_f(y - 5)}" x2="{_f(end)}" y2="{_f(y + 5)}"/>'
+                    )
                 elif not math.isnan(value):
                     tip = 6 if end > scale(row.estimate) else -6
-                    body.append(f'<path class="whisker {cls}" d="M{_f(end - tip)} {_f(y - 4)} L{_f(end)} {_f(y)} '
-                                f'L{_f(end - tip)} {_f(y + 4)}"/>')  # fmt: skip
+                    body.append(
+                        f'<path class="whisker {cls}" d="M{_f(end - tip)} {_f(y - 4)} L{_f(end)} {_f(y)} '
+                        f'L{_f(end - tip)} {_f(y + 4)}"/>'
+                    )
         if math.isfinite(row.estimate):
             tip_text = f"{row.label}: {fmt(row.estimate)} [{fmt(row.low)}, {fmt(row.high)}]{row.note}"
             body.append(
@@ -180,8 +183,10 @@ def bar_chart(groups: Sequence[BarGroup], *, title: str, legend: Sequence[str], 
                 continue
             y = y0 + bar * j
             width = scale(value) - scale.start
-            body.append(f'<rect class="bar s{j % PALETTE_SIZE}" x="{_f(scale.start)}" y="{_f(y)}" '
-                        f'width="{_f(width)}" height="{_f(bar - 2)}"/>')  # fmt: skip
+            body.append(
+                f'<rect class="bar s{j % PALETTE_SIZE}" x="{_f(scale.start)}" y="{_f(y)}" '
+                f'width="{_f(width)}" height="{_f(bar - 2)}"/>'
+            )
             body.append(text(scale.start + width + 4, y + bar - 3, fmt(value), cls="value"))
     return svg(WIDTH, axis_y + _AXIS, title, body)
 

@@ -11,14 +11,31 @@ Row = tuple[str, ...]
 
 ROLES = (("goal", "Goal metrics"), ("secondary", "Secondary metrics"), ("guardrail", "Guardrails"))
 METRIC_HEADERS: Row = (
-    "metric", "variant", "control", "treatment", "abs. effect", "rel. effect", "rel. CI", "p-value", "P(win)", "result",
-)  # fmt: skip
+    "metric",
+    "variant",
+    "control",
+    "treatment",
+    "abs. effect",
+    "rel. effect",
+    "rel. CI",
+    "p-value",
+    "P(win)",
+    "result",
+)
 GUARDRAIL_HEADERS: Row = ("metric", "variant", "rel. effect", "rel. CI", "tolerated", "p-value", "P(win)", "status")
 HEALTH_HEADERS: Row = ("check", "result", "severity", "value", "message")
 TRAFFIC_HEADERS: Row = ("variant", "configured", "actual", "units", "planned")
 SEGMENT_HEADERS: Row = (
-    "metric", "variant", "segment", "level", "units (c / t)", "rel. effect", "rel. CI", "p-value", "heterogeneous",
-)  # fmt: skip
+    "metric",
+    "variant",
+    "segment",
+    "level",
+    "units (c / t)",
+    "rel. effect",
+    "rel. CI",
+    "p-value",
+    "heterogeneous",
+)
 # Guardrail states of splitlab.analysis.decision.guardrail_status, in words.
 GUARDRAIL_WORDS = {
     "breached": "BREACHED: worse beyond tolerance",
@@ -58,9 +75,17 @@ def metric_row(m: MetricResult) -> Row:
     """The cells of one metric readout (:data:`METRIC_HEADERS`)."""
     e = m.effect
     return (
-        m.metric, m.variant, num(e.control_mean), num(e.treatment_mean), signed(e.absolute_effect),
-        pct(e.relative_effect), interval(e.relative_ci), p_value(e.p_value), share(m.chance_to_win), outcome(m),
-    )  # fmt: skip
+        m.metric,
+        m.variant,
+        num(e.control_mean),
+        num(e.treatment_mean),
+        signed(e.absolute_effect),
+        pct(e.relative_effect),
+        interval(e.relative_ci),
+        p_value(e.p_value),
+        share(m.chance_to_win),
+        outcome(m),
+    )
 
 
 def guardrail_state(m: MetricResult) -> str:
@@ -76,9 +101,15 @@ def guardrail_row(m: MetricResult) -> Row:
     e = m.effect
     tolerated = share(m.max_degradation)
     return (
-        m.metric, m.variant, pct(e.relative_effect), interval(e.relative_ci), tolerated, p_value(e.p_value),
-        share(m.chance_to_win), GUARDRAIL_WORDS[guardrail_state(m)],
-    )  # fmt: skip
+        m.metric,
+        m.variant,
+        pct(e.relative_effect),
+        interval(e.relative_ci),
+        tolerated,
+        p_value(e.p_value),
+        share(m.chance_to_win),
+        GUARDRAIL_WORDS[guardrail_state(m)],
+    )
 
 
 def by_role(readout: ExperimentReadout, role: str) -> list[MetricResult]:
@@ -107,8 +138,9 @@ def traffic_rows(readout: ExperimentReadout) -> list[Row]:
     """Configured and actual split per variant (:data:`TRAFFIC_HEADERS`)."""
     configured, actual = configured_shares(readout), actual_shares(readout)
     planned = count(readout.planned_units_per_variant)
-    return [(v, share(configured[v]), share(actual[v]), count(readout.units.get(v, 0)), planned)
-            for v in readout.variants]  # fmt: skip
+    return [
+        (v, share(configured[v]), share(actual[v]), count(readout.units.get(v, 0)), planned) for v in readout.variants
+    ]
 
 
 def traffic_line(readout: ExperimentReadout) -> str:
@@ -148,9 +180,16 @@ def segment_row(m: MetricResult) -> Row:
     dimension, level = m.segment if m.segment is not None else ("-", "-")
     flag = {True: "yes", False: "no", None: MISSING}[m.heterogeneous]
     return (
-        m.metric, m.variant, dimension, level, f"{count(e.control_n)} / {count(e.treatment_n)}",
-        pct(e.relative_effect), interval(e.relative_ci), p_value(e.p_value), flag,
-    )  # fmt: skip
+        m.metric,
+        m.variant,
+        dimension,
+        level,
+        f"{count(e.control_n)} / {count(e.treatment_n)}",
+        pct(e.relative_effect),
+        interval(e.relative_ci),
+        p_value(e.p_value),
+        flag,
+    )
 
 
 def segment_groups(readout: ExperimentReadout) -> dict[tuple[str, str, str], list[MetricResult]]:

@@ -76,8 +76,22 @@ tr.fail td { color: var(--bad); font-weight: 600; }
 .flag { color: var(--warn); font-weight: 600; }
 footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
 """
-_NUMERIC = {"control", "treatment", "abs. effect", "rel. effect", "rel. CI", "p-value", "P(win)", "tolerated",
-            "configured", "actual", "units", "planned", "value", "units (c / t)"}  # fmt: skip
+_NUMERIC = {
+    "control",
+    "treatment",
+    "abs. effect",
+    "rel. effect",
+    "rel. CI",
+    "p-value",
+    "P(win)",
+    "tolerated",
+    "configured",
+    "actual",
+    "units",
+    "planned",
+    "value",
+    "units (c / t)",
+}
 
 
 def _e(value: object) -> str:
@@ -112,8 +126,7 @@ def _decision(readout: ExperimentReadout) -> str:
 def _traffic(readout: ExperimentReadout) -> str:
     configured, actual = configured_shares(readout), actual_shares(readout)
     groups = [BarGroup(v, (configured[v], actual[v])) for v in readout.variants]
-    chart = bar_chart(groups, title="Traffic split: configured vs actual", legend=("configured", "actual"),
-                      fmt=share)  # fmt: skip
+    chart = bar_chart(groups, title="Traffic split: configured vs actual", legend=("configured", "actual"), fmt=share)
     return (
         f"<h2>Traffic split</h2><p>{_e(traffic_line(readout))}</p>{chart}"
         f"{_table(TRAFFIC_HEADERS, traffic_rows(readout))}"
@@ -140,12 +153,28 @@ def _means_chart(metric: str, readouts: Sequence[MetricResult], variants: Sequen
     control_se = _std_errors(first)[0]
     index = {v: i for i, v in enumerate(variants)}
     mean = first.effect.control_mean
-    rows = [IntervalRow(first.control, mean, mean - z * control_se, mean + z * control_se, index.get(first.control, 0),
-                        f" (n = {first.effect.control_n:,})")]  # fmt: skip
+    rows = [
+        IntervalRow(
+            first.control,
+            mean,
+            mean - z * control_se,
+            mean + z * control_se,
+            index.get(first.control, 0),
+            f" (n = {first.effect.control_n:,})",
+        )
+    ]
     for m in readouts:
         se, value = _std_errors(m)[1], m.effect.treatment_mean
-        rows.append(IntervalRow(m.variant, value, value - z * se, value + z * se, index.get(m.variant, 0),
-                                f" (n = {m.effect.treatment_n:,})"))  # fmt: skip
+        rows.append(
+            IntervalRow(
+                m.variant,
+                value,
+                value - z * se,
+                value + z * se,
+                index.get(m.variant, 0),
+                f" (n = {m.effect.treatment_n:,})",
+            )
+        )
     return interval_chart(rows, title=f"{metric}: estimate per variant with {1 - first.effect.alpha:.0%} CI", fmt=num)
 
 
@@ -166,8 +195,10 @@ def _metrics(readout: ExperimentReadout) -> str:
         for name in names:
             mine = [m for m in metrics if m.metric == name]
             out.append(f"<h3>{_e(name)}</h3>{_means_chart(name, mine, readout.variants)}")
-        out.append('<p class="caption">Dots: each variant\'s estimate (CUPED-adjusted where the test is); '
-                   "bars: its confidence interval.</p>")  # fmt: skip
+        out.append(
+            '<p class="caption">Dots: each variant\'s estimate (CUPED-adjusted where the test is); '
+            "bars: its confidence interval.</p>"
+        )
     return "".join(out)
 
 
@@ -192,8 +223,10 @@ def _timeline(readout: ExperimentReadout) -> str:
             )
         chart = band_chart(series, title=f"{metric}: cumulative relative lift with CI, by day", fmt=lambda v: pct(v, 1))
         out.append(f"<h3>{_e(metric)}</h3>{chart}")
-    out.append('<p class="caption">Line: relative lift of each treatment over control on the data up to that day; '
-               "band: its CI (not corrected for looking every day).</p>")  # fmt: skip
+    out.append(
+        '<p class="caption">Line: relative lift of each treatment over control on the data up to that day; '
+        "band: its CI (not corrected for looking every day).</p>"
+    )
     return "".join(out)
 
 
@@ -204,8 +237,10 @@ def _segments(readout: ExperimentReadout) -> str:
     out = ["<h2>Segments</h2>"]
     for (metric, variant, dimension), members in segment_groups(readout).items():
         heterogeneous = any(m.heterogeneous for m in members)
-        rows = [IntervalRow(m.segment[1] if m.segment else "-", m.effect.relative_effect, *m.effect.relative_ci,
-                            series=0) for m in members]  # fmt: skip
+        rows = [
+            IntervalRow(m.segment[1] if m.segment else "-", m.effect.relative_effect, *m.effect.relative_ci, series=0)
+            for m in members
+        ]
         if (metric, variant) in overall:
             whole = overall[(metric, variant)].effect
             rows.append(IntervalRow("overall", whole.relative_effect, *whole.relative_ci, series=7))

@@ -71,12 +71,18 @@ def to_text(readout: ExperimentReadout) -> str:
     for role, title in ROLES:
         metrics = by_role(readout, role)
         if metrics:
-            headers, rows = (GUARDRAIL_HEADERS, [guardrail_row(m) for m in metrics]) if role == "guardrail" else (
-                METRIC_HEADERS, [metric_row(m) for m in metrics])  # fmt: skip
+            headers, rows = (
+                (GUARDRAIL_HEADERS, [guardrail_row(m) for m in metrics])
+                if role == "guardrail"
+                else (METRIC_HEADERS, [metric_row(m) for m in metrics])
+            )
             lines += ["", f"{title}:", *(f"  {line}" for line in aligned(headers, rows))]
     if readout.segments:
-        lines += ["", "Segments:", *(f"  {line}" for line in aligned(SEGMENT_HEADERS, [segment_row(m) for m in
-                                                                                       readout.segments]))]  # fmt: skip
+        lines += [
+            "",
+            "Segments:",
+            *(f"  {line}" for line in aligned(SEGMENT_HEADERS, [segment_row(m) for m in readout.segments])),
+        ]
     if readout.notes:
         lines += ["", "Notes:", *(f"  - {note}" for note in readout.notes)]
     return "\n".join(lines) + "\n"
