@@ -477,17 +477,11 @@ def _judge_primary(ctx: _Context, treatment: str, ev: _Evidence, status: Mapping
                 if days is None
                 else (f"about {days:.1f} more days {_traffic_text(ctx.readout)}")
             )
-            return _Judgement(
-                Decision.EXTEND_TEST,
-                (
-                    (
-                        f"'{m.metric}' could not be tested yet ({why}); {when} to reach the planned "
-                        f"{count(planned)} units per variant."
-                    ),
-                ),
-                treatment,
-                score,
+            reason = (
+                f"'{m.metric}' could not be tested yet ({why}); {when} to reach the planned "
+                f"{count(planned)} units per variant."
             )
+            return _Judgement(Decision.EXTEND_TEST, (reason,), treatment, score)
         reason = f"'{m.metric}' could not be tested ({why}): no decision can be made on it."
         return _Judgement(Decision.INVALID, (reason,), treatment, -math.inf)
     if ev.better:
@@ -512,17 +506,11 @@ def _judge_better(
     mde_text = _mde_text(mde, relative=ctx.mde_relative)
     what = "significantly better" if ev.sequential is None else "better (the sequential monitor stopped for efficacy)"
     if practical and not estimate >= mde:
-        return _Judgement(
-            Decision.CONSIDER_LAUNCH,
-            (
-                (
-                    f"Consider launching '{treatment}': {described}; {what}, but the estimate is below the "
-                    f"MDE of {mde_text}, the smallest effect worth shipping the test was planned for."
-                ),
-            ),
-            treatment,
-            score,
+        reason = (
+            f"Consider launching '{treatment}': {described}; {what}, but the estimate is below the "
+            f"MDE of {mde_text}, the smallest effect worth shipping the test was planned for."
         )
+        return _Judgement(Decision.CONSIDER_LAUNCH, (reason,), treatment, score)
     strong = _strong_evidence(ev, rules)
     blocking = ["harmed", "uncertain"] if rules.strong_launch_requires_guardrail_non_inferiority else ["harmed"]
     flagged = sorted(name for name, s in status.items() if s in blocking)
@@ -533,17 +521,11 @@ def _judge_better(
             f"{share(rules.strong_launch_chance_to_win)}"
         )
         floor = f"; the CI's lower end is at least the MDE of {mde_text}" if practical else ""
-        return _Judgement(
-            Decision.STRONG_LAUNCH,
-            (
-                (
-                    f"Launch '{treatment}' with confidence: {described}; {what}{floor}; strong evidence ({evidence}); "
-                    "every guardrail within tolerance."
-                ),
-            ),
-            treatment,
-            score,
+        reason = (
+            f"Launch '{treatment}' with confidence: {described}; {what}{floor}; strong evidence ({evidence}); "
+            "every guardrail within tolerance."
         )
+        return _Judgement(Decision.STRONG_LAUNCH, (reason,), treatment, score)
     short = []
     if not above:
         short.append(f"the CI's lower end is below the MDE of {mde_text}")
@@ -559,17 +541,11 @@ def _judge_better(
         names = [name for name in flagged if status[name] == state]
         if names:
             short.append(f"guardrail(s) {', '.join(map(repr, names))} {words}")
-    return _Judgement(
-        Decision.LAUNCH,
-        (
-            (
-                f"Launch '{treatment}': {described}; {what}; guardrails within tolerance. Not a strong launch: "
-                f"{'; '.join(short)}."
-            ),
-        ),
-        treatment,
-        score,
+    reason = (
+        f"Launch '{treatment}': {described}; {what}; guardrails within tolerance. Not a strong launch: "
+        f"{'; '.join(short)}."
     )
+    return _Judgement(Decision.LAUNCH, (reason,), treatment, score)
 
 
 def _days_to_plan(readout: ExperimentReadout, treatment: str) -> float | None:
@@ -659,18 +635,11 @@ def _judge_not_better(ctx: _Context, treatment: str, ev: _Evidence, described: s
             )
         over_reasons.append(too_long)
     if ev.good > 0 and m.chance_to_win >= rules.consider_launch_chance_to_win:
-        return _Judgement(
-            Decision.CONSIDER_LAUNCH,
-            (
-                (
-                    f"Consider launching '{treatment}': {lead} The estimate is positive with a chance to win of "
-                    f"{share(m.chance_to_win)} (at least {share(rules.consider_launch_chance_to_win)})."
-                ),
-                *over_reasons,
-            ),
-            treatment,
-            score,
+        reason = (
+            f"Consider launching '{treatment}': {lead} The estimate is positive with a chance to win of "
+            f"{share(m.chance_to_win)} (at least {share(rules.consider_launch_chance_to_win)})."
         )
+        return _Judgement(Decision.CONSIDER_LAUNCH, (reason, *over_reasons), treatment, score)
     return _Judgement(Decision.NO_LAUNCH, (f"Do not launch '{treatment}': {lead}", *over_reasons), treatment, score)
 
 
