@@ -66,6 +66,15 @@ def test_a_dead_postgres_port_is_one_line_in_a_real_process() -> None:
     )
 
 
+def test_serve_on_a_dead_postgres_port_fails_before_starting_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPLITLAB_DATABASE_URL", raising=False)  # serve sets it for its workers: undone after
+    line = fails("serve", "--port", "1", "--database", "postgresql+psycopg://postgres@127.0.0.1:1/test")
+    assert line == (
+        "error: cannot open the store at postgresql+psycopg://postgres@127.0.0.1:1/test: Connection refused"
+        f" (is PostgreSQL running at 127.0.0.1:1? {WHERE})"
+    )
+
+
 def test_an_unknown_postgres_host() -> None:
     line = fails("list", "--database", "postgresql+psycopg://postgres@nosuchhost.invalid/test")
     expected = (

@@ -29,11 +29,14 @@ def serve(
     from splitlab.service.settings import Settings
     from splitlab.service.shared_cache import redis_problem
     from splitlab.service.telemetry import MULTIPROCESS_DIR_VAR
+    from splitlab.storage import open_store
 
     with user_errors():
         if database is not None:  # the workers are separate processes: they read the environment
             os.environ["SPLITLAB_DATABASE_URL"] = database
         settings = Settings.from_env()  # fail here, readably, rather than in every worker
+        with open_store(settings.database_url):  # the same for the store, migrated once before the workers start
+            pass
     # Redis is an optional cache: the service starts without it (and uses it once it answers).
     if settings.redis_url is not None and (problem := redis_problem(settings.redis_url)) is not None:
         typer.echo(f"warning: {problem} (serving from the store alone; /api/v1/ready says degraded)", err=True)
