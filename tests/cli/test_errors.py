@@ -137,6 +137,19 @@ def test_start_on_a_read_only_store(store: Path) -> None:
     assert EXPERIMENT in listed.stdout
 
 
+def test_start_on_a_read_only_postgres_session(postgres_url: str) -> None:
+    assert runner.invoke(app, ["apply", str(EXAMPLES), "--database", postgres_url]).exit_code == 0
+    options = make_url(postgres_url).query["options"]
+    read_only = make_url(postgres_url).update_query_dict({"options": f"{options} -cdefault_transaction_read_only=on"})
+    line = fails("start", EXPERIMENT, "--database", read_only.render_as_string(hide_password=False))
+    expected = (
+        rf"error: cannot write to the store at {re.escape(read_only.render_as_string(hide_password=True))}: "
+        r"cannot execute [A-Z ]+ in a read-only transaction"
+        rf" \(writes need the primary server, not a standby or a read-only session: {WHERE}\)"
+    )
+    assert re.fullmatch(expected, line), line
+
+
 def test_a_missing_sqlite_file_opened_read_only(tmp_path: Path) -> None:
     url = f"sqlite:///file:{tmp_path / 'absent.db'}?mode=ro&uri=true"
     line = fails("list", "--database", url)

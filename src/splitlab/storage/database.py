@@ -180,7 +180,9 @@ def open_store(url: str | None = None) -> Store:
     Raises:
         ValueError: The URL is malformed, names an unsupported backend, or a SQLite file in a
             directory that does not exist.
-        StoreUnavailableError: The database cannot be reached.
+        StoreUnavailableError: The database cannot be reached or opened (unreachable, unknown host,
+            refused user, no such database, not a SQLite database, a schema newer than this
+            splitlab); the message names the URL without its password and ends with a hint.
 
     Several processes may open the same database at once: migrations run under a lock (SQLite's
     write lock, a PostgreSQL advisory lock), so exactly one of them migrates.
@@ -227,7 +229,10 @@ def store_failure(error: DBAPIError, url: URL, *, opening: bool) -> StoreUnavail
     reason = _reason(orig)
     if name.startswith("SQLITE_READONLY") or getattr(orig, "sqlstate", None) == _READ_ONLY_SQLSTATE:
         msg = f"cannot write to the store at {safe}: {reason}"
-        hint = f"writes need a writable store: check {_WHERE} and the file's permissions"
+        if url.get_backend_name() == "postgresql":
+            hint = f"writes need the primary server, not a standby or a read-only session: check {_WHERE}"
+        else:
+            hint = f"writes need a writable store: check {_WHERE} and the file's permissions"
         return StoreUnavailableError(msg, hint=hint)
     verb = f"cannot open the store at {safe}" if opening else f"the store at {safe} failed"
     if name == "SQLITE_NOTADB":
