@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from splitlab.bandits import period_weighted_estimates
+from splitlab.operations.assignment import UnitAssignment, assign
 from splitlab.operations.bandits import (
     SETTINGS,
-    assign_unit,
     bandit_estimates,
     bandit_settings,
     current_weights,
@@ -25,6 +25,11 @@ from splitlab.operations.bandits import (
 from splitlab.specs import ExperimentSpec
 from splitlab.stats.statistics import MeanStatistic
 from splitlab.storage import Event, NotFoundError, Store, open_store
+
+
+def assign_unit(store: Store, key: str, unit: str) -> UnitAssignment:
+    """A unit as the service assigns it: recorded, so it keeps its variant."""
+    return assign(store, key, unit, record=True)
 
 
 def spec(key: str = "cta", variants: tuple[str, ...] = ("a", "b"), **bandit: Any) -> dict[str, Any]:
@@ -121,7 +126,8 @@ def test_an_inactive_experiment_assigns_nobody(store: Store) -> None:
     result = assign_unit(store, key, "u1")
     assert (result.enrolled, result.reason) == (False, "inactive")
     assert store.assignments.get(experiment_key=key, unit_id="u1") is None
-    assert assign_unit(store, key, "u1", active=True).enrolled
+    assert assign(store, key, "u1", preview=True).enrolled
+    assert store.assignments.get(experiment_key=key, unit_id="u1") is None  # a preview records nothing
 
 
 def test_count_based_windows_start_when_enough_rewards_are_in(store: Store) -> None:
@@ -247,7 +253,8 @@ def test_two_processes_lose_no_reward_and_agree_on_assignments(
     shared = [f"shared-{i}" for i in range(30)]
     code = (
         "import json\n"
-        "from splitlab.operations.bandits import assign_unit, record_reward\n"
+        "from splitlab.operations.assignment import assign\n"
+        "from splitlab.operations.bandits import record_reward\n"
         "from splitlab.storage import open_store\n"
         f"store = open_store({database_url!r})\n"
         "{barrier}"
@@ -256,7 +263,7 @@ def test_two_processes_lose_no_reward_and_agree_on_assignments(
         f"    record_reward(store, {key!r}, unit, (i % 3) / 2)\n"
         "    if i < {shared_count}:\n"
         f"        shared = 'shared-' + str(i)\n"
-        f"        seen[shared] = assign_unit(store, {key!r}, shared).variant\n"
+        f"        seen[shared] = assign(store, {key!r}, shared, record=True).variant\n"
         "print(json.dumps(seen))\n"
         "store.close()\n"
     )

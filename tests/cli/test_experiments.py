@@ -124,7 +124,9 @@ def test_events_import_reports_rejected_rows(db: list[str], tmp_path: Path) -> N
     )
     path = tmp_path / "exposures.csv"
     exposures.to_csv(path, index=False)
-    report = json.loads(run("events", "import", str(path), "--json", *db))
+    result = runner.invoke(app, ["events", "import", str(path), "--json", *db])
+    assert result.exit_code == 1  # rejected rows: a scheduled import notices
+    report = json.loads(result.stdout)
     assert report["kind"] == "exposures"
     assert report["inserted"] == 2
     assert [r["row"] for r in report["rejected"]] == [4]

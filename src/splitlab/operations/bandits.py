@@ -18,9 +18,10 @@ context-free policy of :mod:`splitlab.bandits` in production mode:
   windows before ``p`` (period-weighted statistics, burn-in, floor, stopping rule), drawn with
   ``numpy.random.default_rng((seed, p))``: any process computes the same weights for a window
   (late rewards for earlier windows can still move them slightly).
-* **Assignment.** :func:`assign_unit` assigns a new unit with the current weights (hash-based,
-  so the unit's bucket decides within the weights) and records it as a sticky assignment (the
-  first writer wins); a unit with an assignment keeps its variant whatever the weights do.
+* **Assignment.** :func:`splitlab.operations.assignment.assign` assigns a new unit with the
+  current weights (hash-based, so the unit's bucket decides within the weights) and records it as
+  a sticky assignment (the first writer wins); a unit with an assignment keeps its variant
+  whatever the weights do.
 
 A reward is one observation per unit, and the store keeps it so: a unit's first recorded reward
 (its conversion as 1 or 0 at the end of its conversion window, its revenue over the attribution
@@ -34,12 +35,13 @@ reward, for :func:`record_events`), ``update_minutes`` (default 60) or ``update_
 ``burn_in``, ``floor``, ``stop_p_best``, ``stop_expected_loss``, ``draws``, ``statistics``, ``seed``.
 
 Example:
+    >>> from splitlab.operations.assignment import assign
     >>> from splitlab.storage import open_store
     >>> spec = {"key": "cta", "variants": [{"key": "a"}, {"key": "b"}],
     ...         "allocation": {"method": "bandit", "bandit": {"policy": "thompson", "update_every": 2}}}
     >>> with open_store("sqlite://") as store:
     ...     _ = store.experiments.create(key="cta", spec=spec, actor="ana", status="running")
-    ...     first = assign_unit(store, "cta", "user-1")
+    ...     first = assign(store, "cta", "user-1", record=True)
     ...     report = record_rewards(store, "cta", {"user-1": 1.0})
     ...     weights = current_weights(store, "cta")
     >>> first.reason, report.recorded, weights.phase, weights.weights
@@ -57,10 +59,9 @@ from typing import Any
 
 import numpy as np
 
-from splitlab.assignment import Assignment, assign
 from splitlab.bandits import PHASES, ArmEstimate, Policy, ProductionSettings, decide_weights, make_policy
 from splitlab.bandits.estimates import period_weighted_estimates
-from splitlab.specs import Bandit, ExperimentSpec, to_plan
+from splitlab.specs import Bandit, ExperimentSpec
 from splitlab.stats.statistics import MeanStatistic
 from splitlab.storage import BanditReward, Event, NotFoundError, Store, WindowCounting
 
@@ -69,7 +70,6 @@ __all__ = [
     "BanditSettings",
     "BanditWeights",
     "RecordedRewards",
-    "assign_unit",
     "bandit_estimates",
     "bandit_settings",
     "current_weights",
@@ -301,51 +301,6 @@ def _weights(store: Store, experiment: _Experiment, state: _State, now: datetime
         expected_loss=tuple(float(x) for x in loss),
         units=units,
     )
-
-
-def assign_unit(
-    store: Store,
-    experiment_key: str,
-    unit_id: str,
-    attributes: Mapping[str, Any] | None = None,
-    *,
-    now: datetime | None = None,
-    active: bool | None = None,
-) -> Assignment:
-    """Assign a unit with the bandit's current weights, sticky per unit.
-
-    A unit with a stored assignment (under the spec's bucket version) keeps it. A new unit is
-    assigned with the weights of the current window and recorded; when another process recorded
-    the unit first, its variant is returned.
-
-    Args:
-        store: the store.
-        experiment_key: the experiment (a bandit experiment in the store).
-        unit_id: the unit's id.
-        attributes: the unit's attributes, for targeting.
-        now: the time used to pick the window (default: the current time).
-        active: whether the experiment enrols units; default: its status is ``running``.
-
-    Raises:
-        NotFoundError: no experiment ``experiment_key``.
-        ValueError: the experiment is not a bandit experiment, or its settings are invalid.
-    """
-    experiment = _experiment(store, experiment_key)
-    stored = store.assignments.get(experiment_key=experiment_key, unit_id=unit_id)
-    sticky = stored.variant if stored is not None and stored.bucket_version == experiment.bucket_version else None
-    plan = to_plan(experiment.spec, active=experiment.status == "running" if active is None else active)
-    if sticky is not None:
-        return assign(plan, unit_id, attributes, sticky=sticky)
-    weights = _weights(store, experiment, _read_state(store, experiment), _now(now)).weights
-    result = assign(plan, unit_id, attributes, weights=weights)
-    if result.reason == "enrolled" and result.variant is not None:
-        kept = store.assignments.record(
-            experiment_key=experiment_key, unit_id=unit_id, variant=result.variant,
-            bucket_version=experiment.bucket_version,
-        )  # fmt: skip
-        if kept != result.variant:
-            result = assign(plan, unit_id, attributes, sticky=kept)
-    return result
 
 
 # ---------------------------------------------------------------------------------------------
