@@ -6,24 +6,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from splitlab.analysis.format import aligned, interval, num, p_value, pct, share
+from splitlab.analysis.report._tables import METRIC_HEADERS
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from splitlab.analysis.results import AnalysisResult, MetricResult
 
-HEADERS = (
-    "metric",
-    "variant",
-    "control",
-    "treatment",
-    "abs. effect",
-    "rel. effect",
-    "rel. CI",
-    "p-value",
-    "P(win)",
-    "note",
-)
+# The readout's metric columns, with the test's notes last.
+HEADERS = (*METRIC_HEADERS[:-1], "note")
 
 
 def rows(result: AnalysisResult) -> list[tuple[str, ...]]:

@@ -76,22 +76,8 @@ tr.fail td { color: var(--bad); font-weight: 600; }
 .flag { color: var(--warn); font-weight: 600; }
 footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
 """
-_NUMERIC = {
-    "control",
-    "treatment",
-    "abs. effect",
-    "rel. effect",
-    "rel. CI",
-    "p-value",
-    "P(win)",
-    "tolerated",
-    "configured",
-    "actual",
-    "units",
-    "planned",
-    "value",
-    "units (c / t)",
-}
+# Right-aligned columns: the estimates of a metric row, and every other figure.
+_NUMERIC = {*METRIC_HEADERS[2:9], "tolerated", "configured", "actual", "units", "planned", "value", "units (c / t)"}
 
 
 def _e(value: object) -> str:
