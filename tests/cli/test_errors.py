@@ -236,3 +236,21 @@ def test_a_bug_keeps_its_traceback() -> None:
     # Only caller mistakes and operational failures become one line; anything else is a bug to see.
     with pytest.raises(ZeroDivisionError), user_errors():
         _ = 1 / 0
+
+
+def test_analyze_on_a_read_only_store_shows_the_readout_and_says_it_was_not_saved(store: Path) -> None:
+    url = f"sqlite:///{store}"
+    for args in (["start", EXPERIMENT], ["simulate", EXPERIMENT, "--units", "3000", "--seed", "1"]):
+        assert runner.invoke(app, [*args, "--database", url]).exit_code == 0
+    read_only = f"sqlite:///file:{store}?mode=ro&uri=true"
+    result = runner.invoke(app, ["analyze", EXPERIMENT, "--json", "--database", read_only])
+    assert result.exit_code == 0, result.output
+    assert '"decision"' in result.stdout  # the whole readout is printed
+    shown = make_url(read_only).render_as_string(hide_password=True)
+    assert result.stderr == (
+        f"warning: snapshot not saved (cannot write to the store at {shown}: attempt to write a readonly database"
+        f" (writes need a writable store: {WHERE} and the file's permissions))\n"
+    )
+    listed = runner.invoke(app, ["analyze", EXPERIMENT, "--no-save", "--database", read_only])
+    assert listed.exit_code == 0, listed.output
+    assert "warning" not in listed.stderr

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from splitlab.operations.errors import ConflictError
 from splitlab.operations.experiments import get_experiment
-from splitlab.storage import Snapshot, Store
+from splitlab.storage import Snapshot, Store, store_failure
 
 if TYPE_CHECKING:
     from splitlab.analysis.readout import ExperimentReadout
@@ -85,7 +85,7 @@ def analyze(
             with warehouse(Path(source)) as data:
                 readout = analyze_experiment(store, key, segments=segments, as_of=as_of, save=False, data=data)
     except ValueError as exc:
-        raise ConflictError("experiment", str(exc)) from None
+        raise ConflictError("spec.metrics", str(exc)) from None
     if not save:
         return AnalysisOutcome(readout=readout, snapshot=None, not_saved="not asked to save")
     return _keep(store, readout)
@@ -99,9 +99,12 @@ def _keep(store: Store, readout: ExperimentReadout) -> AnalysisOutcome:
         snapshot = store.snapshots.add(
             experiment_key=readout.experiment_key, spec_version=readout.spec_version, payload=payload
         )
-    except DBAPIError as exc:  # read-only, disk full, locked past the timeout: the readout still stands
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
-        return AnalysisOutcome(readout=readout, snapshot=None, not_saved=f"the store refused the snapshot: {reason}")
+    except DBAPIError as exc:
+        failure = store_failure(exc, store.engine.url, opening=False)
+        if failure is None:  # not the store's condition but a fault of the code: let it show
+            raise
+        # Read-only, locked past the timeout, gone: the readout still stands, and the user sees why it was not kept.
+        return AnalysisOutcome(readout=readout, snapshot=None, not_saved=str(failure))
     return AnalysisOutcome(readout=readout, snapshot=snapshot, not_saved=None)
 
 
