@@ -465,8 +465,7 @@ def test_bad_bandit_settings_name_the_field(bandit: dict[str, Any], field: str, 
 def test_bandit_floor_fits_the_variants() -> None:
     assert _errors(_bandit(3, floor=0.5)) == {
         "allocation.bandit.floor": (
-            "Value error, floor == 0.5, must be <= 1/3 for 3 variants "
-            "(every variant keeps at least the floor)"
+            "Value error, floor == 0.5, must be <= 1/3 for 3 variants (every variant keeps at least the floor)"
         )
     }
     ExperimentSpec.model_validate(_bandit(3, floor=1 / 3))
