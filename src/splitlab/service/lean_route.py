@@ -3,24 +3,27 @@
 FastAPI's usual handler solves dependencies, reads and validates the body, then validates and
 encodes the return value; on ``/assign`` that costs about as much as the rest of the request, and
 on a batch of events it parses the JSON twice over (``json.loads``, then pydantic). A lean endpoint
-takes the :class:`~fastapi.Request`, authenticates with an :class:`~splitlab.service.deps.ApiKeyAuth`,
-reads the body with :func:`read_body`, parses it with :func:`parse_body` (pydantic straight from
-bytes) and returns a :class:`~fastapi.Response` (:func:`json_response`, or :class:`EncodedJSON` of
-bytes it encoded itself). Its OpenAPI entry is declared as for any route (``response_model``,
-``openapi_extra=json_body(Model)``, ``dependencies=[Security(auth)]``), and the endpoint must honour
-that declaration.
+takes the :class:`~fastapi.Request`, reads the body with :func:`read_body`, parses it with
+:func:`parse_body` (pydantic straight from bytes) and returns a :class:`~fastapi.Response`
+(:func:`json_response`, or :class:`EncodedJSON` of bytes it encoded itself). Its OpenAPI entry is
+declared as for any route (``response_model``, ``openapi_extra=json_body(Model)``,
+``dependencies=[Security(auth)]``), and the route enforces the one part of that declaration that
+FastAPI's machinery would otherwise run: the API key check declared as a dependency runs before the
+endpoint, whatever the endpoint does (see :class:`LeanRoute`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request, Response, status
-from fastapi.routing import APIRoute
+from fastapi.params import Depends
+from fastapi.routing import APIRoute, _effective_route_context_var
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
+from splitlab.service.deps import ApiKeyAuth, runtime_of
 from splitlab.service.problems import validation_problems
 
 __all__ = ["EncodedJSON", "LeanRoute", "json_body", "json_response", "parse_body", "read_body"]
@@ -28,12 +31,45 @@ __all__ = ["EncodedJSON", "LeanRoute", "json_body", "json_response", "parse_body
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-class LeanRoute(APIRoute):
-    """A route whose endpoint is ``async (Request) -> Response`` and runs as it is (FastAPI's extension point)."""
+LeanEndpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """The endpoint itself."""
-        return self.endpoint
+
+class LeanRoute(APIRoute):
+    """A route whose endpoint is ``async (Request) -> Response`` and runs as it is, after its declared API key check.
+
+    A declaration is its enforcement: the :class:`~splitlab.service.deps.ApiKeyAuth` among the
+    route's dependencies (given to the route, its router, or ``include_router``) is checked before
+    the endpoint runs, so an endpoint cannot be declared with a security requirement that does not
+    run. Any other dependency is refused when the route is built: nothing would solve it.
+    """
+
+    def get_route_handler(self) -> LeanEndpoint:
+        """The endpoint, behind the route's API key check if it declares one (FastAPI's extension point)."""
+        # A route of an included router is built again with the inclusion's dependencies added,
+        # which FastAPI hands to this hook the way APIRoute.get_route_handler reads them.
+        effective = _effective_route_context_var.get()
+        declared = effective if effective is not None and effective.original_route is self else self
+        auth = _declared_auth(declared.path, declared.dependencies)
+        endpoint: LeanEndpoint = self.endpoint
+        if auth is None:
+            return endpoint
+        check = auth.check
+
+        async def checked(request: Request) -> Response:
+            await check(request, runtime_of(request))
+            return await endpoint(request)
+
+        return checked
+
+
+def _declared_auth(path: str, dependencies: Sequence[Depends]) -> ApiKeyAuth | None:
+    """The one API key check among a lean route's ``dependencies`` (None without one)."""
+    auths = [d.dependency for d in dependencies if isinstance(d.dependency, ApiKeyAuth)]
+    others = [d.dependency for d in dependencies if not isinstance(d.dependency, ApiKeyAuth)]
+    if others or len(auths) > 1:
+        msg = f"lean route {path!r} runs one ApiKeyAuth dependency and nothing else; declared: {[*auths, *others]!r}"
+        raise TypeError(msg)
+    return auths[0] if auths else None
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
