@@ -9,10 +9,8 @@
 from __future__ import annotations
 
 import gc
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import cache
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -20,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from splitlab import __version__
 from splitlab.operations.errors import ConflictError, InvalidInputError
@@ -43,24 +42,13 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options", "trace"})
-
-
-@cache
-def _path_pattern(template: str) -> re.Pattern[str]:
-    """A path template of the OpenAPI document (``/experiments/{key}``) as a regular expression."""
-    return re.compile("[^/]+".join(re.escape(part) for part in re.split(r"\{[^/{}]+\}", template)))
-
-
 def _allowed_methods(request: Request) -> str | None:
-    """The methods the OpenAPI document gives the request's path, or None for a path it does not list."""
-    path = request.url.path
+    """The methods of every route whose path is the request's (Starlette's own route matching), or None for none."""
     methods = {
-        method.upper()
-        for template, operations in request.app.openapi()["paths"].items()
-        if _path_pattern(template).fullmatch(path)
-        for method in operations
-        if method in _HTTP_METHODS
+        method
+        for route in request.app.routes
+        if route.matches(request.scope)[0] is Match.PARTIAL
+        for method in getattr(route, "methods", None) or ()
     }
     return ", ".join(sorted(methods)) or None
 
@@ -114,52 +102,26 @@ async def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
 
 
-_LOCAL_REF = "#/$defs/"
-_COMPONENT_REF = "#/components/schemas/"
-
-
-def _hoist_definitions(document: dict[str, Any]) -> None:
-    """Move the ``$defs`` of the schemas declared by hand (``openapi_extra``) to ``components/schemas``.
-
-    A pydantic model's JSON schema refers to its parts as ``#/$defs/<Model>``; inside an OpenAPI
-    document that resolves against the document's root, where there is no ``$defs``, so clients
-    and schema tools could not resolve such a request body.
-    """
-    components: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
-    found: dict[str, Any] = {}
-
-    def visit(node: Any) -> None:
-        if isinstance(node, dict):
-            found.update(node.pop("$defs", {}))
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith(_LOCAL_REF):
-                node["$ref"] = _COMPONENT_REF + ref.removeprefix(_LOCAL_REF)
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(document.get("paths", {}))
-    while found:
-        name, schema = found.popitem()
-        visit(schema)
-        if components.setdefault(name, schema) != schema:
-            msg = f"two different schemas are named {name!r} in the OpenAPI document"
-            raise RuntimeError(msg)
-
-
 class _App(FastAPI):
-    """FastAPI whose OpenAPI document resolves every reference (see :func:`_hoist_definitions`)."""
+    """FastAPI whose OpenAPI document also holds the parts of the request bodies declared by hand.
 
-    _hoisted: dict[str, Any] | None = None
+    Those schemas (``openapi_extra``, see :func:`splitlab.service.schemas.body_schema`) refer to
+    their parts in ``#/components/schemas/``, and carry them in ``$defs``: they move there.
+    """
 
     def openapi(self) -> dict[str, Any]:
-        """The OpenAPI document (built once by FastAPI, and again only if the routes change)."""
-        document = super().openapi()
-        if document is not self._hoisted:
-            _hoist_definitions(document)
-            self._hoisted = document
+        """The OpenAPI document (built once)."""
+        if self.openapi_schema is not None:
+            return self.openapi_schema
+        document = super().openapi()  # a fresh copy: the routes' openapi_extra stay as declared
+        components: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                for media in operation.get("requestBody", {}).get("content", {}).values():
+                    for name, schema in media["schema"].pop("$defs", {}).items():
+                        if components.setdefault(name, schema) != schema:
+                            msg = f"two different schemas are named {name!r} in the OpenAPI document"
+                            raise RuntimeError(msg)
         return document
 
 
@@ -213,22 +175,25 @@ def create_app(settings: Settings) -> FastAPI:
         api_prefix=API_PREFIX,
         events_path=_EVENTS_PATH,
     )
-    # The hottest route sits on the app's own router, ahead of the rest: FastAPI resolves a route of
-    # an included router through a lazily built context, matching the request twice, where its own
-    # routes take one regex match (benchmarks/service_app_bench.py measures the app's share).
-    app.router.routes[:0] = assignments.hot.routes
-    # Then the warm ones: a request is matched against the routes in order.
-    for router in (
-        assignments.router,
-        config.router,
-        ingest.router,
-        health.router,
-        experiments.router,
-        bandits.router,
-        metrics.router,
-    ):
-        app.include_router(router, prefix=API_PREFIX)
-    app.include_router(prometheus.router)
+    # Every route sits on the app's own router, each under its full path, the hottest first: a
+    # request is matched against the routes in order, one regex each, where FastAPI resolves a route
+    # of an included router through a lazily built context, matching the request twice
+    # (benchmarks/service_app_bench.py measures the app's share). FastAPI's documentation routes follow.
+    app.router.routes[:0] = [
+        route
+        for router in (
+            assignments.hot,
+            assignments.router,
+            config.router,
+            ingest.router,
+            health.router,
+            experiments.router,
+            bandits.router,
+            metrics.router,
+            prometheus.router,
+        )
+        for route in router.routes
+    ]
     return app
 
 

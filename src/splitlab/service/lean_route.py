@@ -25,6 +25,7 @@ from starlette.requests import ClientDisconnect
 
 from splitlab.service.deps import ApiKeyAuth, runtime_of
 from splitlab.service.problems import validation_problems
+from splitlab.service.schemas import body_schema
 
 __all__ = ["EncodedJSON", "LeanRoute", "json_body", "json_response", "parse_body", "read_body"]
 
@@ -74,7 +75,7 @@ def _declared_auth(path: str, dependencies: Sequence[Depends]) -> ApiKeyAuth | N
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` declaring ``model`` as the required JSON request body."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema(model)}}}}
 
 
 async def read_body(request: Request) -> bytes:

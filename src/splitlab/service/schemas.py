@@ -41,6 +41,7 @@ __all__ = [
     "RewardsPublic",
     "StatusPublic",
     "UnitCreate",
+    "body_schema",
 ]
 
 
@@ -69,6 +70,16 @@ Timestamp = Annotated[AwareDatetime, Strict(), AfterValidator(_utc)]
 AwareTimestamp = Annotated[AwareDatetime, Strict()]
 """A :data:`Timestamp` left in its own offset: for events, whose store encoding converts it (and names overflows)."""
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema of a request body declared by hand (``openapi_extra``), for the OpenAPI document.
+
+    Its parts are referred to where the app's OpenAPI document keeps them, ``#/components/schemas/``
+    (a ``#/$defs/`` reference would resolve against the document's root); they travel in the
+    schema's ``$defs``, which the app moves there (:func:`splitlab.service.app.create_app`).
+    """
+    return model.model_json_schema(ref_template="#/components/schemas/{model}")
 
 
 class _Body(BaseModel):

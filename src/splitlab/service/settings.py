@@ -4,18 +4,38 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, ValidationError, ValidationInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = ["Settings"]
 
 _PREFIX = "SPLITLAB_"
-_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+_EXPECTED = {
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_parsing": "a number",
+    "bool_parsing": "true or false",
+}
+"""What a variable must look like, by the pydantic error of a value that is not that."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Settings:
-    """How one service process runs.
+def _must(rule: str, holds: Callable[[Any], bool]) -> AfterValidator:
+    """A check of a field's value, refused as ``<field> == <value>, must <rule>``."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if not holds(value):
+            msg = f"{info.field_name} == {value!r}, must {rule}"
+            raise ValueError(msg)
+        return value
+
+    return AfterValidator(check)
+
+
+class Settings(BaseSettings):
+    """How one service process runs: built with keyword arguments, or from the environment by :meth:`from_env`.
 
     Attributes:
         database_url: The store's URL; default None, meaning ``SPLITLAB_DATABASE_URL`` or the
@@ -36,37 +56,44 @@ class Settings:
             before the answer is sent).
     """
 
-    database_url: str | None = None
-    redis_url: str | None = None
-    max_batch_size: int = 10_000
-    max_body_bytes: int = 10 * 1024 * 1024
-    record_assignments: bool = True
-    cache_seconds: float = 1.0
-    record_interval: float = 0.05
+    model_config = SettingsConfigDict(env_prefix=_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid")
 
-    def __post_init__(self) -> None:
-        if self.max_batch_size < 1:
-            msg = f"max_batch_size == {self.max_batch_size}, must be >= 1"
-            raise ValueError(msg)
-        if self.max_body_bytes < 1024:
-            msg = f"max_body_bytes == {self.max_body_bytes}, must be >= 1024"
-            raise ValueError(msg)
-        if not 0 <= self.cache_seconds < math.inf:
-            msg = f"cache_seconds == {self.cache_seconds}, must be a finite number >= 0"
-            raise ValueError(msg)
-        if not 0 < self.record_interval <= 60:
-            msg = f"record_interval == {self.record_interval}, must be in (0, 60]"
-            raise ValueError(msg)
-        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            msg = f"redis_url == {self.redis_url!r}, must start with redis://, rediss:// or unix://"
-            raise ValueError(msg)
+    database_url: str | None = None
+    redis_url: Annotated[
+        str | None,
+        _must(
+            "start with redis://, rediss:// or unix://",
+            lambda url: url is None or url.startswith(("redis://", "rediss://", "unix://")),
+        ),
+    ] = None
+    max_batch_size: Annotated[int, _must("be >= 1", lambda n: n >= 1)] = 10_000
+    max_body_bytes: Annotated[int, _must("be >= 1024", lambda n: n >= 1024)] = 10 * 1024 * 1024
+    record_assignments: bool = True
+    cache_seconds: Annotated[float, _must("be a finite number >= 0", lambda s: 0 <= s < math.inf)] = 1.0
+    record_interval: Annotated[float, _must("be in (0, 60]", lambda s: 0 < s <= 60)] = 0.05
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments only: the environment is read once, by :meth:`from_env`, not by every ``Settings()``."""
+        del settings_cls, env_settings, dotenv_settings, file_secret_settings
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from ``SPLITLAB_<FIELD>`` variables (``SPLITLAB_DATABASE_URL``, ``SPLITLAB_REDIS_URL``,
         ``SPLITLAB_MAX_BATCH_SIZE``, ``SPLITLAB_MAX_BODY_BYTES``, ``SPLITLAB_RECORD_ASSIGNMENTS``
-        (``0``/``false`` turns it off), ``SPLITLAB_CACHE_SECONDS``, ``SPLITLAB_RECORD_INTERVAL``);
-        unset means the default.
+        (``0``/``false``/``no``/``off`` turns it off), ``SPLITLAB_CACHE_SECONDS``, ``SPLITLAB_RECORD_INTERVAL``);
+        unset or empty means the default.
+
+        Args:
+            environ: The variables; default ``os.environ``.
 
         Raises:
             ValueError: A variable is set to something that is not a valid value; the message names it.
@@ -74,30 +101,29 @@ class Settings:
         >>> Settings.from_env({"SPLITLAB_MAX_BATCH_SIZE": "500"}).max_batch_size
         500
         """  # noqa: D205
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for name in ("database_url", "redis_url"):
-            if text := env.get(f"{_PREFIX}{name.upper()}"):
-                values[name] = text
-        for name, kind in (
-            ("max_batch_size", int),
-            ("max_body_bytes", int),
-            ("cache_seconds", float),
-            ("record_interval", float),
-        ):
-            variable = f"{_PREFIX}{name.upper()}"
-            if (text := env.get(variable)) is not None:
-                try:
-                    values[name] = kind(text)
-                except ValueError:
-                    noun = "an integer" if kind is int else "a number"
-                    msg = f"{variable} == {text!r}, must be {noun}"
-                    raise ValueError(msg) from None
-        variable = f"{_PREFIX}RECORD_ASSIGNMENTS"
-        if (text := env.get(variable)) is not None:
-            flag = _FLAGS.get(text.strip().lower())
-            if flag is None:
-                msg = f"{variable} == {text!r}, must be true or false"
-                raise ValueError(msg)
-            values["record_assignments"] = flag
-        return cls(**values)  # type: ignore[arg-type]
+        values = _Environment(cls, os.environ if environ is None else environ)()
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ValueError("; ".join(_problem(error) for error in exc.errors(include_url=False))) from None
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' reading of the ``SPLITLAB_`` variables, from ``environ`` rather than always ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # As EnvSettingsSource reads os.environ under this config: names case-insensitive, empty values unset.
+        return {name.lower(): value for name, value in self._environ.items() if value}
+
+
+def _problem(error: Any) -> str:
+    """A refused variable, named: ``SPLITLAB_MAX_BATCH_SIZE == 'many', must be an integer``."""
+    variable = f"{_PREFIX}{str(error['loc'][0]).upper()}"
+    expected = _EXPECTED.get(error["type"])
+    if expected is not None:
+        return f"{variable} == {error['input']!r}, must be {expected}"
+    return f"{variable}: {str(error['msg']).removeprefix('Value error, ')}"

@@ -15,9 +15,9 @@ from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import AssignBatchRequest, AssignmentBatchPublic, AssignmentPublic, AssignRequest
 from splitlab.storage import NotFoundError
 
-router = APIRouter(prefix="/assign", tags=["assignments"])
+router = APIRouter(prefix=f"{API_PREFIX}/assign", tags=["assignments"])
 hot = APIRouter(prefix=f"{API_PREFIX}/assign", tags=["assignments"], route_class=LeanRoute)
-"""Routes the app puts on its own router, under their full path (see :func:`splitlab.service.app.create_app`)."""
+"""The lean routes (see :mod:`splitlab.service.lean_route`), which the app matches first."""
 
 
 def _public(experiment: str, result: UnitAssignment) -> AssignmentPublic:

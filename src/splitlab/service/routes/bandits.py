@@ -11,12 +11,13 @@ from fastapi.concurrency import run_in_threadpool
 from splitlab.operations.bandits import BanditSettings, record_rewards
 from splitlab.service.deps import AnyKey, RuntimeDep, http_error
 from splitlab.service.experiment_cache import CachedExperiment
+from splitlab.service.paths import API_PREFIX
 from splitlab.service.responses import ERRORS
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import BanditWeightsPublic, RewardBatch, RewardsPublic
 from splitlab.storage import NotFoundError
 
-router = APIRouter(prefix="/experiments", tags=["bandits"], responses=ERRORS)
+router = APIRouter(prefix=f"{API_PREFIX}/experiments", tags=["bandits"], responses=ERRORS)
 
 KeyPath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 

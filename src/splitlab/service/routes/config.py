@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response, status
 
 from splitlab.service.deps import AnyKey, RuntimeDep
+from splitlab.service.paths import API_PREFIX
 from splitlab.service.responses import ERRORS
 from splitlab.service.schemas import ConfigPublic
 
-router = APIRouter(prefix="/config", tags=["config"], responses=ERRORS)
+router = APIRouter(prefix=f"{API_PREFIX}/config", tags=["config"], responses=ERRORS)
 
 
 def _matches(if_none_match: str, etag: str) -> bool:

@@ -17,14 +17,22 @@ from pydantic import ValidationError
 from splitlab.operations import analysis, experiments
 from splitlab.operations.errors import InvalidInputError
 from splitlab.service.deps import AdminKey, RuntimeDep, StoreDep, actor, http_error
+from splitlab.service.paths import API_PREFIX
 from splitlab.service.problems import NO_NUL
 from splitlab.service.responses import ERRORS
 from splitlab.service.runtime import Runtime
-from splitlab.service.schemas import ChangePublic, ExperimentApplyPublic, ExperimentPublic, ResultsPublic, StatusPublic
+from splitlab.service.schemas import (
+    ChangePublic,
+    ExperimentApplyPublic,
+    ExperimentPublic,
+    ResultsPublic,
+    StatusPublic,
+    body_schema,
+)
 from splitlab.specs import ExperimentSpec, SpecError, load_spec
 from splitlab.storage.json_values import json_problems
 
-router = APIRouter(prefix="/experiments", tags=["experiments"], responses=ERRORS)
+router = APIRouter(prefix=f"{API_PREFIX}/experiments", tags=["experiments"], responses=ERRORS)
 
 KeyPath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 _STATUSES = Literal["draft", "running", "paused", "stopped", "archived"]
@@ -32,7 +40,7 @@ _SPEC_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": ExperimentSpec.model_json_schema()},
+            "application/json": {"schema": body_schema(ExperimentSpec)},
             "application/yaml": {"schema": {"type": "string"}},
         },
     }

@@ -9,9 +9,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from splitlab.service.deps import RuntimeDep
+from splitlab.service.paths import API_PREFIX
 from splitlab.storage import head_revision
 
-router = APIRouter(tags=["health"])
+router = APIRouter(prefix=API_PREFIX, tags=["health"])
 
 
 @router.get("/health", summary="The process is up")

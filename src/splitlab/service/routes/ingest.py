@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from splitlab.service.deps import ApiKeyAuth, http_error, runtime_of
 from splitlab.service.lean_route import LeanRoute, json_body, json_response, parse_body, read_body
+from splitlab.service.paths import API_PREFIX
 from splitlab.service.problems import InvalidInputError, UnavailableError
 from splitlab.service.recorder import RECORD_TIMEOUT_SECONDS, write_failures_as_503
 from splitlab.service.responses import ERRORS
@@ -26,7 +27,7 @@ from splitlab.service.schemas import EventBatch, ExposureBatch, IngestPublic
 from splitlab.storage import Exposure, NotFoundError, WriteResult
 from splitlab.storage.events import event_problems
 
-router = APIRouter(tags=["ingestion"], responses=ERRORS, route_class=LeanRoute)
+router = APIRouter(prefix=API_PREFIX, tags=["ingestion"], responses=ERRORS, route_class=LeanRoute)
 _any_key = ApiKeyAuth()
 
 MAX_PROBLEMS = 100

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Path, status
 
 from splitlab.operations.experiments import define_metrics
 from splitlab.service.deps import AdminKey, StoreDep, actor, http_error
+from splitlab.service.paths import API_PREFIX
 from splitlab.service.responses import ERRORS
 from splitlab.specs import MetricDefinition
 
-router = APIRouter(prefix="/metrics", tags=["metrics"], responses=ERRORS)
+router = APIRouter(prefix=f"{API_PREFIX}/metrics", tags=["metrics"], responses=ERRORS)
 
 NamePath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 
