@@ -77,7 +77,7 @@ def test_revoked_key_stops_working_and_secrets_are_stored_hashed(
     # again in the background (the request that found it expired still gets the old verdict).
     assert client.get("/api/v1/experiments", headers=admin).status_code == 200
     later = time.monotonic() + 1.0
-    monkeypatch.setattr("splitlab.service.timed_cache._clock", lambda: later)
+    monkeypatch.setattr("splitlab.service.caches.timed._clock", lambda: later)
     answers = []
     deadline = time.perf_counter() + 10
     while 401 not in answers and time.perf_counter() < deadline:  # polling for the refresh, not timing it

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from splitlab.service.event_writer import EventWriter
-from splitlab.service.problems import UnavailableError
+from splitlab.service.errors import UnavailableError
+from splitlab.service.hot_path.event_writer import EventWriter
 from splitlab.storage import Event, Store, WriteResult, open_store
 
 T = datetime(2026, 12, 1, tzinfo=UTC)

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from splitlab.service import Settings, create_app
 from splitlab.service.deps import ApiKeyAuth
-from splitlab.service.lean_route import EncodedJSON, LeanRoute
+from splitlab.service.hot_path.lean_route import EncodedJSON, LeanRoute
 
 
 def _careless_app(settings: Settings, reached: list[str]) -> Any:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from splitlab.service.problems import UnavailableError
-from splitlab.service.recorder import AssignmentRecorder
+from splitlab.service.errors import UnavailableError
+from splitlab.service.hot_path.recorder import AssignmentRecorder
 from splitlab.storage import Store, open_store
 
 SPEC = {"key": "checkout", "variants": [{"key": "control"}, {"key": "treatment"}]}
@@ -180,7 +180,7 @@ def test_submitting_to_a_closed_recorder_is_refused_with_a_503(store: Store) -> 
 
 def test_beyond_the_queue_limit_the_newest_requeued_units_stay(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """While the store is down, units pile up; past MAX_QUEUED the oldest are given up, never the newest."""
-    monkeypatch.setattr("splitlab.service.recorder.MAX_QUEUED", 3)
+    monkeypatch.setattr("splitlab.service.hot_path.recorder.MAX_QUEUED", 3)
     notes = Notes()
     recorder = AssignmentRecorder(store, interval=0.05, stored=notes.on_stored, failed=notes.on_failed)
     down = threading.Event()

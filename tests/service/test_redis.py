@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
 from splitlab.service import Settings, create_app
-from splitlab.service.shared_cache import ABSENT
+from splitlab.service.caches.shared import ABSENT
 from splitlab.storage import open_store
 from splitlab.storage.tables import assignments
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from splitlab.service.sticky import REDIS_BACKOFF_SECONDS, StickyAssignments
+from splitlab.service.hot_path.sticky import REDIS_BACKOFF_SECONDS, StickyAssignments
 from splitlab.storage import Store, open_store
 
 SPEC = {"key": "checkout", "variants": [{"key": "control"}, {"key": "treatment"}]}
@@ -41,7 +41,7 @@ def test_a_failing_redis_is_skipped_for_the_back_off_then_tried_again(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("splitlab.service.sticky._clock", lambda: clock[0])
+    monkeypatch.setattr("splitlab.service.hot_path.sticky._clock", lambda: clock[0])
     redis = DeadRedis()
     sticky = StickyAssignments(store, redis)  # type: ignore[arg-type]
     assert asyncio.run(sticky.lookup("checkout", 1, ["u1", "u2"])) == {"u1": "treatment"}  # from the store

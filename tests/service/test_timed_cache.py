@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from splitlab.service.timed_cache import TimedCache
+from splitlab.service.caches.timed import TimedCache
 
 
 class Store:
@@ -33,7 +33,7 @@ class Store:
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The cache's clock, moved by setting ``clock[0]`` (the event loop keeps its own)."""
     now = [1000.0]
-    monkeypatch.setattr("splitlab.service.timed_cache._clock", lambda: now[0])
+    monkeypatch.setattr("splitlab.service.caches.timed._clock", lambda: now[0])
     return now
 
 

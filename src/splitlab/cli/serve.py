@@ -26,8 +26,8 @@ def serve(
 
     import uvicorn
 
+    from splitlab.service.caches.shared import redis_problem
     from splitlab.service.settings import Settings
-    from splitlab.service.shared_cache import redis_problem
     from splitlab.service.telemetry import MULTIPROCESS_DIR_VAR
     from splitlab.storage import open_store
 

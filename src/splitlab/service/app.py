@@ -22,10 +22,19 @@ from starlette.routing import Match
 
 from splitlab import __version__
 from splitlab.operations.errors import ConflictError, InvalidInputError
+from splitlab.service.errors import STORE_UNAVAILABLE, UnavailableError, validation_problems
 from splitlab.service.middleware import RequestGuard
-from splitlab.service.paths import API_PREFIX
-from splitlab.service.problems import STORE_UNAVAILABLE, UnavailableError, validation_problems
-from splitlab.service.routes import assignments, bandits, config, experiments, health, ingest, metrics, prometheus
+from splitlab.service.routes import (
+    API_PREFIX,
+    assign,
+    bandits,
+    config,
+    experiments,
+    health,
+    ingest,
+    metric_definitions,
+    prometheus,
+)
 from splitlab.service.runtime import Runtime
 from splitlab.service.settings import Settings
 from splitlab.service.telemetry import Telemetry
@@ -182,14 +191,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.router.routes[:0] = [
         route
         for router in (
-            assignments.hot,
-            assignments.router,
+            assign.hot,
+            assign.router,
             config.router,
             ingest.router,
             health.router,
             experiments.router,
             bandits.router,
-            metrics.router,
+            metric_definitions.router,
             prometheus.router,
         )
         for route in router.routes

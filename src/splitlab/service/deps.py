@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request, status
 from fastapi.security import HTTPBearer
 
+from splitlab.service.errors import http_error
 from splitlab.service.runtime import Runtime
 from splitlab.service.settings import Settings
 from splitlab.service.telemetry import Telemetry
@@ -25,14 +26,8 @@ __all__ = [
     "StoreDep",
     "TelemetryDep",
     "actor",
-    "http_error",
     "runtime_of",
 ]
-
-
-def http_error(code: int, field: str, message: str, *, headers: dict[str, str] | None = None) -> HTTPException:
-    """An HTTP error whose body is ``{"detail": [{"field": ..., "message": ...}]}``, like every 4xx here."""
-    return HTTPException(code, detail=[{"field": field, "message": message}], headers=headers)
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -10,18 +10,18 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from splitlab.service.assignments import Assigner
-from splitlab.service.bandit_weights import BanditWeightsCache
-from splitlab.service.config_document import ConfigDocument, build_config
-from splitlab.service.event_writer import EventWriter
-from splitlab.service.experiment_cache import ExperimentCache
-from splitlab.service.problems import UnavailableError
-from splitlab.service.recorder import AssignmentRecorder
+from splitlab.service.caches.shared import RedisCache
+from splitlab.service.caches.timed import TimedCache
+from splitlab.service.errors import UnavailableError
+from splitlab.service.hot_path.assigner import Assigner
+from splitlab.service.hot_path.bandit_weights import BanditWeightsCache
+from splitlab.service.hot_path.config_document import ConfigDocument, build_config
+from splitlab.service.hot_path.event_writer import EventWriter
+from splitlab.service.hot_path.experiment_cache import ExperimentCache
+from splitlab.service.hot_path.recorder import AssignmentRecorder
+from splitlab.service.hot_path.sticky import StickyAssignments
 from splitlab.service.settings import Settings
-from splitlab.service.shared_cache import RedisCache
-from splitlab.service.sticky import StickyAssignments
 from splitlab.service.telemetry import Telemetry
-from splitlab.service.timed_cache import TimedCache
 from splitlab.storage import ApiKey, Store, WriteResult
 from splitlab.storage.keys import is_well_formed
 

@@ -13,13 +13,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict, StringConstraints
 
-from splitlab.service.problems import TEXT
 from splitlab.storage.json_values import json_problems, storable
 
 if TYPE_CHECKING:
     from splitlab.storage import ExperimentRecord
 
 __all__ = [
+    "NO_NUL",
+    "PYTHON_WHITESPACE",
+    "TEXT",
     "AssignBatchRequest",
     "AssignRequest",
     "AssignmentBatchPublic",
@@ -28,6 +30,7 @@ __all__ = [
     "ChangePublic",
     "ConfigExperimentPublic",
     "ConfigPublic",
+    "ErrorPublic",
     "EventBatch",
     "EventCreate",
     "ExperimentApplyPublic",
@@ -35,6 +38,7 @@ __all__ = [
     "ExposureBatch",
     "ExposureCreate",
     "IngestPublic",
+    "ProblemPublic",
     "ResultsPublic",
     "RewardBatch",
     "RewardCreate",
@@ -43,6 +47,21 @@ __all__ = [
     "UnitCreate",
     "body_schema",
 ]
+
+
+NO_NUL = r"^[^\x00]*$"
+"""The pattern of text the databases take (PostgreSQL refuses NUL). Checked by pydantic-core, which
+also refuses lone surrogates; :func:`splitlab.service.errors.validation_problems` words both for people."""
+
+PYTHON_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+"""The characters ``str.isspace`` (and so ``str.strip``) takes for whitespace, which the store's
+``check_text`` refuses as a whole id; Unicode's White_Space, the regex ``\\s``, leaves out ``\\x1c``-``\\x1f``."""
+
+TEXT = "^[^\\x00]*[^\\x00" + "".join(f"\\u{ord(c):04x}" for c in PYTHON_WHITESPACE) + "][^\\x00]*$"
+"""The pattern of an id or a name: no NUL, and not blank (at least one character besides whitespace)."""
 
 
 def _check_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -283,3 +302,16 @@ class RewardsPublic(BaseModel):
     recorded: int
     duplicates: int
     skipped: list[str]
+
+
+class ProblemPublic(BaseModel):
+    """One problem with a request: the field it is about and what is wrong."""
+
+    field: str
+    message: str
+
+
+class ErrorPublic(BaseModel):
+    """The body of every error answer (see :mod:`splitlab.service.errors`)."""
+
+    detail: list[ProblemPublic]

@@ -1,1 +1,8 @@
-"""One router per resource, mounted under ``/api/v1`` by :func:`splitlab.service.create_app`."""
+"""The API's routes, one module per resource; every one under :data:`API_PREFIX` but Prometheus' ``/metrics``."""
+
+from __future__ import annotations
+
+__all__ = ["API_PREFIX"]
+
+API_PREFIX = "/api/v1"
+"""Where the API lives."""

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Path, status
 from fastapi.concurrency import run_in_threadpool
 
 from splitlab.operations.bandits import BanditSettings, record_rewards
-from splitlab.service.deps import AnyKey, RuntimeDep, http_error
-from splitlab.service.experiment_cache import CachedExperiment
-from splitlab.service.paths import API_PREFIX
-from splitlab.service.responses import ERRORS
+from splitlab.service.deps import AnyKey, RuntimeDep
+from splitlab.service.errors import ERRORS, http_error
+from splitlab.service.hot_path.experiment_cache import CachedExperiment
+from splitlab.service.routes import API_PREFIX
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import BanditWeightsPublic, RewardBatch, RewardsPublic
 from splitlab.storage import NotFoundError

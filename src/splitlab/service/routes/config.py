@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response, status
 
 from splitlab.service.deps import AnyKey, RuntimeDep
-from splitlab.service.paths import API_PREFIX
-from splitlab.service.responses import ERRORS
+from splitlab.service.errors import ERRORS
+from splitlab.service.routes import API_PREFIX
 from splitlab.service.schemas import ConfigPublic
 
 router = APIRouter(prefix=f"{API_PREFIX}/config", tags=["config"], responses=ERRORS)

@@ -16,12 +16,12 @@ from pydantic import ValidationError
 
 from splitlab.operations import analysis, experiments
 from splitlab.operations.errors import InvalidInputError
-from splitlab.service.deps import AdminKey, RuntimeDep, StoreDep, actor, http_error
-from splitlab.service.paths import API_PREFIX
-from splitlab.service.problems import NO_NUL
-from splitlab.service.responses import ERRORS
+from splitlab.service.deps import AdminKey, RuntimeDep, StoreDep, actor
+from splitlab.service.errors import ERRORS, http_error
+from splitlab.service.routes import API_PREFIX
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import (
+    NO_NUL,
     ChangePublic,
     ExperimentApplyPublic,
     ExperimentPublic,

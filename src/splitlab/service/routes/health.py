@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from splitlab.service.deps import RuntimeDep
-from splitlab.service.paths import API_PREFIX
+from splitlab.service.routes import API_PREFIX
 from splitlab.storage import head_revision
 
 router = APIRouter(prefix=API_PREFIX, tags=["health"])

@@ -16,12 +16,11 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, Security, status
 from fastapi.concurrency import run_in_threadpool
 
-from splitlab.service.deps import ApiKeyAuth, http_error, runtime_of
-from splitlab.service.lean_route import LeanRoute, json_body, json_response, parse_body, read_body
-from splitlab.service.paths import API_PREFIX
-from splitlab.service.problems import InvalidInputError, UnavailableError
-from splitlab.service.recorder import RECORD_TIMEOUT_SECONDS, write_failures_as_503
-from splitlab.service.responses import ERRORS
+from splitlab.service.deps import ApiKeyAuth, runtime_of
+from splitlab.service.errors import ERRORS, InvalidInputError, UnavailableError, http_error
+from splitlab.service.hot_path.lean_route import LeanRoute, json_body, json_response, parse_body, read_body
+from splitlab.service.hot_path.recorder import RECORD_TIMEOUT_SECONDS, write_failures_as_503
+from splitlab.service.routes import API_PREFIX
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import EventBatch, ExposureBatch, IngestPublic
 from splitlab.storage import Exposure, NotFoundError, WriteResult

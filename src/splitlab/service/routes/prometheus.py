@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from splitlab.service.deps import AdminKey, TelemetryDep
-from splitlab.service.responses import ERRORS
+from splitlab.service.errors import ERRORS
 from splitlab.service.telemetry import CONTENT_TYPE
 
 router = APIRouter(tags=["metrics"], responses=ERRORS)

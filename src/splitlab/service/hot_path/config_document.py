@@ -10,8 +10,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from splitlab.service.bandit_weights import BanditWeightsCache
-from splitlab.service.experiment_cache import ExperimentCache
+from splitlab.service.hot_path.bandit_weights import BanditWeightsCache
+from splitlab.service.hot_path.experiment_cache import ExperimentCache
 from splitlab.service.schemas import ConfigExperimentPublic, ConfigPublic
 from splitlab.storage import Store
 

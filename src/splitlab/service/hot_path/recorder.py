@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
 
-from splitlab.service.futures import settle
-from splitlab.service.problems import STORE_UNAVAILABLE, UnavailableError, stopping
-from splitlab.service.recent import Recent
+from splitlab.service.caches.recent import Recent
+from splitlab.service.errors import STORE_UNAVAILABLE, UnavailableError, stopping
+from splitlab.service.hot_path.futures import settle
 from splitlab.storage import NotFoundError, Store
 
 __all__ = ["AssignmentRecorder"]

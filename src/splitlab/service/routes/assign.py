@@ -7,17 +7,17 @@ from pydantic_core import to_json
 from sqlalchemy.exc import OperationalError
 
 from splitlab.operations.assignment import UnitAssignment
-from splitlab.service.deps import AnyKey, ApiKeyAuth, http_error, runtime_of
-from splitlab.service.lean_route import EncodedJSON, LeanRoute, json_body, parse_body, read_body
-from splitlab.service.paths import API_PREFIX
-from splitlab.service.responses import ERRORS
+from splitlab.service.deps import AnyKey, ApiKeyAuth, runtime_of
+from splitlab.service.errors import ERRORS, http_error
+from splitlab.service.hot_path.lean_route import EncodedJSON, LeanRoute, json_body, parse_body, read_body
+from splitlab.service.routes import API_PREFIX
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import AssignBatchRequest, AssignmentBatchPublic, AssignmentPublic, AssignRequest
 from splitlab.storage import NotFoundError
 
 router = APIRouter(prefix=f"{API_PREFIX}/assign", tags=["assignments"])
 hot = APIRouter(prefix=f"{API_PREFIX}/assign", tags=["assignments"], route_class=LeanRoute)
-"""The lean routes (see :mod:`splitlab.service.lean_route`), which the app matches first."""
+"""The lean routes (see :mod:`splitlab.service.hot_path.lean_route`), which the app matches first."""
 
 
 def _public(experiment: str, result: UnitAssignment) -> AssignmentPublic:
@@ -67,7 +67,7 @@ async def assign_one(request: Request) -> Response:
     A unit of a running experiment is enrolled and recorded, so it keeps its variant when weights
     change; a draft, paused or stopped experiment serves nobody (reason ``inactive``).
     """
-    # The hottest route: a LeanRoute (see splitlab.service.lean_route), answered with the fields of
+    # The hottest route: a LeanRoute (see splitlab.service.hot_path.lean_route), answered with the fields of
     # AssignmentPublic encoded in one call, without building the model to serialise it.
     runtime = runtime_of(request)  # the route checked the key (see LeanRoute)
     body = parse_body(AssignRequest, await read_body(request))

@@ -1,9 +1,9 @@
 """Assigning units over HTTP without touching the store on the hot path.
 
-The experiment comes compiled from the :class:`~splitlab.service.experiment_cache.ExperimentCache`;
+The experiment comes compiled from the :class:`~splitlab.service.hot_path.experiment_cache.ExperimentCache`;
 stored assignments are read only when they can differ from the hash (see that module); new
 enrolments of a running experiment are recorded in batches by the
-:class:`~splitlab.service.recorder.AssignmentRecorder` (when the settings say so). Every worker
+:class:`~splitlab.service.hot_path.recorder.AssignmentRecorder` (when the settings say so). Every worker
 computes the same hash, so several workers, or several machines, agree without talking.
 """
 
@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from splitlab.operations.assignment import Unit, UnitAssignment, evaluate
-from splitlab.service.bandit_weights import BanditWeightsCache
-from splitlab.service.experiment_cache import CachedExperiment, ExperimentCache
-from splitlab.service.recorder import RECORD_TIMEOUT_SECONDS, AssignmentRecorder, write_failures_as_503
-from splitlab.service.sticky import StickyAssignments
+from splitlab.service.hot_path.bandit_weights import BanditWeightsCache
+from splitlab.service.hot_path.experiment_cache import CachedExperiment, ExperimentCache
+from splitlab.service.hot_path.recorder import RECORD_TIMEOUT_SECONDS, AssignmentRecorder, write_failures_as_503
+from splitlab.service.hot_path.sticky import StickyAssignments
 
 __all__ = ["Assigner"]
 

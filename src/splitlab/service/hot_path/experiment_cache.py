@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from splitlab.assignment import CompiledPlan, ExperimentPlan, Variant, compile_plan
 from splitlab.operations.bandits import BanditSettings, bandit_settings
-from splitlab.service.timed_cache import TimedCache
+from splitlab.service.caches.timed import TimedCache
 from splitlab.specs import ExperimentSpec, to_plan
 from splitlab.storage import ExperimentRecord, NotFoundError, Store
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from splitlab.service.futures import settle
-from splitlab.service.problems import stopping
+from splitlab.service.errors import stopping
+from splitlab.service.hot_path.futures import settle
 from splitlab.storage import Store, WriteResult
 
 __all__ = ["EventWriter"]

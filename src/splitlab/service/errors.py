@@ -1,6 +1,10 @@
-"""The service's own errors (a busy service), the patterns its inputs are checked with, and how problems read.
+"""The service's errors and how they read: one shape for every error answer, the errors only the service raises.
 
-A caller's mistake is :class:`splitlab.operations.errors.InvalidInputError`, the same error every front end raises.
+Every 4xx and 503 has the body ``{"detail": [{"field": ..., "message": ...}]}`` (:class:`ErrorPublic`):
+one entry per problem, each naming the field (or header, or path) it is about. A caller's mistake
+found by an operation is :class:`splitlab.operations.errors.InvalidInputError`, the same error every
+front end raises; the app turns it and the operations' other errors into answers
+(:func:`splitlab.service.app.create_app`).
 """
 
 from __future__ import annotations
@@ -8,18 +12,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from fastapi import HTTPException
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from splitlab.operations.errors import InvalidInputError
+from splitlab.service.schemas import NO_NUL, TEXT, ErrorPublic
 
 __all__ = [
-    "NO_NUL",
-    "PYTHON_WHITESPACE",
+    "ERRORS",
     "STORE_UNAVAILABLE",
-    "TEXT",
     "InvalidInputError",
     "UnavailableError",
+    "http_error",
     "stopping",
     "validation_problems",
 ]
@@ -28,19 +33,30 @@ STORE_UNAVAILABLE = (OperationalError, PoolTimeoutError)
 """Store errors that mean "not now" (down, locked, no free pooled connection): 503, and writers keep their queue."""
 
 
-NO_NUL = r"^[^\x00]*$"
-"""The pattern of text the databases take (PostgreSQL refuses NUL). Checked by pydantic-core, which
-also refuses lone surrogates; :func:`validation_problems` words both for people."""
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorPublic, "description": description}
 
-PYTHON_WHITESPACE = (
-    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
-"""The characters ``str.isspace`` (and so ``str.strip``) takes for whitespace, which the store's
-``check_text`` refuses as a whole id; Unicode's White_Space, the regex ``\\s``, leaves out ``\\x1c``-``\\x1f``."""
 
-TEXT = "^[^\\x00]*[^\\x00" + "".join(f"\\u{ord(c):04x}" for c in PYTHON_WHITESPACE) + "][^\\x00]*$"
-"""The pattern of an id or a name: no NUL, and not blank (at least one character besides whitespace)."""
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("The request is malformed (an unparsable body, a bad header)."),
+    401: _error("No API key, or one that is unknown, malformed or revoked."),
+    403: _error("The API key's role may not do this (an admin key is needed)."),
+    404: _error("No such experiment, metric or path."),
+    405: _error("The path does not take this method."),
+    409: _error(
+        "The request conflicts with the experiment's state or its history (a move not allowed now, "
+        "a protected change, an analysis of an experiment without metrics)."
+    ),
+    413: _error("The body or the batch is over the service's limit."),
+    422: _error("The input is not valid; every problem is listed with its field."),
+    503: _error("The store is unavailable; retry after the Retry-After seconds."),
+}
+"""Documented on every route: the answers a client must expect besides success."""
+
+
+def http_error(code: int, field: str, message: str, *, headers: dict[str, str] | None = None) -> HTTPException:
+    """An HTTP error whose body is ``{"detail": [{"field": ..., "message": ...}]}``, like every 4xx here."""
+    return HTTPException(code, detail=[{"field": field, "message": message}], headers=headers)
 
 
 def _field(loc: Sequence[int | str]) -> str:

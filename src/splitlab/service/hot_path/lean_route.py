@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from splitlab.service.deps import ApiKeyAuth, runtime_of
-from splitlab.service.problems import validation_problems
+from splitlab.service.errors import validation_problems
 from splitlab.service.schemas import body_schema
 
 __all__ = ["EncodedJSON", "LeanRoute", "json_body", "json_response", "parse_body", "read_body"]

@@ -10,9 +10,9 @@ import logging
 from typing import Any
 
 from splitlab.operations.bandits import BanditWeights, current_weights
-from splitlab.service.experiment_cache import CachedExperiment
-from splitlab.service.shared_cache import RedisCache
-from splitlab.service.timed_cache import TimedCache
+from splitlab.service.caches.shared import RedisCache
+from splitlab.service.caches.timed import TimedCache
+from splitlab.service.hot_path.experiment_cache import CachedExperiment
 from splitlab.storage import Store
 
 __all__ = ["BanditWeightsCache"]

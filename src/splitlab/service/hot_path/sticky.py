@@ -3,7 +3,7 @@
 A stored assignment never changes within a bucket version (the first one recorded wins), so a
 worker may remember every one it has seen for as long as it likes. That a unit has *no* stored
 assignment is only remembered in Redis, which every worker updates (see
-:mod:`splitlab.service.shared_cache`); without Redis such units are read from the store.
+:mod:`splitlab.service.caches.shared`); without Redis such units are read from the store.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from fastapi.concurrency import run_in_threadpool
 
-from splitlab.service.recent import Recent
-from splitlab.service.shared_cache import ABSENT, RedisCache
+from splitlab.service.caches.recent import Recent
+from splitlab.service.caches.shared import ABSENT, RedisCache
 from splitlab.storage import Store
 
 __all__ = ["StickyAssignments"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import sys
 
-from splitlab.service.problems import PYTHON_WHITESPACE, TEXT, validation_problems
+from splitlab.service.errors import validation_problems
+from splitlab.service.schemas import PYTHON_WHITESPACE, TEXT
 
 
 def test_the_id_pattern_knows_every_character_python_strips() -> None:

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, status
 
 from splitlab.operations.experiments import define_metrics
-from splitlab.service.deps import AdminKey, StoreDep, actor, http_error
-from splitlab.service.paths import API_PREFIX
-from splitlab.service.responses import ERRORS
+from splitlab.service.deps import AdminKey, StoreDep, actor
+from splitlab.service.errors import ERRORS, http_error
+from splitlab.service.routes import API_PREFIX
 from splitlab.specs import MetricDefinition
 
 router = APIRouter(prefix=f"{API_PREFIX}/metrics", tags=["metrics"], responses=ERRORS)
