@@ -22,6 +22,7 @@ from splitlab.operations.bandits import (
     record_reward,
     record_rewards,
 )
+from splitlab.operations.errors import ConflictError, InvalidInputError
 from splitlab.specs import ExperimentSpec
 from splitlab.stats.statistics import MeanStatistic
 from splitlab.storage import Event, NotFoundError, Store, open_store
@@ -233,6 +234,28 @@ def test_bad_rewards_and_missing_things_are_refused(store: Store) -> None:
     with pytest.raises(ValueError, match=r"now == .*, must be timezone-aware"):
         current_weights(store, key, now=datetime(2024, 1, 1))
     assert reward_rows(store, key) == {}
+
+
+def test_a_batch_is_refused_whole_naming_each_bad_reward_by_position(store: Store) -> None:
+    key = create(store)
+    for unit in ("u1", "u2"):
+        assign_unit(store, key, unit)
+    with pytest.raises(InvalidInputError) as refused:
+        record_rewards(store, key, [("u1", 1.0), ("u2", 2.0), ("u1", float("inf"))])
+    assert [field for field, _ in refused.value.problems] == ["rewards.1.reward", "rewards.2.reward"]
+    assert reward_rows(store, key) == {}
+    # A unit listed twice keeps its first reward; the repeat counts as a duplicate.
+    report = record_rewards(store, key, [("u1", 1.0), ("u2", 0.0), ("u1", 0.0)])
+    assert (report.recorded, report.duplicates) == (2, 1)
+
+
+def test_rewards_of_an_experiment_that_is_not_a_bandit_are_a_conflict(store: Store) -> None:
+    spec = {"key": "plain", "variants": [{"key": "a"}, {"key": "b"}]}
+    store.experiments.create(key="plain", spec=spec, actor="ana", status="running")
+    with pytest.raises(ConflictError, match=r"has allocation\.method 'hash'; weights and rewards are for bandit"):
+        record_rewards(store, "plain", {"u1": 1.0})
+    with pytest.raises(ConflictError):
+        current_weights(store, "plain")
 
 
 # ------------------------------------------------------------------------------------------

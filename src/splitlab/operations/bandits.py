@@ -61,9 +61,11 @@ import numpy as np
 
 from splitlab.bandits import PHASES, ArmEstimate, Policy, ProductionSettings, decide_weights, make_policy
 from splitlab.bandits.estimates import period_weighted_estimates
+from splitlab.operations.errors import ConflictError, InvalidInputError
+from splitlab.operations.experiments import get_experiment
 from splitlab.specs import Bandit, ExperimentSpec
 from splitlab.stats.statistics import MeanStatistic
-from splitlab.storage import BanditReward, Event, NotFoundError, Store, WindowCounting
+from splitlab.storage import BanditReward, Event, Store, WindowCounting
 
 __all__ = [
     "SETTINGS",
@@ -211,11 +213,14 @@ class _Experiment:
 
 
 def _experiment(store: Store, key: str) -> _Experiment:
-    record = store.experiments.get(key=key)
-    if record is None:
-        msg = f"experiment {key!r} does not exist"
-        raise NotFoundError(msg)
+    record = get_experiment(store, key)
     spec = ExperimentSpec.model_validate(record.spec)
+    if spec.allocation.method != "bandit":
+        message = (
+            f"experiment {key!r} has allocation.method {spec.allocation.method!r}; "
+            "weights and rewards are for bandit experiments"
+        )
+        raise ConflictError("allocation.method", message)
     return _Experiment(spec, bandit_settings(spec), record.status, spec.bucket_version)
 
 
@@ -322,39 +327,55 @@ def record_reward(store: Store, experiment_key: str, unit_id: str, reward: float
 
 
 def record_rewards(
-    store: Store, experiment_key: str, rewards: Mapping[str, float], *, now: datetime | None = None
+    store: Store,
+    experiment_key: str,
+    rewards: Mapping[str, float] | Iterable[tuple[str, float]],
+    *,
+    now: datetime | None = None,
 ) -> RecordedRewards:
     """Record one reward per unit, once: a unit rewarded before keeps its first reward.
 
-    The batch is one transaction (all or nothing) that stores each new unit's reward and adds it
-    to its (variant, window) totals with atomic ``INSERT ... ON CONFLICT DO UPDATE`` increments,
-    so concurrent writers lose nothing and a re-sent batch adds nothing.
+    The batch is checked whole, then written in one transaction (all or nothing) that stores each
+    new unit's reward and adds it to its (variant, window) totals with atomic ``INSERT ... ON
+    CONFLICT DO UPDATE`` increments, so concurrent writers lose nothing and a re-sent batch adds
+    nothing. A unit listed twice in one batch keeps its first reward; the repeat is a duplicate.
 
     Args:
         store: the store.
         experiment_key: the experiment.
-        rewards: unit id -> that unit's reward.
+        rewards: unit id -> that unit's reward, or ``(unit id, reward)`` pairs in the order received.
         now: the time a completed count-based window is recorded to end at (default: now).
 
     Returns:
         The units recorded, those skipped for having no assignment under the current bucket version,
-        and how many were rewarded before.
+        and how many were rewarded before (or earlier in the batch).
 
     Raises:
         NotFoundError: no experiment ``experiment_key``.
-        ValueError: a reward that is not finite (or outside [0, 1] for a Bernoulli policy).
+        ConflictError: the experiment is not a bandit experiment.
+        InvalidInputError: rewards that are not finite (or outside [0, 1] for a Bernoulli policy),
+            each named ``rewards.<position>.reward``.
     """
     experiment = _experiment(store, experiment_key)
+    pairs = list(rewards.items()) if isinstance(rewards, Mapping) else list(rewards)
     unit_interval = experiment.settings.make_policy(len(experiment.spec.variants)).unit_interval
-    for unit_id, reward in rewards.items():
+    problems = []
+    for index, (unit_id, reward) in enumerate(pairs):
         if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
-            msg = f"reward of unit {unit_id!r} == {reward!r}, must be a finite number"
-            raise ValueError(msg)
-        if unit_interval and not 0 <= reward <= 1:
-            msg = (
-                f"reward of unit {unit_id!r} == {reward!r}, must be in [0, 1] for policy {experiment.settings.policy!r}"
+            problems.append(
+                (f"rewards.{index}.reward", f"reward of unit {unit_id!r} == {reward!r}, must be a finite number")
             )
-            raise ValueError(msg)
+        elif unit_interval and not 0 <= reward <= 1:
+            policy = experiment.settings.policy
+            message = f"reward of unit {unit_id!r} == {reward!r}, must be in [0, 1] for policy {policy!r}"
+            problems.append((f"rewards.{index}.reward", message))
+    if problems:
+        raise InvalidInputError(problems)
+    first: dict[str, float] = {}
+    for unit_id, reward in pairs:
+        first.setdefault(unit_id, reward)
+    repeated = len(pairs) - len(first)
+    rewards = first
     assignments = store.assignments.get_many(experiment_key=experiment_key, unit_ids=rewards)
     state = _read_state(store, experiment) if experiment.settings.update_every is not None else None
     rows: list[BanditReward] = []
@@ -375,7 +396,7 @@ def record_rewards(
         rewards=rows,
         windows=None if every is None else WindowCounting(windows, every, _now(now).timestamp()),
     )
-    return RecordedRewards(len(new), tuple(skipped), len(rows) - len(new))
+    return RecordedRewards(len(new), tuple(skipped), len(rows) - len(new) + repeated)
 
 
 def record_events(store: Store, experiment_key: str, events: Iterable[Event]) -> RecordedRewards:
