@@ -66,32 +66,20 @@ async def get_weights(key: KeyPath, runtime: RuntimeDep, _key: AnyKey) -> Bandit
 async def post_rewards(key: KeyPath, batch: RewardBatch, runtime: RuntimeDep, _key: AnyKey) -> RewardsPublic:
     """Record one reward per unit (1 or 0 for a conversion, else the value), in the arm and window of the
     unit's assignment; all or nothing. A unit's first reward is its reward: re-sending adds nothing.
-    Units with no assignment are listed in ``skipped``.
+    Units with no assignment are listed in ``skipped``; the rules are those of
+    :func:`splitlab.operations.bandits.record_rewards`.
     """  # noqa: D205
     limit = runtime.settings.max_batch_size
     if len(batch.rewards) > limit:
         raise http_error(
             status.HTTP_413_CONTENT_TOO_LARGE, "rewards", f"{len(batch.rewards)} rewards, at most {limit} per request"
         )
-    experiment, settings = await _bandit(runtime, key)
-    if settings.make_policy(len(experiment.spec.variants)).unit_interval:
-        for index, item in enumerate(batch.rewards):
-            if not 0 <= item.reward <= 1:
-                message = f"{item.reward} is outside [0, 1], the rewards of policy {settings.policy!r}"
-                raise http_error(status.HTTP_422_UNPROCESSABLE_CONTENT, f"rewards.{index}.reward", message)
-    rewards: dict[str, float] = {}
-    for item in batch.rewards:
-        rewards.setdefault(item.unit_id, item.reward)
-    try:
-        recorded = await run_in_threadpool(record_rewards, runtime.store, key, rewards)
-    except NotFoundError as exc:
-        raise http_error(status.HTTP_404_NOT_FOUND, "key", str(exc)) from None
-    except ValueError as exc:  # the experiment changed since it was cached (say, to another policy)
-        raise http_error(status.HTTP_409_CONFLICT, "rewards", str(exc)) from None
+    pairs = [(item.unit_id, item.reward) for item in batch.rewards]
+    recorded = await run_in_threadpool(record_rewards, runtime.store, key, pairs)
     runtime.telemetry.bandit_rewards.labels(key).inc(recorded.recorded)
     return RewardsPublic(
         received=len(batch.rewards),
         recorded=recorded.recorded,
-        duplicates=recorded.duplicates + len(batch.rewards) - len(rewards),  # and units repeated in the batch
+        duplicates=recorded.duplicates,
         skipped=list(recorded.skipped),
     )
