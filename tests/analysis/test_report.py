@@ -5,17 +5,23 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from html import unescape
 from html.parser import HTMLParser
 from statistics import NormalDist
 
 import pytest
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.table import Table
 
 from splitlab.analysis.readout import Decision, ExperimentReadout, HealthCheck, MetricResult, TimelinePoint, Verdict
+from splitlab.analysis.render import rich_report
 from splitlab.analysis.report import readout_to_dict, rich_readout, to_html, to_json, to_markdown, to_text
 from splitlab.analysis.report._svg import Scale, domain, ticks
+from splitlab.analysis.report._tables import COLUMNS
+from splitlab.analysis.results import AnalysisResult
 from splitlab.stats.results import EffectResult
 from splitlab.stats.sequential.monitor import MonitorLook, MonitorResult
 from splitlab.stats.srm import srm_test
@@ -357,3 +363,49 @@ def test_rich_renderables_show_text_verbatim() -> None:
     assert EVIL in out
     assert "BREACHED: worse beyond tolerance" in out
     assert "Configured: control=50.0%, treatment=50.0%" in out
+
+
+# --- one alignment per column -------------------------------------------------------------------
+
+
+def _rich_alignment(renderables: Iterable[RenderableType]) -> dict[str, bool]:
+    """Header -> right-aligned, for every rich table among the renderables."""
+    return {str(c.header): c.justify == "right" for r in renderables if isinstance(r, Table) for c in r.columns}
+
+
+def _html_alignment(page: str) -> dict[str, bool]:
+    """Header -> right-aligned (``td.num``), read from the first body row of every table."""
+    alignment = {}
+    for table in re.findall(r"<table>(.*?)</table>", page):
+        names = [unescape(h) for h in re.findall(r"<th>(.*?)</th>", table)]
+        first = re.search(r"<tbody><tr[^>]*>(.*?)</tr>", table)
+        assert first is not None
+        cells = re.findall(r'<td( class="num")?>', first.group(1))
+        alignment.update({name: bool(num) for name, num in zip(names, cells, strict=True)})
+    return alignment
+
+
+def test_every_form_right_aligns_the_same_columns(html: str) -> None:
+    readout = make_readout()
+    frame = AnalysisResult(
+        control="control",
+        variants=readout.variants,
+        srm=readout.srm,
+        metrics=readout.metrics,
+        alpha=0.05,
+        correction="none",
+    )
+    forms = {
+        "html": _html_alignment(html),
+        "rich readout": _rich_alignment(rich_readout(readout)),
+        "frame table": _rich_alignment(rich_report(frame)),
+    }
+    seen: dict[str, set[bool]] = {}
+    for alignment in forms.values():
+        for name, right in alignment.items():
+            seen.setdefault(name, set()).add(right)
+    assert {name: len(ways) for name, ways in seen.items() if len(ways) > 1} == {}
+    assert {name: right for name, (right,) in seen.items()} == {name: COLUMNS[name].numeric for name in seen}
+    assert set(seen) == set(COLUMNS)  # every declared column is rendered somewhere
+    assert all(alignment["rel. CI"] for alignment in forms.values())
+    assert not any(alignment["metric"] for alignment in forms.values())

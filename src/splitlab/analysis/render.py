@@ -5,46 +5,35 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from splitlab.analysis.format import aligned, interval, num, p_value, pct, share
-from splitlab.analysis.report._tables import METRIC_HEADERS
+from splitlab.analysis.format import aligned, p_value
+from splitlab.analysis.report._tables import COLUMNS, EFFECT_COLUMNS, effect_row, headers
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from splitlab.analysis.results import AnalysisResult, MetricResult
 
-# The readout's metric columns, with the test's notes last.
-HEADERS = (*METRIC_HEADERS[:-1], "note")
+# The readout's comparison columns, with the test's notes last.
+FRAME_COLUMNS = (*EFFECT_COLUMNS, COLUMNS["note"])
+
+
+def note(m: MetricResult) -> str:
+    """The test, whether it is significant, its error and the sequential decision."""
+    e = m.effect
+    notes = [e.test + (" +CUPED" if e.cuped else "")]
+    if e.significant:
+        notes.append("significant")
+    if e.error_code is not None:
+        notes.append(str(e.error_code))
+    if m.sequential is not None and m.sequential.looks:
+        last = m.sequential.looks[-1]
+        notes.append(f"{m.sequential.method}: {m.sequential.decision}, p = {p_value(last.p_value)}")
+    return ", ".join(notes)
 
 
 def rows(result: AnalysisResult) -> list[tuple[str, ...]]:
-    """Formatted cells, one row per metric and treatment."""
-    out: list[tuple[str, ...]] = []
-    for m in result.metrics:
-        e = m.effect
-        notes = [e.test + (" +CUPED" if e.cuped else "")]
-        if e.significant:
-            notes.append("significant")
-        if e.error_code is not None:
-            notes.append(str(e.error_code))
-        if m.sequential is not None and m.sequential.looks:
-            last = m.sequential.looks[-1]
-            notes.append(f"{m.sequential.method}: {m.sequential.decision}, p = {p_value(last.p_value)}")
-        out.append(
-            (
-                m.metric,
-                m.variant,
-                num(e.control_mean),
-                num(e.treatment_mean),
-                num(e.absolute_effect),
-                pct(e.relative_effect),
-                interval(e.relative_ci),
-                p_value(e.p_value),
-                share(m.chance_to_win),
-                ", ".join(notes),
-            )
-        )
-    return out
+    """Formatted cells (:data:`FRAME_COLUMNS`), one row per metric and treatment."""
+    return [effect_row(m, note(m)) for m in result.metrics]
 
 
 def srm_line(result: AnalysisResult) -> str:
@@ -66,7 +55,7 @@ def _footer(result: AnalysisResult) -> str:
 
 def plain_report(result: AnalysisResult) -> str:
     """Plain aligned text for pipes and files."""
-    return "\n".join([srm_line(result), *aligned(HEADERS, rows(result)), _footer(result)])
+    return "\n".join([srm_line(result), *aligned(headers(FRAME_COLUMNS), rows(result)), _footer(result)])
 
 
 WIDE_TABLE = 120  # below this many columns the table would squeeze its cells; a list reads better
@@ -87,8 +76,8 @@ def rich_report(result: AnalysisResult, width: int = WIDE_TABLE) -> Iterator[Ren
             yield Text(f"  {control} -> {treatment} ({rel}, CI {rel_ci}); p = {p}; P(win) {win}")
     else:
         table = Table(title=f"Treatment vs control ({result.control})", box=box.SIMPLE_HEAD, pad_edge=False)
-        for header in HEADERS:
-            table.add_column(header, justify="left" if header in ("metric", "variant", "note", "rel. CI") else "right")
+        for column in FRAME_COLUMNS:
+            table.add_column(column.name, justify="right" if column.numeric else "left")
         for row, style in zip(rows(result), styles, strict=True):
             table.add_row(*row, style=style)
         yield table

@@ -1,18 +1,37 @@
-"""The cells of every report table, shared by the Markdown, HTML and terminal forms."""
+"""The columns and cells of every table: the readout's Markdown, HTML and terminal forms and the frame table."""
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from splitlab.analysis.format import MISSING, count, interval, num, p_value, pct, share, signed
 from splitlab.analysis.readout import ExperimentReadout, MetricResult
 
 Row = tuple[str, ...]
 
-ROLES = (("goal", "Goal metrics"), ("secondary", "Secondary metrics"), ("guardrail", "Guardrails"))
-METRIC_HEADERS: Row = (
+
+class Column(NamedTuple):
+    """A table column: its header, and whether it holds a figure (right-aligned by every form that aligns)."""
+
+    name: str
+    numeric: bool
+
+
+_TEXT = (
     "metric",
     "variant",
+    "result",
+    "note",
+    "status",
+    "check",
+    "severity",
+    "message",
+    "segment",
+    "level",
+    "heterogeneous",
+)
+_FIGURES = (
     "control",
     "treatment",
     "abs. effect",
@@ -20,21 +39,40 @@ METRIC_HEADERS: Row = (
     "rel. CI",
     "p-value",
     "P(win)",
-    "result",
-)
-GUARDRAIL_HEADERS: Row = ("metric", "variant", "rel. effect", "rel. CI", "tolerated", "p-value", "P(win)", "status")
-HEALTH_HEADERS: Row = ("check", "result", "severity", "value", "message")
-TRAFFIC_HEADERS: Row = ("variant", "configured", "actual", "units", "planned")
-SEGMENT_HEADERS: Row = (
-    "metric",
-    "variant",
-    "segment",
-    "level",
+    "tolerated",
+    "configured",
+    "actual",
+    "units",
+    "planned",
+    "value",
     "units (c / t)",
-    "rel. effect",
-    "rel. CI",
-    "p-value",
-    "heterogeneous",
+)
+# Every column of every table, declared once, so a header aligns the same in every table and every form.
+COLUMNS = {name: Column(name, numeric=name in _FIGURES) for name in (*_TEXT, *_FIGURES)}
+Columns = tuple[Column, ...]
+
+
+def columns(*names: str) -> Columns:
+    """The declared columns of a table, in order."""
+    return tuple(COLUMNS[name] for name in names)
+
+
+def headers(table: Columns) -> Row:
+    """A table's header cells."""
+    return tuple(column.name for column in table)
+
+
+ROLES = (("goal", "Goal metrics"), ("secondary", "Secondary metrics"), ("guardrail", "Guardrails"))
+# A metric's comparison, then one last column that says what it means: a readout's result, a frame's note.
+EFFECT_COLUMNS = columns(
+    "metric", "variant", "control", "treatment", "abs. effect", "rel. effect", "rel. CI", "p-value", "P(win)"
+)
+METRIC_COLUMNS = (*EFFECT_COLUMNS, COLUMNS["result"])
+GUARDRAIL_COLUMNS = columns("metric", "variant", "rel. effect", "rel. CI", "tolerated", "p-value", "P(win)", "status")
+HEALTH_COLUMNS = columns("check", "result", "severity", "value", "message")
+TRAFFIC_COLUMNS = columns("variant", "configured", "actual", "units", "planned")
+SEGMENT_COLUMNS = columns(
+    "metric", "variant", "segment", "level", "units (c / t)", "rel. effect", "rel. CI", "p-value", "heterogeneous"
 )
 # Guardrail states of splitlab.analysis.decision.guardrail_status, in words.
 GUARDRAIL_WORDS = {
@@ -71,8 +109,8 @@ def tone(m: MetricResult) -> str:
     return "good" if (e.absolute_effect > 0) == m.higher_is_better else "bad"
 
 
-def metric_row(m: MetricResult) -> Row:
-    """The cells of one metric readout (:data:`METRIC_HEADERS`)."""
+def effect_row(m: MetricResult, last: str) -> Row:
+    """The cells of one comparison (:data:`EFFECT_COLUMNS`), then ``last``: what the table says of it."""
     e = m.effect
     return (
         m.metric,
@@ -84,8 +122,13 @@ def metric_row(m: MetricResult) -> Row:
         interval(e.relative_ci),
         p_value(e.p_value),
         share(m.chance_to_win),
-        outcome(m),
+        last,
     )
+
+
+def metric_row(m: MetricResult) -> Row:
+    """The cells of one metric readout (:data:`METRIC_COLUMNS`)."""
+    return effect_row(m, outcome(m))
 
 
 def guardrail_state(m: MetricResult) -> str:
@@ -97,7 +140,7 @@ def guardrail_state(m: MetricResult) -> str:
 
 
 def guardrail_row(m: MetricResult) -> Row:
-    """The cells of one guardrail (:data:`GUARDRAIL_HEADERS`)."""
+    """The cells of one guardrail (:data:`GUARDRAIL_COLUMNS`)."""
     e = m.effect
     tolerated = share(m.max_degradation)
     return (
@@ -118,7 +161,7 @@ def by_role(readout: ExperimentReadout, role: str) -> list[MetricResult]:
 
 
 def health_rows(readout: ExperimentReadout) -> list[Row]:
-    """One row per health check (:data:`HEALTH_HEADERS`)."""
+    """One row per health check (:data:`HEALTH_COLUMNS`)."""
     return [(h.name, "pass" if h.passed else "FAIL", h.severity, num(h.value), h.message) for h in readout.health]
 
 
@@ -135,7 +178,7 @@ def configured_shares(readout: ExperimentReadout) -> dict[str, float]:
 
 
 def traffic_rows(readout: ExperimentReadout) -> list[Row]:
-    """Configured and actual split per variant (:data:`TRAFFIC_HEADERS`)."""
+    """Configured and actual split per variant (:data:`TRAFFIC_COLUMNS`)."""
     configured, actual = configured_shares(readout), actual_shares(readout)
     planned = count(readout.planned_units_per_variant)
     return [
@@ -175,7 +218,7 @@ def summary_line(readout: ExperimentReadout) -> str:
 
 
 def segment_row(m: MetricResult) -> Row:
-    """The cells of one segment readout (:data:`SEGMENT_HEADERS`)."""
+    """The cells of one segment readout (:data:`SEGMENT_COLUMNS`)."""
     e = m.effect
     dimension, level = m.segment if m.segment is not None else ("-", "-")
     flag = {True: "yes", False: "no", None: MISSING}[m.heterogeneous]

@@ -15,12 +15,13 @@ from splitlab.analysis.format import num, pct, share
 from splitlab.analysis.readout import ExperimentReadout, MetricResult
 from splitlab.analysis.report._svg import Band, BarGroup, IntervalRow, band_chart, bar_chart, interval_chart
 from splitlab.analysis.report._tables import (
-    GUARDRAIL_HEADERS,
-    HEALTH_HEADERS,
-    METRIC_HEADERS,
+    GUARDRAIL_COLUMNS,
+    HEALTH_COLUMNS,
+    METRIC_COLUMNS,
     ROLES,
-    SEGMENT_HEADERS,
-    TRAFFIC_HEADERS,
+    SEGMENT_COLUMNS,
+    TRAFFIC_COLUMNS,
+    Columns,
     Row,
     actual_shares,
     by_role,
@@ -76,22 +77,20 @@ tr.fail td { color: var(--bad); font-weight: 600; }
 .flag { color: var(--warn); font-weight: 600; }
 footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
 """
-# Right-aligned columns: the estimates of a metric row, and every other figure.
-_NUMERIC = {*METRIC_HEADERS[2:9], "tolerated", "configured", "actual", "units", "planned", "value", "units (c / t)"}
 
 
 def _e(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def _table(headers: Row, rows: Sequence[Row], classes: Sequence[str] = ()) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+def _table(table: Columns, rows: Sequence[Row], classes: Sequence[str] = ()) -> str:
+    head = "".join(f"<th>{_e(column.name)}</th>" for column in table)
     body = []
     for i, row in enumerate(rows):
         cls = f' class="{_e(classes[i])}"' if i < len(classes) and classes[i] else ""
         cells = "".join(
-            f'<td class="num">{_e(c)}</td>' if h in _NUMERIC else f"<td>{_e(c)}</td>"
-            for h, c in zip(headers, row, strict=True)
+            f'<td class="num">{_e(cell)}</td>' if column.numeric else f"<td>{_e(cell)}</td>"
+            for column, cell in zip(table, row, strict=True)
         )
         body.append(f"<tr{cls}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -115,7 +114,7 @@ def _traffic(readout: ExperimentReadout) -> str:
     chart = bar_chart(groups, title="Traffic split: configured vs actual", legend=("configured", "actual"), fmt=share)
     return (
         f"<h2>Traffic split</h2><p>{_e(traffic_line(readout))}</p>{chart}"
-        f"{_table(TRAFFIC_HEADERS, traffic_rows(readout))}"
+        f"{_table(TRAFFIC_COLUMNS, traffic_rows(readout))}"
     )
 
 
@@ -174,9 +173,9 @@ def _metrics(readout: ExperimentReadout) -> str:
         if role == "guardrail":
             states = [guardrail_state(m) for m in metrics]
             classes = ["bad" if s == "breached" else "good" if s == "ok" else "" for s in states]
-            out.append(_table(GUARDRAIL_HEADERS, [guardrail_row(m) for m in metrics], classes))
+            out.append(_table(GUARDRAIL_COLUMNS, [guardrail_row(m) for m in metrics], classes))
         else:
-            out.append(_table(METRIC_HEADERS, [metric_row(m) for m in metrics], [tone(m) for m in metrics]))
+            out.append(_table(METRIC_COLUMNS, [metric_row(m) for m in metrics], [tone(m) for m in metrics]))
         names = list(dict.fromkeys(m.metric for m in metrics))
         for name in names:
             mine = [m for m in metrics if m.metric == name]
@@ -238,7 +237,7 @@ def _segments(readout: ExperimentReadout) -> str:
         '<p class="caption">Relative effect per segment level with its CI (corrected across the family '
         "where the analysis says so); dashed line: no effect. Heterogeneity: Cochran's Q across levels.</p>"
     )
-    out.append(_table(SEGMENT_HEADERS, [segment_row(m) for m in readout.segments]))
+    out.append(_table(SEGMENT_COLUMNS, [segment_row(m) for m in readout.segments]))
     return "".join(out)
 
 
@@ -253,7 +252,7 @@ def to_html(readout: ExperimentReadout) -> str:
     sections = [
         _decision(readout),
         "<h2>Health checks</h2>",
-        _table(HEALTH_HEADERS, health, classes) if health else "<p>No health checks ran.</p>",
+        _table(HEALTH_COLUMNS, health, classes) if health else "<p>No health checks ran.</p>",
         _traffic(readout),
         _metrics(readout),
         _timeline(readout),

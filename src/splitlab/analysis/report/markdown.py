@@ -7,15 +7,17 @@ from collections.abc import Sequence
 
 from splitlab.analysis.readout import ExperimentReadout
 from splitlab.analysis.report._tables import (
-    GUARDRAIL_HEADERS,
-    HEALTH_HEADERS,
-    METRIC_HEADERS,
+    GUARDRAIL_COLUMNS,
+    HEALTH_COLUMNS,
+    METRIC_COLUMNS,
     ROLES,
-    SEGMENT_HEADERS,
-    TRAFFIC_HEADERS,
+    SEGMENT_COLUMNS,
+    TRAFFIC_COLUMNS,
+    Columns,
     Row,
     by_role,
     guardrail_row,
+    headers,
     health_rows,
     metric_row,
     segment_row,
@@ -45,8 +47,8 @@ def _md(value: str) -> str:
     return _SPECIAL.sub(_escape, value)
 
 
-def _table(headers: Row, rows: Sequence[Row]) -> list[str]:
-    lines = ["| " + " | ".join(_md(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+def _table(table: Columns, rows: Sequence[Row]) -> list[str]:
+    lines = ["| " + " | ".join(_md(h) for h in headers(table)) + " |", "|" + "---|" * len(table)]
     lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
     return [*lines, ""]
 
@@ -67,19 +69,19 @@ def to_markdown(readout: ExperimentReadout) -> str:
         lines.append("")
     lines += [_md(summary_line(readout)), ""]
     lines += ["## Health checks", ""]
-    lines += _table(HEALTH_HEADERS, health_rows(readout)) if readout.health else ["No health checks ran.", ""]
-    lines += ["## Traffic split", "", _md(traffic_line(readout)), "", *_table(TRAFFIC_HEADERS, traffic_rows(readout))]
+    lines += _table(HEALTH_COLUMNS, health_rows(readout)) if readout.health else ["No health checks ran.", ""]
+    lines += ["## Traffic split", "", _md(traffic_line(readout)), "", *_table(TRAFFIC_COLUMNS, traffic_rows(readout))]
     for role, title in ROLES:
         metrics = by_role(readout, role)
         if not metrics:
             continue
         lines += [f"## {title}", ""]
         if role == "guardrail":
-            lines += _table(GUARDRAIL_HEADERS, [guardrail_row(m) for m in metrics])
+            lines += _table(GUARDRAIL_COLUMNS, [guardrail_row(m) for m in metrics])
         else:
-            lines += _table(METRIC_HEADERS, [metric_row(m) for m in metrics])
+            lines += _table(METRIC_COLUMNS, [metric_row(m) for m in metrics])
     if readout.segments:
-        lines += ["## Segments", "", *_table(SEGMENT_HEADERS, [segment_row(m) for m in readout.segments])]
+        lines += ["## Segments", "", *_table(SEGMENT_COLUMNS, [segment_row(m) for m in readout.segments])]
     if readout.notes:
         lines += ["## Notes", "", *(f"- {_md(note)}" for note in readout.notes), ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -8,14 +8,17 @@ from typing import TYPE_CHECKING
 from splitlab.analysis.format import aligned
 from splitlab.analysis.readout import ExperimentReadout
 from splitlab.analysis.report._tables import (
-    GUARDRAIL_HEADERS,
-    HEALTH_HEADERS,
-    METRIC_HEADERS,
+    GUARDRAIL_COLUMNS,
+    HEALTH_COLUMNS,
+    METRIC_COLUMNS,
     ROLES,
-    SEGMENT_HEADERS,
+    SEGMENT_COLUMNS,
+    Columns,
+    Row,
     by_role,
     guardrail_row,
     guardrail_state,
+    headers,
     health_rows,
     metric_row,
     segment_row,
@@ -37,19 +40,6 @@ STYLES = {
     "INVALID": "bold magenta",
 }
 _TONES = {"good": "green", "bad": "red", "neutral": ""}
-_LEFT = {
-    "metric",
-    "variant",
-    "result",
-    "status",
-    "check",
-    "message",
-    "segment",
-    "level",
-    "rel. CI",
-    "severity",
-    "heterogeneous",
-}
 
 
 def _decision_lines(readout: ExperimentReadout) -> tuple[str, list[str]]:
@@ -60,29 +50,29 @@ def _decision_lines(readout: ExperimentReadout) -> tuple[str, list[str]]:
     return head, list(decision.reasons)
 
 
+def _indented(table: Columns, rows: list[Row]) -> list[str]:
+    return [f"  {line}" for line in aligned(headers(table), rows)]
+
+
 def to_text(readout: ExperimentReadout) -> str:
     """Plain text for pipes and files: decision and reasons, health, traffic, tables."""
     head, reasons = _decision_lines(readout)
     lines = [f"{readout.name} ({readout.experiment_key})", summary_line(readout), "", head]
     lines += [f"  - {reason}" for reason in reasons]
     lines += ["", "Health checks:"]
-    lines += [f"  {line}" for line in aligned(HEALTH_HEADERS, health_rows(readout))] if readout.health else ["  none"]
+    lines += _indented(HEALTH_COLUMNS, health_rows(readout)) if readout.health else ["  none"]
     lines += ["", traffic_line(readout)]
     for role, title in ROLES:
         metrics = by_role(readout, role)
         if metrics:
-            headers, rows = (
-                (GUARDRAIL_HEADERS, [guardrail_row(m) for m in metrics])
+            table, rows = (
+                (GUARDRAIL_COLUMNS, [guardrail_row(m) for m in metrics])
                 if role == "guardrail"
-                else (METRIC_HEADERS, [metric_row(m) for m in metrics])
+                else (METRIC_COLUMNS, [metric_row(m) for m in metrics])
             )
-            lines += ["", f"{title}:", *(f"  {line}" for line in aligned(headers, rows))]
+            lines += ["", f"{title}:", *_indented(table, rows)]
     if readout.segments:
-        lines += [
-            "",
-            "Segments:",
-            *(f"  {line}" for line in aligned(SEGMENT_HEADERS, [segment_row(m) for m in readout.segments])),
-        ]
+        lines += ["", "Segments:", *_indented(SEGMENT_COLUMNS, [segment_row(m) for m in readout.segments])]
     if readout.notes:
         lines += ["", "Notes:", *(f"  - {note}" for note in readout.notes)]
     return "\n".join(lines) + "\n"
@@ -106,14 +96,14 @@ def rich_readout(readout: ExperimentReadout) -> Iterator[RenderableType]:
     yield Panel(body, title=Text(head, style=style), title_align="left", border_style=style or "dim")
     yield Text(summary_line(readout), style="dim")
 
-    def table(title: str, headers: tuple[str, ...]) -> Table:
+    def table(title: str, columns: Columns) -> Table:
         t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        for h in headers:
-            t.add_column(h, justify="left" if h in _LEFT else "right", overflow="fold")
+        for column in columns:
+            t.add_column(column.name, justify="right" if column.numeric else "left", overflow="fold")
         return t
 
     if readout.health:
-        health = table("Health checks", HEALTH_HEADERS)
+        health = table("Health checks", HEALTH_COLUMNS)
         for check, row in zip(readout.health, health_rows(readout), strict=True):
             colour = "red" if check.severity == "error" else "yellow"
             health.add_row(*map(Text, row), style=None if check.passed else colour)
@@ -124,18 +114,18 @@ def rich_readout(readout: ExperimentReadout) -> Iterator[RenderableType]:
         if not metrics:
             continue
         if role == "guardrail":
-            guard = table(title, GUARDRAIL_HEADERS)
+            guard = table(title, GUARDRAIL_COLUMNS)
             for m in metrics:
                 state = guardrail_state(m)
                 guard.add_row(*map(Text, guardrail_row(m)), style="red" if state == "breached" else None)
             yield guard
         else:
-            metric_table = table(title, METRIC_HEADERS)
+            metric_table = table(title, METRIC_COLUMNS)
             for m in metrics:
                 metric_table.add_row(*map(Text, metric_row(m)), style=_TONES[tone(m)] or None)
             yield metric_table
     if readout.segments:
-        segments = table("Segments", SEGMENT_HEADERS)
+        segments = table("Segments", SEGMENT_COLUMNS)
         for m in readout.segments:
             segments.add_row(*map(Text, segment_row(m)), style="yellow" if m.heterogeneous else None)
         yield segments
