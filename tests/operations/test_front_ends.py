@@ -298,3 +298,36 @@ def test_the_same_assignment_through_either_front_end(tmp_path: Path, database_u
         by_http = http.assign("search", "u-http").data[0]
         client.app.state.runtime.recorder.flush()  # type: ignore[attr-defined]
     assert cli.assign("search", "u-http").data == (by_http, "sticky")
+
+
+def test_an_exposure_to_an_undeclared_variant_reads_the_same(tmp_path: Path, database_url: str) -> None:
+    """A file import keeps the good rows and reports the bad ones; a request is refused whole; same words."""
+    cli = Cli(database_url, tmp_path)
+    assert cli.define_metrics(METRICS).accepted
+    assert cli.apply(_spec()).accepted
+    path = tmp_path / "exposures.csv"
+    path.write_text(
+        "experiment,unit_id,variant,timestamp\n"
+        "search,u1,control,2026-11-01T10:00:00Z\n"
+        "search,u2,blue,2026-11-01T10:00:00Z\n"
+    )
+    imported = CliRunner().invoke(cli_app, ["events", "import", str(path), "--json", "--database", database_url])
+    assert imported.exit_code == 1
+    (rejected,) = json.loads(imported.stdout)["rejected"]
+    with open_store(database_url) as store:
+        _, key = store.keys.create(role="admin", name="ana", actor="test")
+    with TestClient(create_app(Settings(database_url=database_url)), raise_server_exceptions=False) as client:
+        batch = {
+            "exposures": [
+                {"experiment": "search", "unit_id": "u3", "variant": "blue", "timestamp": "2026-11-01T10:00:00Z"}
+            ]
+        }
+        refused = client.post("/api/v1/exposures", json=batch, headers={"Authorization": f"Bearer {key}"})
+    assert refused.status_code == 422
+    (problem,) = refused.json()["detail"]
+    assert problem["field"] == "exposures.0.variant"
+    assert (
+        rejected["reason"]
+        == problem["message"]
+        == ("variant 'blue' is not a variant of experiment 'search' (control, ranker_b)")
+    )

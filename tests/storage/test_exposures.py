@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from splitlab.storage import Exposure, ExposureConflict, NotFoundError, Store, WriteResult
+from splitlab.storage import Exposure, ExposureConflict, RefusedRowsError, Store, WriteResult
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -94,8 +94,19 @@ def test_exposures_are_kept_per_experiment(store: Store, experiment: str) -> Non
 @pytest.mark.parametrize(
     ("bad", "error", "match"),
     [
-        (_exposure("u9", "control", 0, experiment="nope"), NotFoundError, r"experiments \['nope'\] do not exist"),
-        (_exposure("u9", "blue", 0), ValueError, r"variants \['blue'\] are not variants of experiment 'checkout'"),
+        (
+            _exposure("u9", "control", 0, experiment="nope"),
+            RefusedRowsError,
+            r"^exposures\[2\]\.experiment: experiment 'nope' does not exist$",
+        ),
+        (
+            _exposure("u9", "blue", 0),
+            RefusedRowsError,
+            (
+                r"^exposures\[2\]\.variant: variant 'blue' is not a variant of experiment 'checkout' "
+                r"\(control, treatment\)$"
+            ),
+        ),
         (_exposure("u9", "control", 0, score=float("nan")), ValueError, r"exposures\[2\].attributes is not JSON"),
         ({"unit_id": "u9"}, TypeError, r"exposures\[2\] is a dict, must be an Exposure"),
     ],

@@ -85,7 +85,7 @@ def test_exposures_csv_checks_experiments_and_variants(store: Store, experiment:
     assert report.kind == "exposures"
     assert report.rejected == (
         RejectedRow(4, "variant 'blue' is not a variant of experiment 'checkout' (control, treatment)"),
-        RejectedRow(5, "unknown experiment 'nope'"),
+        RejectedRow(5, "experiment 'nope' does not exist"),
         RejectedRow(7, "empty experiment"),
     )
     assert (report.rows, report.inserted, report.duplicates) == (7, 2, 2)

@@ -36,6 +36,7 @@ from splitlab.storage.database import (
 from splitlab.storage.errors import (
     AlreadyExistsError,
     NotFoundError,
+    RefusedRowsError,
     StorageError,
     StoreUnavailableError,
     VersionConflictError,
@@ -89,6 +90,7 @@ __all__ = [
     "ImportReport",
     "MetricRepository",
     "NotFoundError",
+    "RefusedRowsError",
     "RejectedRow",
     "Snapshot",
     "SnapshotRepository",

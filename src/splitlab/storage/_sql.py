@@ -104,6 +104,16 @@ def chunks(items: Sequence[_T], size: int = IN_CHUNK) -> Iterator[Sequence[_T]]:
         yield items[start : start + size]
 
 
+def unknown_experiment(key: str) -> str:
+    """The one wording of a reference to an experiment the store does not hold."""
+    return f"experiment {key!r} does not exist"
+
+
+def undeclared_variant(variant: str, key: str, declared: frozenset[str]) -> str:
+    """The one wording of a variant that experiment ``key``'s spec does not declare."""
+    return f"variant {variant!r} is not a variant of experiment {key!r} ({', '.join(sorted(declared))})"
+
+
 def variant_keys(spec: object) -> frozenset[str] | None:
     """The variant keys declared in a spec dict (``spec["variants"][i]["key"]``), or None when unknown."""
     if not isinstance(spec, dict):

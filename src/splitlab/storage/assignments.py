@@ -9,7 +9,16 @@ from typing import Any
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.engine import Connection
 
-from splitlab.storage._sql import Transactions, chunks, now, sqlite_time, upsert, variant_keys
+from splitlab.storage._sql import (
+    Transactions,
+    chunks,
+    now,
+    sqlite_time,
+    undeclared_variant,
+    unknown_experiment,
+    upsert,
+    variant_keys,
+)
 from splitlab.storage.errors import NotFoundError
 from splitlab.storage.records import StoredAssignment, check_text
 from splitlab.storage.tables import assignments, experiments
@@ -178,12 +187,12 @@ _SPEC_OF = select(experiments.c.spec).where(experiments.c.key == bindparam("expe
 def _check_variants(conn: Connection, experiment_key: str, used: set[str]) -> None:
     spec = conn.execute(_SPEC_OF, {"experiment_key": experiment_key}).scalar()
     if spec is None:
-        msg = f"experiment {experiment_key!r} does not exist"
-        raise NotFoundError(msg)
+        raise NotFoundError(unknown_experiment(experiment_key))
     known = variant_keys(spec)
     if known is not None and not used <= known:
-        msg = f"variants {sorted(used - known)} are not variants of experiment {experiment_key!r} ({sorted(known)})"
-        raise ValueError(msg)
+        raise ValueError(
+            "; ".join(undeclared_variant(variant, experiment_key, known) for variant in sorted(used - known))
+        )
 
 
 def _stored(conn: Connection, experiment_key: str, unit_ids: list[str]) -> dict[str, StoredAssignment]:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["AlreadyExistsError", "NotFoundError", "StorageError", "StoreUnavailableError", "VersionConflictError"]
+__all__ = [
+    "AlreadyExistsError",
+    "NotFoundError",
+    "RefusedRowsError",
+    "StorageError",
+    "StoreUnavailableError",
+    "VersionConflictError",
+]
 
 
 class StorageError(Exception):
@@ -19,6 +26,19 @@ class AlreadyExistsError(StorageError, ValueError):
 
 class VersionConflictError(StorageError, ValueError):
     """An update expected another current version (someone else changed the experiment first)."""
+
+
+class RefusedRowsError(StorageError, ValueError):
+    """A batch refused whole because some rows refer to what the store does not hold.
+
+    Args:
+        what: The batch's name (``exposures``), for the message.
+        problems: ``(row index, field, message)`` for every refused row.
+    """
+
+    def __init__(self, what: str, problems: list[tuple[int, str, str]]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(f"{what}[{index}].{field}: {message}" for index, field, message in self.problems))
 
 
 class StoreUnavailableError(StorageError, ConnectionError):

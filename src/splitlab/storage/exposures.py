@@ -10,8 +10,16 @@ from typing import Any
 from sqlalchemy import Row, and_, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
-from splitlab.storage._sql import Transactions, chunks, encode_json, upsert, variant_keys
-from splitlab.storage.errors import NotFoundError
+from splitlab.storage._sql import (
+    Transactions,
+    chunks,
+    encode_json,
+    undeclared_variant,
+    unknown_experiment,
+    upsert,
+    variant_keys,
+)
+from splitlab.storage.errors import RefusedRowsError
 from splitlab.storage.records import Exposure, ExposureConflict, StoredExposure, WriteResult
 from splitlab.storage.tables import experiments, exposure_conflicts, exposures
 
@@ -52,8 +60,9 @@ class ExposureRepository:
 
         Raises:
             TypeError: An item is not an :class:`Exposure`.
-            NotFoundError: An experiment does not exist.
-            ValueError: A variant the experiment does not declare, or attributes that are not JSON.
+            RefusedRowsError: Rows whose experiment does not exist or does not declare their variant
+                (every such row, with its index and field).
+            ValueError: Attributes that are not JSON.
         """
         batch = list(exposures_)
         for index, item in enumerate(batch):
@@ -126,20 +135,21 @@ class ExposureRepository:
 
 
 def check_experiments(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Raise unless every row's experiment exists and (when the spec lists variants) declares its variant."""
-    used: dict[str, set[str]] = {}
-    for row in rows:
-        used.setdefault(row["experiment_key"], set()).add(row["variant"])
-    specs = known_experiments(conn, used)
-    missing = sorted(set(used) - set(specs))
-    if missing:
-        msg = f"experiments {missing} do not exist"
-        raise NotFoundError(msg)
-    for key, variants in used.items():
-        declared = variant_keys(specs[key])
-        if declared is not None and not variants <= declared:
-            msg = f"variants {sorted(variants - declared)} are not variants of experiment {key!r} ({sorted(declared)})"
-            raise ValueError(msg)
+    """Refuse the batch unless every row's experiment exists and (when the spec lists variants) declares its variant.
+
+    Raises:
+        RefusedRowsError: Every refused row, with its index and field.
+    """
+    specs = known_experiments(conn, {row["experiment_key"] for row in rows})
+    problems: list[tuple[int, str, str]] = []
+    for index, row in enumerate(rows):
+        key, variant = row["experiment_key"], row["variant"]
+        if key not in specs:
+            problems.append((index, "experiment", unknown_experiment(key)))
+        elif (declared := variant_keys(specs[key])) is not None and variant not in declared:
+            problems.append((index, "variant", undeclared_variant(variant, key, declared)))
+    if problems:
+        raise RefusedRowsError("exposures", problems)
 
 
 def known_experiments(conn: Connection, keys: Iterable[str]) -> dict[str, Any]:

@@ -32,7 +32,15 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-from splitlab.storage._sql import Transactions, chunks, now, sqlite_time, variant_keys
+from splitlab.storage._sql import (
+    Transactions,
+    chunks,
+    now,
+    sqlite_time,
+    undeclared_variant,
+    unknown_experiment,
+    variant_keys,
+)
 from splitlab.storage.database import Store
 from splitlab.storage.events import write_event_rows
 from splitlab.storage.exposures import known_experiments, write_exposures
@@ -294,7 +302,7 @@ def _import_exposures(tx: Transactions, frame: pd.DataFrame) -> ImportReport:
     with tx.write() as conn:
         specs = known_experiments(conn, [k for k in experiment_keys.unique().tolist() if k])
         unknown = ~experiment_keys.isin(list(specs)) & (experiment_keys != "")
-        rejections.add(unknown, lambda i: f"unknown experiment {experiment_keys.iloc[i]!r}")
+        rejections.add(unknown, lambda i: unknown_experiment(experiment_keys.iloc[i]))
         for key, spec in specs.items():
             declared = variant_keys(spec)
             if declared is not None:
@@ -324,8 +332,7 @@ def _import_exposures(tx: Transactions, frame: pd.DataFrame) -> ImportReport:
 
 
 def _undeclared_variant(variants: pd.Series, key: str, declared: frozenset[str]) -> Callable[[int], str]:
-    listed = ", ".join(sorted(declared))
-    return lambda i: f"variant {variants.iloc[i]!r} is not a variant of experiment {key!r} ({listed})"
+    return lambda i: undeclared_variant(variants.iloc[i], key, declared)
 
 
 def _report(kind: Kind, frame: pd.DataFrame, *, rows: int, inserted: int, rejections: _Rejections) -> ImportReport:

@@ -23,7 +23,7 @@ from splitlab.service.hot_path.recorder import RECORD_TIMEOUT_SECONDS, write_fai
 from splitlab.service.routes import API_PREFIX
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import EventBatch, ExposureBatch, IngestPublic
-from splitlab.storage import Exposure, NotFoundError, WriteResult
+from splitlab.storage import Exposure, RefusedRowsError, WriteResult
 from splitlab.storage.events import event_problems
 
 router = APIRouter(prefix=API_PREFIX, tags=["ingestion"], responses=ERRORS, route_class=LeanRoute)
@@ -43,26 +43,6 @@ def _check_size(count: int, field: str, limit: int) -> None:
 
 def _public(result: WriteResult) -> IngestPublic:
     return IngestPublic(received=result.received, inserted=result.inserted, duplicates=result.duplicates)
-
-
-def _exposure_problems(runtime: Runtime, batch: ExposureBatch) -> list[tuple[str, str]]:
-    variants: dict[str, frozenset[str] | None] = {}
-    problems = []
-    for index, item in enumerate(batch.exposures):
-        if item.experiment not in variants:
-            record = runtime.store.experiments.get(key=item.experiment)
-            variants[item.experiment] = (
-                None if record is None else frozenset(str(v.get("key")) for v in record.spec.get("variants", []))
-            )
-        known = variants[item.experiment]
-        if known is None:
-            problems.append((f"exposures.{index}.experiment", f"experiment {item.experiment!r} does not exist"))
-        elif known and item.variant not in known:
-            message = f"{item.variant!r} is not a variant of {item.experiment!r} ({', '.join(sorted(known))})"
-            problems.append((f"exposures.{index}.variant", message))
-        if len(problems) >= MAX_PROBLEMS:
-            break
-    return problems
 
 
 def _record_exposed(runtime: Runtime, batch: ExposureBatch) -> None:
@@ -115,9 +95,7 @@ async def log_exposures(request: Request) -> Response:
 def _log_exposures(runtime: Runtime, body: bytes) -> IngestPublic:
     batch = parse_body(ExposureBatch, body)
     _check_size(len(batch.exposures), "exposures", runtime.settings.max_batch_size)
-    if problems := _exposure_problems(runtime, batch):
-        raise InvalidInputError(problems)
-    try:  # NotFoundError, ValueError: an experiment changed between the check and the write
+    try:
         result = runtime.store.exposures.log_many(
             Exposure(
                 experiment_key=e.experiment,
@@ -128,8 +106,11 @@ def _log_exposures(runtime: Runtime, body: bytes) -> IngestPublic:
             )
             for e in batch.exposures
         )
-    except (NotFoundError, TypeError, ValueError) as exc:
-        raise http_error(status.HTTP_422_UNPROCESSABLE_CONTENT, "exposures", str(exc)) from None
+    except RefusedRowsError as exc:  # the store checks every row against the experiments it holds
+        refused = exc.problems[:MAX_PROBLEMS]
+        raise InvalidInputError(
+            [(f"exposures.{index}.{field}", message) for index, field, message in refused]
+        ) from None
     runtime.telemetry.count_exposures((e.experiment, e.variant) for e in batch.exposures)
     _record_exposed(runtime, batch)
     return _public(result)
