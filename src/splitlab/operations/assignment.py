@@ -42,7 +42,7 @@ from splitlab.operations.experiments import get_experiment
 from splitlab.specs import ExperimentSpec, to_plan
 from splitlab.storage import Store
 
-__all__ = ["Unit", "UnitAssignment", "assign", "evaluate"]
+__all__ = ["Unit", "UnitAssignment", "assign", "evaluate", "new_enrolments", "settle"]
 
 Unit = tuple[str, Mapping[str, Any] | None]
 """A unit id and its attributes."""
@@ -130,6 +130,38 @@ def evaluate(
     return results
 
 
+def new_enrolments(results: Sequence[UnitAssignment], sticky: Mapping[str, str]) -> dict[str, str]:
+    """The assignments to record: units enrolled now that no stored assignment held (unit id -> variant)."""
+    return {
+        r.unit_id: r.variant
+        for r in results
+        if r.variant is not None and r.reason == "enrolled" and r.unit_id not in sticky
+    }
+
+
+def settle(
+    plan: CompiledPlan,
+    units: Sequence[Unit],
+    results: list[UnitAssignment],
+    recorded: Mapping[str, str],
+    *,
+    weights: Sequence[float] | None = None,
+) -> list[UnitAssignment]:
+    """``results`` once their new enrolments are recorded: the first writer wins.
+
+    ``recorded`` is what the store kept for each unit written (unit id -> variant). A unit that
+    another process recorded first, with another variant, is evaluated again with that variant
+    as its sticky assignment; the others keep their result.
+    """
+    by_unit = {r.unit_id: r for r in results}
+    moved = {u: v for u, v in recorded.items() if u in by_unit and v != by_unit[u].variant}
+    if not moved:
+        return results
+    again = evaluate(plan, [unit for unit in units if unit[0] in moved], sticky=moved, weights=weights)
+    by_unit.update((r.unit_id, r) for r in again)
+    return [by_unit[r.unit_id] for r in results]
+
+
 def assign(
     store: Store,
     key: str,
@@ -166,11 +198,12 @@ def assign(
     weights = None
     if plan.active and spec.allocation.method == "bandit" and not sticky:
         weights = current_weights(store, key, now=now).weights
-    result = evaluate(plan, [(unit_id, attributes)], sticky=sticky, weights=weights, rng=rng)[0]
-    if record and running and not preview and result.reason == "enrolled" and result.variant is not None:
+    units = [(unit_id, attributes)]
+    results = evaluate(plan, units, sticky=sticky, weights=weights, rng=rng)
+    fresh = new_enrolments(results, sticky) if record and running and not preview else {}
+    if fresh:
         kept = store.assignments.record(
-            experiment_key=key, unit_id=unit_id, variant=result.variant, bucket_version=spec.bucket_version
+            experiment_key=key, unit_id=unit_id, variant=fresh[unit_id], bucket_version=spec.bucket_version
         )
-        if kept != result.variant:  # another process recorded the unit first: its variant stands
-            result = evaluate(plan, [(unit_id, attributes)], sticky={unit_id: kept}, weights=weights)[0]
-    return result
+        results = settle(plan, units, results, {unit_id: kept}, weights=weights)
+    return results[0]

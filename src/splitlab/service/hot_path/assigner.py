@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from splitlab.operations.assignment import Unit, UnitAssignment, evaluate
+from splitlab.operations.assignment import Unit, UnitAssignment, evaluate, new_enrolments, settle
 from splitlab.service.hot_path.bandit_weights import BanditWeightsCache
 from splitlab.service.hot_path.experiment_cache import CachedExperiment, ExperimentCache
 from splitlab.service.hot_path.recorder import RECORD_TIMEOUT_SECONDS, AssignmentRecorder, write_failures_as_503
@@ -59,11 +59,7 @@ class Assigner:
         results = self._evaluate(experiment, units, sticky, weights)
         if self._recorder is None or not experiment.running:
             return results
-        fresh = {
-            r.unit_id: r.variant
-            for r in results
-            if r.variant is not None and r.reason == "enrolled" and r.unit_id not in sticky
-        }
+        fresh = new_enrolments(results, sticky)
         if not experiment.sticky_reads:
             fresh = {u: v for u, v in fresh.items() if not self._recorder.seen(key, experiment.bucket_version, u)}
             self._recorder.submit(key, experiment.bucket_version, fresh, wait=False)
@@ -73,12 +69,7 @@ class Assigner:
         if future is not None:
             with write_failures_as_503("the assignments", "experiment"):
                 stored = await asyncio.wait_for(asyncio.wrap_future(future), RECORD_TIMEOUT_SECONDS)
-        moved = {u: v for u, v in stored.items() if v != fresh[u]}  # another worker recorded first: it wins
-        if moved:
-            again = self._evaluate(experiment, [unit for unit in units if unit[0] in moved], moved, weights)
-            by_unit = {r.unit_id: r for r in again}
-            results = [by_unit.get(r.unit_id, r) for r in results]
-        return results
+        return settle(plan, units, results, stored, weights=weights)
 
     def _evaluate(
         self,
