@@ -153,6 +153,8 @@ def settle(
     another process recorded first, with another variant, is evaluated again with that variant
     as its sticky assignment; the others keep their result.
     """
+    if not recorded:
+        return results
     by_unit = {r.unit_id: r for r in results}
     moved = {u: v for u, v in recorded.items() if u in by_unit and v != by_unit[u].variant}
     if not moved:
