@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from splitlab.analysis.experiment import analyze_experiment
-from splitlab.operations.simulation import simulate
+from splitlab.operations.simulation import US_PER_DAY, _days_as_us, simulate
 from splitlab.specs import ExperimentSpec, MetricDefinition, load_spec
 from splitlab.storage import Store, open_store
 
@@ -57,7 +59,7 @@ def test_planted_effect_is_found_with_its_sign_and_covered_by_the_ci(tmp_path: P
         assert readout.decision is not None
         assert readout.decision.category in ("STRONG_LAUNCH", "LAUNCH")
         assert store.snapshots.latest(experiment_key="e2e") is not None
-        assert {s.segment[0] for s in readout.segments if s.segment} == {"device"}  # type: ignore[index]
+        assert {s.segment[0] for s in readout.segments if s.segment} == {"device"}
 
 
 def test_aa_simulation_gives_no_launch(tmp_path: Path) -> None:
@@ -158,3 +160,14 @@ def test_warehouse_tables_give_the_same_readout(tmp_path: Path) -> None:
     assert theirs.units == own.units
     for mine, other in zip(own.metrics, theirs.metrics, strict=True):
         assert other.effect.p_value == pytest.approx(mine.effect.p_value, rel=1e-9)
+
+
+def test_simulated_times_are_those_timedelta_gives() -> None:
+    # The simulation times its events as one vector; these are the microseconds an Event built
+    # with ``start + timedelta(days=d)`` had, so seeded simulations write the rows they always did.
+    rng = np.random.default_rng(5)
+    half_us = (rng.integers(-(10**12), 10**12, 20_000) + 0.5) / US_PER_DAY  # ties that round half to even
+    days = np.concatenate([rng.uniform(-14.0, 22.0, 200_000), rng.uniform(-1e-6, 1e-6, 20_000), half_us,
+                           np.array([0.0, -0.0, 3.0, -3.0, 5e-324])])  # fmt: skip
+    expected = [timedelta(days=float(d)) // timedelta(microseconds=1) for d in days]
+    assert _days_as_us(days).tolist() == expected

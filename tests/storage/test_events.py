@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -188,3 +189,97 @@ def test_a_database_error_mid_batch_rolls_the_whole_batch_back(store: Store) -> 
 def test_an_empty_batch_is_a_no_op(store: Store) -> None:
     assert store.events.log_many([]) == WriteResult(received=0, inserted=0)
     assert store.events.log_many(iter(_events(range(2)))) == WriteResult(received=2, inserted=2)
+
+
+# --- columns ------------------------------------------------------------------------------------
+
+COLUMN_TIMES = [
+    T0,
+    datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2024, 2, 29, 12, 0, 0, 1, tzinfo=UTC),
+]
+
+
+def _columns(prefix: str, **changes: object) -> dict[str, object]:
+    """Three events as columns: what :meth:`EventRepository.log_columns` takes."""
+    columns: dict[str, object] = {
+        "event_id": [f"{prefix}{i}" for i in range(3)],
+        "unit_id": ["u1", "u2", "u1"],
+        "name": ["view", "purchase", "view"],
+        "timestamp": np.array([t.replace(tzinfo=None) for t in COLUMN_TIMES], dtype="datetime64[us]"),
+        "value": np.array([1.0, 0.1 + 0.2, -2.5]),
+    }
+    return {**columns, **changes}
+
+
+def _stored(store: Store, prefix: str) -> list[tuple[object, ...]]:
+    """The stored columns (times as the driver returns them: SQLite's text, PostgreSQL's datetimes), in write order."""
+    with store.engine.connect() as conn:
+        query = "SELECT unit_id, name, value, timestamp, properties FROM events WHERE event_id LIKE %s ORDER BY id"
+        if store.dialect == "sqlite":
+            query = query.replace("%s", "?")
+        return [tuple(row) for row in conn.exec_driver_sql(query, (f"{prefix}%",)).fetchall()]
+
+
+def test_columns_store_the_rows_events_store(store: Store) -> None:
+    events_ = [
+        Event(event_id=f"m{i}", unit_id=u, name=n, timestamp=t, value=v)
+        for i, (u, n, t, v) in enumerate(zip(["u1", "u2", "u1"], ["view", "purchase", "view"], COLUMN_TIMES,
+                                             [1.0, 0.1 + 0.2, -2.5], strict=True))
+    ]  # fmt: skip
+    store.events.log_many(events_)
+    assert store.events.log_columns(**_columns("c")) == WriteResult(received=3, inserted=3)  # type: ignore[arg-type]
+    assert _stored(store, "c") == _stored(store, "m")
+    stored = store.events.get(event_id="c1")
+    assert stored is not None
+    assert (stored.timestamp, stored.value) == (COLUMN_TIMES[1], 0.1 + 0.2)
+
+
+def test_columns_are_idempotent_by_event_id_and_take_no_values(store: Store) -> None:
+    store.events.log_columns(**_columns("c"))  # type: ignore[arg-type]
+    again = store.events.log_columns(**_columns("c", event_id=["c0", "new", "new"], value=None))  # type: ignore[arg-type]
+    assert again == WriteResult(received=3, inserted=1)
+    new = store.events.get(event_id="new")
+    assert new is not None
+    assert (new.unit_id, new.value, new.properties) == ("u2", None, None)
+    assert store.events.log_columns(
+        event_id=[], unit_id=[], name=[], timestamp=np.array([], dtype="datetime64[us]")
+    ) == (WriteResult(received=0, inserted=0))
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "match"),
+    [
+        ({"unit_id": ["u1", " ", "u1"]}, ValueError, r"^events\[1\]\.unit_id == ' ', must be a non-empty string$"),
+        ({"event_id": ["c0", "c1", 2]}, TypeError, r"^events\[2\]\.event_id == 2, must be a string$"),
+        ({"name": ["view", "", "view"]}, ValueError, r"^events\[1\]\.name == '', must be a non-empty string$"),
+        ({"value": np.array([1.0, 2.0, np.inf])}, ValueError, r"^events\[2\]\.value == inf, must be finite$"),
+        ({"value": np.array(["1", "2", "3"])}, TypeError, r"^value is a <U1 array, must hold real numbers$"),
+        (
+            {"timestamp": np.array(["2024-05-01", "NaT", "2024-05-01"], dtype="datetime64[us]")},
+            ValueError,
+            r"^events\[1\]\.timestamp == NaT, must be a time from year 1 to 9999$",
+        ),
+        (
+            {"timestamp": np.array(["2024-05-01", "2024-05-01", "10000-01-01"], dtype="datetime64[us]")},
+            ValueError,
+            r"^events\[2\]\.timestamp == 10000-01-01T00:00:00\.000000, must be a time from year 1 to 9999$",
+        ),
+        (
+            {"timestamp": np.array(["2024-05-01"] * 3, dtype="datetime64[ns]")},
+            TypeError,
+            r"^timestamp is a datetime64\[ns\] array, must be datetime64\[us\] \(UTC\)$",
+        ),
+        (
+            {"unit_id": ["u1", "u2"]},
+            ValueError,
+            r"^columns of different lengths \(event_id 3, unit_id 2, name 3, timestamp 3, value 3\), must have one",
+        ),
+    ],
+)
+def test_columns_with_one_bad_item_write_nothing(
+    store: Store, changes: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        store.events.log_columns(**_columns("c", **changes))  # type: ignore[arg-type]
+    assert store.events.count() == 0

@@ -36,7 +36,7 @@ from splitlab.assignment.batch import assign_batch
 from splitlab.operations.experiments import get_experiment
 from splitlab.specs.model import ExperimentSpec, MetricDefinition
 from splitlab.specs.plan import to_plan
-from splitlab.storage import Event, Exposure, Store
+from splitlab.storage import Exposure, Store
 
 DEVICES = ("mobile", "desktop", "tablet")
 DEVICE_SHARES = (0.55, 0.38, 0.07)
@@ -45,6 +45,7 @@ COUNTRY_SHARES = (0.4, 0.15, 0.12, 0.13, 0.2)
 APP_VERSIONS = ("4.9.2", "5.1.0", "5.2.3")
 APP_VERSION_SHARES = (0.15, 0.45, 0.40)
 BATCH = 10_000
+US_PER_DAY = 86_400_000_000
 PRE_PERIOD_DAYS = 14.0
 POST_PERIOD_DAYS = 8.0  # events spread past the longest usual window (7 days), to test the cut-off
 
@@ -165,6 +166,9 @@ def simulate(
     rng = np.random.default_rng(seed)
     prefix = id_prefix or spec.key
     start = start or (datetime.now(UTC) - timedelta(days=days)).replace(microsecond=0)
+    if start.utcoffset() is None:
+        msg = f"start == {start.isoformat()}, must be timezone-aware (e.g. datetime.now(UTC))"
+        raise ValueError(msg)
     # The seed is part of the ids, so another seed is another population (not only other behaviour).
     unit_ids = np.array([f"{prefix}-s{seed}-u{i}" for i in range(units)], dtype=object)
     device = np.asarray(DEVICES, dtype=object)[rng.choice(len(DEVICES), units, p=DEVICE_SHARES)]
@@ -186,6 +190,7 @@ def simulate(
     if split is not None:
         enrolled, dropped = _force_split(rng, index, enrolled, split, len(variant_keys))
     arrival = start + timedelta(0)
+    origin = np.datetime64(arrival.astimezone(UTC).replace(tzinfo=None), "us")
     offsets = rng.uniform(0.0, days, units)  # days after start of each unit's first exposure
     engagement = rng.gamma(0.8, 1 / 0.8, units)
 
@@ -218,7 +223,7 @@ def simulate(
             lift_rate = np.where(treated & (period == "post"), 1.0 + (rate_mult.get(name, 1.0) - 1.0) * scale, 1.0)
             lift_value = np.where(treated & (period == "post"), 1.0 + (value_mult.get(name, 1.0) - 1.0) * scale, 1.0)
             written += _log_events(store, rng, name, model, period, unit_ids, enrolled, engagement, lift_rate,
-                                   lift_value, arrival, offsets)  # fmt: skip
+                                   lift_value, origin, offsets)  # fmt: skip
     exposed = {key: int(np.sum(enrolled & (index == i))) for i, key in enumerate(variant_keys)}
     return SimulationSummary(spec.key, units, exposed, written, effects, start, days,
                              int(np.sum(index < 0)), dropped)  # fmt: skip
@@ -280,7 +285,7 @@ def _force_split(
 def _log_events(
     store: Store, rng: np.random.Generator, name: str, model: EventModel, period: str, unit_ids: Any,
     enrolled: npt.NDArray[np.bool_], engagement: npt.NDArray[np.float64], lift_rate: npt.NDArray[np.float64],
-    lift_value: npt.NDArray[np.float64], arrival: datetime, offsets: npt.NDArray[np.float64],
+    lift_value: npt.NDArray[np.float64], origin: np.datetime64, offsets: npt.NDArray[np.float64],
 ) -> int:  # fmt: skip
     chance = np.clip(model.base_rate * engagement * lift_rate, 0.0, 0.98)
     occurs = enrolled & (rng.random(enrolled.size) < chance)
@@ -297,11 +302,29 @@ def _log_events(
         values = np.round(values, 2)
     else:
         values = np.ones(size)
-    events = [
-        Event(event_id=f"{unit_ids[u]}:{name}:{period}:{j}", unit_id=str(unit_ids[u]), name=name,
-              timestamp=arrival + timedelta(days=float(t)), value=float(v))
-        for j, (u, t, v) in enumerate(zip(unit_of_event, when, values, strict=True))
-    ]  # fmt: skip
-    for chunk in range(0, size, BATCH):
-        store.events.log_many(events[chunk : chunk + BATCH])
+    owners_of_events: list[str] = unit_ids[unit_of_event].tolist()
+    tail = f":{name}:{period}:"
+    store.events.log_columns(
+        event_id=[f"{unit}{tail}{j}" for j, unit in enumerate(owners_of_events)],
+        unit_id=owners_of_events,
+        name=[name] * size,
+        timestamp=origin + _days_as_us(when),
+        value=values,
+    )
     return size
+
+
+def _days_as_us(days: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Microseconds in ``days``, exactly as ``timedelta(days=d)`` counts them, for a whole vector.
+
+    CPython keeps the whole days exact, multiplies the fraction by the microseconds in a day, keeps
+    that product's whole part and rounds what is left half to even on the total. Doing the same
+    steps in numpy gives the times an event built one by one would have, to the microsecond.
+    """
+    fraction, whole_days = np.modf(days)
+    leftover, whole_us = np.modf(fraction * float(US_PER_DAY))
+    total = whole_days.astype(np.int64) * US_PER_DAY + whole_us.astype(np.int64)
+    nearest = np.where(np.abs(leftover) >= 0.5, np.sign(leftover), 0.0).astype(np.int64)
+    # Exactly half a microsecond left: round the total to even (no change when it already is).
+    tie_on_even = (np.abs(leftover) == 0.5) & (total % 2 == 0)
+    return total + np.where(tie_on_even, 0, nearest)

@@ -12,16 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import repeat
 from operator import itemgetter
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from splitlab.storage._sql import Transactions, json_encoder, now, sqlite_time, upsert
 from splitlab.storage.json_values import json_problems, storable_text
-from splitlab.storage.records import Event, StoredEvent, WriteResult
+from splitlab.storage.records import Event, StoredEvent, WriteResult, check_finite, check_text
 from splitlab.storage.tables import events
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = ["EventFields", "EventRepository", "event_problems"]
 
@@ -103,6 +108,52 @@ class EventRepository:
         """
         return _encode(items, text_times=self._tx.dialect == "sqlite")
 
+    def log_columns(
+        self,
+        *,
+        event_id: Sequence[str],
+        unit_id: Sequence[str],
+        name: Sequence[str],
+        timestamp: npt.NDArray[np.datetime64],
+        value: npt.NDArray[np.float64] | None = None,
+    ) -> WriteResult:
+        """Log a batch given as columns, one item per event, in one transaction (as :meth:`log_many` does).
+
+        For callers that make events in bulk (the simulation): :class:`Event`'s checks run once per
+        column, in C loops over the column, and times are formatted as one vector, instead of an
+        Event built and checked per event. Events logged this way have no properties.
+
+        Args:
+            event_id: non-blank strings; an id stored already (or repeated) adds nothing.
+            unit_id: non-blank strings.
+            name: non-blank strings.
+            timestamp: UTC times as numpy ``datetime64[us]`` (the stores' resolution).
+            value: finite numbers, or None for events without a value.
+
+        Raises:
+            TypeError: An item that is not a string, times that are not ``datetime64[us]``, values that are not numbers.
+            ValueError: Columns of different lengths, or the first item the store refuses (named ``events[i].field``:
+                a blank string, a time that is missing or out of range, a value that is not finite).
+        """
+        size = len(event_id)
+        lengths = {"event_id": size, "unit_id": len(unit_id), "name": len(name), "timestamp": len(timestamp)}
+        if value is not None:
+            lengths["value"] = len(value)
+        if len(set(lengths.values())) > 1:
+            listed = ", ".join(f"{column} {n}" for column, n in lengths.items())
+            msg = f"columns of different lengths ({listed}), must have one item per event each"
+            raise ValueError(msg)
+        if not size:
+            return WriteResult(received=0, inserted=0)
+        for field, column in (("event_id", event_id), ("unit_id", unit_id), ("name", name)):
+            _check_text_column(column, field)
+        text_times = self._tx.dialect == "sqlite"
+        when = _time_column(timestamp, text_times=text_times)
+        values = repeat(None) if value is None else _value_column(value)
+        stamp = _ingested_at(text_times=text_times)
+        rows = list(zip(event_id, unit_id, name, values, when, repeat(None), repeat(stamp), strict=False))
+        return self.log_encoded([rows])[0]
+
     def log_encoded(self, batches: Sequence[Sequence[tuple[Any, ...]]]) -> list[WriteResult]:
         """Write encoded batches (from :meth:`encode`) in one transaction; what each one did, in order.
 
@@ -142,8 +193,7 @@ class EventRepository:
 def _encode(batch: Sequence[EventFields], *, text_times: bool) -> list[tuple[Any, ...]]:
     """Rows for :func:`write_event_rows`, in one tight loop (this is most of the Python cost of ingestion)."""
     encode = json_encoder()
-    received = now()
-    stamp: Any = sqlite_time(received) if text_times else received
+    stamp = _ingested_at(text_times=text_times)
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     try:
@@ -163,6 +213,60 @@ def _encode(batch: Sequence[EventFields], *, text_times: bool) -> list[tuple[Any
     if len(rows) < len(batch):
         raise ValueError(_problem(len(rows), batch[len(rows)], None))
     return rows
+
+
+def _ingested_at(*, text_times: bool) -> Any:
+    """Now, encoded as the batch's ``ingested_at``: text on SQLite, an aware datetime elsewhere."""
+    received = now()
+    return sqlite_time(received) if text_times else received
+
+
+def _check_text_column(column: Sequence[str], field: str) -> None:
+    """:func:`~splitlab.storage.records.check_text` for every item, the first bad one named ``events[i].field``.
+
+    The common case (all good) costs three passes in C; only a column with a bad item is walked in Python.
+    """
+    if all(map(isinstance, column, repeat(str))) and all(column) and not any(map(str.isspace, column)):
+        return
+    for index, item in enumerate(column):
+        check_text(item, name=f"events[{index}].{field}")
+
+
+def _time_column(timestamp: npt.NDArray[np.datetime64], *, text_times: bool) -> list[Any]:
+    """Checked times, encoded as :func:`_encode` encodes one: ``sqlite_time`` text, or aware UTC datetimes."""
+    import numpy as np  # imported by the callers of columns only: opening a store does not load numpy
+
+    times = np.asarray(timestamp)
+    if times.dtype != np.dtype("datetime64[us]"):
+        msg = f"timestamp is a {times.dtype} array, must be datetime64[us] (UTC)"
+        raise TypeError(msg)
+    # NaT compares false with every time, so it is refused with the times out of range.
+    outside = ~((times >= np.datetime64(datetime.min, "us")) & (times <= np.datetime64(datetime.max, "us")))
+    if outside.any():
+        index = int(np.argmax(outside))
+        msg = f"events[{index}].timestamp == {times[index]}, must be a time from year 1 to 9999"
+        raise ValueError(msg)
+    if not text_times:
+        return [t.replace(tzinfo=UTC) for t in times.tolist()]
+    formatted = np.datetime_as_string(times, unit="us")
+    # ISO text with a space for its "T" (always the 11th character from year 1 to 9999) is sqlite_time's format.
+    formatted.view(formatted.dtype.char + "1").reshape(len(formatted), -1)[:, 10] = " "
+    return list(formatted.tolist())
+
+
+def _value_column(value: npt.NDArray[np.float64]) -> list[float]:
+    """Checked values as floats: real numbers, finite, the first bad one named ``events[i].value``."""
+    import numpy as np
+
+    numbers = np.asarray(value)
+    if numbers.dtype.kind not in "fiu":
+        msg = f"value is a {numbers.dtype} array, must hold real numbers"
+        raise TypeError(msg)
+    infinite = ~np.isfinite(numbers)
+    if infinite.any():
+        index = int(np.argmax(infinite))
+        check_finite(float(numbers[index]), name=f"events[{index}].value")
+    return list(numbers.astype(np.float64).tolist())
 
 
 def _problem(index: int, event: EventFields, error: BaseException | None) -> str:
