@@ -410,6 +410,8 @@ def analyze_experiment(
         metrics=tuple(readouts),
         segments=tuple(segment_readouts),
         timeline=tuple(_timeline(analysis)),
+        min_duration_days=spec.schedule.min_duration_days,
+        max_duration_days=spec.schedule.max_duration_days,
     )
     hypothesis = spec.hypothesis
     if rules is None:

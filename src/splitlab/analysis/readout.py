@@ -90,6 +90,9 @@ class ExperimentReadout:
         metrics: overall readouts; ``segments`` the per-segment ones.
         timeline: cumulative lift by day for the goal metrics.
         decision: filled by the decision engine.
+        notes: free-text remarks of the analysis.
+        min_duration_days, max_duration_days: the schedule's bounds on the running time (None:
+            no bound); before the minimum no launch or no-launch decision is made.
     """
 
     experiment_key: str
@@ -112,6 +115,8 @@ class ExperimentReadout:
     timeline: tuple[TimelinePoint, ...] = ()
     decision: Verdict | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    min_duration_days: float | None = None
+    max_duration_days: float | None = None
 
     def status_summary(self) -> dict[str, Any]:
         """Where the experiment stands (``splitlab status --json`` and ``GET .../status``): status, days
