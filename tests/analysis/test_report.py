@@ -114,7 +114,7 @@ def test_readout_to_dict_shape() -> None:
     assert set(data) == {
         "experiment_key", "name", "spec_version", "status", "analysed_at", "days_running", "control", "variants",
         "configured_weights", "units", "excluded_units", "planned_units_per_variant", "daily_units", "srm", "health",
-        "metrics", "segments", "timeline", "decision", "notes",
+        "metrics", "segments", "timeline", "decision", "notes", "min_duration_days", "max_duration_days",
     }  # fmt: skip
     assert data["decision"] == {"category": "ROLLBACK", "reasons": list(make_readout().decision.reasons),  # type: ignore[union-attr]
                                 "variant": "treatment"}  # fmt: skip
