@@ -28,6 +28,7 @@ from splitlab.storage import (
 from splitlab.storage.tables import metadata
 
 TABLES = {
+    "allocation_phases",
     "bandit_rewards",
     "deployment",
     "api_keys",

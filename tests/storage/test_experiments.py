@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
+from alembic import command
 from sqlalchemy import func, select
 
-from splitlab.storage import AlreadyExistsError, NotFoundError, Store, VersionConflictError
+from splitlab.storage import AlreadyExistsError, NotFoundError, Store, VersionConflictError, alembic_config
 from splitlab.storage.tables import experiment_versions
 
 SPEC = {"key": "pricing", "variants": [{"key": "control"}, {"key": "cheaper"}], "hypothesis": {"alpha": 0.05}}
@@ -184,3 +186,63 @@ def test_snapshots_are_kept_in_order(store: Store) -> None:
     with pytest.raises(ValueError, match="payload is not JSON-serialisable"):
         store.snapshots.add(experiment_key="pricing", spec_version=1, payload={"x": float("inf")})
     assert len(store.snapshots.list(experiment_key="pricing")) == 2
+
+
+def test_a_change_with_new_weights_starts_a_phase_in_its_own_version(store: Store) -> None:
+    store.experiments.create(key="pricing", spec=SPEC, actor="ana")
+    assert store.experiments.phases(key="pricing") == []
+    started = store.experiments.set_status(
+        key="pricing", status="running", actor="ana", phase_weights={"control": 0.1, "cheaper": 0.9}
+    )
+    same = store.experiments.update(
+        key="pricing", spec=SPEC, diff=[], actor="bo", phase_weights={"cheaper": 0.9, "control": 0.1}
+    )
+    ramped = store.experiments.update(
+        key="pricing", spec=SPEC, diff=[], actor="bo", phase_weights={"control": 0.5, "cheaper": 0.5}
+    )
+    first, second = store.experiments.phases(key="pricing")
+    assert (first.phase, first.spec_version, first.started_at) == (1, started.version, started.changed_at)
+    assert first.weights == {"control": 0.1, "cheaper": 0.9}
+    assert (second.phase, second.spec_version, second.started_at) == (2, ramped.version, ramped.changed_at)
+    assert second.weights == {"control": 0.5, "cheaper": 0.5}
+    assert same.version == ramped.version - 1  # the same weights again: a version, no phase
+    assert second.started_at.tzinfo is not None
+
+
+def test_phase_weights_are_checked_before_anything_is_written(store: Store) -> None:
+    store.experiments.create(key="pricing", spec=SPEC, actor="ana")
+    with pytest.raises(ValueError, match=r"phase_weights\['control'\] == 1.5, must be in \[0, 1\]"):
+        store.experiments.set_status(key="pricing", status="running", actor="ana", phase_weights={"control": 1.5})
+    with pytest.raises(TypeError, match="must be a non-empty mapping"):
+        store.experiments.update(key="pricing", spec=SPEC, diff=[], actor="ana", phase_weights={})
+    assert _versions(store) == 1
+    assert store.experiments.phases(key="pricing") == []
+    with pytest.raises(NotFoundError, match="'nope' does not exist"):
+        store.experiments.phases(key="nope")
+
+
+def test_the_migration_replays_the_phases_of_experiments_that_ran_before(store: Store) -> None:
+    def spec(control: float) -> dict[str, Any]:
+        return SPEC | {"variants": [{"key": "control", "weight": control}, {"key": "cheaper", "weight": 1 - control}]}
+
+    bandit = SPEC | {"allocation": {"method": "bandit"}}
+    with store.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0004")
+    store.experiments.create(key="pricing", spec=spec(0.5), actor="ana")
+    store.experiments.update(key="pricing", spec=spec(0.2), diff=[], actor="ana")  # a draft: no phase yet
+    started = store.experiments.set_status(key="pricing", status="running", actor="ana")
+    store.experiments.set_status(key="pricing", status="paused", actor="ana")
+    ramped = store.experiments.update(key="pricing", spec=spec(0.5), diff=[], actor="ana")
+    store.experiments.set_status(key="pricing", status="running", actor="ana")
+    store.experiments.create(key="draft", spec=spec(0.5), actor="ana")
+    store.experiments.create(key="bandit", spec=bandit, actor="ana", status="running")
+    with store.engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "head")
+    phases = store.experiments.phases(key="pricing")
+    assert [(p.phase, p.spec_version, p.started_at) for p in phases] == [
+        (1, started.version, started.changed_at),
+        (2, ramped.version, ramped.changed_at),
+    ]
+    assert [p.weights for p in phases] == [{"control": 0.2, "cheaper": 0.8}, {"control": 0.5, "cheaper": 0.5}]
+    assert store.experiments.phases(key="draft") == []
+    assert store.experiments.phases(key="bandit") == []

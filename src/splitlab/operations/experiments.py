@@ -6,6 +6,13 @@ change that would move assigned units needs ``rerandomize`` (granted per experim
 by the experiments whose change needs it: :func:`splitlab.specs.check_update`). A catalog is
 checked whole before anything is written, so a refused file leaves the store as it was.
 
+A change of the variant weights starts an **allocation phase** (time, version, weights), written
+with the version that made it: starting an experiment starts phase 1 with the weights in force,
+and an update of an experiment that has run starts a phase when its weights differ from the
+current phase's (a coverage ramp or a targeting change keeps the phase). Bandit experiments have
+no phases here: their weights move per window (:mod:`splitlab.operations.bandits`). The analysis
+checks the split and estimates effects phase by phase (docs/aggregation.md).
+
 Example:
     >>> from splitlab.specs import load_spec
     >>> from splitlab.storage import open_store
@@ -39,7 +46,14 @@ from splitlab.specs import (
     plan_update,
     undefined_metrics,
 )
-from splitlab.storage import ExperimentRecord, ExperimentVersion, NotFoundError, Store, VersionConflictError
+from splitlab.storage import (
+    AllocationPhase,
+    ExperimentRecord,
+    ExperimentVersion,
+    NotFoundError,
+    Store,
+    VersionConflictError,
+)
 from splitlab.storage.json_values import json_problems
 
 __all__ = [
@@ -53,6 +67,8 @@ __all__ = [
     "get_experiment",
     "history",
     "list_experiments",
+    "phase_weights",
+    "phases",
     "read_catalog",
 ]
 
@@ -120,6 +136,15 @@ def list_experiments(store: Store, *, status: str | None = None) -> list[Experim
         return store.experiments.list(status=status)
     except ValueError as exc:
         raise InvalidInputError([("status", str(exc))]) from None
+
+
+def phases(store: Store, key: str) -> list[AllocationPhase]:
+    """The experiment's allocation phases, oldest first (empty until it starts).
+
+    Raises:
+        NotFoundError: No experiment ``key``.
+    """
+    return store.experiments.phases(key=key)
 
 
 def history(store: Store, key: str) -> list[ExperimentVersion]:
@@ -216,8 +241,17 @@ def change_status(store: Store, *, key: str, action: str, actor: str, reason: st
         status = apply_action(record.status, action)
     except ValueError as exc:
         raise ConflictError("status", str(exc)) from None
-    store.experiments.set_status(key=key, status=str(status), actor=actor, reason=reason)
+    spec = ExperimentSpec.model_validate(record.spec)
+    weights = phase_weights(spec) if status == "running" else None
+    store.experiments.set_status(key=key, status=str(status), actor=actor, reason=reason, phase_weights=weights)
     return StatusChange(old_status=record.status, record=get_experiment(store, key))
+
+
+def phase_weights(spec: ExperimentSpec) -> dict[str, float] | None:
+    """The weights that define an allocation phase: ``variant -> weight``; None for a bandit (no fixed weights)."""
+    if spec.allocation.method == "bandit":
+        return None
+    return {variant.key: variant.weight for variant in spec.variants}
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +259,7 @@ class _Planned:
     outcome: ApplyOutcome
     plan: UpdatePlan
     expected_version: int | None
+    ran: bool
 
 
 def _plan(store: Store, spec: ExperimentSpec, *, rerandomize: bool) -> _Planned:
@@ -237,7 +272,7 @@ def _plan(store: Store, spec: ExperimentSpec, *, rerandomize: bool) -> _Planned:
         raise ConflictError("body", str(exc)) from None
     if record is None:
         outcome = ApplyOutcome(key=spec.key, action="created", version=1, variants=len(spec.variants), record=None)
-        return _Planned(outcome, plan, None)
+        return _Planned(outcome, plan, None, ran=False)
     unchanged = plan.action == "unchanged"
     outcome = ApplyOutcome(
         key=spec.key,
@@ -248,7 +283,7 @@ def _plan(store: Store, spec: ExperimentSpec, *, rerandomize: bool) -> _Planned:
         variants=len(plan.spec.variants),
         record=record if unchanged else None,
     )
-    return _Planned(outcome, plan, record.current_version)
+    return _Planned(outcome, plan, record.current_version, ran=ran)
 
 
 def _write(store: Store, planned: _Planned, *, actor: str) -> ApplyOutcome:
@@ -266,6 +301,7 @@ def _write(store: Store, planned: _Planned, *, actor: str) -> ApplyOutcome:
             actor=actor,
             expected_version=planned.expected_version,
             rerandomize=plan.rerandomized,
+            phase_weights=phase_weights(plan.spec) if planned.ran else None,
         )
     except VersionConflictError as exc:
         raise ConflictError("key", str(exc)) from None

@@ -46,6 +46,7 @@ from splitlab.storage.experiments import ExperimentRepository
 from splitlab.storage.exposures import ExposureRepository
 from splitlab.storage.keys import API_KEY_ROLES, ApiKey, ApiKeyRepository
 from splitlab.storage.metrics import MetricRepository
+from splitlab.storage.phases import AllocationPhase
 from splitlab.storage.records import (
     BanditArm,
     BanditReward,
@@ -72,6 +73,7 @@ __all__ = [
     "DEFAULT_URL",
     "EXPERIMENT_STATUSES",
     "URL_ENV_VAR",
+    "AllocationPhase",
     "AlreadyExistsError",
     "ApiKey",
     "ApiKeyRepository",

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from splitlab.storage._sql import Transactions, encode_json, now, upsert
 from splitlab.storage.errors import AlreadyExistsError, NotFoundError, VersionConflictError
+from splitlab.storage.phases import AllocationPhase, check_weights, read_phases, start_phase
 from splitlab.storage.records import ExperimentRecord, ExperimentVersion, check_text
 from splitlab.storage.tables import EXPERIMENT_STATUSES, experiment_versions, experiments
 
@@ -24,6 +25,11 @@ class ExperimentRepository:
     alike, in one transaction with the change itself, so the audit log is never behind the
     current state. Which status transitions are allowed is the lifecycle's rule (the specs layer);
     the store only refuses unknown statuses.
+
+    A change given ``phase_weights`` (the variant weights in force after it) starts an allocation
+    phase when those weights differ from the current phase's, or when there is no phase yet, in
+    the same transaction as its version (:mod:`splitlab.storage.phases`). When a phase starts is
+    the domain's rule (``splitlab.operations.experiments``).
     """
 
     def __init__(self, tx: Transactions) -> None:
@@ -80,6 +86,7 @@ class ExperimentRepository:
         reason: str | None = None,
         expected_version: int | None = None,
         rerandomize: bool = False,
+        phase_weights: Mapping[str, float] | None = None,
     ) -> ExperimentVersion:
         """Replace an experiment's spec; returns the new version (current version + 1).
 
@@ -93,6 +100,8 @@ class ExperimentRepository:
                 version (optimistic concurrency); otherwise :class:`VersionConflictError`.
             rerandomize: Bump the bucket version (every unit is re-bucketed; sticky assignments
                 recorded under the old bucket version no longer hold). Default False.
+            phase_weights: The weights in force after the change; a new allocation phase starts
+                at this version when they differ from the current phase's. Default None: no phase.
 
         Raises:
             NotFoundError: No experiment ``key``.
@@ -101,6 +110,7 @@ class ExperimentRepository:
         check_text(actor, name="actor")
         spec_dict = _json_object(spec, name="spec")
         diff_list = _json_list(diff, name="diff")
+        weights = None if phase_weights is None else check_weights(phase_weights)
         with self._tx.write() as conn:
             values: dict[str, Any] = {
                 "current_version": experiments.c.current_version + 1,
@@ -110,7 +120,7 @@ class ExperimentRepository:
             if rerandomize:
                 values["bucket_version"] = experiments.c.bucket_version + 1
             row = _bump(conn, key=key, values=values, expected_version=expected_version)
-            return _add_version(
+            version = _add_version(
                 conn,
                 key=key,
                 version=row.current_version,
@@ -120,9 +130,22 @@ class ExperimentRepository:
                 actor=actor,
                 reason=reason,
             )
+            if weights is not None:
+                start_phase(conn, key=key, weights=weights, spec_version=version.version, started_at=version.changed_at)
+            return version
 
-    def set_status(self, *, key: str, status: str, actor: str, reason: str | None = None) -> ExperimentVersion:
+    def set_status(
+        self,
+        *,
+        key: str,
+        status: str,
+        actor: str,
+        reason: str | None = None,
+        phase_weights: Mapping[str, float] | None = None,
+    ) -> ExperimentVersion:
         """Change an experiment's status; the change is a new version with diff ``[{"path": "status", ...}]``.
+
+        ``phase_weights``: as in :meth:`update` (starting an experiment starts its first phase).
 
         Raises:
             NotFoundError: No experiment ``key``.
@@ -130,6 +153,7 @@ class ExperimentRepository:
         """
         _check_status(status)
         check_text(actor, name="actor")
+        weights = None if phase_weights is None else check_weights(phase_weights)
         with self._tx.write() as conn:
             old = _current(conn, key, lock=True).status
             row = _bump(
@@ -138,7 +162,7 @@ class ExperimentRepository:
                 values={"current_version": experiments.c.current_version + 1, "status": status, "updated_at": now()},
                 expected_version=None,
             )
-            return _add_version(
+            version = _add_version(
                 conn,
                 key=key,
                 version=row.current_version,
@@ -148,6 +172,9 @@ class ExperimentRepository:
                 actor=actor,
                 reason=reason,
             )
+            if weights is not None:
+                start_phase(conn, key=key, weights=weights, spec_version=version.version, started_at=version.changed_at)
+            return version
 
     def get(self, *, key: str) -> ExperimentRecord | None:
         """The experiment's current state, or None if there is no such key."""
@@ -169,6 +196,16 @@ class ExperimentRepository:
                 .order_by(experiment_versions.c.version)
             ).all()
         return [_version(r) for r in rows]
+
+    def phases(self, *, key: str) -> builtins.list[AllocationPhase]:
+        """The experiment's allocation phases in time order (empty until it starts).
+
+        Raises:
+            NotFoundError: No experiment ``key``.
+        """
+        with self._tx.read() as conn:
+            _current(conn, key)
+            return read_phases(conn, key=key)
 
     def list(self, *, status: str | None = None) -> builtins.list[ExperimentRecord]:
         """All experiments ordered by key, or only those with ``status``."""

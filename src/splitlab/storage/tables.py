@@ -37,6 +37,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 __all__ = [
     "EXPERIMENT_STATUSES",
     "UtcDateTime",
+    "allocation_phases",
     "analysis_snapshots",
     "api_keys",
     "assignments",
@@ -141,6 +142,16 @@ experiment_versions = Table(
     Column("changed_at", UtcDateTime(), nullable=False),
     Column("reason", String, nullable=True),
     CheckConstraint(f"status IN ({_statuses})", name="status"),
+)
+
+allocation_phases = Table(
+    "allocation_phases",
+    metadata,
+    Column("experiment_key", String, ForeignKey("experiments.key"), primary_key=True),
+    Column("phase", Integer, primary_key=True),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("spec_version", Integer, nullable=False),
+    Column("weights", _json(), nullable=False),
 )
 
 assignments = Table(
