@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import gzip
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -88,7 +89,7 @@ def test_exposures_csv_checks_experiments_and_variants(store: Store, experiment:
         RejectedRow(5, "experiment 'nope' does not exist"),
         RejectedRow(7, "empty experiment"),
     )
-    assert (report.rows, report.inserted, report.duplicates) == (7, 2, 2)
+    assert (report.rows, report.inserted, report.duplicates, report.conflicts) == (7, 2, 1, 1)
     first = store.exposures.get(experiment_key=experiment, unit_id="u1")
     assert first is not None
     assert (first.variant, first.first_exposed_at) == ("control", datetime(2024, 5, 1, 8, tzinfo=UTC))
@@ -194,3 +195,40 @@ def test_unreadable_and_ambiguous_files_are_refused(store: Store, tmp_path: Path
 def test_a_header_only_file_imports_nothing(store: Store, tmp_path: Path) -> None:
     report = import_file(store, _write(tmp_path, "empty.csv", "event_id,unit_id,event,value,timestamp\n"))
     assert report == ImportReport(kind="events", rows=0, inserted=0, duplicates=0, rejected=())
+
+
+def test_exposures_csv_refuses_rows_the_experiment_does_not_take(
+    store: Store, experiment: str, tmp_path: Path, start_at: Callable[[Store, str, datetime], None]
+) -> None:
+    store.experiments.create(key="draft", spec={}, actor="ana")
+    store.experiments.create(key="paused", spec={}, actor="ana")
+    start_at(store, "paused", datetime(2024, 5, 1, tzinfo=UTC))
+    store.experiments.set_status(key="paused", status="paused", actor="ana")
+    soon = (datetime.now(UTC) + timedelta(minutes=2)).isoformat()
+    later = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
+    text = (
+        "experiment,unit_id,variant,timestamp\n"
+        "checkout,u1,control,2024-05-01T09:00:00Z\n"
+        "checkout,u2,control,2024-04-30T23:59:59Z\n"
+        f"checkout,u3,control,{soon}\n"
+        f"checkout,u4,control,{later}\n"
+        "draft,u5,a,2024-05-02T00:00:00Z\n"
+        "paused,u6,a,2024-05-02T00:00:00Z\n"
+        "draft,u7,a,2999-01-01T00:00:00Z\n"
+    )
+    report = import_file(store, _write(tmp_path, "exposures.csv", text))
+    reasons = dict(report.rejected)
+    assert sorted(reasons) == [3, 5, 6, 7, 8]
+    assert reasons[3] == "2024-04-30T23:59:59Z is before experiment 'checkout' started (2024-05-01T00:00:00Z)"
+    assert reasons[5].startswith(later[:19])
+    assert "is in the future: later than now plus the clock-skew allowance of 300 s" in reasons[5]
+    assert reasons[6] == "experiment 'draft' is draft, not running"
+    assert reasons[7] == "experiment 'paused' is paused, not running"
+    assert "experiment 'draft' is draft, not running" in reasons[8]
+    assert "is in the future" in reasons[8]  # every reason of a row
+    assert (report.inserted, report.duplicates, report.conflicts) == (2, 0, 0)  # u1 and u3 (within the skew)
+    # A larger allowance, as `splitlab events import --clock-skew 3600` passes it, takes the half-hour-fast clock.
+    again = import_file(store, _write(tmp_path, "exposures.csv", text), clock_skew=timedelta(hours=1))
+    assert 5 not in dict(again.rejected)
+    with pytest.raises(ValueError, match=r"clock_skew == -1 day, 23:59:59, must be >= 0"):
+        import_file(store, _write(tmp_path, "exposures.csv", text), clock_skew=timedelta(seconds=-1))

@@ -20,6 +20,11 @@ Simulated attributes: device, country, account tier (3 % VIP), employee flag (1 
 ``segment_effects={"device": {"mobile": 2.0, "desktop": 0.0}}`` scales every planted effect per
 segment level (heterogeneous effects); ``split`` drops exposures to force a traffic split (to
 plant a sample ratio mismatch). Revenue-like values are lognormal (skewed).
+
+The simulation plays the ``days`` of traffic up to now of an experiment that must be running: its
+exposures are a backfill (``log_many(..., backfill=True)``), so they may be dated before the
+experiment was started, which the store refuses from live ingestion; the store's other rules
+(running, no time past now plus the clock skew) still hold.
 """
 
 from __future__ import annotations
@@ -144,7 +149,7 @@ def simulate(
     """Simulate ``units`` units of traffic for ``spec`` and write exposures and events to ``store``.
 
     Args:
-        store: the store (the experiment must be in it: exposures refer to it).
+        store: the store (the experiment must be in it and running: exposures refer to it).
         spec: the experiment.
         metrics: metric definitions by name (at least those the experiment uses).
         units: units arriving over ``days`` (before targeting and coverage).
@@ -168,6 +173,10 @@ def simulate(
     start = start or (datetime.now(UTC) - timedelta(days=days)).replace(microsecond=0)
     if start.utcoffset() is None:
         msg = f"start == {start.isoformat()}, must be timezone-aware (e.g. datetime.now(UTC))"
+        raise ValueError(msg)
+    record = get_experiment(store, spec.key)
+    if record.status != "running":
+        msg = f"experiment {spec.key!r} is {record.status}, not running: start it first (splitlab start {spec.key})"
         raise ValueError(msg)
     # The seed is part of the ids, so another seed is another population (not only other behaviour).
     unit_ids = np.array([f"{prefix}-s{seed}-u{i}" for i in range(units)], dtype=object)
@@ -213,7 +222,7 @@ def simulate(
         for i in np.flatnonzero(enrolled)
     ]  # fmt: skip
     for chunk in range(0, len(exposures), BATCH):
-        store.exposures.log_many(exposures[chunk : chunk + BATCH])
+        store.exposures.log_many(exposures[chunk : chunk + BATCH], backfill=True)
 
     treated = enrolled & (index > 0)
     written = 0

@@ -6,7 +6,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Table
@@ -107,6 +107,28 @@ def chunks(items: Sequence[_T], size: int = IN_CHUNK) -> Iterator[Sequence[_T]]:
 def unknown_experiment(key: str) -> str:
     """The one wording of a reference to an experiment the store does not hold."""
     return f"experiment {key!r} does not exist"
+
+
+def not_running(key: str, status: str) -> str:
+    """The one wording of data for an experiment that is not running (draft, paused, stopped, archived)."""
+    return f"experiment {key!r} is {status}, not running"
+
+
+def before_start(time: datetime, key: str, started: datetime) -> str:
+    """The one wording of an exposure dated before its experiment started running."""
+    return f"{_utc_text(time)} is before experiment {key!r} started ({_utc_text(started)})"
+
+
+def in_future(time: datetime, latest: datetime, clock_skew: timedelta) -> str:
+    """The one wording of a time later than now plus the clock-skew allowance."""
+    return (
+        f"{_utc_text(time)} is in the future: later than now plus the clock-skew allowance of "
+        f"{clock_skew.total_seconds():g} s ({_utc_text(latest)})"
+    )
+
+
+def _utc_text(time: datetime) -> str:
+    return time.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def undeclared_variant(variant: str, key: str, declared: frozenset[str]) -> str:

@@ -34,11 +34,22 @@ class RefusedRowsError(StorageError, ValueError):
     Args:
         what: The batch's name (``exposures``), for the message.
         problems: ``(row index, field, message)`` for every refused row.
+        reasons: A short code of each problem, in the same order (``not_running``, ``before_start``
+            ...), for counting; default ``"refused"`` for each.
+
+    The message lists the first :data:`MESSAGE_PROBLEMS` problems and says how many more there are.
     """
 
-    def __init__(self, what: str, problems: list[tuple[int, str, str]]) -> None:
+    MESSAGE_PROBLEMS = 20
+
+    def __init__(self, what: str, problems: list[tuple[int, str, str]], *, reasons: list[str] | None = None) -> None:
         self.problems = tuple(problems)
-        super().__init__("; ".join(f"{what}[{index}].{field}: {message}" for index, field, message in self.problems))
+        self.reasons = tuple(reasons) if reasons is not None else ("refused",) * len(self.problems)
+        shown = "; ".join(
+            f"{what}[{index}].{field}: {message}" for index, field, message in self.problems[: self.MESSAGE_PROBLEMS]
+        )
+        more = len(self.problems) - self.MESSAGE_PROBLEMS
+        super().__init__(shown if more <= 0 else f"{shown}; and {more} more")
 
 
 class StoreUnavailableError(StorageError, ConnectionError):

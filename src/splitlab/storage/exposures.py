@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, func, select, update
@@ -12,8 +13,12 @@ from sqlalchemy.engine import Connection
 
 from splitlab.storage._sql import (
     Transactions,
+    before_start,
     chunks,
     encode_json,
+    in_future,
+    not_running,
+    now,
     undeclared_variant,
     unknown_experiment,
     upsert,
@@ -21,9 +26,12 @@ from splitlab.storage._sql import (
 )
 from splitlab.storage.errors import RefusedRowsError
 from splitlab.storage.records import Exposure, ExposureConflict, StoredExposure, WriteResult
-from splitlab.storage.tables import experiments, exposure_conflicts, exposures
+from splitlab.storage.tables import experiment_versions, experiments, exposure_conflicts, exposures
 
-__all__ = ["ExposureRepository"]
+__all__ = ["CLOCK_SKEW", "ExperimentState", "ExposureRepository"]
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far past the store's clock an exposure may be dated (the default of every writer's ``clock_skew``)."""
 
 
 class ExposureRepository:
@@ -40,6 +48,10 @@ class ExposureRepository:
 
     Within a batch rows are applied in time order, so a unit's earliest exposure is its variant.
     Writes go in key order, so concurrent batches cannot deadlock on PostgreSQL.
+
+    The store takes exposures only while their experiment runs, dated from its start (the time it
+    first became running; a pause and a resume do not move it) to now plus a clock-skew allowance
+    (see :func:`check_experiments`).
     """
 
     def __init__(self, tx: Transactions) -> None:
@@ -49,21 +61,37 @@ class ExposureRepository:
         """Log one exposure (see :meth:`log_many`)."""
         return self.log_many([exposure])
 
-    def log_many(self, exposures_: Iterable[Exposure]) -> WriteResult:
+    def log_many(
+        self, exposures_: Iterable[Exposure], *, clock_skew: timedelta = CLOCK_SKEW, backfill: bool = False
+    ) -> WriteResult:
         """Log a batch of exposures atomically and idempotently.
 
-        The batch is validated first (known experiments, variants declared in the spec when it
-        lists them, JSON attributes); any problem raises before anything is written.
+        The batch is validated first (known and running experiments, variants declared in the spec
+        when it lists them, times from the experiment's start to now plus ``clock_skew``, JSON
+        attributes); any problem raises before anything is written.
+
+        Args:
+            exposures_: The exposures.
+            clock_skew: How far past the store's clock a time may be (clients' clocks run fast);
+                default :data:`CLOCK_SKEW`, 5 minutes.
+            backfill: Synthetic or historical traffic written on purpose (the simulation plays the
+                days up to now of an experiment it has just started): times before the start are
+                taken. The experiment must still be running and no time may be in the future.
+                Default False, as for live ingestion.
 
         Returns:
-            Rows received and new (experiment, unit) rows inserted.
+            Rows received, new (experiment, unit) rows inserted, and conflicts (rows of a unit in
+            another variant than its recorded one).
 
         Raises:
             TypeError: An item is not an :class:`Exposure`.
-            RefusedRowsError: Rows whose experiment does not exist or does not declare their variant
-                (every such row, with its index and field).
-            ValueError: Attributes that are not JSON.
+            RefusedRowsError: Rows the experiments refuse (see :func:`check_experiments`), every one
+                with its index and field.
+            ValueError: Attributes that are not JSON, or a negative ``clock_skew``.
         """
+        if clock_skew < timedelta(0):
+            msg = f"clock_skew == {clock_skew}, must be >= 0"
+            raise ValueError(msg)
         batch = list(exposures_)
         for index, item in enumerate(batch):
             if not isinstance(item, Exposure):
@@ -83,9 +111,9 @@ class ExposureRepository:
             for e in batch
         ]
         with self._tx.write() as conn:
-            check_experiments(conn, rows)
-            inserted = write_exposures(conn, rows, dialect=self._tx.dialect)
-        return WriteResult(received=len(rows), inserted=inserted)
+            check_experiments(conn, rows, clock_skew=clock_skew, backfill=backfill)
+            inserted, conflicts = write_exposures(conn, rows, dialect=self._tx.dialect)
+        return WriteResult(received=len(rows), inserted=inserted, conflicts=conflicts)
 
     def get(self, *, experiment_key: str, unit_id: str) -> StoredExposure | None:
         """The unit's exposure to the experiment, or None."""
@@ -134,42 +162,94 @@ class ExposureRepository:
             ]
 
 
-def check_experiments(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Refuse the batch unless every row's experiment exists and (when the spec lists variants) declares its variant.
+@dataclass(frozen=True, slots=True)
+class ExperimentState:
+    """What the exposure checks read of an experiment: its spec, status and start (None: never ran)."""
+
+    spec: Any
+    status: str
+    started_at: datetime | None
+
+
+def check_experiments(
+    conn: Connection, rows: Sequence[dict[str, Any]], *, clock_skew: timedelta, backfill: bool = False
+) -> None:
+    """Refuse the batch unless every row fits its experiment; the one place these rules are written.
+
+    A row is refused, with the first reason that applies (its code in brackets), when its
+    experiment does not exist [``unknown_experiment``], its variant is not declared by a spec that
+    lists variants [``undeclared_variant``], the experiment is not running [``not_running``], its
+    time is before the experiment started, that is first became running [``before_start``; not
+    checked with ``backfill``], or its time is later than now plus ``clock_skew`` [``in_future``].
 
     Raises:
-        RefusedRowsError: Every refused row, with its index and field.
+        RefusedRowsError: Every refused row, with its index, field and reason.
     """
-    specs = known_experiments(conn, {row["experiment_key"] for row in rows})
+    states = experiment_states(conn, {row["experiment_key"] for row in rows})
+    latest = now() + clock_skew
     problems: list[tuple[int, str, str]] = []
+    reasons: list[str] = []
     for index, row in enumerate(rows):
-        key, variant = row["experiment_key"], row["variant"]
-        if key not in specs:
-            problems.append((index, "experiment", unknown_experiment(key)))
-        elif (declared := variant_keys(specs[key])) is not None and variant not in declared:
-            problems.append((index, "variant", undeclared_variant(variant, key, declared)))
+        state = states.get(row["experiment_key"])
+        problem = _problem(row, state, latest=latest, clock_skew=clock_skew, backfill=backfill)
+        if problem is not None:
+            field, message, reason = problem
+            problems.append((index, field, message))
+            reasons.append(reason)
     if problems:
-        raise RefusedRowsError("exposures", problems)
+        raise RefusedRowsError("exposures", problems, reasons=reasons)
 
 
-def known_experiments(conn: Connection, keys: Iterable[str]) -> dict[str, Any]:
-    """The specs of those of ``keys`` that exist."""
-    found: dict[str, Any] = {}
+def _problem(
+    row: dict[str, Any], state: ExperimentState | None, *, latest: datetime, clock_skew: timedelta, backfill: bool
+) -> tuple[str, str, str] | None:
+    """``(field, message, reason)`` of the first rule of :func:`check_experiments` the row breaks, or None."""
+    key, variant, time = row["experiment_key"], row["variant"], row["first_exposed_at"]
+    if state is None:
+        return "experiment", unknown_experiment(key), "unknown_experiment"
+    if (declared := variant_keys(state.spec)) is not None and variant not in declared:
+        return "variant", undeclared_variant(variant, key, declared), "undeclared_variant"
+    if state.status != "running" or state.started_at is None:
+        return "experiment", not_running(key, state.status), "not_running"
+    if not backfill and time < state.started_at:
+        return "timestamp", before_start(time, key, state.started_at), "before_start"
+    if time > latest:
+        return "timestamp", in_future(time, latest, clock_skew), "in_future"
+    return None
+
+
+def experiment_states(conn: Connection, keys: Iterable[str]) -> dict[str, ExperimentState]:
+    """The spec, status and start of those of ``keys`` that exist (two queries per chunk of keys)."""
+    found: dict[str, ExperimentState] = {}
     for chunk in chunks(sorted(set(keys))):
-        query = select(experiments.c.key, experiments.c.spec).where(experiments.c.key.in_(chunk))
-        found.update((row.key, row.spec) for row in conn.execute(query))
+        starts = dict(
+            conn.execute(
+                select(experiment_versions.c.experiment_key, func.min(experiment_versions.c.changed_at))
+                .where(experiment_versions.c.experiment_key.in_(chunk), experiment_versions.c.status == "running")
+                .group_by(experiment_versions.c.experiment_key)
+            ).all()
+        )
+        query = select(experiments.c.key, experiments.c.spec, experiments.c.status).where(experiments.c.key.in_(chunk))
+        found.update(
+            (row.key, ExperimentState(spec=row.spec, status=row.status, started_at=starts.get(row.key)))
+            for row in conn.execute(query)
+        )
     return found
 
 
-def write_exposures(conn: Connection, rows: Sequence[dict[str, Any]], *, dialect: str) -> int:
-    """Apply validated exposure rows in the caller's transaction; returns how many (experiment, unit) are new.
+def write_exposures(conn: Connection, rows: Sequence[dict[str, Any]], *, dialect: str) -> tuple[int, int]:
+    """Apply validated exposure rows in the caller's transaction.
+
+    Returns:
+        How many (experiment, unit) are new, and how many rows named another variant than the
+        unit's recorded one (conflicts).
 
     Each (experiment, unit)'s earliest row is its candidate first exposure. Candidates are
     inserted, and every write is issued, in key order, so concurrent batches on PostgreSQL lock
     rows in the same order and cannot deadlock.
     """
     if not rows:
-        return 0
+        return 0, 0
     by_time = sorted(rows, key=lambda r: r["first_exposed_at"])
     earliest: dict[tuple[str, str], dict[str, Any]] = {}
     for row in by_time:
@@ -182,13 +262,15 @@ def write_exposures(conn: Connection, rows: Sequence[dict[str, Any]], *, dialect
     # RETURNING gives the rows actually inserted on both backends (an executemany's rowcount
     # is not reported through SQLAlchemy's batched "insertmanyvalues" path on PostgreSQL).
     inserted = len(conn.execute(statement, [earliest[key] for key in sorted(earliest)]).all())
-    if inserted < len(rows):
-        _reconcile(conn, by_time, dialect=dialect)
-    return inserted
+    if inserted == len(rows):
+        return inserted, 0
+    return inserted, _reconcile(conn, by_time, dialect=dialect)
 
 
-def _reconcile(conn: Connection, rows: Sequence[dict[str, Any]], *, dialect: str) -> None:
+def _reconcile(conn: Connection, rows: Sequence[dict[str, Any]], *, dialect: str) -> int:
     """Rows (in time order) that met a stored exposure: move the first time back, or record a second variant.
+
+    Returns the rows in another variant than the stored one (conflicts).
 
     A stored row's variant never changes, so comparing with it after the insert is safe under
     concurrency; the UPDATEs re-check their condition in SQL.
@@ -196,6 +278,7 @@ def _reconcile(conn: Connection, rows: Sequence[dict[str, Any]], *, dialect: str
     stored = _stored_variants(conn, {(r["experiment_key"], r["unit_id"]) for r in rows})
     earlier: dict[tuple[str, str], dict[str, Any]] = {}
     seconds: dict[tuple[str, str, str], datetime] = {}
+    conflicts = 0
     for row in rows:
         key = (row["experiment_key"], row["unit_id"])
         variant, first = stored[key]
@@ -203,6 +286,7 @@ def _reconcile(conn: Connection, rows: Sequence[dict[str, Any]], *, dialect: str
             if row["first_exposed_at"] < first:
                 earlier.setdefault(key, row)  # time order: the first one found is the earliest
         else:
+            conflicts += 1
             seconds.setdefault((*key, row["variant"]), row["first_exposed_at"])
     if earlier:
         time = bindparam("b_time", type_=exposures.c.first_exposed_at.type)
@@ -247,6 +331,8 @@ def _reconcile(conn: Connection, rows: Sequence[dict[str, Any]], *, dialect: str
                 for (e, u, v), t in sorted(seconds.items())
             ],
         )
+
+    return conflicts
 
 
 def _stored_variants(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, datetime]]:

@@ -12,10 +12,13 @@ number a spreadsheet shows); Parquet files are numbered the same way, so a CSV a
 export of one table give the same numbers. A row is rejected, with its number and every reason,
 for: an empty id, experiment, variant or event name; a missing or unparsable timestamp (ISO 8601;
 a time without an offset is taken as UTC); a value that is not a finite number (an empty value is
-stored as NULL); an experiment that does not exist (exposures); a variant the experiment's spec
-does not declare, when the spec lists its variants (exposures). The other rows are written in one
-transaction, idempotently: rows already stored count as duplicates. A file that cannot be read,
-or lacks a required column, raises ValueError and writes nothing.
+stored as NULL); and, for exposures, the store's own rules in its own words
+(:func:`splitlab.storage.exposures.check_experiments`): an experiment that does not exist or is not
+running, a variant its spec does not declare (when the spec lists its variants), a time before the
+experiment started or later than now plus the clock-skew allowance. The other rows are written in
+one transaction, idempotently: rows already stored count as duplicates, exposures of a unit in
+another variant than its recorded one as conflicts. A file that cannot be read, or lacks a
+required column, raises ValueError and writes nothing.
 
 Parsing is vectorised with pandas (one pass per column); only rejected rows are visited in Python.
 """
@@ -26,6 +29,7 @@ import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -34,7 +38,10 @@ import pandas as pd
 
 from splitlab.storage._sql import (
     Transactions,
+    before_start,
     chunks,
+    in_future,
+    not_running,
     now,
     sqlite_time,
     undeclared_variant,
@@ -43,7 +50,7 @@ from splitlab.storage._sql import (
 )
 from splitlab.storage.database import Store
 from splitlab.storage.events import write_event_rows
-from splitlab.storage.exposures import known_experiments, write_exposures
+from splitlab.storage.exposures import CLOCK_SKEW, experiment_states, write_exposures
 
 __all__ = ["EVENT_COLUMNS", "EXPOSURE_COLUMNS", "ImportReport", "RejectedRow", "import_file"]
 
@@ -64,7 +71,7 @@ class RejectedRow(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class ImportReport:
-    """What :func:`import_file` did. ``rows == inserted + duplicates + len(rejected)``.
+    """What :func:`import_file` did. ``rows == inserted + duplicates + conflicts + len(rejected)``.
 
     Attributes:
         kind: ``"exposures"`` or ``"events"``.
@@ -72,6 +79,8 @@ class ImportReport:
         inserted: New rows stored (new event ids; new (experiment, unit) exposures).
         duplicates: Valid rows that added nothing (already stored, or repeated in the file).
         rejected: Refused rows, by row number.
+        conflicts: Exposures of a unit in another variant than its recorded one (the unit is
+            flagged and left out of analysis); always 0 for events.
     """
 
     kind: Kind
@@ -79,15 +88,19 @@ class ImportReport:
     inserted: int
     duplicates: int
     rejected: tuple[RejectedRow, ...]
+    conflicts: int = 0
 
 
-def import_file(store: Store, path: str | Path, *, kind: Kind | None = None) -> ImportReport:
+def import_file(
+    store: Store, path: str | Path, *, kind: Kind | None = None, clock_skew: timedelta = CLOCK_SKEW
+) -> ImportReport:
     """Load exposures or events from a CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``) file.
 
     Args:
         store: The store to write to.
         path: The file.
         kind: ``"exposures"`` or ``"events"``; default None infers it from the columns.
+        clock_skew: How far past the store's clock an exposure may be dated; default 5 minutes.
 
     Returns:
         An :class:`ImportReport`; the valid rows are written in one transaction.
@@ -100,13 +113,16 @@ def import_file(store: Store, path: str | Path, *, kind: Kind | None = None) -> 
     if kind is not None and kind not in ("exposures", "events"):
         msg = f"kind == {kind!r}, must be 'exposures', 'events' or None"
         raise ValueError(msg)
+    if clock_skew < timedelta(0):
+        msg = f"clock_skew == {clock_skew}, must be >= 0"
+        raise ValueError(msg)
     file = Path(path)
     frame = _read(file)
     chosen = _kind(frame, file, kind)
     tx = Transactions(store.engine)
     if chosen == "events":
         return _import_events(tx, frame)
-    return _import_exposures(tx, frame)
+    return _import_exposures(tx, frame, clock_skew=clock_skew)
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -292,7 +308,7 @@ def _sqlite_times(times: pd.Series) -> list[str]:
     return list(np.char.replace(np.datetime_as_string(naive, unit="us"), "T", " ").tolist())
 
 
-def _import_exposures(tx: Transactions, frame: pd.DataFrame) -> ImportReport:
+def _import_exposures(tx: Transactions, frame: pd.DataFrame, *, clock_skew: timedelta) -> ImportReport:
     rejections = _Rejections(len(frame))
     experiment_keys = _text(frame, "experiment", rejections)
     unit_ids = _text(frame, "unit_id", rejections)
@@ -300,14 +316,22 @@ def _import_exposures(tx: Transactions, frame: pd.DataFrame) -> ImportReport:
     times = _timestamps(frame, rejections)
     attributes = _json_lines(frame, [c for c in frame.columns if c not in EXPOSURE_COLUMNS])
     with tx.write() as conn:
-        specs = known_experiments(conn, [k for k in experiment_keys.unique().tolist() if k])
-        unknown = ~experiment_keys.isin(list(specs)) & (experiment_keys != "")
+        states = experiment_states(conn, [k for k in experiment_keys.unique().tolist() if k])
+        unknown = ~experiment_keys.isin(list(states)) & (experiment_keys != "")
         rejections.add(unknown, lambda i: unknown_experiment(experiment_keys.iloc[i]))
-        for key, spec in specs.items():
-            declared = variant_keys(spec)
+        latest = now() + clock_skew
+        rejections.add(times > latest, lambda i: in_future(times.iloc[i], latest, clock_skew))
+        for key, state in states.items():
+            rows_of_key = experiment_keys == key
+            declared = variant_keys(state.spec)
             if declared is not None:
-                wrong = (experiment_keys == key) & ~variants.isin(sorted(declared)) & (variants != "")
+                wrong = rows_of_key & ~variants.isin(sorted(declared)) & (variants != "")
                 rejections.add(wrong, _undeclared_variant(variants, key, declared))
+            started = state.started_at
+            if state.status != "running" or started is None:
+                rejections.add(rows_of_key, _not_running(key, state.status))
+            else:
+                rejections.add(rows_of_key & (times < started), _before_start(times, key, started))
         keep = ~rejections.mask
         rows = [
             {
@@ -327,15 +351,30 @@ def _import_exposures(tx: Transactions, frame: pd.DataFrame) -> ImportReport:
                 strict=True,
             )
         ]
-        inserted = write_exposures(conn, rows, dialect=tx.dialect)
-    return _report("exposures", frame, rows=len(rows), inserted=inserted, rejections=rejections)
+        inserted, conflicts = write_exposures(conn, rows, dialect=tx.dialect)
+    return _report("exposures", frame, rows=len(rows), inserted=inserted, rejections=rejections, conflicts=conflicts)
+
+
+def _not_running(key: str, status: str) -> Callable[[int], str]:
+    return lambda _i: not_running(key, status)
+
+
+def _before_start(times: pd.Series, key: str, started: datetime) -> Callable[[int], str]:
+    return lambda i: before_start(times.iloc[i], key, started)
 
 
 def _undeclared_variant(variants: pd.Series, key: str, declared: frozenset[str]) -> Callable[[int], str]:
     return lambda i: undeclared_variant(variants.iloc[i], key, declared)
 
 
-def _report(kind: Kind, frame: pd.DataFrame, *, rows: int, inserted: int, rejections: _Rejections) -> ImportReport:
+def _report(
+    kind: Kind, frame: pd.DataFrame, *, rows: int, inserted: int, rejections: _Rejections, conflicts: int = 0
+) -> ImportReport:
     return ImportReport(
-        kind=kind, rows=len(frame), inserted=inserted, duplicates=rows - inserted, rejected=rejections.rows()
+        kind=kind,
+        rows=len(frame),
+        inserted=inserted,
+        duplicates=rows - inserted - conflicts,
+        rejected=rejections.rows(),
+        conflicts=conflicts,
     )

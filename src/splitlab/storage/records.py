@@ -116,15 +116,25 @@ class Exposure:
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """What a batch write did: rows ``received`` and rows ``inserted`` (new); the rest were duplicates."""
+    """What a batch write did: rows ``received``, rows ``inserted`` (new), and ``conflicts``.
+
+    ``conflicts`` are exposures of a unit in another variant than the one recorded for it (the
+    unit is flagged and left out of analysis); events never conflict. The rest were duplicates.
+    """
 
     received: int
     inserted: int
+    conflicts: int = 0
 
     @property
     def duplicates(self) -> int:
         """Rows that added nothing because they were already stored (or repeated within the batch)."""
-        return self.received - self.inserted
+        return self.received - self.inserted - self.conflicts
+
+    def __repr__(self) -> str:
+        # Events never conflict: their results read as before, without a field that is always 0.
+        tail = f", conflicts={self.conflicts}" if self.conflicts else ""
+        return f"WriteResult(received={self.received}, inserted={self.inserted}{tail})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,9 +148,14 @@ def _load_store(database: Database, exposures: Sequence[tuple[Any, ...]], events
         store = database.open_store()
         for key in sorted({row[0] for row in exposures}):
             variants = sorted({row[2] for row in exposures if row[0] == key})
-            store.experiments.create(key=key, spec={"key": key, "variants": [{"key": v} for v in variants]}, actor="t")
-        store.exposures.log_many(
-            Exposure(experiment_key=e, unit_id=u, variant=v, timestamp=t, attributes=a) for e, u, v, t, a in exposures
+            spec = {"key": key, "variants": [{"key": v} for v in variants]}
+            store.experiments.create(key=key, spec=spec, actor="t", status="running")
+        store.exposures.log_many(  # history loaded on purpose: dated before the experiments were created
+            (
+                Exposure(experiment_key=e, unit_id=u, variant=v, timestamp=t, attributes=a)
+                for e, u, v, t, a in exposures
+            ),
+            backfill=True,
         )
         store.events.log_many(Event(event_id=i, unit_id=u, name=n, value=v, timestamp=t) for i, u, n, v, t in events)
         return
