@@ -299,3 +299,45 @@ def test_cumulative_days_and_as_of_match_pandas(loaded: Any, data: tuple[pd.Data
             _assert_same(statistics[metric.name], reference.statistic(metric, mask), f"{key} {metric.name}")
     assert len(result.cells) == 2 * (1 + len(days))
     assert CellKey("control", None, result.days[-1]) in result.cells
+
+
+def test_phase_cells_match_pandas_and_add_up_to_the_unphased_ones(
+    loaded: Any, data: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    reference = Reference(*data)
+    starts = [BASE + 3 * DAY + 7, BASE + 6 * DAY]  # phase 2 starts mid-day, phase 3 on a unit's exact time
+    units = reference.units
+    phase = np.select([units.t_us >= starts[1], units.t_us >= starts[0]], [3, 2], 1)
+    source = Source.from_config(SOURCE)
+    arguments = {"experiment_key": "exp", "metrics": METRICS, "source": source, "segments": ["device"]}
+    plain = aggregate_experiment(loaded, **arguments, by_day=True)
+    phased = aggregate_experiment(loaded, **arguments, by_day=True, phase_starts=[_dt(s) for s in starts])
+    assert phased.phases == (1, 2, 3)
+    assert phased.variant_units == plain.variant_units
+    assert {key for key in phased.cells if key.phase is None} == set(plain.cells)  # the same cells, and more
+    for key, statistics in plain.cells.items():  # summed over finer rows: equal up to rounding
+        for name, statistic in statistics.items():
+            if isinstance(statistic, QuantileStatistic):
+                assert phased.cells[key][name] == statistic
+                continue
+            _assert_same(phased.cells[key][name], statistic, f"{key} {name}")
+    checked = 0
+    for key, statistics in phased.cells.items():
+        if key.phase is None:
+            continue
+        mask = (units.variant == key.variant).to_numpy() & (phase == key.phase)
+        if key.segment is not None:
+            (device,) = key.segment
+            mask &= units.device.isna().to_numpy() if device is None else (units.device == device).to_numpy()
+        if key.day is not None:
+            mask &= (units.day <= (key.day - EPOCH.date()).days).to_numpy()
+        assert phased.cell_units[key] == mask.sum()
+        for metric in METRICS:
+            if metric.kind == "quantile":
+                assert metric.name not in statistics  # quantiles do not add: not given per phase
+                continue
+            _assert_same(statistics[metric.name], reference.statistic(metric, mask), f"{key} {metric.name}")
+            checked += 1
+    assert checked > 0
+    with pytest.raises(ValueError, match=r"phase_starts.1 == .*, must be later than phase_starts.0"):
+        aggregate_experiment(loaded, **arguments, phase_starts=[_dt(starts[1]), _dt(starts[0])])

@@ -1,7 +1,7 @@
 """Run an experiment's aggregation query and turn its rows into sufficient statistics.
 
 One query per experiment (see :mod:`splitlab.analysis.sql.query`) returns the statistics of the
-finest cells (variant × segment levels × exposure day); every coarser cell is a sum of those,
+finest cells (variant × segment levels × allocation phase × exposure day); every coarser cell is a sum of those,
 because the statistics are sums (``a + b`` pools them). Only quantiles, which do not add, come
 from the database for each cell they are given for.
 
@@ -59,16 +59,18 @@ _EPOCH_DAY = date(1970, 1, 1)
 
 
 class CellKey(NamedTuple):
-    """A cell of the results: a variant, optionally one level per segment, optionally a day.
+    """A cell of the results: a variant, optionally one level per segment, a day, an allocation phase.
 
     ``segment`` is a tuple with one level per requested segment (``None`` for a unit without the
     attribute); ``segment=None`` is every level together. ``day`` is a UTC date: the cell holds
-    the units first exposed on or before it (cumulative); ``day=None`` is every day.
+    the units first exposed on or before it (cumulative); ``day=None`` is every day. ``phase`` is
+    the allocation phase of the units' first exposure (1, 2, ...); ``phase=None`` is every phase.
     """
 
     variant: str
     segment: Segment | None = None
     day: date | None = None
+    phase: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +83,12 @@ class ExperimentAggregates:
         multiple_exposure_units: units seen in more than one variant, excluded from every cell.
         segments: the segment names, in the order of each cell's level tuple.
         days: the UTC days of first exposure, ascending (empty unless ``by_day``).
-        cells: ``CellKey -> metric name -> statistic``; ``quantile`` metrics only in cells without a day.
+        cells: ``CellKey -> metric name -> statistic``; ``quantile`` metrics only in cells without a
+            day or a phase.
         cell_units: units per cell.
         sql: the query that produced them.
         as_of: the cut-off time, if any.
+        phases: the allocation phases that have units, ascending (empty unless ``phase_starts``).
     """
 
     experiment_key: str
@@ -96,6 +100,7 @@ class ExperimentAggregates:
     cell_units: dict[CellKey, int]
     sql: str = field(repr=False)
     as_of: datetime | None = None
+    phases: tuple[int, ...] = ()
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -109,14 +114,20 @@ class ExperimentAggregates:
         return self.multiple_exposure_units / total if total else math.nan
 
     def statistic(
-        self, metric: str, variant: str, *, segment: Segment | None = None, day: date | None = None
+        self,
+        metric: str,
+        variant: str,
+        *,
+        segment: Segment | None = None,
+        day: date | None = None,
+        phase: int | None = None,
     ) -> Statistic:
         """The statistic of ``metric`` in one cell.
 
         Raises:
             KeyError: no such cell (e.g. a variant without units) or metric.
         """
-        key = CellKey(variant, segment, day)
+        key = CellKey(variant, segment, day, phase)
         if key not in self.cells:
             msg = f"no cell {key} in the aggregates of {self.experiment_key!r}"
             raise KeyError(msg)
@@ -132,8 +143,12 @@ class ExperimentAggregates:
         levels = {key.segment[index] for key in self.cells if key.segment is not None}
         return tuple(sorted(levels, key=lambda level: (level is None, level or "")))
 
-    def marginal(self, metric: str, variant: str, segment: str, level: str | None) -> Statistic:
+    def marginal(
+        self, metric: str, variant: str, segment: str, level: str | None, *, phase: int | None = None
+    ) -> Statistic:
         """The statistic of the units whose ``segment`` is ``level``, summed over the other segments.
+
+        ``phase``: only the units of that allocation phase; default every phase.
 
         Raises:
             KeyError: unknown segment, level or metric; ``ValueError`` for a quantile (not additive).
@@ -142,7 +157,11 @@ class ExperimentAggregates:
         parts = [
             statistics[metric]
             for key, statistics in self.cells.items()
-            if key.variant == variant and key.day is None and key.segment is not None and key.segment[index] == level
+            if key.variant == variant
+            and key.day is None
+            and key.phase == phase
+            and key.segment is not None
+            and key.segment[index] == level
         ]
         if not parts:
             msg = f"no units with {segment} == {level!r} in variant {variant!r}"
@@ -173,6 +192,7 @@ def _check_arguments(
     segments: object,
     by_day: object,
     as_of: object,
+    phase_starts: object,
 ) -> tuple[list[MetricDefinition], tuple[str, ...]]:
     if not isinstance(experiment_key, str) or not experiment_key:
         msg = f"experiment_key == {experiment_key!r}, must be a non-empty string"
@@ -207,6 +227,16 @@ def _check_arguments(
     if as_of is not None and (not isinstance(as_of, datetime) or as_of.utcoffset() is None):
         msg = f"as_of == {as_of!r}, must be a timezone-aware datetime or None"
         raise ValueError(msg)
+    if isinstance(phase_starts, str) or not isinstance(phase_starts, Sequence):
+        msg = f"phase_starts == {phase_starts!r}, must be a sequence of timezone-aware datetimes"
+        raise ValueError(msg)  # noqa: TRY004 - a caller mistake in a parameter's value
+    for i, start in enumerate(phase_starts):
+        if not isinstance(start, datetime) or start.utcoffset() is None:
+            msg = f"phase_starts.{i} == {start!r}, must be a timezone-aware datetime"
+            raise ValueError(msg)
+        if i and start <= phase_starts[i - 1]:
+            msg = f"phase_starts.{i} == {start.isoformat()}, must be later than phase_starts.{i - 1}"
+            raise ValueError(msg)
     return list(metrics), tuple(segments)
 
 
@@ -219,6 +249,7 @@ def aggregate_experiment(
     segments: Sequence[str] = (),
     by_day: bool = False,
     as_of: datetime | None = None,
+    phase_starts: Sequence[datetime] = (),
 ) -> ExperimentAggregates:
     """Aggregate an experiment's exposures and events into sufficient statistics, in one query.
 
@@ -231,19 +262,24 @@ def aggregate_experiment(
         segments: segment attributes to split by; cells hold one level per segment. Default none.
         by_day: also give cumulative cells per UTC day of first exposure. Default False.
         as_of: ignore exposures and events after this time (aware); default None, everything.
+        phase_starts: when allocation phases 2, 3, ... started (aware, ascending); a unit is in the
+            phase of its first exposure (phase 1 before the first start). Default none: no phases.
 
     Returns:
         :class:`ExperimentAggregates`: cells ``(variant, None, None)`` always; ``(variant,
-        levels, None)`` with segments; ``(variant, None | levels, day)`` with ``by_day``.
+        levels, None)`` with segments; ``(variant, None | levels, day)`` with ``by_day``; and
+        with ``phase_starts`` the same cells per phase (``phase=1, 2, ...``) besides those.
 
     Raises:
         ValueError: invalid arguments (the message names the parameter), a metric that needs
             event values from a source without a value column, an unsupported database.
         TypeError: ``connection`` is not a database connection.
     """
-    metric_list, segment_names = _check_arguments(experiment_key, metrics, source, segments, by_day, as_of)
+    metric_list, segment_names = _check_arguments(
+        experiment_key, metrics, source, segments, by_day, as_of, phase_starts
+    )
     dialect = dialect_of(connection)
-    as_of_us = None if as_of is None else (as_of - _EPOCH) // timedelta(microseconds=1)
+    as_of_us = None if as_of is None else _micros(as_of)
     query = build_query(
         dialect,
         experiment_key=experiment_key,
@@ -252,9 +288,24 @@ def aggregate_experiment(
         segments=segment_names,
         by_day=by_day,
         as_of_us=as_of_us,
+        phase_starts_us=[_micros(start) for start in phase_starts],
     )
     rows = execute(connection, query.sql)
-    return _assemble(rows, query.metrics, experiment_key, segment_names, by_day=by_day, sql=query.sql, as_of=as_of)
+    return _assemble(
+        rows,
+        query.metrics,
+        experiment_key,
+        segment_names,
+        by_day=by_day,
+        sql=query.sql,
+        as_of=as_of,
+        phased=query.phased,
+    )
+
+
+def _micros(time: datetime) -> int:
+    """Microseconds since 1970-01-01 UTC, the integer time every engine's query compares."""
+    return (time - _EPOCH) // timedelta(microseconds=1)
 
 
 def _statistics(row: Mapping[str, Any], layouts: Sequence[MetricColumns]) -> dict[str, Statistic]:
@@ -322,10 +373,14 @@ def _assemble(
     by_day: bool,
     sql: str,
     as_of: datetime | None,
+    phased: bool = False,
 ) -> ExperimentAggregates:
     cells: dict[CellKey, dict[str, Statistic]] = defaultdict(dict)
     units: dict[CellKey, int] = defaultdict(int)
-    daily: dict[tuple[str, Segment | None], dict[date, tuple[int, dict[str, Statistic]]]] = defaultdict(dict)
+    daily: dict[tuple[str, Segment | None, int | None], dict[date, tuple[int, dict[str, Statistic]]]] = defaultdict(
+        dict
+    )
+    phases: set[int] = set()
     multiple = 0
     quantile_rows: dict[tuple[int, CellKey], list[tuple[int, float]]] = defaultdict(list)
     quantile_n: dict[tuple[int, CellKey], int] = {}
@@ -343,18 +398,24 @@ def _assemble(
         statistics = _statistics(row, layouts)
         segment = _segment_of(row, len(segments))
         count = int(row["units"])
-        coarse = [CellKey(variant)] + ([CellKey(variant, segment)] if segments else [])
-        for key in coarse:
-            _add_into(cells[key], statistics)
-            units[key] += count
+        phase_options: list[int | None] = [None]
+        if phased:
+            phase_options.append(int(row["phase"]))
+            phases.add(int(row["phase"]))
+        segment_options = [None, segment] if segments else [None]
+        for phase in phase_options:
+            for level in segment_options:
+                key = CellKey(variant, level, None, phase)
+                _add_into(cells[key], statistics)
+                units[key] += count
         if by_day:
             day = _EPOCH_DAY + timedelta(days=int(row["day"]))
-            for series in {(variant, None), (variant, segment)}:
+            for series in {(variant, level, phase) for level in (None, segment) for phase in phase_options}:
                 n, sums = daily[series].get(day, (0, {}))
                 _add_into(sums, statistics)
                 daily[series][day] = (n + count, sums)
     days = tuple(sorted({day for series in daily.values() for day in series}))
-    for (variant, segment), per_day in daily.items():
+    for (variant, segment, phase), per_day in daily.items():
         running: dict[str, Statistic] = {}
         running_units = 0
         first = next(iter(per_day.values()))[1]
@@ -362,7 +423,7 @@ def _assemble(
             if day in per_day:
                 running_units += per_day[day][0]
                 _add_into(running, per_day[day][1])
-            key = CellKey(variant, segment, day)
+            key = CellKey(variant, segment, day, phase)
             cells[key] = dict(running) if running else {name: _zero(s) for name, s in first.items()}
             units[key] = running_units
     for (index, key), ranked in quantile_rows.items():
@@ -376,7 +437,11 @@ def _assemble(
         values = tuple(value for _, value in ranked)
         cells[key][layouts[index].name] = QuantileStatistic(quantile_n[index, key], quantile, start, values)
     variant_units = dict(
-        sorted((key.variant, n) for key, n in units.items() if key.segment is None and key.day is None)
+        sorted(
+            (key.variant, n)
+            for key, n in units.items()
+            if key.segment is None and key.day is None and key.phase is None
+        )
     )
     return ExperimentAggregates(
         experiment_key=experiment_key,
@@ -388,4 +453,5 @@ def _assemble(
         cell_units=dict(units),
         sql=sql,
         as_of=as_of,
+        phases=tuple(sorted(phases)),
     )

@@ -19,8 +19,8 @@ The query is a chain of CTEs, read once from top to bottom:
 ``unit_metrics``
     the capped values;
 
-and a final ``UNION ALL`` of the sufficient statistics per variant (× segment levels × exposure
-day), the count of multiple-exposure units per variant, and the order statistics around each
+and a final ``UNION ALL`` of the sufficient statistics per variant (× segment levels × allocation
+phase × exposure day), the count of multiple-exposure units per variant, and the order statistics around each
 quantile metric's quantile. docs/aggregation.md defines every per-unit value.
 
 References:
@@ -97,12 +97,14 @@ class AggregationQuery:
         segments: the segment names, in the order of the ``s0, s1, ...`` columns.
         by_day: whether cells are split by exposure day (the ``day`` column).
         metrics: the metrics, in the order of their column prefixes.
+        phased: whether cells are split by allocation phase (the ``phase`` column).
     """
 
     sql: str
     segments: tuple[str, ...]
     by_day: bool
     metrics: tuple[MetricColumns, ...]
+    phased: bool = False
 
 
 class _Measures:
@@ -263,6 +265,14 @@ def _cell_aggregates(columns: MetricColumns, index: int) -> list[str]:
     return out
 
 
+def _phase_case(starts_us: Sequence[int]) -> str:
+    """The allocation phase of a unit from its first exposure time: the last phase started by then."""
+    cases = " ".join(
+        f"WHEN v.x_us >= {int(start)} THEN {number}" for number, start in reversed(list(enumerate(starts_us, 2)))
+    )
+    return f"(CASE {cases} ELSE 1 END) AS phase"
+
+
 def _units_cte(
     dialect: Dialect, source: Source, experiment_key: str, segments: Sequence[str], as_of_us: int | None
 ) -> str:
@@ -317,11 +327,15 @@ def build_query(
     segments: Sequence[str] = (),
     by_day: bool = False,
     as_of_us: int | None = None,
+    phase_starts_us: Sequence[int] = (),
 ) -> AggregationQuery:
     """Build the aggregation query of one experiment (arguments as in :func:`aggregate_experiment`).
 
     ``as_of_us`` is the cut-off in microseconds since 1970-01-01 UTC: exposures and events after
-    it are ignored. The arguments are assumed valid (``aggregate_experiment`` checks them).
+    it are ignored. ``phase_starts_us`` are the starts of allocation phases 2, 3, ... (ascending,
+    same unit): a unit first exposed at ``x`` is in the last phase whose start is ``<= x``, phase 1
+    before the first start. Without them the query has no ``phase`` column. The arguments are
+    assumed valid (``aggregate_experiment`` checks them).
     """
     measures = _Measures()
     layouts: list[MetricColumns] = []
@@ -367,7 +381,8 @@ def build_query(
         if metric.kind == "quantile":
             quantiles.append((i, layout))
 
-    dimensions = [f"s{j}" for j in range(len(segments))] + (["day"] if by_day else [])
+    phased = bool(phase_starts_us)
+    dimensions = [f"s{j}" for j in range(len(segments))] + (["phase"] if phased else []) + (["day"] if by_day else [])
     keys = ", ".join(["variant", *dimensions])
     events = source.events
     names = sorted({key[1] for key in measures.columns})
@@ -401,9 +416,8 @@ def build_query(
         f"  ) e ON e.unit_id = u.unit_id AND {join_window}\n"
         f"  GROUP BY {unit_columns}\n)"
     )
-    unit_dimensions = [f"v.s{j}" for j in range(len(segments))] + (
-        [f"{dialect.day('v.x_us')} AS day"] if by_day else []
-    )
+    unit_dimensions = [f"v.s{j}" for j in range(len(segments))] + ([_phase_case(phase_starts_us)] if phased else [])
+    unit_dimensions += [f"{dialect.day('v.x_us')} AS day"] if by_day else []
     materialized = " MATERIALIZED" if cap_ctes or quantiles else ""
     ctes.append(
         f"unit_raw AS{materialized} (\n"
@@ -421,10 +435,12 @@ def build_query(
                          for item in _cell_aggregates(layout, i)]  # fmt: skip
     aggregate_names = [item.rsplit(" AS ", 1)[1] for item in aggregate_columns]
     segment_names = [f"s{j}" for j in range(len(segments))]
-    header = ["grain", "variant", *segment_names, "day", "q_metric", "q_rank", "q_value", "units", *aggregate_names]
+    phase_names = ["phase"] if phased else []
+    header = ["grain", "variant", *segment_names, *phase_names, "day", "q_metric", "q_rank", "q_value", "units"]
+    header += aggregate_names
 
     # Typed NULLs: PostgreSQL settles a UNION column's type branch by branch, and a bare NULL is text.
-    null_types = {"day": "BIGINT", "q_metric": "BIGINT", "q_rank": "BIGINT", "units": "BIGINT"}
+    null_types = {"phase": "BIGINT", "day": "BIGINT", "q_metric": "BIGINT", "q_rank": "BIGINT", "units": "BIGINT"}
     null_types |= dict.fromkeys(("grain", "variant", *segment_names), "TEXT")
 
     def branch(values: dict[str, str], tail: str) -> str:
@@ -433,6 +449,8 @@ def build_query(
 
     cell_values = {"grain": "'cell'", "variant": "variant", "units": "COUNT(*)"}
     cell_values |= {name: name for name in segment_names}
+    if phased:
+        cell_values["phase"] = "phase"
     if by_day:
         cell_values["day"] = "day"
     cell_values |= {
@@ -465,4 +483,4 @@ def build_query(
                 )
             )
     sql = "WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(branches)
-    return AggregationQuery(sql, tuple(segments), by_day, tuple(layouts))
+    return AggregationQuery(sql, tuple(segments), by_day, tuple(layouts), phased)
