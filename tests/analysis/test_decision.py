@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -103,14 +104,14 @@ def test_srm_flag_without_a_health_check_is_invalid() -> None:
     units = {"control": 10_400, "treatment": 9_600}
     decision = decide(readout(strong(), units=units))
     assert decision.category == "INVALID"
-    assert any("Sample ratio mismatch" in r and "control=52.0%" in r for r in decision.reasons)
+    assert any(r.startswith("health check: sample ratio mismatch") and "control=52.0%" in r for r in decision.reasons)
 
 
 def test_failed_warning_is_reported_but_does_not_invalidate() -> None:
     warning = HealthCheck("multiple_exposures", passed=False, severity="warning", message="1.2% of units")
     decision = decide(readout(strong(), health=(warning,)), hypothesis_mde=0.01)
     assert decision.category == "STRONG_LAUNCH"
-    assert decision.reasons[-1] == "Warning: 'multiple_exposures': 1.2% of units"
+    assert decision.reasons[-1] == "health check: 'multiple_exposures' (warning) failed: 1.2% of units"
 
 
 def test_a_passed_error_check_does_not_invalidate() -> None:
@@ -121,7 +122,7 @@ def test_a_passed_error_check_does_not_invalidate() -> None:
 def test_missing_primary_metric_is_invalid() -> None:
     decision = decide(readout(strong()), primary_metric="revenue")
     assert decision.category == "INVALID"
-    assert "No readout of 'revenue'" in decision.reasons[0]
+    assert decision.reasons[0].startswith("primary metric: no readout of 'revenue'")
 
 
 # --- ROLLBACK ---------------------------------------------------------------------------------
@@ -136,11 +137,15 @@ def test_lower_is_better_guardrail_rolls_back_only_beyond_its_tolerance(rel: flo
     assert decision.category == category
     if category == "ROLLBACK":
         assert decision.variant == "treatment"
-        assert "Guardrail 'latency' (lower is better)" in decision.reasons[1]
-        assert "tolerated 5.0% degradation" in decision.reasons[1]
+        assert decision.reasons[1].startswith("guardrail breach: 'latency' (lower is better)")
+        assert "harmed beyond tolerance (tolerated degradation 5.0%" in decision.reasons[1]
     else:
-        # significantly worse within tolerance (or not excluded beyond it): a launch, not a strong one
-        assert "Guardrail 'latency'" in decision.reasons[-1]
+        # significantly worse, not beyond the tolerance: a launch, not a strong one, in one wording
+        words = "not shown to be within tolerance" if rel > 0.05 else "shown within tolerance"
+        assert decision.reasons[-1].startswith("guardrail: 'latency'")
+        assert f"significantly worse, {words} (tolerated degradation 5.0%" in decision.reasons[-1]
+        assert "no guardrail harmed beyond tolerance. Not a strong launch" in decision.reasons[0]
+        assert "guardrails within tolerance" not in decision.reasons[0]
 
 
 def test_higher_is_better_guardrail_rolls_back_on_a_drop_beyond_tolerance() -> None:
@@ -199,7 +204,8 @@ def test_inconclusive_guardrail_blocks_a_strong_launch_only_by_rule() -> None:
     guard = metric("latency", 0.0, 0.05, role="guardrail", higher_is_better=False, max_degradation=0.05)
     decision = decide(readout(strong(), guard), hypothesis_mde=0.01)
     assert decision.category == "LAUNCH"
-    assert "not shown to be within its tolerated 5.0% degradation" in decision.reasons[-1]
+    assert decision.reasons[-1].startswith("guardrail: 'latency'")
+    assert ": not shown to be within tolerance (tolerated degradation 5.0%" in decision.reasons[-1]
     rules = DecisionRules(strong_launch_requires_guardrail_non_inferiority=False)
     assert decide(readout(strong(), guard), rules=rules, hypothesis_mde=0.01).category == "STRONG_LAUNCH"
 
@@ -237,8 +243,11 @@ def test_extend_test_days_left_at_current_traffic() -> None:
                       hypothesis_mde=0.02)  # fmt: skip
     assert decision.category == "EXTEND_TEST"
     assert decision.variant is None
-    assert "about 10.0 more days at the current 1,200 units a day" in decision.reasons[1]
-    assert "of the planned 10,000 per variant" in decision.reasons[1]
+    assert decision.reasons[0].startswith(
+        "planned sample: control=4,000 / treatment=4,000 units of the planned 10,000 per variant (12,000 more in all)"
+    )
+    assert "about 10.0 more days at the current 1,200 units a day" in decision.reasons[0]
+    assert decision.reasons[1].startswith("interim (not a decision): 'conversion'")
 
 
 def test_extend_test_days_left_follow_the_configured_split() -> None:
@@ -249,19 +258,28 @@ def test_extend_test_days_left_follow_the_configured_split() -> None:
         hypothesis_mde=0.02,
     )  # fmt: skip
     assert decision.category == "EXTEND_TEST"
-    assert "about 15.0 more days" in decision.reasons[1]
+    assert "about 15.0 more days" in decision.reasons[0]
 
 
 def test_extension_beyond_the_limits_is_no_launch() -> None:
     slow = readout(strong(0.01, 0.02), units={"control": 4_000, "treatment": 4_000}, daily=120)  # 100 days
     decision = decide(slow, hypothesis_mde=0.02)
     assert decision.category == "NO_LAUNCH"
-    assert "about 100.0 more days" in decision.reasons[1]
-    assert "30-day limit" in decision.reasons[1]
+    assert decision.reasons[0].startswith("no launch: do not launch 'treatment'")
+    assert decision.reasons[-1].startswith("planned sample: control=4,000 / treatment=4,000 units")
+    assert "extension limit: extending would take about 100.0 more days" in decision.reasons[-1]
+    assert "30-day limit" in decision.reasons[-1]
+    assert decision.reasons[-1].endswith("It is judged on the units it has.")
     unlimited = DecisionRules(extend_if_days_left_below=None)
     assert decide(slow, rules=unlimited, hypothesis_mde=0.02).category == "EXTEND_TEST"
     capped = DecisionRules(extend_if_days_left_below=None, max_duration_days=60)
-    assert "maximum duration of 60 days" in decide(slow, rules=capped, hypothesis_mde=0.02).reasons[1]
+    assert (
+        "maximum duration: extending would take about 100.0 more days"
+        in decide(slow, rules=capped, hypothesis_mde=0.02).reasons[-1]
+    )
+    # the schedule's maximum duration caps the extension as the rules' does
+    scheduled = replace(slow, max_duration_days=60.0)
+    assert "maximum duration of 60 days" in decide(scheduled, rules=unlimited, hypothesis_mde=0.02).reasons[-1]
 
 
 def test_no_launch_when_the_test_had_its_power() -> None:
@@ -271,6 +289,7 @@ def test_no_launch_when_the_test_had_its_power() -> None:
     assert decision.variant is None
     power = sps.norm.cdf(mde / se - Z) + sps.norm.cdf(-mde / se - Z)  # relative se = absolute se / control mean
     detectable = (Z + sps.norm.ppf(0.8)) * se
+    assert decision.reasons[1].startswith("power: the test had its power")
     assert f"has {power:.1%} power at the MDE of 3.00%" in decision.reasons[1]
     assert f"detect with 80% power is {detectable:.2%}" in decision.reasons[1]
     assert "control=10,000 / treatment=10,000 units of the planned 10,000 per variant" in decision.reasons[1]
@@ -286,20 +305,20 @@ def test_planned_sample_reached_but_underpowered_extends_by_the_variance_seen() 
     assert f"about {days:.1f} more days" in decision.reasons[1]
 
 
-def test_power_reached_before_the_plan_ends_the_test() -> None:
+def test_power_reached_before_the_plan_does_not_end_a_fixed_horizon_test() -> None:
     decision = decide(readout(strong(0.0, 0.005), units={"control": 5_000, "treatment": 5_000}), hypothesis_mde=0.03)
-    assert decision.category == "NO_LAUNCH"
-    assert "The test had its power" in decision.reasons[1]
+    assert decision.category == "EXTEND_TEST"
+    assert decision.reasons[0].startswith("planned sample: control=5,000 / treatment=5,000 units")
 
 
 def test_without_mde_the_planned_sample_decides() -> None:
     assert decide(readout(strong(0.004, 0.01))).category == "NO_LAUNCH"
     early = decide(readout(strong(0.004, 0.01), units={"control": 9_000, "treatment": 9_000}))
     assert early.category == "EXTEND_TEST"
-    assert "about 2.0 more days" in early.reasons[1]
+    assert "about 2.0 more days" in early.reasons[0]
     no_plan = decide(readout(strong(0.004, 0.01), planned=None))
     assert no_plan.category == "NO_LAUNCH"
-    assert "no planned sample size or MDE" in no_plan.reasons[1]
+    assert no_plan.reasons[1] == "planned sample: there is no planned sample size or MDE to extend the test towards."
 
 
 def test_untestable_primary_extends_before_the_plan_and_is_invalid_after() -> None:
@@ -311,7 +330,9 @@ def test_untestable_primary_extends_before_the_plan_and_is_invalid_after() -> No
     )  # fmt: skip
     early = decide(readout(broken, units={"control": 5_000, "treatment": 5_000}))
     assert early.category == "EXTEND_TEST"
-    assert "could not be tested yet (zero variance); about 10.0 more days" in early.reasons[0]
+    assert early.reasons[0].startswith("planned sample: control=5,000 / treatment=5,000 units")
+    assert "about 10.0 more days" in early.reasons[0]
+    assert early.reasons[1] == "interim: 'conversion' could not be tested yet (zero variance)."
     assert decide(readout(broken)).category == "INVALID"
 
 
@@ -358,6 +379,7 @@ def test_sequential_monitor_decides(decision: str, category: str) -> None:
         assert "always-valid p = 0.0100" in result.reasons[0]
     if category == "EXTEND_TEST":
         # 12,000 more units in both groups at 1,000 a day (both variants): 12.0 days
+        assert result.reasons[1].startswith("sequential boundary: not yet conclusive")
         assert "about 12.0 more days" in result.reasons[1]
         assert "8,000 of 20,000 planned units" in result.reasons[1]
 
@@ -373,7 +395,9 @@ def test_several_treatments_pick_the_best_eligible() -> None:
     b = metric("conversion", 0.06, 0.01, variant="b")  # STRONG_LAUNCH
     decision = decide(readout(a, b), hypothesis_mde=0.02)
     assert (decision.category, decision.variant) == ("STRONG_LAUNCH", "b")
-    assert decision.reasons[0].startswith("'b' is the best eligible of 2 treatments (STRONG_LAUNCH; 'a' is LAUNCH)")
+    assert decision.reasons[0].startswith(
+        "several treatments: 'b' is the best eligible of 2 treatments (STRONG_LAUNCH; 'a' is LAUNCH)"
+    )
 
 
 def test_several_treatments_of_one_category_rank_by_effect() -> None:
@@ -389,7 +413,7 @@ def test_a_harmful_treatment_is_not_eligible_but_a_launch_wins() -> None:
     decision = decide(readout(a, b, b_guard), hypothesis_mde=0.02)
     assert (decision.category, decision.variant) == ("LAUNCH", "a")
     assert "'b' is ROLLBACK" in decision.reasons[0]
-    assert any("Guardrail 'latency'" in r and "b vs control" in r for r in decision.reasons)
+    assert any(r.startswith("guardrail breach: 'latency'") and "b vs control" in r for r in decision.reasons)
 
 
 def test_a_harmful_treatment_rolls_back_when_nothing_launches() -> None:
@@ -397,7 +421,7 @@ def test_a_harmful_treatment_rolls_back_when_nothing_launches() -> None:
     b = metric("conversion", -0.06, 0.01, variant="b")  # goal harmed
     decision = decide(readout(a, b, units={"control": 4_000, "a": 4_000, "b": 4_000}), hypothesis_mde=0.02)
     assert (decision.category, decision.variant) == ("ROLLBACK", "b")
-    assert decision.reasons[0] == "Of 2 treatments, 'b' must be rolled back ('a' is EXTEND_TEST)."
+    assert decision.reasons[0] == "several treatments: of 2 treatments, 'b' must be rolled back ('a' is EXTEND_TEST)."
 
 
 def test_primary_metric_is_chosen_among_goals_and_other_goals_are_reported() -> None:
@@ -406,15 +430,16 @@ def test_primary_metric_is_chosen_among_goals_and_other_goals_are_reported() -> 
     assert decide(readout(conversion, revenue), primary_metric="revenue").category == "STRONG_LAUNCH"
     decision = decide(readout(conversion, revenue), primary_metric="conversion")
     assert decision.category == "NO_LAUNCH"
-    assert any(r.startswith("Goal metric 'revenue'") and "significantly better" in r for r in decision.reasons)
+    assert any(r.startswith("goal metric: 'revenue'") and "significantly better" in r for r in decision.reasons)
 
 
 def test_secondary_results_and_heterogeneity_are_reported() -> None:
     secondary = metric("clicks", -0.05, 0.01, role="secondary")
     segment = metric(segment=("country", "DE"), heterogeneous=True)
     decision = decide(readout(strong(), secondary, segments=(segment,)))
-    assert any(r.startswith("Secondary metric 'clicks'") and "significantly worse" in r for r in decision.reasons)
-    assert any("differs across 'country' levels" in r for r in decision.reasons)
+    assert any(r.startswith("secondary metric: 'clicks'") and "significantly worse" in r for r in decision.reasons)
+    assert any(r.startswith("heterogeneity: the effect on 'conversion' differs across 'country' levels")
+               for r in decision.reasons)  # fmt: skip
 
 
 def test_chance_to_win_significance() -> None:

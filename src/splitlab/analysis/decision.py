@@ -175,12 +175,69 @@ class DecisionRules:
 DEFAULT_RULES = DecisionRules()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quote:
+    """The interval and p-value one metric's result is quoted with, in the decision and in every table.
+
+    With a sequential monitor they are its last look's: the confidence sequence (mSPRT) or the
+    repeated CI (group-sequential), because only those stay valid under continuous looks, and the
+    always-valid (mSPRT) or stage-wise (group-sequential; n/a until the design stops) p-value.
+    Otherwise the fixed-horizon CI and p-value of the analysis (corrected when it says so).
+
+    Attributes:
+        relative_ci, absolute_ci: the interval on both scales, in the metric's own direction.
+        p_value: the p-value quoted beside it.
+        ci_name: what the interval is (``95% CI``, ``holm-corrected CI``, ``msprt confidence sequence``).
+        p_name: what the p-value is (``p``, ``always-valid p``, ``stage-wise p``).
+        monitor: the sequential monitor's decision, None without one.
+    """
+
+    relative_ci: Interval
+    absolute_ci: Interval
+    p_value: float
+    ci_name: str
+    p_name: str
+    monitor: str | None
+
+
+def quote(m: MetricResult) -> Quote:
+    """The interval and p-value that every form quotes for ``m`` (see :class:`Quote`)."""
+    e = m.effect
+    seq = m.sequential
+    if seq is not None and seq.looks:
+        look = seq.looks[-1]
+        if seq.relative:
+            scale = abs(e.control_mean) if math.isfinite(e.control_mean) else math.nan
+            rel_ci, abs_ci = look.ci, (look.ci[0] * scale, look.ci[1] * scale)
+        else:
+            abs_ci, rel_ci = look.ci, _to_relative(look.ci, e.control_mean)
+        msprt = seq.method == "msprt"
+        return Quote(
+            relative_ci=rel_ci,
+            absolute_ci=abs_ci,
+            p_value=look.p_value,
+            ci_name=f"{seq.method} {'confidence sequence' if msprt else 'repeated CI'}",
+            p_name="always-valid p" if msprt else "stage-wise p",
+            monitor=seq.decision,
+        )
+    corrected = e.correction not in (None, "none")
+    return Quote(
+        relative_ci=e.relative_ci,
+        absolute_ci=e.absolute_ci,
+        p_value=e.p_value,
+        ci_name=f"{e.correction}-corrected CI" if corrected else f"{1 - e.alpha:.0%} CI",
+        p_name="p",
+        monitor=None,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Evidence:
     """One metric readout seen in its good direction, on the relative and absolute scales.
 
     ``good`` and ``good_ci`` are the relative effect and CI signed so that positive is an
-    improvement; ``good_abs`` and ``good_abs_ci`` the same on the absolute scale.
+    improvement; ``good_abs`` and ``good_abs_ci`` the same on the absolute scale; ``quoted`` the
+    interval and p-value as every form prints them.
     """
 
     metric: MetricResult
@@ -190,10 +247,16 @@ class _Evidence:
     good_abs_ci: Interval
     better: bool
     worse: bool
-    p_value: float
     alpha: float
-    ci_label: str
-    sequential: str | None
+    quoted: Quote
+
+    @property
+    def p_value(self) -> float:
+        return self.quoted.p_value
+
+    @property
+    def sequential(self) -> str | None:
+        return self.quoted.monitor
 
 
 def _oriented(ci: Interval, sign: float) -> Interval:
@@ -212,67 +275,51 @@ def _evidence(m: MetricResult, rules: DecisionRules) -> _Evidence:
     e = m.effect
     sign = 1.0 if m.higher_is_better else -1.0
     alpha = rules.alpha if rules.alpha is not None else e.alpha
-    abs_ci, rel_ci, p = e.absolute_ci, e.relative_ci, e.p_value
-    improved = sign * e.absolute_effect > 0
-    harmed = sign * e.absolute_effect < 0
-    corrected = e.correction not in (None, "none")
-    level = f"CI ({e.correction}-corrected)" if corrected else f"{1 - e.alpha:.0%} CI"
-    seq = m.sequential
-    if seq is not None and seq.looks:
-        look = seq.looks[-1]
-        p = look.p_value
-        if seq.relative:
-            rel_ci = look.ci
-            scale = abs(e.control_mean) if math.isfinite(e.control_mean) else math.nan
-            abs_ci = (look.ci[0] * scale, look.ci[1] * scale)
-        else:
-            abs_ci, rel_ci = look.ci, _to_relative(look.ci, e.control_mean)
-        better, worse = seq.decision == "stop_efficacy", seq.decision == "stop_harm"
-        kind = "confidence sequence" if seq.method == "msprt" else "repeated CI"
-        level = f"{seq.method} {kind}"
+    quoted = quote(m)
+    if quoted.monitor is not None:
+        better, worse = quoted.monitor == "stop_efficacy", quoted.monitor == "stop_harm"
     elif rules.significance == "chance_to_win":
         better = m.chance_to_win >= rules.chance_to_win_threshold
         worse = m.chance_to_win <= 1 - rules.chance_to_win_threshold
     else:
-        significant = bool(p < alpha)
-        better, worse = significant and improved, significant and harmed
+        significant = bool(quoted.p_value < alpha)
+        better = significant and sign * e.absolute_effect > 0
+        worse = significant and sign * e.absolute_effect < 0
     return _Evidence(
         metric=m,
         good=sign * e.relative_effect,
-        good_ci=_oriented(rel_ci, sign),
+        good_ci=_oriented(quoted.relative_ci, sign),
         good_abs=sign * e.absolute_effect,
-        good_abs_ci=_oriented(abs_ci, sign),
+        good_abs_ci=_oriented(quoted.absolute_ci, sign),
         better=better,
         worse=worse,
-        p_value=p,
         alpha=alpha,
-        ci_label=level,
-        sequential=None if seq is None or not seq.looks else seq.decision,
+        quoted=quoted,
     )
 
 
 def _describe(ev: _Evidence, *, absolute: bool = False) -> str:
-    """``'conversion' (higher is better): +3.21% (0.1 -> 0.1032), 95% CI [...], p = 0.0031, chance to win 99.1%``."""
-    m, e = ev.metric, ev.metric.effect
+    """``'conversion' (higher is better) b vs a: +3.21% (0.1 -> 0.1032), 95% CI [...], p = 0.0031, ...``.
+
+    Then the chance to win and the sequential monitor's decision. The interval and p-value are
+    :func:`quote`'s, formatted as the tables format them.
+    """
+    m, e, q = ev.metric, ev.metric.effect, ev.quoted
     direction = "higher is better" if m.higher_is_better else "lower is better"
     text = (
         f"'{m.metric}' ({direction}) {m.variant} vs {m.control}: {pct(e.relative_effect)} "
-        f"({num(e.control_mean)} -> {num(e.treatment_mean)}), {ev.ci_label} {interval(_raw_ci(ev, relative=True))}"
+        f"({num(e.control_mean)} -> {num(e.treatment_mean)}), {q.ci_name} {interval(q.relative_ci)}"
     )
     if absolute:
-        text += f", absolute {signed(e.absolute_effect)} {interval(_raw_ci(ev, relative=False), relative=False)}"
-    p_label = "always-valid p" if ev.sequential is not None and "confidence sequence" in ev.ci_label else "p"
-    shown = p_value(ev.p_value)
-    text += f", {p_label} {shown if shown.startswith('<') else '= ' + shown}, chance to win {share(m.chance_to_win)}"
-    if ev.sequential is not None:
-        text += f", sequential monitor: {ev.sequential}"
+        text += f", absolute {signed(e.absolute_effect)} {interval(q.absolute_ci, relative=False)}"
+    shown = p_value(q.p_value)
+    text += f", {q.p_name} {shown if shown.startswith('<') else '= ' + shown}"
+    if q.monitor == "continue" and not math.isfinite(q.p_value) and q.p_name == "stage-wise p":
+        text += " (given once the design stops)"
+    text += f", chance to win {share(m.chance_to_win)}"
+    if q.monitor is not None:
+        text += f", sequential monitor: {q.monitor}"
     return text
-
-
-def _raw_ci(ev: _Evidence, *, relative: bool) -> Interval:
-    """The CI back in the metric's own direction (as the tables show it)."""
-    sign = 1.0 if ev.metric.higher_is_better else -1.0
-    return _oriented(ev.good_ci if relative else ev.good_abs_ci, sign)
 
 
 def _critical(alpha: float, alternative: str, df: float | None) -> float:
@@ -378,19 +425,59 @@ def _traffic_text(readout: ExperimentReadout) -> str:
     return f"at the current {count(readout.daily_units)} units a day"
 
 
+def _days_text(readout: ExperimentReadout, days: float | None) -> str:
+    if days is None:
+        return "days left unknown (no traffic to project from)"
+    return f"about {days:.1f} more days {_traffic_text(readout)}"
+
+
 def _health(readout: ExperimentReadout) -> tuple[list[str], list[str]]:
-    """Reasons of failed error checks, and of failed warnings."""
+    """Reasons of failed error checks, and of the other failed checks (warnings, infos)."""
     errors = [
-        f"Health check '{h.name}' failed: {h.message}" for h in readout.health if not h.passed and h.severity == "error"
+        f"health check: '{h.name}' failed: {h.message}"
+        for h in readout.health
+        if not h.passed and h.severity == "error"
     ]
     srm = readout.srm
     if srm.flag and not any("srm" in h.name.lower() or "sample ratio" in h.name.lower() for h in readout.health):
         shares = ", ".join(f"{v}={share(s)}" for v, s in zip(srm.variants, srm.observed_shares, strict=True))
         errors.append(
-            f"Sample ratio mismatch: actual split {shares}, p = {p_value(srm.p_value)} (below {srm.threshold:g})"
+            f"health check: sample ratio mismatch: actual split {shares}, p = {p_value(srm.p_value)} "
+            f"(below {srm.threshold:g})"
         )
-    warnings = [f"Warning: '{h.name}': {h.message}" for h in readout.health if not h.passed and h.severity == "warning"]
-    return errors, warnings
+    others = [
+        f"health check: '{h.name}' ({h.severity}) failed: {h.message}"
+        for h in readout.health
+        if not h.passed and h.severity != "error" and h.name != _SAMPLE_SIZE_CHECK
+    ]
+    return errors, others
+
+
+# The analysis's check of the planned sample; the planned-sample rule speaks for it.
+_SAMPLE_SIZE_CHECK = "sample_size"
+_PLANNED = "planned sample"
+
+
+def _sample_size_reason(readout: ExperimentReadout, verdict: _Judgement, sequential: bool) -> list[str]:
+    """The failed sample-size check in the decision's words, unless the planned-sample rule already spoke."""
+    failed = [h for h in readout.health if h.name == _SAMPLE_SIZE_CHECK and not h.passed]
+    if not failed or any(r.startswith(f"{_PLANNED}:") for r in verdict.reasons):
+        return []
+    if verdict.category == Decision.ROLLBACK:
+        why = "a rollback does not wait for it"
+    elif sequential:
+        why = "a sequential design may stop before it: its boundary decides"
+    else:
+        why = "the decision does not rest on the primary metric's test"
+    return [f"{_PLANNED}: health check '{_SAMPLE_SIZE_CHECK}' failed: {failed[0].message}; {why}."]
+
+
+# How a guardrail stands against its tolerated degradation, in the one wording every form uses.
+TOLERANCE_WORDS = {
+    "beyond": "harmed beyond tolerance",
+    "unshown": "not shown to be within tolerance",
+    "within": "shown within tolerance",
+}
 
 
 def _guardrail_status(ev: _Evidence, tolerance: float) -> str:
@@ -409,6 +496,15 @@ def _guardrail_status(ev: _Evidence, tolerance: float) -> str:
     return "ok"
 
 
+def _guardrail_words(ev: _Evidence, tolerance: float) -> str:
+    """A guardrail's state in :data:`TOLERANCE_WORDS`, after ``significantly worse,`` when it is."""
+    status = _guardrail_status(ev, tolerance)
+    if status == "breached":
+        return TOLERANCE_WORDS["beyond"]
+    words = TOLERANCE_WORDS["unshown" if not ev.good_ci[0] >= -tolerance else "within"]
+    return f"significantly worse, {words}" if status == "harmed" else words
+
+
 def _tolerance(m: MetricResult, rules: DecisionRules) -> float:
     return rules.default_max_degradation if m.max_degradation is None else m.max_degradation
 
@@ -424,6 +520,23 @@ def guardrail_status(metric: MetricResult, *, rules: DecisionRules = DEFAULT_RUL
     return _guardrail_status(_evidence(metric, rules), _tolerance(metric, rules))
 
 
+def guardrail_words(metric: MetricResult, *, rules: DecisionRules = DEFAULT_RULES) -> str:
+    """A guardrail's state in the words the decision uses (:data:`TOLERANCE_WORDS`).
+
+    Example: ``significantly worse, shown within tolerance`` for a CI of [-1.5%, -0.5%] against a
+    tolerated degradation of 2%.
+    """
+    return _guardrail_words(_evidence(metric, rules), _tolerance(metric, rules))
+
+
+def _guardrail_line(m: MetricResult, ev: _Evidence, rules: DecisionRules, rule: str = "guardrail") -> str:
+    tolerance = _tolerance(m, rules)
+    return (
+        f"{rule}: {_describe(ev)}: {_guardrail_words(ev, tolerance)} "
+        f"(tolerated degradation {share(tolerance, 1)}, against the CI's bad end)"
+    )
+
+
 def _judge(ctx: _Context, treatment: str) -> _Judgement:
     readout, rules = ctx.readout, ctx.rules
     mine = [m for m in readout.metrics if m.variant == treatment]
@@ -434,23 +547,22 @@ def _judge(ctx: _Context, treatment: str) -> _Judgement:
     guards = [(m, _evidence(m, rules)) for m in mine if m.role == "guardrail"]
     status = {m.metric: _guardrail_status(ev, _tolerance(m, rules)) for m, ev in guards}
 
-    breaches = [
-        f"Guardrail {_describe(ev)}: worse by more than its tolerated {share(_tolerance(m, rules), 1)} "
-        f"degradation (the whole CI is beyond it)."
-        for m, ev in guards
-        if status[m.metric] == "breached"
-    ]
+    breaches = [_guardrail_line(m, ev, rules, "guardrail breach") for m, ev in guards if status[m.metric] == "breached"]
     goal_evidence = [(m, _evidence(m, rules)) for m in goals]
-    harmed_goals = [f"Goal metric {_describe(ev)}: significantly worse" for m, ev in goal_evidence if ev.worse]
+    harmed_goals = [f"goal harm: {_describe(ev)}: significantly worse." for m, ev in goal_evidence if ev.worse]
     if breaches or (rules.rollback_on_goal_harm and harmed_goals):
-        reasons = [f"Roll back '{treatment}': a guardrail or goal metric is significantly harmed.", *breaches]
+        head = (
+            f"rollback: roll back '{treatment}' at once, whatever the schedule: a guardrail is harmed beyond "
+            "tolerance or a goal metric is significantly worse."
+        )
+        reasons = [head, *breaches]
         if rules.rollback_on_goal_harm:
             reasons += harmed_goals
         return _Judgement(Decision.ROLLBACK, tuple(reasons), treatment, -math.inf)
 
     if primary is None:
         wanted = f"'{ctx.primary}'" if ctx.primary else "a goal metric"
-        reason = f"No readout of {wanted} for '{treatment}': there is nothing to decide on."
+        reason = f"primary metric: no readout of {wanted} for '{treatment}': there is nothing to decide on."
         return _Judgement(Decision.INVALID, (reason,), treatment, -math.inf)
     ev = next(ev for m, ev in goal_evidence if m is primary)
     verdict = _judge_primary(ctx, treatment, ev, status)
@@ -462,31 +574,84 @@ def _judge(ctx: _Context, treatment: str) -> _Judgement:
     )
 
 
+def _below_plan(readout: ExperimentReadout, treatment: str) -> bool:
+    planned = readout.planned_units_per_variant
+    return planned is not None and any(readout.units.get(v, 0) < planned for v in (readout.control, treatment))
+
+
+def _sample_text(readout: ExperimentReadout, treatment: str) -> str:
+    """``control=9,000 / treatment=8,900 units of the planned 10,000 per variant (2,100 more in all)``."""
+    sides = (readout.control, treatment)
+    planned = readout.planned_units_per_variant
+    text = " / ".join(f"{v}={count(readout.units.get(v, 0))}" for v in sides) + " units"
+    if planned is None:
+        return text
+    left = sum(max(planned - readout.units.get(v, 0), 0) for v in sides)
+    text += f" of the planned {count(planned)} per variant"
+    return text + (f" ({count(left)} more in all)" if left else "")
+
+
+def _cap(readout: ExperimentReadout, rules: DecisionRules) -> float | None:
+    """The longest total duration: the rules' or the schedule's, whichever is shorter."""
+    caps = [c for c in (rules.max_duration_days, readout.max_duration_days) if c is not None]
+    return min(caps) if caps else None
+
+
+def _waits(ctx: _Context, treatment: str, ev: _Evidence, *, untestable: bool) -> tuple[list[str], str]:
+    """The schedule's and the plan's reasons to keep running, and why a plan out of reach is not one.
+
+    Minimum duration: no launch or no-launch category before ``min_duration_days`` of running.
+    Planned sample: a fixed-horizon test (no sequential monitor on the primary metric) read before
+    its planned sample overstates its evidence; it is read when the plan is met, or when reaching it
+    would take longer than the rules allow (then it is judged on the units it has).
+    """
+    readout, rules = ctx.readout, ctx.rules
+    lines: list[str] = []
+    minimum = readout.min_duration_days
+    if minimum is not None and readout.days_running < minimum:
+        left = minimum - readout.days_running
+        lines.append(
+            f"minimum duration: {readout.days_running:.1f} of the schedule's {minimum:g} days run; keep "
+            f"'{treatment}' running {left:.1f} more days before deciding to launch or not."
+        )
+    out_of_reach = ""
+    if ev.sequential is None and _below_plan(readout, treatment):
+        to_plan = _days_to_plan(readout, treatment)
+        too_long = None if untestable else _too_long(readout, rules, to_plan)
+        sample = _sample_text(readout, treatment)
+        if too_long is None:
+            lines.append(
+                f"{_PLANNED}: {sample}; keep '{treatment}' running, {_days_text(readout, to_plan)}: a fixed-horizon "
+                "test read before its planned sample overstates its evidence."
+            )
+        else:
+            out_of_reach = f"{_PLANNED}: {sample}, not reached; {too_long} It is judged on the units it has."
+    return lines, out_of_reach
+
+
 def _judge_primary(ctx: _Context, treatment: str, ev: _Evidence, status: Mapping[str, str]) -> _Judgement:
-    rules, m = ctx.rules, ev.metric
+    rules, m, readout = ctx.rules, ev.metric, ctx.readout
     score = ev.good if math.isfinite(ev.good) else -math.inf
     absolute = ctx.mde is not None and not ctx.mde_relative
     described = _describe(ev, absolute=absolute)
-    if ev.sequential is None and not math.isfinite(ev.p_value) and rules.significance == "p_value":
-        why = m.effect.error_message or (str(m.effect.error_code) if m.effect.error_code else "no p-value")
-        planned = ctx.readout.planned_units_per_variant
-        if planned is not None and any(ctx.readout.units.get(v, 0) < planned for v in (ctx.readout.control, treatment)):
-            days = _days_to_plan(ctx.readout, treatment)
-            when = (
-                "days left unknown (no traffic to project from)"
-                if days is None
-                else (f"about {days:.1f} more days {_traffic_text(ctx.readout)}")
-            )
-            reason = (
-                f"'{m.metric}' could not be tested yet ({why}); {when} to reach the planned "
-                f"{count(planned)} units per variant."
-            )
-            return _Judgement(Decision.EXTEND_TEST, (reason,), treatment, score)
-        reason = f"'{m.metric}' could not be tested ({why}): no decision can be made on it."
+    untestable = ev.sequential is None and not math.isfinite(ev.p_value) and rules.significance == "p_value"
+    why = m.effect.error_message or (str(m.effect.error_code) if m.effect.error_code else "no p-value")
+    if untestable and not _below_plan(readout, treatment):
+        reason = f"primary metric: '{m.metric}' could not be tested ({why}): no decision can be made on it."
         return _Judgement(Decision.INVALID, (reason,), treatment, -math.inf)
+    waits, out_of_reach = _waits(ctx, treatment, ev, untestable=untestable)
+    extra = (out_of_reach,) if out_of_reach else ()
+    if waits:
+        interim = (
+            f"interim: '{m.metric}' could not be tested yet ({why})."
+            if untestable
+            else f"interim (not a decision): {described}."
+        )
+        return _Judgement(Decision.EXTEND_TEST, (*waits, *extra, interim), treatment, score)
     if ev.better:
-        return _judge_better(ctx, treatment, ev, status, described, score)
-    return _judge_not_better(ctx, treatment, ev, described, score)
+        verdict = _judge_better(ctx, treatment, ev, status, described, score)
+        return _Judgement(verdict.category, verdict.reasons + extra, treatment, score)
+    return _judge_not_better(ctx, treatment, ev, described, score, out_of_reach)
 
 
 def _strong_evidence(ev: _Evidence, rules: DecisionRules) -> bool:
@@ -507,12 +672,13 @@ def _judge_better(
     what = "significantly better" if ev.sequential is None else "better (the sequential monitor stopped for efficacy)"
     if practical and not estimate >= mde:
         reason = (
-            f"Consider launching '{treatment}': {described}; {what}, but the estimate is below the "
-            f"MDE of {mde_text}, the smallest effect worth shipping the test was planned for."
+            f"consider launch: consider launching '{treatment}': {described}; {what}, but the estimate is below "
+            f"the MDE of {mde_text}, the smallest effect worth shipping the test was planned for."
         )
         return _Judgement(Decision.CONSIDER_LAUNCH, (reason,), treatment, score)
     strong = _strong_evidence(ev, rules)
-    blocking = ["harmed", "uncertain"] if rules.strong_launch_requires_guardrail_non_inferiority else ["harmed"]
+    require = rules.strong_launch_requires_guardrail_non_inferiority
+    blocking = ["harmed", "uncertain"] if require else ["harmed"]
     flagged = sorted(name for name, s in status.items() if s in blocking)
     above = not practical or lower >= mde
     if above and strong and not flagged:
@@ -521,9 +687,15 @@ def _judge_better(
             f"{share(rules.strong_launch_chance_to_win)}"
         )
         floor = f"; the CI's lower end is at least the MDE of {mde_text}" if practical else ""
+        if not status:
+            guards = "no guardrail to check"
+        elif require:
+            guards = f"every guardrail {TOLERANCE_WORDS['within']}"
+        else:
+            guards = "no guardrail significantly worse"
         reason = (
-            f"Launch '{treatment}' with confidence: {described}; {what}{floor}; strong evidence ({evidence}); "
-            "every guardrail within tolerance."
+            f"strong launch: launch '{treatment}' with confidence: {described}; {what}{floor}; strong evidence "
+            f"({evidence}); {guards}."
         )
         return _Judgement(Decision.STRONG_LAUNCH, (reason,), treatment, score)
     short = []
@@ -534,17 +706,10 @@ def _judge_better(
             f"the evidence is not strong (p >= alpha x {rules.strong_launch_p_value_factor:g} and chance "
             f"to win < {share(rules.strong_launch_chance_to_win)})"
         )
-    for state, words in (
-        ("harmed", "significantly worse (within tolerance)"),
-        ("uncertain", "not shown to be within tolerance"),
-    ):
-        names = [name for name in flagged if status[name] == state]
-        if names:
-            short.append(f"guardrail(s) {', '.join(map(repr, names))} {words}")
-    reason = (
-        f"Launch '{treatment}': {described}; {what}; guardrails within tolerance. Not a strong launch: "
-        f"{'; '.join(short)}."
-    )
+    if flagged:
+        short.append(f"guardrail(s) {', '.join(map(repr, flagged))} (below)")
+    guards = f"no guardrail {TOLERANCE_WORDS['beyond']}" if status else "no guardrail to check"
+    reason = f"launch: launch '{treatment}': {described}; {what}; {guards}. Not a strong launch: {'; '.join(short)}."
     return _Judgement(Decision.LAUNCH, (reason,), treatment, score)
 
 
@@ -556,19 +721,23 @@ def _days_to_plan(readout: ExperimentReadout, treatment: str) -> float | None:
     return _days_for(readout, needed)
 
 
-def _judge_not_better(ctx: _Context, treatment: str, ev: _Evidence, described: str, score: float) -> _Judgement:
+def _judge_not_better(
+    ctx: _Context, treatment: str, ev: _Evidence, described: str, score: float, out_of_reach: str
+) -> _Judgement:
     readout, rules, m = ctx.readout, ctx.rules, ev.metric
     sides = (readout.control, treatment)
     lead = f"no significant difference: {described}."
     over_reasons: list[str] = []
     days: float | None = None
     days_text = ""
+    rule = "power"
     if ev.sequential is not None and m.sequential is not None:
+        rule = "sequential boundary"
         look = m.sequential.looks[-1]
         over = ev.sequential != "continue"
         if over:
             over_reasons.append(
-                f"The {m.sequential.method} monitor stopped for futility at look {look.look} "
+                f"{rule}: the {m.sequential.method} monitor stopped for futility at look {look.look} "
                 f"with {count(look.n)} of {count(m.sequential.planned_n)} planned units."
             )
         else:
@@ -582,15 +751,22 @@ def _judge_not_better(ctx: _Context, treatment: str, ev: _Evidence, described: s
             )
     else:
         planned = readout.planned_units_per_variant
-        reached = planned is not None and all(readout.units.get(v, 0) >= planned for v in sides)
         power = None
         if ctx.mde is not None:
             power = _power(
                 m, mde=ctx.mde, relative=ctx.mde_relative, alpha=ev.alpha, target=rules.min_power_for_no_launch
             )
-        units = " / ".join(f"{v}={count(readout.units.get(v, 0))}" for v in sides)
-        sample = f"{units} units" + (f" of the planned {count(planned)} per variant" if planned is not None else "")
-        if power is not None:
+        sample = _sample_text(readout, treatment)
+        if out_of_reach:
+            # The plan cannot be met in the time allowed: the test is over, judged on what it has.
+            over = True
+            if power is not None:
+                over_reasons.append(
+                    f"power: with {sample} the test has {share(power.power)} power at the MDE of "
+                    f"{_mde_text(ctx.mde or math.nan, relative=ctx.mde_relative)}."
+                )
+            over_reasons.append(out_of_reach)
+        elif power is not None:
             power_text = (
                 f"with {sample} the test has {share(power.power)} power at the MDE of "
                 f"{_mde_text(ctx.mde or math.nan, relative=ctx.mde_relative)}; the smallest effect it can detect "
@@ -598,10 +774,7 @@ def _judge_not_better(ctx: _Context, treatment: str, ev: _Evidence, described: s
             )
             over = power.power >= rules.min_power_for_no_launch
             if over:
-                over_reasons.append(f"The test had its power: {power_text}.")
-            elif planned is not None and not reached:
-                days = _days_to_plan(readout, treatment)
-                days_text = power_text
+                over_reasons.append(f"power: the test had its power: {power_text}.")
             else:
                 # Planned sample reached (or none planned) but the variance is larger than planned:
                 # the standard error shrinks as 1/sqrt(n), so n must grow by (detectable / mde)^2.
@@ -610,54 +783,49 @@ def _judge_not_better(ctx: _Context, treatment: str, ev: _Evidence, described: s
                 needs = f"power {share(rules.min_power_for_no_launch, 0)} needs about {factor:.2g}x the units"
                 days_text = f"{power_text} ({needs})"
         elif planned is not None:
-            over = reached
-            if over:
-                over_reasons.append(f"The test reached its planned sample: {sample}.")
-            else:
-                days = _days_to_plan(readout, treatment)
-                days_text = sample
+            over = True
+            over_reasons.append(f"{_PLANNED}: the test reached its planned sample: {sample}.")
         else:
             over = True
-            over_reasons.append("There is no planned sample size or MDE to extend the test towards.")
+            over_reasons.append(f"{_PLANNED}: there is no planned sample size or MDE to extend the test towards.")
     if not over:
         too_long = _too_long(readout, rules, days)
         if too_long is None:
-            when = (
-                "days left unknown (no traffic to project from)"
-                if days is None
-                else (f"about {days:.1f} more days {_traffic_text(readout)}")
-            )
             return _Judgement(
                 Decision.EXTEND_TEST,
-                (f"Keep '{treatment}' running: {lead}", f"Not yet conclusive: {days_text}; {when}."),
+                (
+                    f"{rule}: keep '{treatment}' running: {lead}",
+                    f"{rule}: not yet conclusive: {days_text}; {_days_text(readout, days)}.",
+                ),
                 treatment,
                 score,
             )
         over_reasons.append(too_long)
     if ev.good > 0 and m.chance_to_win >= rules.consider_launch_chance_to_win:
         reason = (
-            f"Consider launching '{treatment}': {lead} The estimate is positive with a chance to win of "
-            f"{share(m.chance_to_win)} (at least {share(rules.consider_launch_chance_to_win)})."
+            f"consider launch: consider launching '{treatment}': {lead} The estimate is positive with a chance to "
+            f"win of {share(m.chance_to_win)} (at least {share(rules.consider_launch_chance_to_win)})."
         )
         return _Judgement(Decision.CONSIDER_LAUNCH, (reason, *over_reasons), treatment, score)
-    return _Judgement(Decision.NO_LAUNCH, (f"Do not launch '{treatment}': {lead}", *over_reasons), treatment, score)
+    no_launch = f"no launch: do not launch '{treatment}': {lead}"
+    return _Judgement(Decision.NO_LAUNCH, (no_launch, *over_reasons), treatment, score)
 
 
 def _too_long(readout: ExperimentReadout, rules: DecisionRules, days: float | None) -> str | None:
-    """Why extending is not worth it, or None."""
+    """Why extending is not worth it (a reason line naming its rule), or None."""
     if days is None:
         return None
     limit = rules.extend_if_days_left_below
     if limit is not None and days >= limit:
         return (
-            f"Extending would take about {days:.1f} more days {_traffic_text(readout)}, more than the "
-            f"{limit:g}-day limit for an extension."
+            f"extension limit: extending would take about {days:.1f} more days {_traffic_text(readout)}, more than "
+            f"the {limit:g}-day limit for an extension."
         )
-    cap = rules.max_duration_days
+    cap = _cap(readout, rules)
     if cap is not None and readout.days_running + days > cap:
         return (
-            f"Extending would take about {days:.1f} more days {_traffic_text(readout)}, past the maximum "
-            f"duration of {cap:g} days ({readout.days_running:.1f} days run)."
+            f"maximum duration: extending would take about {days:.1f} more days {_traffic_text(readout)}, past the "
+            f"maximum duration of {cap:g} days ({readout.days_running:.1f} days run)."
         )
     return None
 
@@ -672,26 +840,15 @@ def _context_reasons(
 ) -> list[str]:
     """Guardrails that are harmed or inconclusive, other goal and secondary results, heterogeneity."""
     rules = ctx.rules
-    out = []
-    for m, ev in guards:
-        tolerance = share(_tolerance(m, rules), 1)
-        if status[m.metric] == "harmed":
-            out.append(
-                f"Guardrail {_describe(ev)}: significantly worse, but within its tolerated {tolerance} degradation."
-            )
-        elif status[m.metric] == "uncertain":
-            out.append(
-                f"Guardrail {_describe(ev)}: not shown to be within its tolerated {tolerance} degradation "
-                "(the CI reaches past it)."
-            )
+    out = [_guardrail_line(m, ev, rules) for m, ev in guards if status[m.metric] in ("harmed", "uncertain")]
     for m, ev in goals:
         if m is not primary and ev.better:
-            out.append(f"Goal metric {_describe(ev)}: significantly better.")
+            out.append(f"goal metric: {_describe(ev)}: significantly better.")
     for m in ctx.readout.metrics:
         if m.variant == treatment and m.role == "secondary":
             ev = _evidence(m, rules)
             if ev.better or ev.worse:
-                out.append(f"Secondary metric {_describe(ev)}: significantly {'better' if ev.better else 'worse'}.")
+                out.append(f"secondary metric: {_describe(ev)}: significantly {'better' if ev.better else 'worse'}.")
     dimensions = sorted(
         {
             s.segment[0]
@@ -700,8 +857,8 @@ def _context_reasons(
         }
     )
     out.extend(
-        f"The effect on '{primary.metric}' differs across '{d}' levels (heterogeneous effects): read the "
-        "segment table before launching to everyone."
+        f"heterogeneity: the effect on '{primary.metric}' differs across '{d}' levels (heterogeneous effects): read "
+        "the segment table before launching to everyone."
         for d in dimensions
     )
     return out
@@ -718,7 +875,7 @@ def _combine(verdicts: list[_Judgement]) -> _Judgement:
     if rollbacks and (best is None or best.category not in _LAUNCHES):
         first = rollbacks[0]
         rest = ", ".join(f"'{v.variant}' is {v.category}" for v in verdicts if v is not first)
-        head = f"Of {len(verdicts)} treatments, '{first.variant}' must be rolled back ({rest})."
+        head = f"several treatments: of {len(verdicts)} treatments, '{first.variant}' must be rolled back ({rest})."
         return _Judgement(
             Decision.ROLLBACK,
             (head, *first.reasons, *(r for v in rollbacks[1:] for r in v.reasons)),
@@ -729,8 +886,8 @@ def _combine(verdicts: list[_Judgement]) -> _Judgement:
         invalid = verdicts[0]
         return _Judgement(invalid.category, tuple(r for v in verdicts for r in v.reasons), invalid.variant, -math.inf)
     head = (
-        f"'{best.variant}' is the best eligible of {len(verdicts)} treatments ({best.category}; {others}): "
-        "ranked by category, then by the primary metric's effect."
+        f"several treatments: '{best.variant}' is the best eligible of {len(verdicts)} treatments ({best.category}; "
+        f"{others}): ranked by category, then by the primary metric's effect."
     )
     excluded = [r for v in rollbacks for r in v.reasons]
     return _Judgement(best.category, (head, *best.reasons, *excluded), best.variant, best.score)
@@ -744,12 +901,13 @@ def decide(
     mde_relative: bool = True,
     primary_metric: str | None = None,
 ) -> Verdict:
-    """One decision for the experiment, with its reasons in plain words.
+    """One decision for the experiment, with its reasons in plain words, each line naming its rule.
 
     Args:
         readout: the analysis; only its overall ``metrics``, ``health``, ``srm``, ``units``,
-            ``planned_units_per_variant``, ``daily_units``, ``configured_weights`` and (for the
-            heterogeneity note) ``segments`` are read. Its own ``decision`` is ignored.
+            ``planned_units_per_variant``, ``daily_units``, ``configured_weights``,
+            ``days_running``, the schedule's ``min_duration_days`` and ``max_duration_days`` and
+            (for the heterogeneity note) ``segments`` are read. Its own ``decision`` is ignored.
         rules: the thresholds, default :data:`DEFAULT_RULES`.
         hypothesis_mde: the hypothesis MDE, a magnitude > 0 (0.05 = 5 % for a relative MDE);
             None when the experiment has no hypothesis (practical significance is then skipped).
@@ -766,28 +924,23 @@ def decide(
     """
     if hypothesis_mde is not None:
         check_positive("hypothesis_mde", hypothesis_mde)
-    errors, warnings = _health(readout)
+    errors, others = _health(readout)
     if errors:
-        return Verdict(
-            category=Decision.INVALID,
-            reasons=(
-                (
-                    "The experiment's data failed a health check, so no result can be trusted: fix the cause and "
-                    "re-run before reading any metric."
-                ),
-                *errors,
-                *warnings,
-            ),
+        head = (
+            "health check: the experiment's data failed a health check, so no result can be trusted: fix the cause "
+            "and re-run before reading any metric."
         )
+        return Verdict(category=Decision.INVALID, reasons=(head, *errors, *others))
     ctx = _Context(readout, rules, hypothesis_mde, mde_relative, primary_metric)
     treatments = [v for v in readout.variants if v != readout.control]
     if not treatments:
-        reasons = ("The readout has no treatment to compare with control.", *warnings)
+        reasons = ("primary metric: the readout has no treatment to compare with control.", *others)
         return Verdict(category=Decision.INVALID, reasons=reasons)
     verdict = _combine([_judge(ctx, t) for t in treatments])
+    sequential = any(m.sequential is not None and m.sequential.looks for m in readout.metrics if m.role == "goal")
     keeps_variant = verdict.category in (*_LAUNCHES, Decision.CONSIDER_LAUNCH, Decision.ROLLBACK)
     return Verdict(
         category=verdict.category,
-        reasons=(*verdict.reasons, *warnings),
+        reasons=(*verdict.reasons, *_sample_size_reason(readout, verdict, sequential), *others),
         variant=verdict.variant if keeps_variant else None,
     )
