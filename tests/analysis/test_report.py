@@ -6,7 +6,7 @@ import json
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, date, datetime, timedelta
 from html import unescape
 from html.parser import HTMLParser
@@ -111,7 +111,9 @@ def test_readout_to_dict_is_json_ready() -> None:
 
 def test_readout_to_dict_shape() -> None:
     data = readout_to_dict(make_readout())
-    assert set(data) == {
+    # every field of the record, and no other key
+    assert set(data) == {f.name for f in fields(ExperimentReadout)}
+    assert set(data) >= {
         "experiment_key", "name", "spec_version", "status", "analysed_at", "days_running", "control", "variants",
         "configured_weights", "units", "excluded_units", "planned_units_per_variant", "daily_units", "srm", "health",
         "metrics", "segments", "timeline", "decision", "notes", "min_duration_days", "max_duration_days",
@@ -164,14 +166,15 @@ def test_markdown_tables_per_role() -> None:
     goal = _table_after(text, "## Goal metrics")
     assert goal[0][:3] == ["metric", "variant", "control"]
     assert goal[1][:2] == ["conversion", "treatment"]
-    assert goal[1][5:7] == ["+5.00%", "[+3.04%, +6.96%]"]
-    assert "msprt: continue" in goal[1][-1]
+    # a sequential metric: the confidence sequence [+0.001, +0.009] of a 0.1 mean and its p, as the decision quotes them
+    assert goal[1][5:8] == ["+5.00%", "[+1.00%, +9.00%]", "0.0100"]
+    assert goal[1][-1] == "not significant yet (pooled-z, msprt confidence sequence, always-valid p)"
     guardrails = _table_after(text, "## Guardrails")
     assert guardrails[0][-1] == "status"
     assert len(guardrails) == 3
     assert guardrails[1][0] == "&lt;script>alert('x')&lt;/script>"
-    assert guardrails[1][-1] == "BREACHED: worse beyond tolerance"
-    assert guardrails[2][-1] == "within tolerance"
+    assert guardrails[1][-1] == "harmed beyond tolerance"
+    assert guardrails[2][-1] == "shown within tolerance"
     segments = _table_after(text, "## Segments")
     assert [row[3] for row in segments[1:]] == ["DE", "US", "[b]ios[/b] \\| x"]
     assert "Configured: control=50.0%, treatment=50.0% / Actual: control=50.0%, treatment=50.0%" in text
@@ -361,7 +364,7 @@ def test_rich_renderables_show_text_verbatim() -> None:
     assert "Decision: ROLLBACK (treatment)" in out
     assert "[b]ios[/b] | x" in out  # brackets are not read as rich markup
     assert EVIL in out
-    assert "BREACHED: worse beyond tolerance" in out
+    assert "harmed beyond tolerance" in out
     assert "Configured: control=50.0%, treatment=50.0%" in out
 
 

@@ -1,21 +1,27 @@
 """The decision engine: from an experiment's readout to one of seven categories, with reasons.
 
-Each treatment is judged against control by the first rule that holds (the table and the
-reasoning are in ``docs/decisions.md``):
+Each treatment is judged against control by the first rule that holds, in this order (the table
+and the reasoning are in ``docs/decisions.md``); every reason line starts with its rule's name:
 
-1. ``INVALID``: an error-severity health check failed (SRM, data health). Nothing else can be
-   trusted, so nothing else is looked at.
-2. ``ROLLBACK``: a guardrail's CI of the relative effect lies wholly beyond its tolerated
-   degradation in the bad direction, or a goal metric is significantly harmed.
-3. ``STRONG_LAUNCH``: the primary goal metric is significantly better, practically significant
-   (the CI's lower end is at least the MDE), with strong evidence (``p < alpha / 10`` or chance
-   to win >= 0.99), and no guardrail is harmed or inconclusive.
-4. ``LAUNCH``: significantly better, guardrails within tolerance.
-5. ``CONSIDER_LAUNCH``: significantly better but by less than the MDE; or not significant once
+1. ``INVALID`` (``health check``): an error-severity health check failed (SRM, data health).
+   Nothing else can be trusted, so nothing else is looked at.
+2. ``ROLLBACK`` (``guardrail breach``, ``goal harm``): a guardrail's CI of the relative effect lies
+   wholly beyond its tolerated degradation in the bad direction, or a goal metric is significantly
+   harmed. At any time, whatever the schedule.
+3. ``INVALID`` (``primary metric``): the primary metric is missing, or untestable with its plan met.
+4. ``EXTEND_TEST`` (``minimum duration``): fewer days run than the schedule's ``min_duration_days``.
+5. ``EXTEND_TEST`` (``planned sample``): a fixed-horizon test below its planned sample, unless
+   reaching it would take too long (then it is judged on the units it has). A sequential primary
+   metric lets its boundary decide instead.
+6. ``STRONG_LAUNCH``: significantly better, practically significant (the CI's lower end is at least
+   the MDE), with strong evidence (``p < alpha / 10`` or chance to win >= 0.99), every guardrail
+   shown within tolerance.
+7. ``LAUNCH``: significantly better, no guardrail harmed beyond tolerance.
+8. ``CONSIDER_LAUNCH``: significantly better but by less than the MDE; or not significant once
    the test is over, with a positive estimate and a chance to win >= 0.9.
-6. ``EXTEND_TEST``: not significant and the test has not had its power yet; the reasons say how
-   many days are left at the current traffic.
-7. ``NO_LAUNCH``: not significant and the test had its power (or extending would take too long).
+9. ``EXTEND_TEST`` (``power``, ``sequential boundary``): not significant and the test has not had
+   its power yet; the reasons say how many days are left at the current traffic.
+10. ``NO_LAUNCH``: not significant and the test had its power (or extending would take too long).
 
 With a sequential monitor on the primary metric its decision replaces the fixed-horizon test
 (``stop_efficacy`` is significantly better, ``stop_harm`` significantly worse, ``stop_futility``

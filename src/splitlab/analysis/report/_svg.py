@@ -112,7 +112,8 @@ class IntervalRow:
 def interval_chart(rows: Sequence[IntervalRow], *, title: str, fmt: Format, reference: float | None = None) -> str:
     """Horizontal estimates with interval whiskers, one row each (forest plot, per-variant means).
 
-    An interval end beyond the axis (or infinite) is drawn to the edge with an open arrow.
+    An interval end beyond the axis (or infinite) is drawn to the edge with an open arrow. Each
+    drawn interval is one ``<line class="whisker ci ...">``; a row with no finite end has none.
     """
     top = 8.0
     height = top + _ROW * len(rows) + _AXIS
@@ -131,7 +132,8 @@ def interval_chart(rows: Sequence[IntervalRow], *, title: str, fmt: Format, refe
         if math.isfinite(row.low) or math.isfinite(row.high):
             x1 = scale(row.low if not math.isnan(row.low) else row.estimate)
             x2 = scale(row.high if not math.isnan(row.high) else row.estimate)
-            body.append(f'<line class="whisker {cls}" x1="{_f(x1)}" y1="{_f(y)}" x2="{_f(x2)}" y2="{_f(y)}"/>')
+            # class "ci": the one mark per row that is its interval (the caps and arrows only end it).
+            body.append(f'<line class="whisker ci {cls}" x1="{_f(x1)}" y1="{_f(y)}" x2="{_f(x2)}" y2="{_f(y)}"/>')
             for end, value in ((x1, row.low), (x2, row.high)):
                 if math.isfinite(value) and low <= value <= high:
                     body.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from splitlab.analysis.decision import guardrail_status, guardrail_words, quote
 from splitlab.analysis.format import MISSING, count, interval, num, p_value, pct, share, signed
 from splitlab.analysis.readout import ExperimentReadout, MetricResult
 
@@ -74,44 +75,57 @@ TRAFFIC_COLUMNS = columns("variant", "configured", "actual", "units", "planned")
 SEGMENT_COLUMNS = columns(
     "metric", "variant", "segment", "level", "units (c / t)", "rel. effect", "rel. CI", "p-value", "heterogeneous"
 )
-# Guardrail states of splitlab.analysis.decision.guardrail_status, in words.
-GUARDRAIL_WORDS = {
-    "breached": "BREACHED: worse beyond tolerance",
-    "harmed": "worse, within tolerance",
-    "uncertain": "not shown within tolerance",
-    "ok": "within tolerance",
+# A sequential monitor's decision in a table's words: it, not the fixed-horizon test, says better or worse.
+_MONITOR_WORDS = {
+    "stop_efficacy": "better",
+    "stop_harm": "worse",
+    "stop_futility": "no effect (futility)",
+    "continue": "not significant yet",
 }
 
 
-def outcome(m: MetricResult) -> str:
-    """``better`` / ``worse`` / ``not significant`` in the metric's own direction, with the test's notes."""
+def _direction(m: MetricResult) -> str | None:
+    """``better`` / ``worse`` when the test (or the sequential monitor) says so, else None."""
+    monitor = quote(m).monitor
+    if monitor is not None:
+        return {"stop_efficacy": "better", "stop_harm": "worse"}.get(monitor)
     e = m.effect
-    if e.error_code is not None and math.isnan(e.p_value):
+    if not e.significant:
+        return None
+    return "better" if (e.absolute_effect > 0) == m.higher_is_better else "worse"
+
+
+def outcome(m: MetricResult) -> str:
+    """``better`` / ``worse`` / ``not significant`` in the metric's own direction, with the test's notes.
+
+    With a sequential monitor its decision is the word and its interval is named, as the decision names it.
+    """
+    e, q = m.effect, quote(m)
+    if q.monitor is None and e.error_code is not None and math.isnan(e.p_value):
         word = f"no test: {e.error_code}"
-    elif e.significant:
-        improved = (e.absolute_effect > 0) == m.higher_is_better
-        word = "better" if improved else "worse"
+    elif q.monitor is not None:
+        word = _MONITOR_WORDS.get(q.monitor, q.monitor)
     else:
-        word = "not significant"
+        word = _direction(m) or "not significant"
     notes = [e.test + (" +CUPED" if e.cuped else "")]
-    if e.correction not in (None, "none"):
+    if e.correction not in (None, "none") and q.monitor is None:
         notes.append(f"{e.correction}-corrected")
-    if m.sequential is not None and m.sequential.looks:
-        notes.append(f"{m.sequential.method}: {m.sequential.decision}")
+    if q.monitor is not None:
+        notes.append(f"{q.ci_name}, {q.p_name}")
     return f"{word} ({', '.join(notes)})"
 
 
 def tone(m: MetricResult) -> str:
     """``good``, ``bad`` or ``neutral``: the colour of a metric's row."""
-    e = m.effect
-    if not e.significant:
-        return "neutral"
-    return "good" if (e.absolute_effect > 0) == m.higher_is_better else "bad"
+    return {"better": "good", "worse": "bad"}.get(_direction(m) or "", "neutral")
 
 
 def effect_row(m: MetricResult, last: str) -> Row:
-    """The cells of one comparison (:data:`EFFECT_COLUMNS`), then ``last``: what the table says of it."""
-    e = m.effect
+    """The cells of one comparison (:data:`EFFECT_COLUMNS`), then ``last``: what the table says of it.
+
+    The CI and p-value are :func:`splitlab.analysis.decision.quote`'s, the ones the decision quotes.
+    """
+    e, q = m.effect, quote(m)
     return (
         m.metric,
         m.variant,
@@ -119,8 +133,8 @@ def effect_row(m: MetricResult, last: str) -> Row:
         num(e.treatment_mean),
         signed(e.absolute_effect),
         pct(e.relative_effect),
-        interval(e.relative_ci),
-        p_value(e.p_value),
+        interval(q.relative_ci),
+        p_value(q.p_value),
         share(m.chance_to_win),
         last,
     )
@@ -133,25 +147,22 @@ def metric_row(m: MetricResult) -> Row:
 
 def guardrail_state(m: MetricResult) -> str:
     """The decision engine's state of a guardrail (default rules)."""
-    # Imported here: the decision engine imports this package's number formatting.
-    from splitlab.analysis.decision import guardrail_status
-
     return guardrail_status(m)
 
 
 def guardrail_row(m: MetricResult) -> Row:
-    """The cells of one guardrail (:data:`GUARDRAIL_COLUMNS`)."""
-    e = m.effect
+    """The cells of one guardrail (:data:`GUARDRAIL_COLUMNS`); the status in the decision's words."""
+    e, q = m.effect, quote(m)
     tolerated = share(m.max_degradation)
     return (
         m.metric,
         m.variant,
         pct(e.relative_effect),
-        interval(e.relative_ci),
+        interval(q.relative_ci),
         tolerated,
-        p_value(e.p_value),
+        p_value(q.p_value),
         share(m.chance_to_win),
-        GUARDRAIL_WORDS[guardrail_state(m)],
+        guardrail_words(m),
     )
 
 

@@ -160,7 +160,12 @@ def _means_chart(metric: str, readouts: Sequence[MetricResult], variants: Sequen
                 f" (n = {m.effect.treatment_n:,})",
             )
         )
-    return interval_chart(rows, title=f"{metric}: estimate per variant with {1 - first.effect.alpha:.0%} CI", fmt=num)
+    title = f"{metric}: estimate per variant with {1 - first.effect.alpha:.0%} CI"
+    # The title promises an interval per variant: say which ones the data could not give.
+    missing = [row.label for row in rows if not (math.isfinite(row.low) and math.isfinite(row.high))]
+    if missing:
+        title += f" (no CI for {', '.join(missing)}: standard error n/a)"
+    return interval_chart(rows, title=title, fmt=num)
 
 
 def _metrics(readout: ExperimentReadout) -> str:
