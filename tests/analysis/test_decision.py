@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from scipy import stats as sps
 
-from splitlab.analysis.decision import DEFAULT_RULES, DecisionRules, decide
+from splitlab.analysis.decision import DEFAULT_RULES, TOLERANCE_WORDS, DecisionRules, decide, guardrail_words
 from splitlab.analysis.readout import Decision, ExperimentReadout, HealthCheck, MetricResult
 from splitlab.stats.results import EffectResult
 from splitlab.stats.sequential.monitor import MonitorLook, MonitorResult
@@ -509,3 +510,122 @@ def test_rules_from_a_non_mapping() -> None:
 def test_bad_mde_is_refused() -> None:
     with pytest.raises(ValueError, match=r"hypothesis_mde == -0\.1, must be > 0"):
         decide(readout(strong()), hypothesis_mde=-0.1)
+
+
+# --- schedule and plan -------------------------------------------------------------------------
+
+
+def scheduled(*metrics: MetricResult, minimum: float | None = 14, days_running: float = 3.0,
+              **kwargs: object) -> ExperimentReadout:  # fmt: skip
+    return replace(readout(*metrics, days_running=days_running, **kwargs), min_duration_days=minimum)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("primary", [strong(), strong(0.004, 0.003)], ids=["launch", "no-launch"])
+def test_no_launch_or_no_launch_category_before_the_minimum_duration(primary: MetricResult) -> None:
+    decision = decide(scheduled(primary), hypothesis_mde=0.01)
+    assert decision.category == "EXTEND_TEST"
+    assert decision.variant is None
+    assert decision.reasons[0] == (
+        "minimum duration: 3.0 of the schedule's 14 days run; keep 'treatment' running 11.0 more days before "
+        "deciding to launch or not."
+    )
+    assert decision.reasons[1].startswith("interim (not a decision): 'conversion'")
+    assert decide(scheduled(primary, days_running=14.0), hypothesis_mde=0.01).category != "EXTEND_TEST"
+
+
+def test_rollback_and_invalid_come_before_the_minimum_duration() -> None:
+    guard = metric("latency", 0.2, 0.01, role="guardrail", higher_is_better=False, max_degradation=0.05)
+    assert decide(scheduled(strong(), guard), hypothesis_mde=0.01).category == "ROLLBACK"
+    assert decide(scheduled(strong(), health=(SRM_FAILED,)), hypothesis_mde=0.01).category == "INVALID"
+
+
+def test_minimum_duration_and_planned_sample_both_say_what_is_left() -> None:
+    decision = decide(scheduled(strong(), units={"control": 9_000, "treatment": 9_000}), hypothesis_mde=0.01)
+    assert decision.category == "EXTEND_TEST"
+    assert decision.reasons[0].startswith("minimum duration: ")
+    assert decision.reasons[1].startswith("planned sample: control=9,000 / treatment=9,000 units")
+
+
+def test_fixed_horizon_test_below_its_planned_sample_extends_whatever_it_shows() -> None:
+    # 89 % of the planned sample with a result that would be a STRONG_LAUNCH at the plan.
+    low = readout(strong(), units={"control": 8_900, "treatment": 8_900}, daily=1_000)
+    decision = decide(low, hypothesis_mde=0.01)
+    assert decision.category == "EXTEND_TEST"
+    assert decision.reasons[0] == (
+        "planned sample: control=8,900 / treatment=8,900 units of the planned 10,000 per variant (2,200 more in "
+        "all); keep 'treatment' running, about 2.2 more days at the current 1,000 units a day: a fixed-horizon test "
+        "read before its planned sample overstates its evidence."
+    )
+    assert decide(readout(strong()), hypothesis_mde=0.01).category == "STRONG_LAUNCH"
+
+
+def test_sequential_test_below_its_planned_sample_lets_the_boundary_decide() -> None:
+    check = HealthCheck("sample_size", passed=False, severity="info", message="4,000 units of 10,000 planned (40%)")
+    m = strong(0.05, 0.005, chance_to_win=0.5, sequential=monitor("stop_efficacy"))
+    decision = decide(readout(m, units={"control": 4_000, "treatment": 4_000}, health=(check,)), hypothesis_mde=0.02)
+    assert decision.category == "LAUNCH"
+    assert decision.reasons[-1] == (
+        "planned sample: health check 'sample_size' failed: 4,000 units of 10,000 planned (40%); a sequential design "
+        "may stop before it: its boundary decides."
+    )
+
+
+RULE_NAMES = (
+    "health check", "rollback", "guardrail breach", "goal harm", "primary metric", "minimum duration",
+    "planned sample", "interim", "strong launch", "launch", "consider launch", "power", "sequential boundary",
+    "no launch", "extension limit", "maximum duration", "guardrail", "goal metric", "secondary metric",
+    "heterogeneity", "several treatments",
+)  # fmt: skip
+WARNING = HealthCheck("multiple_exposures", passed=False, severity="warning", message="1.2% of units")
+SAMPLE = HealthCheck("sample_size", passed=False, severity="info", message="8,000 of 10,000 (80%)")
+GUARD = metric("latency", 0.0, 0.05, role="guardrail", higher_is_better=False, max_degradation=0.05)
+CASES = {
+    "invalid": readout(strong(), health=(SRM_FAILED, WARNING)),
+    "rollback": readout(strong(-0.05), health=(SAMPLE,), units={"control": 8_000, "treatment": 8_000}),
+    "minimum": scheduled(strong(), GUARD, health=(WARNING,)),
+    "planned": readout(strong(), health=(SAMPLE,), units={"control": 8_000, "treatment": 8_000}),
+    "out of reach": readout(
+        strong(0.004, 0.02), GUARD, health=(SAMPLE,), units={"control": 8_000, "treatment": 8_000}, daily=50
+    ),
+    "launch": readout(strong(0.03, 0.01), GUARD, metric("clicks", -0.05, 0.01, role="secondary")),
+    "power": readout(strong(0.004, 0.01)),
+    "sequential": readout(
+        strong(sequential=monitor("continue")), health=(SAMPLE,), units={"control": 8_000, "treatment": 8_000}
+    ),
+    "several": readout(
+        metric(variant="a"),
+        metric("conversion", 0.08, variant="b"),
+        segments=(metric(variant="b", segment=("country", "DE"), heterogeneous=True),),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_reason_line_names_its_rule(case: str) -> None:
+    for reason in decide(CASES[case], hypothesis_mde=0.02).reasons:
+        rule = re.match(r"[a-z ]+", reason)
+        assert rule is not None, reason
+        assert rule.group().strip() in RULE_NAMES, reason
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_failed_health_row_is_reflected_in_the_decision(case: str) -> None:
+    decision = decide(CASES[case], hypothesis_mde=0.02)
+    for check in CASES[case].health:
+        if not check.passed:
+            assert any(f"'{check.name}'" in r or r.startswith("planned sample: ") for r in decision.reasons), check
+            assert check.name != "sample_size" or any(r.startswith("planned sample: ") for r in decision.reasons)
+
+
+@pytest.mark.parametrize("rel", [-0.02, 0.0, 0.012, 0.03, 0.045, 0.06, 0.08])
+def test_guardrail_wording_never_contradicts_itself(rel: float) -> None:
+    guard = metric("latency", rel, 0.01, role="guardrail", higher_is_better=False, max_degradation=0.05)
+    text = " ".join(decide(readout(strong(), guard), hypothesis_mde=0.01).reasons)
+    words = guardrail_words(guard)
+    assert words.endswith(("harmed beyond tolerance", "not shown to be within tolerance", "shown within tolerance"))
+    said = [phrase for phrase in TOLERANCE_WORDS.values() if phrase in text.replace(words, "")]
+    # the only tolerance phrases are the guardrail's own state, and the launch lines' "no guardrail harmed beyond"
+    assert said in ([], ["harmed beyond tolerance"]), text
+    assert "guardrails within tolerance" not in text
+    if words != "shown within tolerance":
+        assert words in text
