@@ -12,11 +12,17 @@ The Bayesian view is Beta-Binomial for proportions and Gaussian on the (CUPED-ad
 estimates otherwise; the sequential monitor replays the cumulative looks when asked; and
 :func:`corrected` applies a multiple-testing correction across one family of comparisons.
 
+An experiment whose weights changed while it ran (allocation phases) is compared by
+:func:`compare_phases`: each group's estimate within each phase, combined with the phases'
+shares of all units (:func:`period_weighted`), so a ramp plus a time trend cannot bias it.
+
 References:
     Deng, A., Knoblich, U., Lu, J. (2018). Applying the Delta Method in Metric Analytics. KDD,
     eq. 4 (standard error of the relative effect ``t / c - 1``).
     Deng, A., Xu, Y., Kohavi, R., Walker, T. (2013). Improving the Sensitivity of Online
     Controlled Experiments by Utilizing Pre-Experiment Data (CUPED). WSDM.
+    Kish, L. (1965). Survey Sampling, sections 3.3 and 11.7 (a stratified mean ``sum_h W_h ybar_h``
+    and its variance ``sum_h W_h^2 var(ybar_h)``; here the strata are the allocation phases).
 """
 
 from __future__ import annotations
@@ -36,9 +42,26 @@ from splitlab.stats.results import EffectResult
 from splitlab.stats.sequential.monitor import Group, monitor
 from splitlab.stats.statistics import CovariateStatistic, MetricStatistic, ProportionStatistic
 
-__all__ = ["Options", "Statistic", "compare", "corrected", "effect_of", "estimates"]
+__all__ = [
+    "PHASED_TEST",
+    "Options",
+    "Statistic",
+    "compare",
+    "compare_phases",
+    "corrected",
+    "effect_of",
+    "estimates",
+    "period_weighted",
+]
+
 
 Statistic = MetricStatistic | CovariateStatistic | QuantileStatistic
+
+PHASED_TEST = "period-weighted-z"
+"""The test name of a comparison combined over allocation phases (a z-test on the combined estimates)."""
+
+Phases = Sequence[tuple[Statistic, Statistic, int]]
+"""``(control, treatment, units)`` per allocation phase; ``units`` the phase's units in every variant."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,10 +160,102 @@ def compare(
         bayes = beta_binomial(control, treatment, alpha=options.alpha, higher_is_better=higher_is_better)
     else:
         bayes = gaussian(est_c, est_t, relative=False, alpha=options.alpha, higher_is_better=higher_is_better)
+    monitored = [] if isinstance(control, QuantileStatistic) else [_monitored(c, t) for c, t in looks]
+    return _result(effect, est_c, est_t, bayes, monitored, options, higher_is_better, identity)
+
+
+def period_weighted(phases: Phases) -> tuple[GroupEstimate, GroupEstimate]:
+    """Each group's estimate combined over allocation phases with the phases' shares of all units.
+
+    ``m = sum_p W_p m_p`` and ``Var(m) = sum_p W_p^2 Var(m_p)`` with ``W_p = N_p / N`` (``N_p`` the
+    phase's units in every variant): the period weighting of
+    :func:`splitlab.bandits.estimates.period_weighted_estimates` (docs/bandits.md), applied to any
+    group estimate (CUPED-adjusted within the phase, a ratio's delta-method estimate ...), with each
+    phase's own variance (a drifting rate changes ``p (1 - p)``). Within a phase the weights were
+    fixed, so each ``m_p`` is unbiased for that phase's population and the weights do not depend on
+    the variant: a time trend cannot leak into the comparison (Simpson's paradox), as it does into
+    the pooled mean when the weights changed. Phases in which either group has no unit are left
+    out and the other shares renormalised. With one phase this is :func:`estimates`.
+
+    References:
+        Kish, L. (1965). Survey Sampling, sections 3.3 and 11.7 (stratified mean and its variance).
+    """
+    kept = [(c, t, units) for c, t, units in phases if _units(c) > 0 and _units(t) > 0]
+    if not kept:
+        return GroupEstimate(math.nan, math.nan, 0), GroupEstimate(math.nan, math.nan, 0)
+    total = sum(units for _, _, units in kept)
+    control: list[tuple[float, GroupEstimate]] = []
+    treatment: list[tuple[float, GroupEstimate]] = []
+    for c, t, units in kept:
+        est_c, est_t = estimates(c, t)
+        control.append((units / total, est_c))
+        treatment.append((units / total, est_t))
+    return _weighted(control), _weighted(treatment)
+
+
+def compare_phases(
+    phases: Phases,
+    /,
+    *,
+    options: Options,
+    higher_is_better: bool = True,
+    looks: Sequence[Phases] = (),
+    **identity: Any,
+) -> MetricResult:
+    """Compare a treatment with control across allocation phases (:func:`period_weighted`).
+
+    The combined estimates are compared by a z-test (:data:`PHASED_TEST`), the Bayesian view is
+    Gaussian on them, and the sequential monitor replays ``looks`` (each the phases' cumulative
+    statistics at one look) combined the same way. Arguments as in :func:`compare`.
+
+    Example:
+        >>> from splitlab.stats.statistics import ProportionStatistic as P
+        >>> ramp = [(P(100, 10), P(900, 99), 1000), (P(500, 150), P(500, 165), 1000)]
+        >>> r = compare_phases(ramp, options=Options(), metric="conversion", kind="binary", variant="b", control="a")
+        >>> r.effect.test, round(r.effect.absolute_effect, 4)
+        ('period-weighted-z', 0.02)
+    """
+    est_c, est_t = period_weighted(phases)
+    effect = compare_estimates(
+        est_c,
+        est_t,
+        test=PHASED_TEST,
+        use_t=False,
+        alpha=options.alpha,
+        alternative=options.alternative,
+        relative_ci=options.relative_ci,
+        cuped=any(isinstance(c, CovariateStatistic) for c, _, _ in phases),
+    )
+    bayes = gaussian(est_c, est_t, relative=False, alpha=options.alpha, higher_is_better=higher_is_better)
+    monitored = [period_weighted(look) for look in looks]
+    return _result(effect, est_c, est_t, bayes, [m for m in monitored if m[0].n], options, higher_is_better, identity)
+
+
+def _units(statistic: Statistic) -> int:
+    part = statistic.metric if isinstance(statistic, CovariateStatistic) else statistic
+    return int(part.n)
+
+
+def _weighted(parts: Sequence[tuple[float, GroupEstimate]]) -> GroupEstimate:
+    mean = math.fsum(w * e.mean for w, e in parts)
+    variance = math.fsum(w * w * e.variance for w, e in parts)
+    return GroupEstimate(mean, variance, sum(e.n for _, e in parts))
+
+
+def _result(
+    effect: EffectResult,
+    est_c: GroupEstimate,
+    est_t: GroupEstimate,
+    bayes: Any,
+    looks: Sequence[tuple[Group, Group]],
+    options: Options,
+    higher_is_better: bool,
+    identity: dict[str, Any],
+) -> MetricResult:
     sequential = None
-    if options.sequential and options.planned_n and looks and not isinstance(control, QuantileStatistic):
+    if options.sequential and options.planned_n and looks:
         sequential = monitor(
-            [_monitored(c, t) for c, t in looks],
+            looks,
             method=options.sequential,
             planned_n=options.planned_n,
             alpha=options.alpha,

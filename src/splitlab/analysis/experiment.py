@@ -4,8 +4,9 @@
 (:mod:`splitlab.analysis.sql`), then, on the sufficient statistics only:
 
 1. health checks: SRM against the configured weights (error), the sequential SRM check over the
-   days (error), the multiple-exposure rate (warning above 1 %, error above 5 %), the sample reached
-   against the plan (info), and pre-exposure balance of every CUPED covariate (warning);
+   days (error), both per allocation phase against that phase's weights when the weights changed,
+   the multiple-exposure rate (warning above 1 %, error above 5 %), the sample reached against the
+   plan (info), and pre-exposure balance of every CUPED covariate (warning);
 2. every goal, secondary and guardrail metric for every treatment: the configured test (CUPED
    where the metric has a covariate; the sequential monitor when the spec asks for it), the
    Bayesian chance to win and expected loss, the multiple-testing correction across treatments;
@@ -13,6 +14,15 @@
    across the levels of each family, with Cochran's Q test for heterogeneous effects;
 4. the cumulative lift of the goal metrics day by day;
 5. the decision (:mod:`splitlab.analysis.decision`), and a snapshot in the store.
+
+**Allocation phases.** When the weights changed while the experiment ran, the store holds its
+phases (:meth:`splitlab.storage.ExperimentRepository.phases`); each unit belongs to the phase of
+its first exposure (a dimension of the one query). The split is then checked phase by phase
+against each phase's weights (:func:`splitlab.stats.srm.phased_srm_test`; the sequential check
+multiplies the phases' Bayes factors), and every effect, overall, per segment and per day, is the
+period-weighted combination of the per-phase estimates
+(:func:`splitlab.analysis.comparison.compare_phases`), so a ramp raises no false SRM and a time
+trend no Simpson's-paradox bias. With one phase nothing changes.
 """
 
 from __future__ import annotations
@@ -25,14 +35,22 @@ from typing import Any
 
 from scipy import stats as sps
 
-from splitlab.analysis.comparison import Options, compare, corrected, effect_of
-from splitlab.analysis.readout import ExperimentReadout, HealthCheck, MetricResult, Role, Severity, TimelinePoint
+from splitlab.analysis.comparison import Options, compare, compare_phases, corrected, effect_of
+from splitlab.analysis.readout import (
+    ExperimentReadout,
+    HealthCheck,
+    MetricResult,
+    PhaseSummary,
+    Role,
+    Severity,
+    TimelinePoint,
+)
 from splitlab.analysis.sql import CellKey, ExperimentAggregates, Source, aggregate_experiment
 from splitlab.specs import ExperimentSpec, MetricDefinition
 from splitlab.stats.frequentist import estimate, two_sample_test
 from splitlab.stats.power import plan_sample_size
-from splitlab.stats.sequential.srm import sequential_srm_test
-from splitlab.stats.srm import SrmResult, srm_test
+from splitlab.stats.sequential.srm import sequential_srm_log_bayes_factor, sequential_srm_test
+from splitlab.stats.srm import SrmResult, phased_srm_test, srm_test
 from splitlab.stats.statistics import CovariateStatistic
 
 TOP_SEGMENT_LEVELS = 5
@@ -83,6 +101,7 @@ class _Analysis:
         self.spec = spec
         self.metrics = metrics
         self.aggregates = aggregates
+        self.phases = aggregates.phases if len(aggregates.phases) > 1 else ()
         self.alpha = alpha
         self.options = Options(alpha=alpha)
         self.control = spec.variants[0].key
@@ -94,6 +113,18 @@ class _Analysis:
         definition = self.metrics[name]
         agg = self.aggregates
         options = replace(self.options, sequential=sequential, planned_n=planned_n)
+        if self.phases and definition.kind != "quantile":
+            out = [
+                compare_phases(
+                    self.phased(name, variant),
+                    options=options,
+                    higher_is_better=definition.direction == "higher",
+                    looks=[self.phased(name, variant, day=day) for day in agg.days],
+                    **self._identity(name, role, max_degradation, variant),
+                )
+                for variant in self.treatments
+            ]
+            return corrected(out, method=self.spec.analysis.correction, alpha=self.alpha)
         out = [
             compare(
                 agg.statistic(name, self.control),
@@ -127,19 +158,42 @@ class _Analysis:
                     treatment = _sum_levels(agg, name, variant, dimension, members)
                     if control is None or treatment is None:
                         continue
-                    family.append(
-                        compare(
-                            control,
-                            treatment,
-                            options=self.options,
-                            higher_is_better=definition.direction == "higher",
-                            segment=(dimension, label),
-                            **self._identity(name, role, max_degradation, variant),
-                        )
-                    )
+                    common = {
+                        "options": self.options,
+                        "higher_is_better": definition.direction == "higher",
+                        "segment": (dimension, label),
+                        **self._identity(name, role, max_degradation, variant),
+                    }
+                    if self.phases:
+                        parts = [
+                            (c, t, units)
+                            for phase in self.phases
+                            if (c := _sum_levels(agg, name, self.control, dimension, members, phase=phase)) is not None
+                            and (t := _sum_levels(agg, name, variant, dimension, members, phase=phase)) is not None
+                            for units in [self.phase_units(phase)]
+                        ]
+                        family.append(compare_phases(parts, **common))
+                    else:
+                        family.append(compare(control, treatment, **common))
                 family = corrected(family, method=self.spec.analysis.correction, alpha=self.alpha)
                 heterogeneous = _cochran_q(family)
                 out += [replace(r, heterogeneous=heterogeneous) for r in family]
+        return out
+
+    def phase_units(self, phase: int, day: Any = None) -> int:
+        """Units of ``phase`` in every variant (first exposed by the end of ``day`` when given)."""
+        cells = self.aggregates.cell_units
+        return sum(cells.get(CellKey(v, None, day, phase), 0) for v in self.aggregates.variant_units)
+
+    def phased(self, name: str, variant: str, *, day: Any = None) -> list[tuple[Any, Any, int]]:
+        """``(control, treatment, units)`` of ``name`` per phase (cumulative to ``day`` when given)."""
+        agg = self.aggregates
+        out = []
+        for phase in self.phases:
+            control = agg.cells.get(CellKey(self.control, None, day, phase), {}).get(name)
+            treatment = agg.cells.get(CellKey(variant, None, day, phase), {}).get(name)
+            if control is not None and treatment is not None:
+                out.append((control, treatment, self.phase_units(phase, day)))
         return out
 
     def _identity(self, name: str, role: Role, max_degradation: float | None, variant: str) -> dict[str, Any]:
@@ -171,12 +225,18 @@ class _Analysis:
 
 
 def _sum_levels(
-    agg: ExperimentAggregates, name: str, variant: str, dimension: str, levels: Sequence[str | None]
+    agg: ExperimentAggregates,
+    name: str,
+    variant: str,
+    dimension: str,
+    levels: Sequence[str | None],
+    *,
+    phase: int | None = None,
 ) -> Any:
     parts: list[Any] = []
     for level in levels:
         try:
-            parts.append(agg.marginal(name, variant, dimension, level))
+            parts.append(agg.marginal(name, variant, dimension, level, phase=phase))
         except KeyError:
             continue
     if not parts:
@@ -188,30 +248,38 @@ def _sum_levels(
 
 
 def _health(
-    analysis: _Analysis, srm: SrmResult, units: dict[str, int], weights: dict[str, float], planned: int | None
+    analysis: _Analysis,
+    srm: SrmResult,
+    units: dict[str, int],
+    weights: dict[str, float],
+    planned: int | None,
+    phase_weights: Sequence[dict[str, float]] = (),
 ) -> list[HealthCheck]:
     agg = analysis.aggregates
     checks: list[HealthCheck] = []
     shares = ", ".join(f"{k}={s:.1%}" for k, s in zip(srm.variants, srm.observed_shares, strict=True))
-    configured = ", ".join(f"{k}={w:.0%}" for k, w in weights.items())
+    if phase_weights:
+        configured = f"per phase ({len(phase_weights)} phases, expected {_shares(srm)})"
+        test = f"chi-square over the phases ({srm.df} df)"
+    else:
+        configured = ", ".join(f"{k}={w:.0%}" for k, w in weights.items())
+        test = "chi-square"
     checks.append(
         HealthCheck(
             "srm",
             not srm.flag,
             "error",
-            f"traffic split configured {configured} / actual {shares}: chi-square p = {srm.p_value:.2g}"
+            f"traffic split configured {configured} / actual {shares}: {test} p = {srm.p_value:.2g}"
             + (" (sample ratio mismatch)" if srm.flag else ""),
             srm.p_value,
         )
     )
     if agg.days:
-        cumulative = [[agg.cell_units.get(_day_key(v, day), 0) for v in units] for day in agg.days]
-        previous = None
-        for counts in cumulative:
-            if sum(counts) == 0:
-                continue
-            sequential = sequential_srm_test(dict(zip(units, counts, strict=True)), weights, previous_p_value=previous)
-            previous = sequential.p_value
+        previous = (
+            _phased_sequential_srm(agg, list(units), phase_weights)
+            if phase_weights
+            else _sequential_srm(agg, units, weights)
+        )
         if previous is not None:
             checks.append(
                 HealthCheck(
@@ -268,6 +336,46 @@ def _health(
     return checks
 
 
+def _shares(srm: SrmResult) -> str:
+    return ", ".join(f"{k}={s:.1%}" for k, s in zip(srm.variants, srm.expected_shares, strict=True))
+
+
+def _sequential_srm(agg: ExperimentAggregates, units: dict[str, int], weights: dict[str, float]) -> float | None:
+    cumulative = [[agg.cell_units.get(_day_key(v, day), 0) for v in units] for day in agg.days]
+    previous = None
+    for counts in cumulative:
+        if sum(counts) == 0:
+            continue
+        sequential = sequential_srm_test(dict(zip(units, counts, strict=True)), weights, previous_p_value=previous)
+        previous = sequential.p_value
+    return previous
+
+
+def _phased_sequential_srm(
+    agg: ExperimentAggregates, variants: list[str], phase_weights: Sequence[dict[str, float]]
+) -> float | None:
+    """The sequential SRM check with each phase against its weights: the phases' Bayes factors multiply.
+
+    Each phase's Dirichlet-multinomial Bayes factor against its own weights is a test martingale
+    over that phase's units; the phases follow each other in time and hold disjoint units, so the
+    product is a test martingale over all units, and ``p_n = min(p_{n-1}, 1 / prod_p BF_p)`` stays
+    always valid (Lindon & Malek 2022, section 2; Ville 1939). With one phase this is
+    :func:`splitlab.stats.sequential.srm.sequential_srm_test`.
+    """
+    previous = None
+    for day in agg.days:
+        log_bf = 0.0
+        for phase, weights in enumerate(phase_weights, 1):
+            counts = [agg.cell_units.get(CellKey(v, None, day, phase), 0) for v in variants]
+            if sum(counts):
+                log_bf += float(sequential_srm_log_bayes_factor(counts, [weights[v] for v in variants]))
+        if log_bf == 0.0 and previous is None:
+            continue
+        current = min(1.0, math.exp(-log_bf)) if log_bf > -700 else 1.0
+        previous = current if previous is None else min(previous, current)
+    return previous
+
+
 def _day_key(variant: str, day: Any) -> CellKey:
     return CellKey(variant, None, day)
 
@@ -313,12 +421,23 @@ def _timeline(analysis: _Analysis) -> list[TimelinePoint]:
             continue
         for variant in analysis.treatments:
             for day in agg.days:
-                try:
-                    control = agg.statistic(name, analysis.control, day=day)
-                    treatment = agg.statistic(name, variant, day=day)
-                except KeyError:
-                    continue
-                effect = effect_of(control, treatment, options=analysis.options)
+                if analysis.phases:
+                    result = compare_phases(
+                        analysis.phased(name, variant, day=day),
+                        options=analysis.options,
+                        metric=name,
+                        kind=definition.kind,
+                        variant=variant,
+                        control=analysis.control,
+                    )
+                    effect = result.effect
+                else:
+                    try:
+                        control = agg.statistic(name, analysis.control, day=day)
+                        treatment = agg.statistic(name, variant, day=day)
+                    except KeyError:
+                        continue
+                    effect = effect_of(control, treatment, options=analysis.options)
                 units = agg.cell_units.get(_day_key(analysis.control, day), 0) + agg.cell_units.get(
                     _day_key(variant, day), 0
                 )
@@ -365,6 +484,7 @@ def analyze_experiment(
     metrics = {name: MetricDefinition.model_validate(stored[name]) for name in dict.fromkeys(names)}
     dimensions = list(spec.stratify_by if segments is None else segments)
     connection, source = data if data is not None else (store.engine, Source.splitlab_store())
+    phases = [p for p in store.experiments.phases(key=key) if as_of is None or p.phase == 1 or p.started_at <= as_of]
     aggregates = aggregate_experiment(
         connection,
         experiment_key=key,
@@ -373,6 +493,7 @@ def analyze_experiment(
         segments=dimensions,
         by_day=True,
         as_of=as_of,
+        phase_starts=[p.started_at for p in phases[1:]],
     )
     alpha = spec.analysis.alpha or (spec.hypothesis.alpha if spec.hypothesis else 0.05)
     analysis = _Analysis(spec, metrics, aggregates, alpha=alpha)
@@ -380,7 +501,24 @@ def analyze_experiment(
     units = {v.key: aggregates.variant_units.get(v.key, 0) for v in spec.variants}
     weights = {v.key: v.weight for v in spec.variants}
     planned = _planned_per_variant(spec, analysis)
-    srm = srm_test(units, weights)
+    phase_weights = [{v: p.weights.get(v, 0.0) for v in units} for p in phases] if len(phases) > 1 else []
+    phase_units = [{v: aggregates.cell_units.get(CellKey(v, None, None, p.phase), 0) for v in units} for p in phases]
+    if phase_weights:
+        srm, phase_srm = phased_srm_test(list(zip(phase_units, phase_weights, strict=True)))
+    else:
+        srm = srm_test(units, weights)
+        phase_srm = (srm,) * len(phases)
+    summaries = tuple(
+        PhaseSummary(
+            phase=p.phase,
+            started_at=p.started_at,
+            spec_version=p.spec_version,
+            weights=dict(p.weights),
+            units=counts,
+            srm_p_value=result.p_value,
+        )
+        for p, counts, result in zip(phases, phase_units, phase_srm, strict=True)
+    )
     first_day = aggregates.days[0] if aggregates.days else None
     days_running = (analysed_at.date() - first_day).days + 1.0 if first_day else 0.0
     sequential = spec.analysis.sequential if spec.analysis.method == "sequential" else None
@@ -406,10 +544,11 @@ def analyze_experiment(
         planned_units_per_variant=planned,
         daily_units=sum(units.values()) / days_running if days_running else 0.0,
         srm=srm,
-        health=tuple(_health(analysis, srm, units, weights, planned)),
+        health=tuple(_health(analysis, srm, units, weights, planned, phase_weights)),
         metrics=tuple(readouts),
         segments=tuple(segment_readouts),
         timeline=tuple(_timeline(analysis)),
+        phases=summaries,
         min_duration_days=spec.schedule.min_duration_days,
         max_duration_days=spec.schedule.max_duration_days,
     )

@@ -17,7 +17,16 @@ from splitlab.analysis.results import MetricResult, Role
 from splitlab.stats.results import Interval
 from splitlab.stats.srm import SrmResult
 
-__all__ = ["Decision", "ExperimentReadout", "HealthCheck", "MetricResult", "Role", "TimelinePoint", "Verdict"]
+__all__ = [
+    "Decision",
+    "ExperimentReadout",
+    "HealthCheck",
+    "MetricResult",
+    "PhaseSummary",
+    "Role",
+    "TimelinePoint",
+    "Verdict",
+]
 
 Severity = Literal["error", "warning", "info"]
 
@@ -58,6 +67,39 @@ class TimelinePoint:
     units: int
     relative_effect: float
     relative_ci: Interval
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PhaseSummary:
+    """One allocation phase of the experiment: when it started, its weights, its units and their split.
+
+    Attributes:
+        phase: 1, 2, ... in time order.
+        started_at: when its weights took effect.
+        spec_version: the experiment version that set them.
+        weights: the configured share per variant during the phase.
+        units: analysed units first exposed during the phase, per variant.
+        srm_p_value: the chi-square SRM p-value of those units against the phase's weights (NaN
+            without units).
+    """
+
+    phase: int
+    started_at: datetime
+    spec_version: int
+    weights: dict[str, float]
+    units: dict[str, int]
+    srm_p_value: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the start as ISO 8601, a NaN p-value as None."""
+        return {
+            "phase": self.phase,
+            "started_at": self.started_at.isoformat(),
+            "spec_version": self.spec_version,
+            "weights": dict(self.weights),
+            "units": dict(self.units),
+            "srm_p_value": self.srm_p_value if math.isfinite(self.srm_p_value) else None,
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,13 +157,14 @@ class ExperimentReadout:
     timeline: tuple[TimelinePoint, ...] = ()
     decision: Verdict | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    phases: tuple[PhaseSummary, ...] = ()
     min_duration_days: float | None = None
     max_duration_days: float | None = None
 
     def status_summary(self) -> dict[str, Any]:
         """Where the experiment stands (``splitlab status --json`` and ``GET .../status``): status, days
-        running, configured split vs units per variant with the SRM check, and the planned sample.
-        NaN (an SRM p-value without units) is None.
+        running, configured split vs units per variant with the SRM check, the planned sample, and
+        the allocation phases. NaN (an SRM p-value without units) is None.
         """  # noqa: D205
         p_value = self.srm.p_value
         return {
@@ -134,4 +177,5 @@ class ExperimentReadout:
             "srm_p_value": p_value if math.isfinite(p_value) else None,
             "srm_flag": self.srm.flag,
             "excluded_units": self.excluded_units,
+            "phases": [phase.to_dict() for phase in self.phases],
         }

@@ -13,6 +13,8 @@ References:
     Fabijan, A. et al. (2019). Diagnosing Sample Ratio Mismatch in Online Controlled Experiments.
     KDD (the chi-square SRM check and a strict threshold).
     Kohavi, R., Tang, D., Xu, Y. (2020). Trustworthy Online Controlled Experiments, ch. 21.
+    Agresti, A. (2013), section 1.5.6 and 16.1.4 (independent chi-square statistics add, and so
+    do their degrees of freedom: the check of several allocation phases, each against its weights).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from splitlab.stats.results import ErrorCode
 
 WEIGHTS_TOLERANCE = 1e-6
 
-__all__ = ["WEIGHTS_TOLERANCE", "SrmResult", "srm_test"]
+__all__ = ["WEIGHTS_TOLERANCE", "SrmResult", "phased_srm_test", "srm_test"]
 
 Counts = Mapping[Any, int] | Iterable[int]
 Weights = Mapping[Any, float] | Iterable[float]
@@ -201,3 +203,69 @@ def srm_test(counts: Counts, weights: Weights | None = None, *, threshold: float
         threshold=threshold,
         flag=p_value < threshold,
     )
+
+
+def phased_srm_test(
+    phases: Iterable[tuple[Mapping[Any, int], Mapping[Any, float]]], *, threshold: float = 0.001
+) -> tuple[SrmResult, tuple[SrmResult, ...]]:
+    """The split checked per allocation phase, each phase against its own weights, and over all phases.
+
+    Each phase is :func:`srm_test` of its counts against its weights. The phases hold disjoint
+    units, so under a correct split their statistics are independent and
+    ``X^2 = sum_p X^2_p`` is chi-square with ``sum_p (k_p - 1)`` df (Agresti 2013, section 1.5.6):
+    the overall check. Its counts are the units per variant over all phases and its expected
+    counts ``sum_p N_p w_pj``; phases without units add nothing. With one phase this is
+    :func:`srm_test`.
+
+    Args:
+        phases: ``(counts, weights)`` per phase, mappings of variant to count and to weight (as in
+            :func:`srm_test`; every phase names the same variants).
+        threshold: flag when ``p_value < threshold``, in (0, 1). Default 0.001.
+
+    Returns:
+        The overall result and each phase's.
+
+    Raises:
+        ValueError: no phase, phases naming different variants, or what :func:`srm_test` refuses.
+
+    Example:
+        >>> ramp = [({"a": 1000, "b": 9000}, {"a": 0.1, "b": 0.9}), ({"a": 5050, "b": 4950}, {"a": 0.5, "b": 0.5})]
+        >>> overall, (first, second) = phased_srm_test(ramp)
+        >>> overall.df, round(overall.p_value, 3), overall.flag, overall.counts
+        (2, 0.607, False, (6050, 13950))
+    """
+    check_probability("threshold", threshold)
+    given = list(phases)
+    if not given:
+        msg = "phases is empty, must hold at least one (counts, weights) pair"
+        raise ValueError(msg)
+    results = tuple(srm_test(counts, weights, threshold=threshold) for counts, weights in given)
+    variants = results[0].variants
+    for p, result in enumerate(results):
+        if result.variants != variants:
+            msg = f"phases[{p}] names the variants {list(result.variants)}, must name {list(variants)} like phases[0]"
+            raise ValueError(msg)
+    if len(results) == 1:
+        return results[0], results
+    counted = [r for r in results if r.error_code is None]
+    counts = tuple(sum(r.counts[j] for r in results) for j in range(len(variants)))
+    total = sum(counts)
+    if not counted:
+        return srm_test(dict(zip(variants, counts, strict=True)), threshold=threshold), results
+    expected = tuple(math.fsum(r.expected[j] for r in counted) for j in range(len(variants)))
+    statistic = math.fsum(r.statistic for r in counted)
+    df = sum(r.df for r in counted)
+    p_value = float(sps.chi2.sf(statistic, df))
+    overall = SrmResult(
+        statistic=statistic,
+        df=df,
+        p_value=p_value,
+        counts=counts,
+        expected=expected,
+        observed_shares=tuple(c / total for c in counts),
+        expected_shares=tuple(e / total for e in expected),
+        variants=variants,
+        threshold=threshold,
+        flag=p_value < threshold,
+    )
+    return overall, results
