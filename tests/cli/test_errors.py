@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -215,15 +216,16 @@ def test_analyze_source_naming_a_missing_duckdb_file(store: Path, tmp_path: Path
 
 def test_events_import_with_rejected_rows_exits_1_with_its_report(store: Path, tmp_path: Path) -> None:
     path = tmp_path / "exposures.csv"
+    assert runner.invoke(app, ["start", EXPERIMENT, "--database", f"sqlite:///{store}"]).exit_code == 0
     pd.DataFrame({
         "experiment": [EXPERIMENT] * 3, "unit_id": ["u1", "u2", "u3"], "variant": ["control", "threshold_35", "nope"],
-        "timestamp": ["2026-11-01T10:00:00Z", "2026-11-01T11:00:00Z", "2026-11-01T12:00:00Z"],
+        "timestamp": [datetime.now(UTC).isoformat()] * 3,
     }).to_csv(path, index=False)  # fmt: skip
     result = runner.invoke(app, ["events", "import", str(path), "--database", f"sqlite:///{store}"])
     assert result.exit_code == 1, (result.output, result.exception)
     assert result.stderr == ""
     lines = result.stdout.splitlines()
-    assert lines[0] == "exposures: 3 rows, 2 inserted, 0 already stored, 1 rejected"
+    assert lines[0] == "exposures: 3 rows, 2 inserted, 0 already stored, 0 conflicts, 1 rejected"
     assert lines[1].startswith("  row 4: ")
     assert len(lines) == 2
     accepted = tmp_path / "accepted.csv"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -113,12 +114,13 @@ def test_assign_matches_the_python_api_and_respects_status_and_targeting(db: lis
 
 def test_events_import_reports_rejected_rows(db: list[str], tmp_path: Path) -> None:
     run("apply", str(EXAMPLES), *db)
+    run("start", "free-shipping-threshold", *db)
     exposures = pd.DataFrame(
         {
             "experiment": ["free-shipping-threshold"] * 3,
             "unit_id": ["u1", "u2", "u3"],
             "variant": ["control", "threshold_35", "nope"],
-            "timestamp": ["2026-11-01T10:00:00Z", "2026-11-01T11:00:00Z", "2026-11-01T12:00:00Z"],
+            "timestamp": [datetime.now(UTC).isoformat()] * 3,
             "device": ["mobile", "desktop", "mobile"],
         }
     )

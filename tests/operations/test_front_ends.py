@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -305,23 +306,17 @@ def test_an_exposure_to_an_undeclared_variant_reads_the_same(tmp_path: Path, dat
     cli = Cli(database_url, tmp_path)
     assert cli.define_metrics(METRICS).accepted
     assert cli.apply(_spec()).accepted
+    assert cli.move("search", "start").accepted
+    now = datetime.now(UTC).isoformat()
     path = tmp_path / "exposures.csv"
-    path.write_text(
-        "experiment,unit_id,variant,timestamp\n"
-        "search,u1,control,2026-11-01T10:00:00Z\n"
-        "search,u2,blue,2026-11-01T10:00:00Z\n"
-    )
+    path.write_text(f"experiment,unit_id,variant,timestamp\nsearch,u1,control,{now}\nsearch,u2,blue,{now}\n")
     imported = CliRunner().invoke(cli_app, ["events", "import", str(path), "--json", "--database", database_url])
     assert imported.exit_code == 1
     (rejected,) = json.loads(imported.stdout)["rejected"]
     with open_store(database_url) as store:
         _, key = store.keys.create(role="admin", name="ana", actor="test")
     with TestClient(create_app(Settings(database_url=database_url)), raise_server_exceptions=False) as client:
-        batch = {
-            "exposures": [
-                {"experiment": "search", "unit_id": "u3", "variant": "blue", "timestamp": "2026-11-01T10:00:00Z"}
-            ]
-        }
+        batch = {"exposures": [{"experiment": "search", "unit_id": "u3", "variant": "blue", "timestamp": now}]}
         refused = client.post("/api/v1/exposures", json=batch, headers={"Authorization": f"Bearer {key}"})
     assert refused.status_code == 422
     (problem,) = refused.json()["detail"]

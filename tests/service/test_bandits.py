@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -129,9 +130,10 @@ def test_bad_rewards_and_wrong_experiments_are_refused(
 def test_exposures_record_the_assignments_sdks_made(
     client: TestClient, bandit: str, sdk: dict[str, str], database_url: str
 ) -> None:
+    now = datetime.now(UTC).isoformat()
     exposures = [
-        {"experiment": "cta", "unit_id": "app-1", "variant": "b", "timestamp": "2026-12-01T10:00:00Z"},
-        {"experiment": "cta", "unit_id": "app-2", "variant": "a", "timestamp": "2026-12-01T10:00:00Z"},
+        {"experiment": "cta", "unit_id": "app-1", "variant": "b", "timestamp": now},
+        {"experiment": "cta", "unit_id": "app-2", "variant": "a", "timestamp": now},
     ]
     assert client.post("/api/v1/exposures", json={"exposures": exposures}, headers=sdk).status_code == 200
     with open_store(database_url) as store:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from itertools import combinations
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -273,7 +274,7 @@ def exported(client: TestClient, running: str, admin: dict[str, str], sdk: dict[
     assigned = client.post("/api/v1/assign", json={"experiment": running, "unit_id": "u1"}, headers=sdk)
     assert assigned.status_code == 200
     variant = assigned.json()["variant"]
-    exposure = {"experiment": running, "unit_id": "u1", "variant": variant, "timestamp": "2024-05-01T00:00:00Z"}
+    exposure = {"experiment": running, "unit_id": "u1", "variant": variant, "timestamp": datetime.now(UTC).isoformat()}
     assert client.post("/api/v1/exposures", json={"exposures": [exposure]}, headers=sdk).status_code == 200
     event = {"event_id": "e1", "unit_id": "u1", "name": "buy", "timestamp": "2024-05-01T00:00:00Z"}
     assert client.post("/api/v1/events", json={"events": [event, event]}, headers=sdk).status_code == 200

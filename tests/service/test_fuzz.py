@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import hypothesis
@@ -193,8 +194,9 @@ def _seed(client: requests.Session, admin: dict[str, str], database_url: str) ->
     _ok(client.put("/api/v1/experiments/checkout-one-page", data=one_page, headers=yaml))
     for key in EXPERIMENTS:
         _ok(client.post(f"/api/v1/experiments/{key}/start", headers=admin))
+    now = datetime.now(UTC).isoformat()  # exposures are taken from the experiment's start to now
     exposures = [
-        {"experiment": key, "unit_id": u, "variant": variants[i % 2], "timestamp": T, "attributes": {"country": "US"}}
+        {"experiment": key, "unit_id": u, "variant": variants[i % 2], "timestamp": now, "attributes": {"country": "US"}}
         for key, variants in (
             ("checkout", ("control", "treatment")),
             ("checkout-one-page", ("three_steps", "one_page")),

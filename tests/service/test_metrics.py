@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,7 +22,12 @@ def test_metrics_count_what_the_api_did(
     units = [{"unit_id": f"u{i}"} for i in range(20)]
     answer = client.post("/api/v1/assign/batch", json={"experiment": running, "units": units}, headers=sdk).json()
     treatment = sum(a["variant"] == "treatment" for a in answer["assignments"])
-    exposure = {"experiment": running, "unit_id": "u1", "variant": "control", "timestamp": "2024-05-01T00:00:00Z"}
+    exposure = {
+        "experiment": running,
+        "unit_id": "u1",
+        "variant": "control",
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
     client.post("/api/v1/exposures", json={"exposures": [exposure, {**exposure, "unit_id": "u2"}]}, headers=sdk)
     event = {"event_id": "e1", "unit_id": "u1", "name": "buy", "timestamp": "2024-05-01T00:00:00Z"}
     client.post("/api/v1/events", json={"events": [event, event]}, headers=sdk)

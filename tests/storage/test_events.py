@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
@@ -283,3 +284,16 @@ def test_columns_with_one_bad_item_write_nothing(
     with pytest.raises(error, match=match):
         store.events.log_columns(**_columns("c", **changes))  # type: ignore[arg-type]
     assert store.events.count() == 0
+
+
+@pytest.mark.parametrize("value", [1e308, -1e155, math.inf, math.nan])
+def test_values_whose_square_is_not_finite_are_refused_by_every_path(store: Store, value: float) -> None:
+    with pytest.raises(ValueError, match=r"^value == .*, must be finite"):
+        Event(event_id="e1", unit_id="u1", name="buy", value=value, timestamp=datetime(2024, 5, 1, tzinfo=UTC))
+    columns = _columns("c")
+    columns["value"] = np.array([1.0, value, 2.0])
+    with pytest.raises(ValueError, match=r"^events\[1\]\.value == .*, must be finite"):
+        store.events.log_columns(**columns)  # type: ignore[arg-type]
+    assert store.events.count() == 0
+    largest = Event(event_id="e2", unit_id="u1", name="buy", value=1e154, timestamp=datetime(2024, 5, 1, tzinfo=UTC))
+    assert store.events.log(largest) == WriteResult(1, 1)

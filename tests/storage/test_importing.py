@@ -232,3 +232,12 @@ def test_exposures_csv_refuses_rows_the_experiment_does_not_take(
     assert 5 not in dict(again.rejected)
     with pytest.raises(ValueError, match=r"clock_skew == -1 day, 23:59:59, must be >= 0"):
         import_file(store, _write(tmp_path, "exposures.csv", text), clock_skew=timedelta(seconds=-1))
+
+
+def test_event_values_whose_square_overflows_are_rejected(store: Store, tmp_path: Path) -> None:
+    text = "event_id,unit_id,event,value,timestamp\ne1,u1,buy,1e308,2024-05-01\ne2,u1,buy,-1e154,2024-05-01\n"
+    report = import_file(store, _write(tmp_path, "events.csv", text))
+    assert report.rejected == (
+        RejectedRow(2, "value '1e308' has a square that is not finite (at most 1.341e+154 in magnitude)"),
+    )
+    assert report.inserted == 1

@@ -174,10 +174,6 @@ def simulate(
     if start.utcoffset() is None:
         msg = f"start == {start.isoformat()}, must be timezone-aware (e.g. datetime.now(UTC))"
         raise ValueError(msg)
-    record = get_experiment(store, spec.key)
-    if record.status != "running":
-        msg = f"experiment {spec.key!r} is {record.status}, not running: start it first (splitlab start {spec.key})"
-        raise ValueError(msg)
     # The seed is part of the ids, so another seed is another population (not only other behaviour).
     unit_ids = np.array([f"{prefix}-s{seed}-u{i}" for i in range(units)], dtype=object)
     device = np.asarray(DEVICES, dtype=object)[rng.choice(len(DEVICES), units, p=DEVICE_SHARES)]
@@ -213,6 +209,11 @@ def simulate(
         for level, factor in levels.items():
             scale = np.where(np.asarray(column) == level, scale * factor, scale)
 
+    # The options are checked above; the experiment's state, once they pass.
+    record = get_experiment(store, spec.key)
+    if record.status != "running":
+        msg = f"experiment {spec.key!r} is {record.status}, not running: start it first (splitlab start {spec.key})"
+        raise ValueError(msg)
     exposures = [
         Exposure(
             experiment_key=spec.key, unit_id=str(unit_ids[i]), variant=variant_keys[index[i]],

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict, StringConstraints
 
 from splitlab.storage.json_values import json_problems, storable
+from splitlab.storage.records import MAX_VALUE
 
 if TYPE_CHECKING:
     from splitlab.storage import ExperimentRecord
@@ -89,6 +90,8 @@ Timestamp = Annotated[AwareDatetime, Strict(), AfterValidator(_utc)]
 AwareTimestamp = Annotated[AwareDatetime, Strict()]
 """A :data:`Timestamp` left in its own offset: for events, whose store encoding converts it (and names overflows)."""
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+EventValue = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-MAX_VALUE, le=MAX_VALUE)]
+"""An event's value: finite, and its square too (the statistics sum squares), checked in pydantic-core."""
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -169,7 +172,7 @@ class EventCreate(_Body):
     unit_id: Text
     name: Text
     timestamp: AwareTimestamp
-    value: Number | None = None
+    value: EventValue | None = None
     properties: dict[str, Any] | None = None  # checked as the store encodes it (EventRepository.encode_checked)
 
 
@@ -180,11 +183,16 @@ class EventBatch(_Body):
 
 
 class IngestPublic(BaseModel):
-    """What a batch write did: items received, new ones inserted, and duplicates."""
+    """What a batch write did: items received, new ones inserted, duplicates, and conflicts.
+
+    ``conflicts`` are exposures of a unit in another variant than the one recorded for it (the
+    unit is left out of analysis); always 0 for events.
+    """
 
     received: int
     inserted: int
     duplicates: int
+    conflicts: int = 0
 
 
 class ExperimentPublic(BaseModel):

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
         record_interval: Seconds between the batched writes of new sticky assignments of
             hash-allocated experiments; default 0.05 (random and bandit allocations are written
             before the answer is sent).
+        clock_skew_seconds: How far past the server's clock an exposure may be dated (clients'
+            clocks run fast); default 300. Later exposures are refused with 422.
     """
 
     model_config = SettingsConfigDict(env_prefix=_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid")
@@ -71,6 +73,7 @@ class Settings(BaseSettings):
     record_assignments: bool = True
     cache_seconds: Annotated[float, _must("be a finite number >= 0", lambda s: 0 <= s < math.inf)] = 1.0
     record_interval: Annotated[float, _must("be in (0, 60]", lambda s: 0 < s <= 60)] = 0.05
+    clock_skew_seconds: Annotated[float, _must("be a finite number >= 0", lambda s: 0 <= s < math.inf)] = 300.0
 
     @classmethod
     def settings_customise_sources(
@@ -89,7 +92,8 @@ class Settings(BaseSettings):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from ``SPLITLAB_<FIELD>`` variables (``SPLITLAB_DATABASE_URL``, ``SPLITLAB_REDIS_URL``,
         ``SPLITLAB_MAX_BATCH_SIZE``, ``SPLITLAB_MAX_BODY_BYTES``, ``SPLITLAB_RECORD_ASSIGNMENTS``
-        (``0``/``false``/``no``/``off`` turns it off), ``SPLITLAB_CACHE_SECONDS``, ``SPLITLAB_RECORD_INTERVAL``);
+        (``0``/``false``/``no``/``off`` turns it off), ``SPLITLAB_CACHE_SECONDS``, ``SPLITLAB_RECORD_INTERVAL``,
+        ``SPLITLAB_CLOCK_SKEW_SECONDS``);
         unset or empty means the default.
 
         Args:

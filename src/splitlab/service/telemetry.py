@@ -64,6 +64,13 @@ class Telemetry:
             ["experiment", "variant"],
             registry=self.registry,
         )
+        self.exposures_refused = Counter(
+            "splitlab_exposures_refused",
+            "Exposures refused (their batch was answered 422, nothing written), by reason: unknown_experiment, "
+            "undeclared_variant, not_running, before_start, in_future.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.events_ingested = Counter(
             "splitlab_events_ingested", "Events newly stored (duplicates excluded).", registry=self.registry
         )
@@ -129,6 +136,11 @@ class Telemetry:
         """Count exposures given as (experiment, variant) pairs."""
         for (experiment, variant), n in Tally(pairs).items():
             self.exposures.labels(experiment, variant).inc(n)
+
+    def count_refused_exposures(self, reasons: Iterable[str]) -> None:
+        """Count refused exposures, one reason each."""
+        for reason, n in Tally(reasons).items():
+            self.exposures_refused.labels(reason).inc(n)
 
     def render(self) -> bytes:
         """The metrics in the Prometheus text format.

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from splitlab.storage._sql import Transactions, json_encoder, now, sqlite_time, upsert
 from splitlab.storage.json_values import json_problems, storable_text
-from splitlab.storage.records import Event, StoredEvent, WriteResult, check_finite, check_text
+from splitlab.storage.records import MAX_VALUE, Event, StoredEvent, WriteResult, check_text, check_value
 from splitlab.storage.tables import events
 
 if TYPE_CHECKING:
@@ -128,12 +128,13 @@ class EventRepository:
             unit_id: non-blank strings.
             name: non-blank strings.
             timestamp: UTC times as numpy ``datetime64[us]`` (the stores' resolution).
-            value: finite numbers, or None for events without a value.
+            value: finite numbers whose squares are finite, or None for events without a value.
 
         Raises:
             TypeError: An item that is not a string, times that are not ``datetime64[us]``, values that are not numbers.
             ValueError: Columns of different lengths, or the first item the store refuses (named ``events[i].field``:
-                a blank string, a time that is missing or out of range, a value that is not finite).
+                a blank string, a time that is missing or out of range, a value that is not finite or whose square
+                is not).
         """
         size = len(event_id)
         lengths = {"event_id": size, "unit_id": len(unit_id), "name": len(name), "timestamp": len(timestamp)}
@@ -255,17 +256,18 @@ def _time_column(timestamp: npt.NDArray[np.datetime64], *, text_times: bool) -> 
 
 
 def _value_column(value: npt.NDArray[np.float64]) -> list[float]:
-    """Checked values as floats: real numbers, finite, the first bad one named ``events[i].value``."""
+    """Checked values as floats: real, finite with a finite square, the first bad one named ``events[i].value``."""
     import numpy as np
 
     numbers = np.asarray(value)
     if numbers.dtype.kind not in "fiu":
         msg = f"value is a {numbers.dtype} array, must hold real numbers"
         raise TypeError(msg)
-    infinite = ~np.isfinite(numbers)
-    if infinite.any():
-        index = int(np.argmax(infinite))
-        check_finite(float(numbers[index]), name=f"events[{index}].value")
+    # NaN compares false: refused with the infinities and the values whose square overflows.
+    refused = ~(np.abs(numbers) <= MAX_VALUE)
+    if refused.any():
+        index = int(np.argmax(refused))
+        check_value(float(numbers[index]), name=f"events[{index}].value")
     return list(numbers.astype(np.float64).tolist())
 
 

@@ -11,8 +11,8 @@ Rows are numbered as in the file with the header as row 1, so the first data row
 number a spreadsheet shows); Parquet files are numbered the same way, so a CSV and a Parquet
 export of one table give the same numbers. A row is rejected, with its number and every reason,
 for: an empty id, experiment, variant or event name; a missing or unparsable timestamp (ISO 8601;
-a time without an offset is taken as UTC); a value that is not a finite number (an empty value is
-stored as NULL); and, for exposures, the store's own rules in its own words
+a time without an offset is taken as UTC); a value that is not a finite number with a finite
+square (an empty value is stored as NULL); and, for exposures, the store's own rules in its own words
 (:func:`splitlab.storage.exposures.check_experiments`): an experiment that does not exist or is not
 running, a variant its spec does not declare (when the spec lists its variants), a time before the
 experiment started or later than now plus the clock-skew allowance. The other rows are written in
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from splitlab.storage._sql import (
@@ -51,12 +52,14 @@ from splitlab.storage._sql import (
 from splitlab.storage.database import Store
 from splitlab.storage.events import write_event_rows
 from splitlab.storage.exposures import CLOCK_SKEW, experiment_states, write_exposures
+from splitlab.storage.records import MAX_VALUE
 
 __all__ = ["EVENT_COLUMNS", "EXPOSURE_COLUMNS", "ImportReport", "RejectedRow", "import_file"]
 
 EXPOSURE_COLUMNS = ("experiment", "unit_id", "variant", "timestamp")
 EVENT_COLUMNS = ("event_id", "unit_id", "event", "value", "timestamp")
 _WRITE_CHUNK = 50_000
+_SQUARE = f"has a square that is not finite (at most {MAX_VALUE:.4g} in magnitude)"
 _FIRST_DATA_ROW = 2  # the header is row 1
 
 Kind = Literal["exposures", "events"]
@@ -242,14 +245,23 @@ def _values(frame: pd.DataFrame, rejections: _Rejections) -> pd.Series:
     raw = frame["value"]
     if pd.api.types.is_numeric_dtype(raw.dtype) or pd.api.types.is_bool_dtype(raw.dtype):
         numbers = raw.astype("float64")
-        rejections.add(np.isinf(numbers.to_numpy(na_value=0.0)), lambda i: f"value {numbers.iloc[i]} is not finite")
+        magnitude = np.abs(numbers.to_numpy(na_value=0.0))
+        rejections.add(np.isinf(magnitude), lambda i: f"value {numbers.iloc[i]} is not finite")
+        rejections.add(_too_large(magnitude), lambda i: f"value {numbers.iloc[i]} {_SQUARE}")
         return numbers
     text = raw.astype("string").str.strip()
     empty = (text.isna() | (text == "")).to_numpy(dtype=bool)
     numbers = pd.to_numeric(text.where(~empty), errors="coerce").astype("float64")
-    finite = np.isfinite(numbers.to_numpy(na_value=np.nan))
-    rejections.add(~empty & ~finite, lambda i: f"value {text.iloc[i]!r} is not a finite number")
+    magnitude = np.abs(numbers.to_numpy(na_value=np.nan))
+    rejections.add(~empty & ~np.isfinite(magnitude), lambda i: f"value {text.iloc[i]!r} is not a finite number")
+    rejections.add(_too_large(magnitude), lambda i: f"value {text.iloc[i]!r} {_SQUARE}")
     return numbers
+
+
+def _too_large(magnitude: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    """Finite values whose square is not (the statistics sum squares)."""
+    too_large: npt.NDArray[np.bool_] = np.isfinite(magnitude) & (magnitude > MAX_VALUE)
+    return too_large
 
 
 def _json_lines(frame: pd.DataFrame, columns: list[str]) -> list[str | None]:

@@ -8,6 +8,7 @@ table rows; times are aware UTC datetimes.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -56,6 +57,19 @@ def check_finite(value: object, *, name: str) -> float:
     return result
 
 
+MAX_VALUE = math.sqrt(sys.float_info.max)
+"""The largest magnitude of an event value: the statistics sum squares, and a larger value's square is infinite."""
+
+
+def check_value(value: object, *, name: str) -> float:
+    """An event value: :func:`check_finite`, and its square finite too (``abs(value) <= MAX_VALUE``)."""
+    result = check_finite(value, name=name)
+    if abs(result) > MAX_VALUE:
+        msg = f"{name} == {value!r}, must be finite with a finite square (at most {MAX_VALUE:.4g} in magnitude)"
+        raise ValueError(msg)
+    return result
+
+
 def _check_mapping(value: object, *, name: str) -> Mapping[str, Any] | None:
     if value is not None and not isinstance(value, Mapping):
         msg = f"{name} == {value!r}, must be a mapping (JSON object) or None"
@@ -88,7 +102,7 @@ class Event:
         check_text(self.name, name="name")
         object.__setattr__(self, "timestamp", to_utc(self.timestamp, name="timestamp"))
         if self.value is not None:
-            object.__setattr__(self, "value", check_finite(self.value, name="value"))
+            object.__setattr__(self, "value", check_value(self.value, name="value"))
         _check_mapping(self.properties, name="properties")
 
 

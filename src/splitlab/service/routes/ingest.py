@@ -11,6 +11,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, Security, status
@@ -42,7 +43,9 @@ def _check_size(count: int, field: str, limit: int) -> None:
 
 
 def _public(result: WriteResult) -> IngestPublic:
-    return IngestPublic(received=result.received, inserted=result.inserted, duplicates=result.duplicates)
+    return IngestPublic(
+        received=result.received, inserted=result.inserted, duplicates=result.duplicates, conflicts=result.conflicts
+    )
 
 
 def _record_exposed(runtime: Runtime, batch: ExposureBatch) -> None:
@@ -85,9 +88,10 @@ async def _ingest(request: Request, write: Callable[[Runtime, bytes], IngestPubl
     dependencies=[Security(_any_key)],
 )
 async def log_exposures(request: Request) -> Response:
-    """Record first exposures; a unit already exposed adds nothing (a unit seen in another variant is flagged).
+    """Record first exposures; a unit already exposed adds nothing (a unit seen in another variant is a conflict).
 
-    The whole batch is checked (experiments exist, variants are declared) before anything is written.
+    The whole batch is checked before anything is written: experiments exist and run, variants are
+    declared, times fall between the experiment's start and now plus the clock-skew allowance.
     """
     return await _ingest(request, _log_exposures)
 
@@ -97,16 +101,20 @@ def _log_exposures(runtime: Runtime, body: bytes) -> IngestPublic:
     _check_size(len(batch.exposures), "exposures", runtime.settings.max_batch_size)
     try:
         result = runtime.store.exposures.log_many(
-            Exposure(
-                experiment_key=e.experiment,
-                unit_id=e.unit_id,
-                variant=e.variant,
-                timestamp=e.timestamp,
-                attributes=e.attributes,
-            )
-            for e in batch.exposures
+            (
+                Exposure(
+                    experiment_key=e.experiment,
+                    unit_id=e.unit_id,
+                    variant=e.variant,
+                    timestamp=e.timestamp,
+                    attributes=e.attributes,
+                )
+                for e in batch.exposures
+            ),
+            clock_skew=timedelta(seconds=runtime.settings.clock_skew_seconds),
         )
     except RefusedRowsError as exc:  # the store checks every row against the experiments it holds
+        runtime.telemetry.count_refused_exposures(exc.reasons)
         refused = exc.problems[:MAX_PROBLEMS]
         raise InvalidInputError(
             [(f"exposures.{index}.{field}", message) for index, field, message in refused]
