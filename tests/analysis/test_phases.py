@@ -193,3 +193,18 @@ def test_an_srm_planted_in_the_second_phase_is_caught_through_the_store(store: S
     assert readout.phases[1].srm_p_value < 1e-5 < readout.phases[0].srm_p_value
     assert readout.decision is not None
     assert readout.decision.category is Decision.INVALID
+
+
+def test_status_shows_the_phases(database_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from splitlab.cli import app
+
+    with open_store(database_url) as opened:
+        _ramped(opened, {"control": 1500, "treatment": 1500})
+    shown = CliRunner().invoke(app, ["status", "ramp", "--database", database_url])
+    assert shown.exit_code == 0, shown.output
+    assert "SRM: p = 1 (ok)" in shown.output
+    assert "Phases: 2 (SRM and effects phase by phase)" in shown.output
+    assert "control=10%, treatment=90%; units control=300, treatment=2,700; SRM p = 1" in shown.output
+    assert "control=50%, treatment=50%; units control=1,500, treatment=1,500; SRM p = 1" in shown.output

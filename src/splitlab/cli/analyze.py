@@ -90,5 +90,14 @@ def status(
     ]
     if readout.excluded_units:
         lines.append(f"Excluded: {readout.excluded_units:,} units exposed to more than one variant")
+    if len(readout.phases) > 1:
+        lines.append(f"Phases: {len(readout.phases)} (SRM and effects phase by phase)")
+        for phase in readout.phases:
+            weights = ", ".join(f"{k}={w:.0%}" for k, w in phase.weights.items())
+            counts = ", ".join(f"{k}={n:,}" for k, n in phase.units.items())
+            lines.append(
+                f"  {phase.phase}. from {phase.started_at:%Y-%m-%d %H:%M} UTC (v{phase.spec_version}): {weights}; "
+                f"units {counts}; SRM p = {phase.srm_p_value:.3g}"
+            )
     text = "\n".join(lines)
     show(text, lambda: text)
