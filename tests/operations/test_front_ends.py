@@ -326,3 +326,31 @@ def test_an_exposure_to_an_undeclared_variant_reads_the_same(tmp_path: Path, dat
         == problem["message"]
         == ("variant 'blue' is not a variant of experiment 'search' (control, ranker_b)")
     )
+
+
+def test_a_weight_ramp_shows_the_same_phases_through_either_front_end(tmp_path: Path, database_url: str) -> None:
+    cli = Cli(database_url, tmp_path)
+    assert cli.define_metrics(METRICS).accepted
+    assert cli.apply(_spec(variants=[{"key": "control", "weight": 0.9}, {"key": "ranker_b", "weight": 0.1}])).accepted
+    assert cli.move("search", "start").accepted
+    assert cli.apply(_spec(variants=[{"key": "control", "weight": 0.5}, {"key": "ranker_b", "weight": 0.5}])).accepted
+    shown = CliRunner().invoke(cli_app, ["status", "search", "--json", "--database", database_url])
+    assert shown.exit_code == 0, shown.output
+    by_cli = json.loads(shown.stdout)["phases"]
+    with open_store(database_url) as store:
+        _, key = store.keys.create(role="admin", name="ana", actor="test")
+    with TestClient(create_app(Settings(database_url=database_url)), raise_server_exceptions=False) as client:
+        answer = client.get("/api/v1/experiments/search/status", headers={"Authorization": f"Bearer {key}"})
+    assert answer.status_code == 200, answer.text
+    by_http = answer.json()["phases"]
+    assert (
+        [p["weights"] for p in by_cli]
+        == [p["weights"] for p in by_http]
+        == [
+            {"control": 0.9, "ranker_b": 0.1},
+            {"control": 0.5, "ranker_b": 0.5},
+        ]
+    )
+    assert [(p["phase"], p["spec_version"], p["units"]) for p in by_cli] == [
+        (p["phase"], p["spec_version"], p["units"]) for p in by_http
+    ]

@@ -249,6 +249,17 @@ class ResultsPublic(BaseModel):
     payload: dict[str, Any]
 
 
+class PhasePublic(BaseModel):
+    """One allocation phase: a period with its own weights (see docs/aggregation.md)."""
+
+    phase: int
+    started_at: datetime
+    spec_version: int
+    weights: dict[str, float]
+    units: dict[str, int]
+    srm_p_value: float | None
+
+
 class StatusPublic(BaseModel):
     """Where an experiment stands (as ``splitlab status --json``)."""
 
@@ -261,6 +272,7 @@ class StatusPublic(BaseModel):
     srm_p_value: float | None
     srm_flag: bool
     excluded_units: int
+    phases: list[PhasePublic] = []
 
 
 class ConfigExperimentPublic(ExperimentPublic):
