@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -208,3 +209,19 @@ def test_status_shows_the_phases(database_url: str) -> None:
     assert "Phases: 2 (SRM and effects phase by phase)" in shown.output
     assert "control=10%, treatment=90%; units control=300, treatment=2,700; SRM p = 1" in shown.output
     assert "control=50%, treatment=50%; units control=1,500, treatment=1,500; SRM p = 1" in shown.output
+
+
+def test_every_report_shows_the_phases_table(store: Store) -> None:
+    from splitlab.analysis.report import to_html, to_markdown, to_text
+
+    _ramped(store, {"control": 1500, "treatment": 1500})
+    readout = analyze_experiment(store, "ramp", save=False)
+    text, markdown, html = to_text(readout), to_markdown(readout), to_html(readout)
+    for rendered in (text, markdown, html):
+        assert "control=10.0%, treatment=90.0%" in rendered
+        assert "control=1,500, treatment=1,500" in rendered
+    assert "Allocation phases (split checked per phase):" in text
+    assert "## Allocation phases" in markdown
+    assert html.count("<h3>Allocation phases</h3>") == 1
+    one_phase = replace(readout, phases=readout.phases[:1])
+    assert "Allocation phases" not in to_text(one_phase) + to_markdown(one_phase) + to_html(one_phase)

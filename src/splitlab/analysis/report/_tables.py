@@ -31,6 +31,9 @@ _TEXT = (
     "segment",
     "level",
     "heterogeneous",
+    "started",
+    "weights",
+    "units per variant",
 )
 _FIGURES = (
     "control",
@@ -47,6 +50,8 @@ _FIGURES = (
     "planned",
     "value",
     "units (c / t)",
+    "phase",
+    "SRM p",
 )
 # Every column of every table, declared once, so a header aligns the same in every table and every form.
 COLUMNS = {name: Column(name, numeric=name in _FIGURES) for name in (*_TEXT, *_FIGURES)}
@@ -72,6 +77,7 @@ METRIC_COLUMNS = (*EFFECT_COLUMNS, COLUMNS["result"])
 GUARDRAIL_COLUMNS = columns("metric", "variant", "rel. effect", "rel. CI", "tolerated", "p-value", "P(win)", "status")
 HEALTH_COLUMNS = columns("check", "result", "severity", "value", "message")
 TRAFFIC_COLUMNS = columns("variant", "configured", "actual", "units", "planned")
+PHASE_COLUMNS = columns("phase", "started", "weights", "units per variant", "SRM p")
 SEGMENT_COLUMNS = columns(
     "metric", "variant", "segment", "level", "units (c / t)", "rel. effect", "rel. CI", "p-value", "heterogeneous"
 )
@@ -194,6 +200,22 @@ def traffic_rows(readout: ExperimentReadout) -> list[Row]:
     planned = count(readout.planned_units_per_variant)
     return [
         (v, share(configured[v]), share(actual[v]), count(readout.units.get(v, 0)), planned) for v in readout.variants
+    ]
+
+
+def phase_rows(readout: ExperimentReadout) -> list[Row]:
+    """One row per allocation phase (:data:`PHASE_COLUMNS`); none while the weights never changed."""
+    if len(readout.phases) < 2:
+        return []
+    return [
+        (
+            str(phase.phase),
+            f"{phase.started_at:%Y-%m-%d %H:%M} (v{phase.spec_version})",
+            ", ".join(f"{v}={share(w)}" for v, w in phase.weights.items()),
+            ", ".join(f"{v}={count(n)}" for v, n in phase.units.items()),
+            p_value(phase.srm_p_value),
+        )
+        for phase in readout.phases
     ]
 
 

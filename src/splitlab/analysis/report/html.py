@@ -18,6 +18,7 @@ from splitlab.analysis.report._tables import (
     GUARDRAIL_COLUMNS,
     HEALTH_COLUMNS,
     METRIC_COLUMNS,
+    PHASE_COLUMNS,
     ROLES,
     SEGMENT_COLUMNS,
     TRAFFIC_COLUMNS,
@@ -30,6 +31,7 @@ from splitlab.analysis.report._tables import (
     guardrail_state,
     health_rows,
     metric_row,
+    phase_rows,
     segment_groups,
     segment_row,
     summary_line,
@@ -112,9 +114,16 @@ def _traffic(readout: ExperimentReadout) -> str:
     configured, actual = configured_shares(readout), actual_shares(readout)
     groups = [BarGroup(v, (configured[v], actual[v])) for v in readout.variants]
     chart = bar_chart(groups, title="Traffic split: configured vs actual", legend=("configured", "actual"), fmt=share)
+    phases = phase_rows(readout)
+    by_phase = (
+        "<h3>Allocation phases</h3><p>The split is checked per phase, against its weights.</p>"
+        f"{_table(PHASE_COLUMNS, phases)}"
+        if phases
+        else ""
+    )
     return (
         f"<h2>Traffic split</h2><p>{_e(traffic_line(readout))}</p>{chart}"
-        f"{_table(TRAFFIC_COLUMNS, traffic_rows(readout))}"
+        f"{_table(TRAFFIC_COLUMNS, traffic_rows(readout))}{by_phase}"
     )
 
 

@@ -10,6 +10,7 @@ from splitlab.analysis.report._tables import (
     GUARDRAIL_COLUMNS,
     HEALTH_COLUMNS,
     METRIC_COLUMNS,
+    PHASE_COLUMNS,
     ROLES,
     SEGMENT_COLUMNS,
     TRAFFIC_COLUMNS,
@@ -20,6 +21,7 @@ from splitlab.analysis.report._tables import (
     headers,
     health_rows,
     metric_row,
+    phase_rows,
     segment_row,
     summary_line,
     traffic_line,
@@ -71,6 +73,9 @@ def to_markdown(readout: ExperimentReadout) -> str:
     lines += ["## Health checks", ""]
     lines += _table(HEALTH_COLUMNS, health_rows(readout)) if readout.health else ["No health checks ran.", ""]
     lines += ["## Traffic split", "", _md(traffic_line(readout)), "", *_table(TRAFFIC_COLUMNS, traffic_rows(readout))]
+    if phases := phase_rows(readout):
+        lines += ["## Allocation phases", "", "The split is checked per phase, against its weights.", ""]
+        lines += _table(PHASE_COLUMNS, phases)
     for role, title in ROLES:
         metrics = by_role(readout, role)
         if not metrics:

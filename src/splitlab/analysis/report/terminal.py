@@ -11,6 +11,7 @@ from splitlab.analysis.report._tables import (
     GUARDRAIL_COLUMNS,
     HEALTH_COLUMNS,
     METRIC_COLUMNS,
+    PHASE_COLUMNS,
     ROLES,
     SEGMENT_COLUMNS,
     Columns,
@@ -21,6 +22,7 @@ from splitlab.analysis.report._tables import (
     headers,
     health_rows,
     metric_row,
+    phase_rows,
     segment_row,
     summary_line,
     tone,
@@ -62,6 +64,8 @@ def to_text(readout: ExperimentReadout) -> str:
     lines += ["", "Health checks:"]
     lines += _indented(HEALTH_COLUMNS, health_rows(readout)) if readout.health else ["  none"]
     lines += ["", traffic_line(readout)]
+    if phases := phase_rows(readout):
+        lines += ["", "Allocation phases (split checked per phase):", *_indented(PHASE_COLUMNS, phases)]
     for role, title in ROLES:
         metrics = by_role(readout, role)
         if metrics:
@@ -109,6 +113,11 @@ def rich_readout(readout: ExperimentReadout) -> Iterator[RenderableType]:
             health.add_row(*map(Text, row), style=None if check.passed else colour)
         yield health
     yield Text(traffic_line(readout), style="bold red" if readout.srm.flag else "")
+    if phases := phase_rows(readout):
+        phase_table = table("Allocation phases (split checked per phase)", PHASE_COLUMNS)
+        for row in phases:
+            phase_table.add_row(*map(Text, row))
+        yield phase_table
     for role, title in ROLES:
         metrics = by_role(readout, role)
         if not metrics:
