@@ -38,9 +38,9 @@ from splitlab.stats.bayesian import beta_binomial, gaussian
 from splitlab.stats.cuped import cuped_estimates, cuped_test
 from splitlab.stats.frequentist import GroupEstimate, compare_estimates, estimate, two_sample_test
 from splitlab.stats.multiplicity import adjust_results
-from splitlab.stats.results import EffectResult
+from splitlab.stats.results import EffectResult, ErrorCode
 from splitlab.stats.sequential.monitor import Group, monitor
-from splitlab.stats.statistics import CovariateStatistic, MetricStatistic, ProportionStatistic
+from splitlab.stats.statistics import CovariateStatistic, MetricStatistic, ProportionStatistic, is_finite
 
 __all__ = [
     "PHASED_TEST",
@@ -123,7 +123,9 @@ def _relative_se(control: GroupEstimate, treatment: GroupEstimate) -> float:
     c, t = control.mean, treatment.mean
     if c == 0 or not math.isfinite(c):
         return math.nan
-    return math.sqrt(t**2 * control.variance / c**4 + treatment.variance / c**2)
+    # Products, not powers: a float power that overflows raises, a product gives inf.
+    ratio, squared = t / c, c * c
+    return math.sqrt(ratio * ratio * control.variance / squared + treatment.variance / squared)
 
 
 def compare(
@@ -154,14 +156,43 @@ def compare(
         >>> r.effect.test, round(r.absolute_se, 5), round(r.chance_to_win, 3)
         ('pooled-z', 0.01425, 0.982)
     """
-    effect = effect_of(control, treatment, options=options)
-    est_c, est_t = estimates(control, treatment)
-    if isinstance(control, ProportionStatistic) and isinstance(treatment, ProportionStatistic):
-        bayes = beta_binomial(control, treatment, alpha=options.alpha, higher_is_better=higher_is_better)
-    else:
-        bayes = gaussian(est_c, est_t, relative=False, alpha=options.alpha, higher_is_better=higher_is_better)
-    monitored = [] if isinstance(control, QuantileStatistic) else [_monitored(c, t) for c, t in looks]
-    return _result(effect, est_c, est_t, bayes, monitored, options, higher_is_better, identity)
+    if not (is_finite(control) and is_finite(treatment)):
+        return _non_finite(control, treatment, options, higher_is_better, identity)
+    try:
+        effect = effect_of(control, treatment, options=options)
+        est_c, est_t = estimates(control, treatment)
+        if isinstance(control, ProportionStatistic) and isinstance(treatment, ProportionStatistic):
+            bayes = beta_binomial(control, treatment, alpha=options.alpha, higher_is_better=higher_is_better)
+        else:
+            bayes = gaussian(est_c, est_t, relative=False, alpha=options.alpha, higher_is_better=higher_is_better)
+        monitored = [] if isinstance(control, QuantileStatistic) else [_monitored(c, t) for c, t in looks]
+        return _result(effect, est_c, est_t, bayes, monitored, options, higher_is_better, identity)
+    except OverflowError:  # finite sums whose products overflow (values near 1e100 and more)
+        return _non_finite(control, treatment, options, higher_is_better, identity)
+
+
+def _non_finite(
+    control: Statistic, treatment: Statistic, options: Options, higher_is_better: bool, identity: dict[str, Any]
+) -> MetricResult:
+    """The result of groups whose numbers are not finite: no estimate, ``ErrorCode.NON_FINITE``."""
+    est_c = GroupEstimate(math.nan, math.nan, _units(control))
+    est_t = GroupEstimate(math.nan, math.nan, _units(treatment))
+    failed = compare_estimates(
+        est_c,
+        est_t,
+        test=options.test or "none",
+        use_t=False,
+        alpha=options.alpha,
+        alternative=options.alternative,
+        relative_ci=options.relative_ci,
+    )
+    effect = replace(
+        failed,
+        error_code=ErrorCode.NON_FINITE,
+        error_message="a group's values are not all finite numbers with finite squares (inf, NaN, 1e308 ...)",
+    )
+    bayes = gaussian(est_c, est_t, relative=False, alpha=options.alpha, higher_is_better=higher_is_better)
+    return _result(effect, est_c, est_t, bayes, [], options, higher_is_better, identity)
 
 
 def period_weighted(phases: Phases) -> tuple[GroupEstimate, GroupEstimate]:

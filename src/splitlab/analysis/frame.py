@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from splitlab.analysis.aggregate import MetricData, groups, look_codes, metric_statistics, resolve_kind
 from splitlab.analysis.comparison import Options, compare, corrected
 from splitlab.analysis.metrics import Covariate, MetricSpec, parse_metrics
@@ -108,8 +110,11 @@ def analyze(
             sequential=sequential,
             planned_n=per_comparison,
         )
-        metric_data = metric_statistics(spec, data, grouping, looks=looks)
-        per_metric = _compare_metric(spec, metric_data, labels, control_label, treatments, options)
+        # Values that are not finite, or whose squares overflow, give sums that are not: the
+        # comparison reports them as NON_FINITE, so numpy's overflow warnings say nothing more.
+        with np.errstate(over="ignore", invalid="ignore"):
+            metric_data = metric_statistics(spec, data, grouping, looks=looks)
+            per_metric = _compare_metric(spec, metric_data, labels, control_label, treatments, options)
         results.extend(corrected(per_metric, method=correction, alpha=alpha))
     return AnalysisResult(
         control=control_label,

@@ -17,6 +17,8 @@ class ErrorCode(StrEnum):
     ZERO_CONTROL_MEAN = "ZERO_CONTROL_MEAN"
     NONPOSITIVE_MEAN = "NONPOSITIVE_MEAN"
     ZERO_DENOMINATOR = "ZERO_DENOMINATOR"
+    NON_FINITE = "NON_FINITE"
+    """A group's sums are infinite or NaN: a value is not finite, or its square (or the sum) overflows."""
 
 
 Interval = tuple[float, float]

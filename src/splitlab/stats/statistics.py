@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Union
 
 import numpy as np
@@ -237,6 +237,27 @@ class RatioStatistic:
 
 
 MetricStatistic = Union[MeanStatistic, ProportionStatistic, RatioStatistic]  # noqa: UP007 - runtime alias
+
+
+def is_finite(statistic: object) -> bool:
+    """Whether every number a statistic holds (counts, sums, sums of squares and cross-products) is finite.
+
+    An infinite or NaN value, or a finite one whose square overflows (``1e308``), makes a sum
+    infinite or NaN; no test can use it, and the comparison reports ``ErrorCode.NON_FINITE``.
+
+    Example:
+        >>> is_finite(MeanStatistic(2, 3.0, 5.0)), is_finite(MeanStatistic(2, 1e308 + 2.0, math.inf))
+        (True, False)
+    """
+    return all(_finite(getattr(statistic, item.name)) for item in fields(statistic))  # type: ignore[arg-type]
+
+
+def _finite(value: object) -> bool:
+    if is_dataclass(value):
+        return is_finite(value)
+    if isinstance(value, tuple):
+        return all(map(_finite, value))
+    return not isinstance(value, float | int) or math.isfinite(value)
 
 
 def _components(statistic: MetricStatistic) -> int:
