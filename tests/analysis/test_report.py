@@ -16,7 +16,15 @@ import pytest
 from rich.console import Console, RenderableType
 from rich.table import Table
 
-from splitlab.analysis.readout import Decision, ExperimentReadout, HealthCheck, MetricResult, TimelinePoint, Verdict
+from splitlab.analysis.readout import (
+    Decision,
+    ExperimentReadout,
+    HealthCheck,
+    MetricResult,
+    PhaseSummary,
+    TimelinePoint,
+    Verdict,
+)
 from splitlab.analysis.render import rich_report
 from splitlab.analysis.report import readout_to_dict, rich_readout, to_html, to_json, to_markdown, to_text
 from splitlab.analysis.report._svg import Scale, domain, ticks
@@ -398,10 +406,25 @@ def test_every_form_right_aligns_the_same_columns(html: str) -> None:
         alpha=0.05,
         correction="none",
     )
+    start = readout.analysed_at - timedelta(days=7)
+    ramp = tuple(
+        PhaseSummary(
+            phase=i + 1,
+            started_at=start + timedelta(days=3 * i),
+            spec_version=2 + i,
+            weights=dict(zip(readout.variants, weights, strict=True)),
+            units=dict.fromkeys(readout.variants, 100),
+            srm_p_value=0.5,
+        )
+        for i, weights in enumerate(((0.9, 0.1), (0.5, 0.5)))
+    )
+    phased = replace(readout, phases=ramp)
     forms = {
         "html": _html_alignment(html),
         "rich readout": _rich_alignment(rich_readout(readout)),
         "frame table": _rich_alignment(rich_report(frame)),
+        "html with phases": _html_alignment(to_html(phased)),
+        "rich readout with phases": _rich_alignment(rich_readout(phased)),
     }
     seen: dict[str, set[bool]] = {}
     for alignment in forms.values():
