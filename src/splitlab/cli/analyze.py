@@ -23,6 +23,14 @@ def _analysis(
     from splitlab.storage import open_store
 
     with open_store(database) as store:
+        # A dimension no exposure carries would put every unit in one "other" level: a typo, said as one.
+        # (An unknown key is left to the analysis, which names it.)
+        if segment and source is None and store.experiments.get(key=key) is not None:
+            missing = store.exposures.missing_attributes(experiment_key=key, names=segment)
+            if missing:
+                names = ", ".join(repr(name) for name in missing)
+                msg = f"--segment {names}: no exposure of experiment {key!r} carries that attribute"
+                raise ValueError(msg)
         return analyze_stored(store, key, segments=segment, save=save, source=source)
 
 
@@ -82,12 +90,20 @@ def status(
     if as_json:
         typer.echo(json.dumps(readout.status_summary(), indent=2))
         return
-    lines = [
-        f"{key}: {readout.status}, {readout.days_running:g} days running",
-        f"Configured: {configured} / Actual: {actual}",
-        f"SRM: p = {srm.p_value:.3g}" + (" -- SAMPLE RATIO MISMATCH" if srm.flag else " (ok)"),
-        f"Units per variant: {sizes}" + (" (planned per variant)" if planned else ""),
-    ]
+    if not total:
+        lines = [
+            f"{key}: {readout.status}, no units exposed yet",
+            f"Configured: {configured}",
+            "SRM: not checked (no units)",
+            "Units per variant: none yet" + (f" of {planned:,} planned per variant" if planned else ""),
+        ]
+    else:
+        lines = [
+            f"{key}: {readout.status}, {readout.days_running:g} days running",
+            f"Configured: {configured} / Actual: {actual}",
+            f"SRM: p = {srm.p_value:.3g}" + (" -- SAMPLE RATIO MISMATCH" if srm.flag else " (ok)"),
+            f"Units per variant: {sizes}" + (" (planned per variant)" if planned else ""),
+        ]
     if readout.excluded_units:
         lines.append(f"Excluded: {readout.excluded_units:,} units exposed to more than one variant")
     if len(readout.phases) > 1:

@@ -131,6 +131,18 @@ class ExposureRepository:
         with self._tx.read() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def missing_attributes(self, *, experiment_key: str, names: Iterable[str]) -> builtins.list[str]:
+        """Those of ``names`` that no exposure of the experiment carries as an attribute (one query per name)."""
+        missing = []
+        with self._tx.read() as conn:
+            for name in dict.fromkeys(names):
+                carried = select(exposures.c.unit_id).where(
+                    exposures.c.experiment_key == experiment_key, exposures.c.attributes[name].as_string().is_not(None)
+                )
+                if conn.execute(carried.limit(1)).first() is None:
+                    missing.append(name)
+        return missing
+
     def variant_counts(self, *, experiment_keys: Iterable[str]) -> dict[str, dict[str, int]]:
         """Exposed units per variant of each experiment, units seen in several variants left out (one query)."""
         keys = builtins.list(dict.fromkeys(experiment_keys))
