@@ -54,7 +54,12 @@ def create(store: Store, status: str = "running", **bandit: Any) -> str:
 
 
 def reward_rows(store: Store, key: str = "cta") -> dict[str, tuple[int, float]]:
-    return {arm: (row.n, row.sum) for arm, row in store.bandits.get(experiment_key=key).items()}
+    """The bandit state but the windows' frozen weights (``~weight:<variant>@<window>``)."""
+    return {
+        arm: (row.n, row.sum)
+        for arm, row in store.bandits.get(experiment_key=key).items()
+        if not arm.startswith("~weight:")
+    }
 
 
 # ------------------------------------------------------------------------------------------

@@ -454,6 +454,7 @@ def analyze_experiment(
     save: bool = True,
     rules: Any = None,
     data: tuple[Any, Source] | None = None,
+    phases: Sequence[Any] | None = None,
 ) -> ExperimentReadout:
     """Analyse a stored experiment from its exposures and events; save a snapshot of the readout.
 
@@ -466,6 +467,10 @@ def analyze_experiment(
         rules: :class:`splitlab.analysis.decision.DecisionRules`; default the spec's rules.
         data: ``(connection, source)`` to read exposures and events from the user's own tables
             (warehouse-native, :mod:`splitlab.analysis.warehouse`); default the store itself.
+        phases: the allocation phases (:class:`splitlab.storage.AllocationPhase`, in time order,
+            none after ``as_of``) when the weights are not the spec's: a bandit's windows
+            (:func:`splitlab.operations.bandits.window_phases`); the split is checked against their
+            weights, even with one phase. Default the store's phases of the spec's weights.
     """
     from splitlab.analysis.decision import DecisionRules, decide
     from splitlab.analysis.report import readout_to_dict
@@ -484,7 +489,12 @@ def analyze_experiment(
     metrics = {name: MetricDefinition.model_validate(stored[name]) for name in dict.fromkeys(names)}
     dimensions = list(spec.stratify_by if segments is None else segments)
     connection, source = data if data is not None else (store.engine, Source.splitlab_store())
-    phases = [p for p in store.experiments.phases(key=key) if as_of is None or p.phase == 1 or p.started_at <= as_of]
+    bandit_windows = phases is not None
+    if phases is None:
+        phases = [
+            p for p in store.experiments.phases(key=key) if as_of is None or p.phase == 1 or p.started_at <= as_of
+        ]
+    phases = list(phases)
     aggregates = aggregate_experiment(
         connection,
         experiment_key=key,
@@ -500,6 +510,8 @@ def analyze_experiment(
     analysed_at = as_of or datetime.now(UTC)
     units = {v.key: aggregates.variant_units.get(v.key, 0) for v in spec.variants}
     weights = {v.key: v.weight for v in spec.variants}
+    if bandit_windows and phases:  # a bandit: its latest weights, not the spec's
+        weights = {v: phases[-1].weights.get(v, 0.0) for v in units}
     planned = _planned_per_variant(spec, analysis)
     phase_weights = [{v: p.weights.get(v, 0.0) for v in units} for p in phases] if len(phases) > 1 else []
     phase_units = [{v: aggregates.cell_units.get(CellKey(v, None, None, p.phase), 0) for v in units} for p in phases]

@@ -2,8 +2,10 @@
 
 The analysis itself (one aggregation query, the tests, the health checks, the decision) is
 :func:`splitlab.analysis.experiment.analyze_experiment`; this module owns the rules around it:
-which experiment, which data (the store or the user's warehouse tables), and what happens when
-the readout cannot be kept. A store that refuses the snapshot (read-only, full) does not cost
+which experiment, which data (the store or the user's warehouse tables), which allocation phases
+(a bandit's are its windows, :func:`splitlab.operations.bandits.window_phases`: the split is
+checked per window against the weights in force, and effects are period-weighted over them), and
+what happens when the readout cannot be kept. A store that refuses the snapshot (read-only, full) does not cost
 the user the readout: it is returned with ``saved`` False and the reason.
 """
 
@@ -75,15 +77,22 @@ def analyze(
     """
     from splitlab.analysis.experiment import analyze_experiment
 
-    get_experiment(store, key)
+    record = get_experiment(store, key)
+    phases = None
+    if record.spec.get("allocation", {}).get("method") == "bandit":
+        from splitlab.operations.bandits import window_phases
+
+        phases = window_phases(store, key, as_of=as_of)
     try:
         if source is None:
-            readout = analyze_experiment(store, key, segments=segments, as_of=as_of, save=False)
+            readout = analyze_experiment(store, key, segments=segments, as_of=as_of, save=False, phases=phases)
         else:
             from splitlab.analysis.warehouse import warehouse
 
             with warehouse(Path(source)) as data:
-                readout = analyze_experiment(store, key, segments=segments, as_of=as_of, save=False, data=data)
+                readout = analyze_experiment(
+                    store, key, segments=segments, as_of=as_of, save=False, data=data, phases=phases
+                )
     except ValueError as exc:
         raise ConflictError("spec.metrics", str(exc)) from None
     if not save:

@@ -53,7 +53,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,7 +65,7 @@ from splitlab.operations.errors import ConflictError, InvalidInputError
 from splitlab.operations.experiments import get_experiment
 from splitlab.specs import Bandit, ExperimentSpec
 from splitlab.stats.statistics import MeanStatistic
-from splitlab.storage import BanditReward, Event, Store, WindowCounting
+from splitlab.storage import AllocationPhase, BanditReward, Event, Store, WindowCounting
 
 __all__ = [
     "SETTINGS",
@@ -78,6 +78,7 @@ __all__ = [
     "record_events",
     "record_reward",
     "record_rewards",
+    "window_phases",
 ]
 
 SETTINGS: tuple[str, ...] = tuple(Bandit.model_fields)
@@ -197,11 +198,20 @@ def _reward_key(variant: str, window: int) -> str:
     return f"{variant}@{window}"
 
 
+def _weight_key(variant: str, window: int) -> str:
+    return f"{_FROZEN}{variant}@{window}"
+
+
+_FROZEN = "~weight:"
+"""Key prefix of a window's frozen weights: ``~weight:<variant>@<window>``, ``n`` writers, ``sum`` their weights."""
+
+
 @dataclass(frozen=True, slots=True)
 class _State:
     stats: dict[int, np.ndarray[Any, np.dtype[np.float64]]]  # window -> (3, k): n, sum, sum_sq
     starts: tuple[tuple[int, float], ...]  # count-based windows: (window, start in Unix seconds), sorted
     winner: str | None
+    frozen: dict[int, tuple[float, ...]] = field(default_factory=dict)  # window -> the weights in force
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,16 +239,24 @@ def _read_state(store: Store, experiment: _Experiment) -> _State:
     stats: dict[int, np.ndarray[Any, np.dtype[np.float64]]] = {}
     starts: list[tuple[int, float]] = []
     winners: list[tuple[int, str]] = []
+    written: dict[int, np.ndarray[Any, np.dtype[np.float64]]] = {}  # window -> (2, k): writers, sum of weights
     for key, arm in store.bandits.get(experiment_key=experiment.spec.key).items():
-        name, _, suffix = key.partition("@")
-        if name == "~start" and suffix.lstrip("-").isdigit():
+        name, _, suffix = key.rpartition("@") if key.startswith(_FROZEN) else key.partition("@")
+        if name.startswith(_FROZEN) and name[len(_FROZEN) :] in variants and suffix.lstrip("-").isdigit():
+            writers = written.setdefault(int(suffix), np.zeros((2, len(variants))))
+            writers[:, variants[name[len(_FROZEN) :]]] += (arm.n, arm.sum)
+        elif name == "~start" and suffix.lstrip("-").isdigit():
             starts.append((int(suffix), arm.sum / max(arm.n, 1)))
         elif name == "~winner" and suffix in variants:
             winners.append((-arm.n, suffix))
         elif name in variants and suffix.lstrip("-").isdigit():
             window = stats.setdefault(int(suffix), np.zeros((3, len(variants))))
             window[:, variants[name]] += (arm.n, arm.sum, arm.sum_sq)
-    return _State(stats, tuple(sorted(starts)), min(winners)[1] if winners else None)
+    # A window's weights count once every variant's are written (the writes are one per variant);
+    # processes that raced to freeze the same window wrote the same weights but for a reward read
+    # in between, and their mean is kept.
+    frozen = {w: tuple(float(x) for x in a[1] / a[0]) for w, a in written.items() if (a[0] > 0).all()}
+    return _State(stats, tuple(sorted(starts)), min(winners)[1] if winners else None, frozen)
 
 
 def _window(moment: datetime, settings: BanditSettings, state: _State) -> int:
@@ -277,9 +295,30 @@ def current_weights(store: Store, experiment_key: str, *, now: datetime | None =
 
 
 def _weights(store: Store, experiment: _Experiment, state: _State, now: datetime) -> BanditWeights:
+    """The weights of the window ``now`` falls in: frozen the first time they are computed.
+
+    The first computation of a window writes its weights to the store, and every later one (any
+    process) reads them back, so the weights stay fixed for the whole window even when late
+    rewards of earlier windows arrive meanwhile (they move the next window's): what the analysis
+    checks the split against (:func:`window_phases`) is what the units were assigned with.
+    """
+    window = _window(now, experiment.settings, state)
+    computed = _decide(experiment, state, window)
+    frozen = state.frozen.get(window)
+    if frozen is not None:
+        return replace(computed, weights=frozen)
+    key = experiment.spec.key
+    if computed.winner is not None and state.winner is None:
+        store.bandits.add(experiment_key=key, arm=f"~winner@{computed.winner}", n=1, sum=0.0, sum_sq=0.0)
+    for variant, weight in zip(computed.variants, computed.weights, strict=True):
+        store.bandits.add(experiment_key=key, arm=_weight_key(variant, window), n=1, sum=weight, sum_sq=0.0)
+    return computed
+
+
+def _decide(experiment: _Experiment, state: _State, window: int) -> BanditWeights:
+    """The weights of ``window`` from the windows before it (no store access)."""
     variants = experiment.spec.variant_keys
     k = len(variants)
-    window = _window(now, experiment.settings, state)
     earlier = sorted(w for w in state.stats if w < window)
     units = int(sum(state.stats[w][0].sum() for w in earlier))
     if state.winner is not None:
@@ -293,8 +332,6 @@ def _weights(store: Store, experiment: _Experiment, state: _State, now: datetime
         policy, stats[0], stats[1], stats[2], experiment.settings.production, rng
     )
     won = None if int(winner) < 0 else variants[int(winner)]
-    if won is not None:
-        store.bandits.add(experiment_key=experiment.spec.key, arm=f"~winner@{won}", n=1, sum=0.0, sum_sq=0.0)
     return BanditWeights(
         experiment_key=experiment.spec.key,
         window=window,
@@ -441,3 +478,58 @@ def bandit_estimates(store: Store, experiment_key: str, *, alpha: float = 0.05) 
     ]
     estimates = period_weighted_estimates(periods, alpha=alpha)
     return dict(zip(experiment.spec.variant_keys, estimates, strict=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows as allocation phases, for the analysis
+
+
+def window_phases(store: Store, experiment_key: str, *, as_of: datetime | None = None) -> list[AllocationPhase]:
+    """The bandit's windows as allocation phases: when each started and the weights in force.
+
+    A window's weights are the ones frozen when it was first computed (:func:`current_weights`);
+    a window with rewards but no frozen weights (recorded before weights were frozen) gets the
+    weights recomputed from the windows before it. Consecutive windows with the same weights
+    (burn-in, after a stop) are one phase. The analysis places each unit in the phase of its first
+    exposure (docs/bandits.md, "Analysis"), checks the split per phase against these weights and
+    combines per-phase effects with the period weighting (:mod:`splitlab.bandits.estimates`).
+
+    Args:
+        store: the store.
+        experiment_key: a bandit experiment.
+        as_of: leave out windows that started after this (aware) time; default none.
+
+    Raises:
+        NotFoundError: no experiment ``experiment_key``.
+        ConflictError: the experiment is not a bandit experiment.
+    """
+    experiment = _experiment(store, experiment_key)
+    state = _read_state(store, experiment)
+    variants = experiment.spec.variant_keys
+    stored = store.experiments.phases(key=experiment_key)
+    first = stored[0].started_at if stored else None
+    starts = dict(state.starts)
+    windows: list[tuple[datetime | None, tuple[float, ...]]] = []
+    for window in sorted(set(state.frozen) | set(state.stats)):
+        if experiment.settings.update_minutes is not None:
+            start: datetime | None = datetime.fromtimestamp(window * 60.0 * experiment.settings.update_minutes, UTC)
+        else:
+            start = datetime.fromtimestamp(starts[window], UTC) if window in starts else None
+        if start is not None and first is not None and start <= first:
+            start = None  # the experiment's own start opens its first window
+        if as_of is not None and start is not None and start > as_of:
+            break
+        weights = state.frozen.get(window) or _decide(experiment, state, window).weights
+        windows.append((start, weights))
+    phases: list[AllocationPhase] = []
+    for start, weights in windows:
+        if phases and (start is None or np.allclose(weights, tuple(phases[-1].weights.values()), rtol=0, atol=1e-12)):
+            continue
+        if phases and start is not None and start <= phases[-1].started_at:
+            continue
+        at = start or first or datetime.fromtimestamp(0, UTC)
+        version = max((p.spec_version for p in stored if p.started_at <= at), default=1)
+        phases.append(
+            AllocationPhase(experiment_key, len(phases) + 1, at, version, dict(zip(variants, weights, strict=True)))
+        )
+    return phases
