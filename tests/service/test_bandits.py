@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from splitlab.operations.bandits import current_weights
-from splitlab.storage import open_store
+from splitlab.operations.bandits import current_weights, window_srm
+from splitlab.storage import Event, open_store
 
 BANDIT: dict[str, Any] = {
     "key": "cta",
@@ -143,3 +143,57 @@ def test_exposures_record_the_assignments_sdks_made(
     rewards = [{"unit_id": "app-1", "reward": 1}, {"unit_id": "app-2", "reward": 0}]
     answer = client.post("/api/v1/experiments/cta/rewards", json={"rewards": rewards}, headers=sdk)
     assert answer.json()["recorded"] == 2
+
+
+def test_a_bandit_is_analysed_window_by_window_in_results_status_and_the_srm_gauge(
+    client: TestClient, admin: dict[str, str], sdk: dict[str, str], database_url: str
+) -> None:
+    spec = copy.deepcopy(BANDIT)
+    spec["metrics"] = {"goal": ["signup_rate"]}
+    spec["allocation"]["bandit"] |= {"metric": "signup", "floor": 0.1, "draws": 1000}
+    with open_store(database_url) as store:
+        store.metrics.put_many(
+            definitions=[{"name": "signup_rate", "kind": "binary", "event": "signup", "window_days": 7}], actor="test"
+        )
+    assert client.put("/api/v1/experiments/cta", json=spec, headers=admin).status_code == 200
+    assert client.post("/api/v1/experiments/cta/start", headers=admin).status_code == 200
+    for window in range(4):
+        client.app.state.runtime.bandit_weights._cache.invalidate()  # type: ignore[attr-defined]
+        variants = _assign(client, sdk, [f"w{window}-{i}" for i in range(40)])
+        now = datetime.now(UTC)
+        exposures = [
+            {"experiment": "cta", "unit_id": u, "variant": v, "timestamp": now.isoformat()} for u, v in variants.items()
+        ]
+        assert client.post("/api/v1/exposures", json={"exposures": exposures}, headers=sdk).status_code == 200
+        # b converts 3 units in 4, a 1 in 4: the bandit moves its traffic to b
+        converted = {u for i, (u, v) in enumerate(variants.items()) if (i % 4 != 0) == (v == "b")}
+        with open_store(database_url) as store:
+            store.events.log_many(
+                [Event(event_id=f"e-{u}", unit_id=u, name="signup", timestamp=now) for u in sorted(converted)]
+            )
+        rewards = [{"unit_id": u, "reward": float(u in converted)} for u in variants]
+        assert (
+            client.post("/api/v1/experiments/cta/rewards", json={"rewards": rewards}, headers=sdk).json()["recorded"]
+            == 40
+        )
+    fresh = client.get("/api/v1/experiments/cta/results", params={"fresh": "true"}, headers=admin)
+    assert fresh.status_code == 200, fresh.text
+    payload = fresh.json()["payload"]
+    assert len(payload["phases"]) >= 3  # window 0 at 50/50, then the bandit's weights
+    assert payload["phases"][-1]["weights"]["b"] > 0.8
+    assert payload["srm"]["flag"] is False
+    assert payload["decision"]["category"] != "INVALID"
+    assert payload["metrics"][0]["effect"]["test"] == "period-weighted-z"
+    status = client.get("/api/v1/experiments/cta/status", headers=admin).json()
+    assert (status["srm_flag"], status["configured"]) == (False, payload["phases"][-1]["weights"])
+    scraped = client.get("/metrics", headers=admin).text
+    assert 'splitlab_srm_flag{experiment="cta"} 0.0' in scraped
+    with open_store(database_url) as store:
+        expected = window_srm(store, "cta")
+    assert f'splitlab_srm_p_value{{experiment="cta"}} {expected.p_value}' in scraped
+    # A client that forces 50 new units into a while the window gives a about 10 %: a real mismatch.
+    later = datetime.now(UTC).isoformat()
+    forced = [{"experiment": "cta", "unit_id": f"forced-{i}", "variant": "a", "timestamp": later} for i in range(50)]
+    assert client.post("/api/v1/exposures", json={"exposures": forced}, headers=sdk).status_code == 200
+    assert 'splitlab_srm_flag{experiment="cta"} 1.0' in client.get("/metrics", headers=admin).text
+    assert client.get("/api/v1/experiments/cta/status", headers=admin).json()["srm_flag"] is True

@@ -64,6 +64,7 @@ from splitlab.bandits.estimates import period_weighted_estimates
 from splitlab.operations.errors import ConflictError, InvalidInputError
 from splitlab.operations.experiments import get_experiment
 from splitlab.specs import Bandit, ExperimentSpec
+from splitlab.stats.srm import SrmResult, phased_srm_test, srm_test
 from splitlab.stats.statistics import MeanStatistic
 from splitlab.storage import AllocationPhase, BanditReward, Event, Store, WindowCounting
 
@@ -79,6 +80,7 @@ __all__ = [
     "record_reward",
     "record_rewards",
     "window_phases",
+    "window_srm",
 ]
 
 SETTINGS: tuple[str, ...] = tuple(Bandit.model_fields)
@@ -533,3 +535,44 @@ def window_phases(store: Store, experiment_key: str, *, as_of: datetime | None =
             AllocationPhase(experiment_key, len(phases) + 1, at, version, dict(zip(variants, weights, strict=True)))
         )
     return phases
+
+
+def window_srm(store: Store, experiment_key: str, *, threshold: float = 0.001) -> SrmResult:
+    """The split of a bandit experiment's exposed units, checked per window against its weights.
+
+    The same check as the readout's (:func:`window_phases`, each unit in the window of its first
+    exposure, :func:`splitlab.stats.srm.phased_srm_test`), from the unit counts alone: what the
+    service's ``splitlab_srm_flag`` gauge reads at scrape time.
+
+    Raises:
+        NotFoundError: no experiment ``experiment_key``.
+        ConflictError: the experiment is not a bandit experiment.
+    """
+    from splitlab.analysis.sql import CellKey, Source, aggregate_experiment
+    from splitlab.specs import MetricDefinition
+
+    experiment = _experiment(store, experiment_key)
+    variants = experiment.spec.variant_keys
+    phases = window_phases(store, experiment_key)
+    # Unit counts need no metric, but the query takes one: any event name, none is summed here.
+    units = MetricDefinition(name="units", kind="count", event=experiment.settings.metric or "~units")
+    aggregates = aggregate_experiment(
+        store.engine,
+        experiment_key=experiment_key,
+        metrics=[units],
+        source=Source.splitlab_store(),
+        phase_starts=[p.started_at for p in phases[1:]],
+    )
+    if len(phases) <= 1:
+        weights = phases[0].weights if phases else {v: 1 / len(variants) for v in variants}
+        counts = {v: aggregates.variant_units.get(v, 0) for v in variants}
+        return srm_test(counts, {v: weights.get(v, 0.0) for v in variants}, threshold=threshold)
+    per_window = [
+        (
+            {v: aggregates.cell_units.get(CellKey(v, None, None, p.phase), 0) for v in variants},
+            {v: p.weights.get(v, 0.0) for v in variants},
+        )
+        for p in phases
+    ]
+    overall, _ = phased_srm_test(per_window, threshold=threshold)
+    return overall

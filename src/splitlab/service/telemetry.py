@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from splitlab.operations.bandits import window_srm
 from splitlab.specs import ExperimentSpec, to_plan
 from splitlab.stats.srm import srm_test
 
@@ -209,16 +210,20 @@ class _StoreGauges(Collector):
             for variant in plan.variants:
                 exposed.add_metric([record.key, variant.key], seen.get(variant.key, 0))
             if spec.allocation.method == "bandit":
-                # The split follows the bandit's weights, not the spec's: no SRM test applies.
+                # The split follows the bandit's weights: checked window by window against them.
                 try:
                     experiment = self._runtime.experiments.load(record.key)
                     if experiment is None or experiment.bandit is None:
                         continue
                     current = self._runtime.bandit_weights.current(experiment)
+                    result = window_srm(store, record.key, threshold=SRM_THRESHOLD) if sum(seen.values()) else None
                 except ValueError:  # invalid bandit settings: /assign reports them
                     continue
                 for name, share in zip(current.variants, current.weights, strict=True):
                     weight.add_metric([record.key, name], share)
+                if result is not None and result.error_code is None:
+                    flag.add_metric([record.key], float(result.flag))
+                    p_value.add_metric([record.key], result.p_value)
                 continue
             if not sum(seen.values()):
                 continue
