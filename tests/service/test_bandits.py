@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from splitlab.operations.assignment import assign
 from splitlab.operations.bandits import current_weights, window_srm
 from splitlab.storage import Event, open_store
 
@@ -197,3 +198,48 @@ def test_a_bandit_is_analysed_window_by_window_in_results_status_and_the_srm_gau
     assert client.post("/api/v1/exposures", json={"exposures": forced}, headers=sdk).status_code == 200
     assert 'splitlab_srm_flag{experiment="cta"} 1.0' in client.get("/metrics", headers=admin).text
     assert client.get("/api/v1/experiments/cta/status", headers=admin).json()["srm_flag"] is True
+
+
+def test_a_contextual_bandit_assigns_over_http_with_the_units_attributes(
+    client: TestClient, admin: dict[str, str], sdk: dict[str, str], database_url: str
+) -> None:
+    spec = copy.deepcopy(BANDIT)
+    spec["allocation"]["bandit"] = {"policy": "linucb", "context": ["x"], "update_every": 40, "floor": 0.05}
+    assert client.put("/api/v1/experiments/cta", json=spec, headers=admin).status_code == 200
+    assert client.post("/api/v1/experiments/cta/start", headers=admin).status_code == 200
+    units: list[dict[str, Any]] = [{"unit_id": f"u{i}", "attributes": {"x": (i % 2) * 2 - 1.0}} for i in range(40)]
+    answer = client.post("/api/v1/assign/batch", json={"experiment": "cta", "units": units}, headers=sdk)
+    assert answer.status_code == 200, answer.text
+    variants = {a["unit_id"]: a["variant"] for a in answer.json()["assignments"]}
+    now = datetime.now(UTC).isoformat()
+    exposures = [
+        {"experiment": "cta", "unit_id": u["unit_id"], "variant": variants[u["unit_id"]], "timestamp": now}
+        | {"attributes": u["attributes"]}
+        for u in units
+    ]
+    assert client.post("/api/v1/exposures", json={"exposures": exposures}, headers=sdk).status_code == 200
+    # a pays for units with x > 0, b for the others
+    rewards = [
+        {"unit_id": u["unit_id"], "reward": float((u["attributes"]["x"] > 0) == (variants[u["unit_id"]] == "a"))}
+        for u in units
+    ]
+    assert (
+        client.post("/api/v1/experiments/cta/rewards", json={"rewards": rewards}, headers=sdk).json()["recorded"] == 40
+    )
+    client.app.state.runtime.bandit_weights._policies.invalidate()  # type: ignore[attr-defined]
+    fresh: list[dict[str, Any]] = [
+        {"unit_id": f"n{i}", "attributes": {"x": 0.9 if i < 20 else -0.9}} for i in range(40)
+    ]
+    answer = client.post("/api/v1/assign/batch", json={"experiment": "cta", "units": fresh}, headers=sdk)
+    assert answer.status_code == 200, answer.text
+    chosen = [a["variant"] for a in answer.json()["assignments"]]
+    assert chosen[:20].count("a") >= 16
+    assert chosen[20:].count("b") >= 16
+    with open_store(database_url) as store:  # the same rule as the CLI and the Python API
+        expected = [assign(store, "cta", u["unit_id"], u["attributes"]).variant for u in fresh]
+    assert chosen == expected
+    missing = client.post("/api/v1/assign", json={"experiment": "cta", "unit_id": "z"}, headers=sdk)
+    assert missing.status_code == 422
+    assert "attributes.x == None, must be a finite number" in missing.text
+    assert client.get("/api/v1/experiments/cta/weights", headers=sdk).status_code == 409
+    assert client.get("/api/v1/config", headers=sdk).status_code == 200

@@ -417,16 +417,29 @@ def test_bandit_settings_are_typed() -> None:
         0,
     )
     assert bandit.production_options() == {"burn_in": 1000, "floor": 0.0}
-    assert set(Bandit.model_fields) - {"policy", "options", "metric", "update_minutes", "update_every", "seed"} == {
-        f.name for f in dataclasses.fields(ProductionSettings)
-    }
+    assert set(Bandit.model_fields) - {
+        "policy",
+        "context",
+        "options",
+        "metric",
+        "update_minutes",
+        "update_every",
+        "seed",
+    } == {f.name for f in dataclasses.fields(ProductionSettings)}
 
 
 @pytest.mark.parametrize(
     ("bandit", "field", "message"),
     [
         ({"colour": "red"}, "allocation.bandit.colour", "Extra inputs are not permitted"),
-        ({"policy": "linucb"}, "allocation.bandit.policy", "contextual policies run through splitlab.bandits"),
+        ({"policy": "linucb"}, "allocation.bandit", "policy 'linucb' is contextual: context must name the unit"),
+        ({"context": ["age"]}, "allocation.bandit", r"context == \['age'\], only a contextual policy"),
+        ({"policy": "linucb", "context": ["x", "x"]}, "allocation.bandit", "names an attribute more than once"),
+        (
+            {"policy": "linear-thompson", "context": ["x"], "options": {"scale": -1}},
+            "allocation.bandit.options.scale",
+            "scale == -1",
+        ),
         ({"policy": "ucb"}, "allocation.bandit.policy", r"policy == 'ucb', must be one of thompson, "),
         ({"update_minutes": 5, "update_every": 10}, "allocation.bandit", "both set, give one of them"),
         ({"update_every": 0}, "allocation.bandit.update_every", "greater than or equal to 1"),
@@ -478,7 +491,8 @@ def test_bandit_policies_are_those_the_store_runs() -> None:
     for policy in POLICIES:
         ExperimentSpec.model_validate(_bandit(policy=policy))
     for policy in CONTEXTUAL_POLICIES:
-        assert "allocation.bandit.policy" in _errors(_bandit(policy=policy))
+        assert "allocation.bandit" in _errors(_bandit(policy=policy))  # no context named
+        ExperimentSpec.model_validate(_bandit(policy=policy, context=["age", "tenure"]))
 
 
 def test_bandit_options_only_with_bandit_allocation() -> None:

@@ -6,7 +6,8 @@ The rules, written once:
   (sticky: a later weight change or ramp does not move it);
 * ``hash`` and ``attributes`` allocations hash; ``random`` draws from a generator (so only a
   recorded assignment makes the unit keep its variant); ``bandit`` hashes within the weights of
-  the current window (:mod:`splitlab.operations.bandits`);
+  the current window (:mod:`splitlab.operations.bandits`); a contextual bandit hashes within the
+  unit's own weights, from its attributes;
 * an experiment enrols only while it runs (``preview`` evaluates as if it ran, and never records);
 * a recorded assignment is first-writer-wins: when another process recorded the unit first, its
   variant is the answer.
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from splitlab.assignment import REASONS, CompiledPlan, assign_batch, compile_plan
-from splitlab.operations.bandits import current_weights
+from splitlab.operations.bandits import current_allocation, current_weights
 from splitlab.operations.experiments import get_experiment
 from splitlab.specs import ExperimentSpec, to_plan
 from splitlab.storage import Store
@@ -77,15 +78,29 @@ def evaluate(
     *,
     sticky: Mapping[str, str] | None = None,
     weights: Sequence[float] | None = None,
+    unit_weights: Sequence[Sequence[float] | None] | None = None,
     rng: np.random.Generator | None = None,
 ) -> list[UnitAssignment]:
     """Each unit's variant under ``plan``, in order, given sticky assignments and (for a bandit) weights.
 
-    ``rng`` is used by allocation ``random`` only (a fresh generator when None) and ignored otherwise.
+    ``weights`` are a bandit's weights for every unit; ``unit_weights`` one set per unit, in order
+    (a contextual bandit's, :meth:`splitlab.operations.bandits.ContextualAllocation.unit_weights`;
+    None for a unit with a sticky assignment).
+    Either way the unit's hash picks within its weights, so its draw is deterministic. ``rng`` is
+    used by allocation ``random`` only (a fresh generator when None) and ignored otherwise.
 
     Raises:
         ValueError: Attribute values that targeting cannot compare (the message says which).
     """
+    if unit_weights is not None:
+        if len(unit_weights) != len(units):
+            msg = f"len(unit_weights) == {len(unit_weights)}, must equal len(units) == {len(units)}"
+            raise ValueError(msg)
+        return [
+            result
+            for unit, own in zip(units, unit_weights, strict=True)
+            for result in evaluate(plan, [unit], sticky=sticky, weights=own)
+        ]
     sticky = sticky or {}
     if plan.allocation != "random":
         rng = None
@@ -198,9 +213,13 @@ def assign(
     stored = store.assignments.get(experiment_key=key, unit_id=unit_id)
     sticky = {unit_id: stored.variant} if stored is not None and stored.bucket_version == spec.bucket_version else {}
     weights = None
-    if plan.active and spec.allocation.method == "bandit" and not sticky:
-        weights = current_weights(store, key, now=now).weights
     units = [(unit_id, attributes)]
+    bandit = spec.allocation.bandit
+    if plan.active and bandit is not None and not sticky:
+        if bandit.contextual:
+            weights = current_allocation(store, key, now=now).unit_weights([attributes])[0]
+        else:
+            weights = current_weights(store, key, now=now).weights
     results = evaluate(plan, units, sticky=sticky, weights=weights, rng=rng)
     fresh = new_enrolments(results, sticky) if record and running and not preview else {}
     if fresh:

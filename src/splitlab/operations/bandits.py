@@ -52,14 +52,23 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from splitlab.bandits import PHASES, ArmEstimate, Policy, ProductionSettings, decide_weights, make_policy
+from splitlab.bandits import (
+    PHASES,
+    ArmEstimate,
+    ContextualPolicy,
+    Policy,
+    ProductionSettings,
+    decide_weights,
+    make_contextual_policy,
+    make_policy,
+)
 from splitlab.bandits.estimates import period_weighted_estimates
 from splitlab.operations.errors import ConflictError, InvalidInputError
 from splitlab.operations.experiments import get_experiment
@@ -72,10 +81,13 @@ __all__ = [
     "SETTINGS",
     "BanditSettings",
     "BanditWeights",
+    "ContextualAllocation",
     "RecordedRewards",
     "bandit_estimates",
     "bandit_settings",
+    "current_allocation",
     "current_weights",
+    "features",
     "record_events",
     "record_reward",
     "record_rewards",
@@ -96,6 +108,7 @@ class BanditSettings:
     Attributes:
         policy: the policy name.
         options: the policy's keyword options.
+        context: the unit attributes a contextual policy decides on (empty: context-free).
         metric: the event name whose occurrences (value 1) or values are the reward, or None.
         update_minutes: window length in minutes for clock-aligned windows, or None.
         update_every: rewarded units per window for count-based windows, or None.
@@ -105,6 +118,7 @@ class BanditSettings:
 
     policy: str
     options: dict[str, Any] = field(default_factory=dict)
+    context: tuple[str, ...] = ()
     metric: str | None = None
     update_minutes: float | None = DEFAULT_UPDATE_MINUTES
     update_every: int | None = None
@@ -112,8 +126,16 @@ class BanditSettings:
     seed: int = 0
 
     def make_policy(self, n_arms: int) -> Policy:
-        """A fresh policy over ``n_arms`` arms."""
+        """A fresh context-free policy over ``n_arms`` arms."""
         return make_policy(self.policy, n_arms, **self.options)
+
+    def make_contextual_policy(self, n_arms: int) -> ContextualPolicy:
+        """A fresh contextual policy over ``n_arms`` arms on a constant 1 and the ``context`` attributes."""
+        return make_contextual_policy(self.policy, n_arms, len(self.context) + 1, **self.options)
+
+    def unit_interval(self, n_arms: int) -> bool:
+        """Whether rewards must be in [0, 1] (the Bernoulli policies); contextual rewards are any number."""
+        return not self.context and self.make_policy(n_arms).unit_interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +206,7 @@ def bandit_settings(spec: ExperimentSpec) -> BanditSettings:
     return BanditSettings(
         policy=bandit.policy,
         options=dict(bandit.options),
+        context=tuple(bandit.context),
         metric=bandit.metric,
         update_minutes=None if bandit.update_every is not None else minutes,
         update_every=bandit.update_every,
@@ -293,6 +316,12 @@ def current_weights(store: Store, experiment_key: str, *, now: datetime | None =
         ValueError: the experiment is not a bandit experiment, or its settings are invalid.
     """
     experiment = _experiment(store, experiment_key)
+    if experiment.settings.context:
+        message = (
+            f"experiment {experiment_key!r} runs the contextual policy {experiment.settings.policy!r}: "
+            "its weights are per unit, from the unit's attributes (POST /assign with them)"
+        )
+        raise ConflictError("allocation.bandit.policy", message)
     return _weights(store, experiment, _read_state(store, experiment), _now(now))
 
 
@@ -397,7 +426,7 @@ def record_rewards(
     """
     experiment = _experiment(store, experiment_key)
     pairs = list(rewards.items()) if isinstance(rewards, Mapping) else list(rewards)
-    unit_interval = experiment.settings.make_policy(len(experiment.spec.variants)).unit_interval
+    unit_interval = experiment.settings.unit_interval(len(experiment.spec.variants))
     problems = []
     for index, (unit_id, reward) in enumerate(pairs):
         if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
@@ -419,12 +448,20 @@ def record_rewards(
     state = _read_state(store, experiment) if experiment.settings.update_every is not None else None
     rows: list[BanditReward] = []
     windows: dict[str, int] = {}
+    contexts: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
     skipped = []
     for unit_id, reward in rewards.items():
         stored = assignments.get(unit_id)
         if stored is None or stored.bucket_version != experiment.bucket_version:
             skipped.append(unit_id)
             continue
+        context = None
+        if experiment.settings.context:
+            context = _exposed_context(store, experiment, unit_id)
+            if context is None:
+                skipped.append(unit_id)
+                continue
+            contexts[unit_id] = context
         window = _window(stored.assigned_at, experiment.settings, state or _State({}, (), None))
         windows[unit_id] = window
         rows.append(BanditReward(unit_id, stored.variant, _reward_key(stored.variant, window), float(reward)))
@@ -435,6 +472,8 @@ def record_rewards(
         rewards=rows,
         windows=None if every is None else WindowCounting(windows, every, _now(now).timestamp()),
     )
+    if contexts and new:
+        _add_context_statistics(store, experiment, new, windows, contexts)
     return RecordedRewards(len(new), tuple(skipped), len(rows) - len(new) + repeated)
 
 
@@ -453,7 +492,7 @@ def record_events(store: Store, experiment_key: str, events: Iterable[Event]) ->
     if metric is None:
         msg = f"allocation.bandit.metric is not set for experiment {experiment_key!r}; name the reward event"
         raise ValueError(msg)
-    unit_interval = experiment.settings.make_policy(len(experiment.spec.variants)).unit_interval
+    unit_interval = experiment.settings.unit_interval(len(experiment.spec.variants))
     rewards: dict[str, float] = {}
     for event in events:
         if event.name == metric:
@@ -491,7 +530,9 @@ def window_phases(store: Store, experiment_key: str, *, as_of: datetime | None =
 
     A window's weights are the ones frozen when it was first computed (:func:`current_weights`);
     a window with rewards but no frozen weights (recorded before weights were frozen) gets the
-    weights recomputed from the windows before it. Consecutive windows with the same weights
+    weights recomputed from the windows before it. A contextual policy's weights are per unit: a
+    window's are the mean of its rewarded units' probabilities (what a unit drawn from the
+    window's traffic gets, on average). Consecutive windows with the same weights
     (burn-in, after a stop) are one phase. The analysis places each unit in the phase of its first
     exposure (docs/bandits.md, "Analysis"), checks the split per phase against these weights and
     combines per-phase effects with the period weighting (:mod:`splitlab.bandits.estimates`).
@@ -507,6 +548,9 @@ def window_phases(store: Store, experiment_key: str, *, as_of: datetime | None =
     """
     experiment = _experiment(store, experiment_key)
     state = _read_state(store, experiment)
+    if experiment.settings.context:  # per-unit weights: each window's mean over its rewarded units
+        state = replace(state, frozen=_mean_propensities(experiment, store.bandits.get(experiment_key=experiment_key)))
+        state.stats.clear()
     variants = experiment.spec.variant_keys
     stored = store.experiments.phases(key=experiment_key)
     first = stored[0].started_at if stored else None
@@ -576,3 +620,192 @@ def window_srm(store: Store, experiment_key: str, *, threshold: float = 0.001) -
     ]
     overall, _ = phased_srm_test(per_window, threshold=threshold)
     return overall
+
+
+# ---------------------------------------------------------------------------------------------
+# Contextual policies: per-unit weights from the unit's attributes
+
+_CONTEXT = "~x:"
+"""``~x:<variant>:<i>:<j>@<w>``: entry ``(i, j)``, ``i <= j``, of ``sum x x^T`` of the variant's rewarded
+units of window ``w``; ``~x:<variant>:<i>:r@<w>``: entry ``i`` of ``sum r x``."""
+_PROPENSITY = "~p:"
+"""``~p:<variant>@<w>``: ``n`` rewarded units of window ``w``, ``sum`` their probabilities of the variant."""
+
+
+def features(settings: BanditSettings, attributes: Mapping[str, Any] | None) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """A unit's context vector for a contextual policy: a constant 1, then its ``context`` attributes.
+
+    Raises:
+        ValueError: an attribute missing, or not a finite number (the message names it).
+    """
+    values = [1.0]
+    for name in settings.context:
+        value = (attributes or {}).get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            msg = f"attributes.{name} == {value!r}, must be a finite number: the contextual bandit decides on it"
+            raise ValueError(msg)
+        values.append(float(value))
+    return np.array(values)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextualAllocation:
+    """A contextual bandit's policy for one window: each unit's weights from its attributes.
+
+    Attributes:
+        experiment_key: the experiment.
+        window: the window the policy decides in.
+        variants: variant keys in spec order.
+        policy: the policy fitted on the rewards of the earlier windows, or None during burn-in
+            (equal weights).
+        floor: every variant's minimum weight.
+        settings: the experiment's bandit settings.
+    """
+
+    experiment_key: str
+    window: int
+    variants: tuple[str, ...]
+    policy: ContextualPolicy | None
+    floor: float
+    settings: BanditSettings
+
+    def weights(self, contexts: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Weights per row of ``contexts`` (``(m, features)``), ``(m, k)``, rows summing to 1.
+
+        The policy's allocation (LinUCB: its choice, ties shared; linear Thompson: the exact
+        ``P(best)``) floored as in production mode, ``floor + (1 - k floor) p``.
+        """
+        k = len(self.variants)
+        if self.policy is None:
+            return np.full((contexts.shape[0], k), 1.0 / k)
+        return self.floor + (1.0 - k * self.floor) * self.policy.weights(contexts)
+
+    def unit_weights(self, attributes: Sequence[Mapping[str, Any] | None]) -> list[tuple[float, ...]]:
+        """Each unit's weights from its attributes (see :func:`features`)."""
+        if not attributes:
+            return []
+        contexts = np.stack([features(self.settings, a) for a in attributes])
+        return [tuple(row) for row in self.weights(contexts).tolist()]
+
+
+def current_allocation(store: Store, experiment_key: str, *, now: datetime | None = None) -> ContextualAllocation:
+    """The contextual policy of the window ``now`` falls in, fitted on the rewards of the earlier windows.
+
+    Raises:
+        NotFoundError: no experiment ``experiment_key``.
+        ConflictError: the experiment is not a contextual bandit experiment.
+    """
+    experiment = _contextual(store, experiment_key)
+    rows = store.bandits.get(experiment_key=experiment_key)
+    state = _read_state(store, experiment) if experiment.settings.update_every is not None else _State({}, (), None)
+    window = _window(_now(now), experiment.settings, state)
+    return _allocation(experiment, _context_statistics(experiment, rows), window)
+
+
+def _contextual(store: Store, key: str) -> _Experiment:
+    experiment = _experiment(store, key)
+    if not experiment.settings.context:
+        message = f"experiment {key!r} runs the context-free policy {experiment.settings.policy!r}"
+        raise ConflictError("allocation.bandit.policy", message)
+    return experiment
+
+
+def _allocation(experiment: _Experiment, statistics: dict[int, Any], window: int) -> ContextualAllocation:
+    variants = experiment.spec.variant_keys
+    settings = experiment.settings
+    earlier = [statistics[w] for w in sorted(statistics) if w < window]
+    rewarded = sum(float(n.sum()) for n, _, _ in earlier)
+    policy = None
+    if rewarded >= max(settings.production.burn_in, 1):
+        policy = settings.make_contextual_policy(len(variants))
+        for n, gram, cross in earlier:
+            for arm in range(len(variants)):
+                if n[arm]:
+                    policy.update_statistics(arm, n=round(n[arm]), xtx=gram[arm], xty=cross[arm])
+    return ContextualAllocation(experiment.spec.key, window, variants, policy, settings.production.floor, settings)
+
+
+def _context_statistics(experiment: _Experiment, rows: Mapping[str, Any]) -> dict[int, Any]:
+    """Per window: rewarded units ``(k,)``, ``sum x x^T`` ``(k, d, d)`` and ``sum r x`` ``(k, d)``."""
+    variants = {v: i for i, v in enumerate(experiment.spec.variant_keys)}
+    k, d = len(variants), len(experiment.settings.context) + 1
+    out: dict[int, Any] = {}
+    for key, arm in rows.items():
+        if not key.startswith(_CONTEXT):
+            continue
+        name, _, window = key.rpartition("@")
+        parts = name[len(_CONTEXT) :].rsplit(":", 2)
+        if len(parts) != 3 or parts[0] not in variants or not window.lstrip("-").isdigit():
+            continue
+        n, gram, cross = out.setdefault(int(window), (np.zeros(k), np.zeros((k, d, d)), np.zeros((k, d))))
+        a, i = variants[parts[0]], int(parts[1])
+        if parts[2] == "r":
+            cross[a, i] += arm.sum
+        else:
+            j = int(parts[2])
+            gram[a, i, j] += arm.sum
+            if i != j:
+                gram[a, j, i] += arm.sum
+            elif i == 0:
+                n[a] += arm.sum  # x_0 = 1: the (0, 0) entry counts the units
+    return out
+
+
+def _exposed_context(
+    store: Store, experiment: _Experiment, unit_id: str
+) -> np.ndarray[Any, np.dtype[np.float64]] | None:
+    """The unit's context as logged with its exposure (the attributes it was assigned on), or None."""
+    exposure = store.exposures.get(experiment_key=experiment.spec.key, unit_id=unit_id)
+    if exposure is None:
+        return None
+    try:
+        return features(experiment.settings, exposure.attributes)
+    except ValueError:
+        return None
+
+
+def _add_context_statistics(
+    store: Store,
+    experiment: _Experiment,
+    rewards: Sequence[BanditReward],
+    windows: Mapping[str, int],
+    contexts: Mapping[str, np.ndarray[Any, np.dtype[np.float64]]],
+) -> None:
+    """Add the new rewards' ``x x^T``, ``r x`` and propensities to their (variant, window) totals."""
+    statistics = _context_statistics(experiment, store.bandits.get(experiment_key=experiment.spec.key))
+    allocations: dict[int, ContextualAllocation] = {}
+    totals: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for reward in rewards:
+        window, x = windows[reward.unit_id], contexts[reward.unit_id]
+        allocation = allocations.get(window)
+        if allocation is None:
+            allocation = allocations[window] = _allocation(experiment, statistics, window)
+        gram, cross = np.outer(x, x), reward.reward * x
+        for i in range(len(x)):
+            totals[f"{_CONTEXT}{reward.variant}:{i}:r@{window}"] = totals.get(
+                f"{_CONTEXT}{reward.variant}:{i}:r@{window}", 0.0
+            ) + float(cross[i])
+            for j in range(i, len(x)):
+                key = f"{_CONTEXT}{reward.variant}:{i}:{j}@{window}"
+                totals[key] = totals.get(key, 0.0) + float(gram[i, j])
+        shares = allocation.weights(x[None, :])[0]
+        for variant, share in zip(allocation.variants, shares, strict=True):
+            key = f"{_PROPENSITY}{variant}@{window}"
+            totals[key] = totals.get(key, 0.0) + float(share)
+            counts[key] = counts.get(key, 0) + 1
+    for key, total in totals.items():
+        store.bandits.add(experiment_key=experiment.spec.key, arm=key, n=counts.get(key, 1), sum=total, sum_sq=0.0)
+
+
+def _mean_propensities(experiment: _Experiment, rows: Mapping[str, Any]) -> dict[int, tuple[float, ...]]:
+    """Per window, each variant's mean probability over the window's rewarded units."""
+    variants = {v: i for i, v in enumerate(experiment.spec.variant_keys)}
+    sums: dict[int, np.ndarray[Any, np.dtype[np.float64]]] = {}
+    for key, arm in rows.items():
+        if not key.startswith(_PROPENSITY):
+            continue
+        name, _, window = key[len(_PROPENSITY) :].rpartition("@")
+        if name in variants and window.lstrip("-").isdigit():
+            sums.setdefault(int(window), np.zeros((2, len(variants))))[:, variants[name]] += (arm.n, arm.sum)
+    return {w: tuple(float(x) for x in a[1] / a[0]) for w, a in sums.items() if (a[0] > 0).all()}

@@ -215,12 +215,13 @@ class _StoreGauges(Collector):
                     experiment = self._runtime.experiments.load(record.key)
                     if experiment is None or experiment.bandit is None:
                         continue
-                    current = self._runtime.bandit_weights.current(experiment)
+                    current = None if experiment.bandit.context else self._runtime.bandit_weights.current(experiment)
                     result = window_srm(store, record.key, threshold=SRM_THRESHOLD) if sum(seen.values()) else None
                 except ValueError:  # invalid bandit settings: /assign reports them
                     continue
-                for name, share in zip(current.variants, current.weights, strict=True):
-                    weight.add_metric([record.key, name], share)
+                if current is not None:  # a contextual bandit's weights are per unit
+                    for name, share in zip(current.variants, current.weights, strict=True):
+                        weight.add_metric([record.key, name], share)
                 if result is not None and result.error_code is None:
                     flag.add_metric([record.key], float(result.flag))
                     p_value.add_metric([record.key], result.p_value)

@@ -308,8 +308,11 @@ class Bandit(_Model):
     the number of variants (the floor, the options).
 
     Attributes:
-        policy: one of :data:`splitlab.bandits.POLICIES`. Contextual policies are refused: they
-            need each unit's context, which the store does not keep.
+        policy: one of :data:`splitlab.bandits.POLICIES`, or a contextual policy
+            (:data:`splitlab.bandits.CONTEXTUAL_POLICIES`: ``linucb``, ``linear-thompson``), which
+            needs ``context``.
+        context: the unit attributes (numbers) a contextual policy decides on, in order; its
+            features are a constant 1 and these. Required for a contextual policy, refused otherwise.
         options: the policy's keyword options (``{epsilon: 0.2}``), checked by building the policy.
         metric: the event whose occurrences (1) or values are the reward; None: rewards are recorded directly.
         update_minutes: window length in minutes (clock-aligned windows, > 0); 60 when neither
@@ -323,6 +326,7 @@ class Bandit(_Model):
     """
 
     policy: str
+    context: tuple[Name, ...] = ()
     options: dict[str, JsonValue] = Field(default_factory=dict)
     metric: Name | None = None
     update_minutes: float | None = Field(default=None, strict=True, gt=0)
@@ -338,15 +342,17 @@ class Bandit(_Model):
     @field_validator("policy")
     @classmethod
     def _check_policy(cls, value: str) -> str:
-        from splitlab.bandits import POLICIES  # numpy and scipy: imported by bandit specs only
+        from splitlab.bandits import CONTEXTUAL_POLICIES, POLICIES  # numpy and scipy: imported by bandit specs only
 
-        if value not in POLICIES:
-            msg = (
-                f"policy == {value!r}, must be one of {', '.join(POLICIES)} "
-                "(contextual policies run through splitlab.bandits, not from the store)"
-            )
+        if value not in POLICIES + CONTEXTUAL_POLICIES:
+            msg = f"policy == {value!r}, must be one of {', '.join(POLICIES + CONTEXTUAL_POLICIES)}"
             raise ValueError(msg)
         return value
+
+    @property
+    def contextual(self) -> bool:
+        """Whether the policy decides per unit, on the unit's ``context`` attributes."""
+        return bool(self.context)
 
     @field_validator(*_PRODUCTION_FIELDS)
     @classmethod
@@ -360,8 +366,20 @@ class Bandit(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        from splitlab.bandits import CONTEXTUAL_POLICIES
+
         if self.update_minutes is not None and self.update_every is not None:
             msg = "update_minutes and update_every are both set, give one of them"
+            raise ValueError(msg)
+        if self.policy in CONTEXTUAL_POLICIES and not self.context:
+            msg = f"policy {self.policy!r} is contextual: context must name the unit attributes it decides on"
+            raise ValueError(msg)
+        if self.context and self.policy not in CONTEXTUAL_POLICIES:
+            names = ", ".join(CONTEXTUAL_POLICIES)
+            msg = f"context == {list(self.context)}, only a contextual policy ({names}) takes one"
+            raise ValueError(msg)
+        if len(set(self.context)) != len(self.context):
+            msg = f"context == {list(self.context)} names an attribute more than once"
             raise ValueError(msg)
         return self
 
@@ -381,7 +399,7 @@ def _named_option(message: str, options: Mapping[str, object]) -> str | None:
 
 def _check_bandit_arms(spec: ExperimentSpec, bandit: Bandit) -> None:
     """Refuse a floor or policy options that do not suit the spec's number of variants, naming the field."""
-    from splitlab.bandits import ProductionSettings, make_policy
+    from splitlab.bandits import ProductionSettings, make_contextual_policy, make_policy
 
     n_arms = len(spec.variants)
     production = ProductionSettings(**bandit.production_options())
@@ -395,7 +413,10 @@ def _check_bandit_arms(spec: ExperimentSpec, bandit: Bandit) -> None:
         )
         _raise_at(spec, ("allocation", "bandit", "floor"), msg, production.floor)
     try:
-        make_policy(bandit.policy, n_arms, **bandit.options)
+        if bandit.contextual:
+            make_contextual_policy(bandit.policy, n_arms, len(bandit.context) + 1, **bandit.options)
+        else:
+            make_policy(bandit.policy, n_arms, **bandit.options)
     except (TypeError, ValueError) as exc:
         name = _named_option(str(exc), bandit.options)
         loc = ("allocation", "bandit", "options", *(() if name is None else (name,)))

@@ -54,9 +54,16 @@ class Assigner:
         if plan.active and experiment.sticky_reads:
             sticky = await self._sticky.lookup(key, experiment.bucket_version, [unit_id for unit_id, _ in units])
         weights = None
+        unit_weights = None
         if plan.active and experiment.bandit is not None:
-            weights = (await self._bandit_weights.get(experiment)).weights
-        results = self._evaluate(experiment, units, sticky, weights)
+            if experiment.bandit.context:  # a contextual policy: each new unit's weights from its attributes
+                allocation = await self._bandit_weights.allocation(experiment)
+                new = [(i, a) for i, (u, a) in enumerate(units) if u not in sticky]
+                own = dict(zip([i for i, _ in new], allocation.unit_weights([a for _, a in new]), strict=True))
+                unit_weights = [own.get(i) for i in range(len(units))]
+            else:
+                weights = (await self._bandit_weights.get(experiment)).weights
+        results = self._evaluate(experiment, units, sticky, weights, unit_weights)
         if self._recorder is None or not experiment.running:
             return results
         fresh = new_enrolments(results, sticky)
@@ -77,5 +84,8 @@ class Assigner:
         units: Sequence[Unit],
         sticky: Mapping[str, str],
         weights: Sequence[float] | None,
+        unit_weights: Sequence[Sequence[float] | None] | None = None,
     ) -> list[UnitAssignment]:
-        return evaluate(experiment.plan, units, sticky=sticky, weights=weights, rng=self._rng)
+        return evaluate(
+            experiment.plan, units, sticky=sticky, weights=weights, unit_weights=unit_weights, rng=self._rng
+        )

@@ -1,5 +1,8 @@
 """The current weights of bandit experiments, computed from the store's counters at most once per ``ttl``.
 
+A contextual bandit has no weights of its own but a policy that gives each unit its weights from its
+attributes: the policy is cached the same way (:meth:`BanditWeightsCache.allocation`).
+
 Weights are fixed within a window (see :mod:`splitlab.operations.bandits`), so a worker may reuse them for
 ``cache_seconds``; with Redis every worker uses the first weights computed for a window.
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from splitlab.operations.bandits import BanditWeights, current_weights
+from splitlab.operations.bandits import BanditWeights, ContextualAllocation, current_allocation, current_weights
 from splitlab.service.caches.shared import RedisCache
 from splitlab.service.caches.timed import TimedCache
 from splitlab.service.hot_path.experiment_cache import CachedExperiment
@@ -43,6 +46,14 @@ class BanditWeightsCache:
         self._store = store
         self._shared = shared
         self._cache: TimedCache[tuple[str, int], BanditWeights] = TimedCache(ttl=ttl, max_size=1_000)
+        self._policies: TimedCache[tuple[str, int], ContextualAllocation] = TimedCache(ttl=ttl, max_size=1_000)
+
+    async def allocation(self, experiment: CachedExperiment) -> ContextualAllocation:
+        """A contextual bandit's policy for the window now falls in (per-unit weights from attributes)."""
+        return await self._policies.get(
+            (experiment.key, experiment.record.current_version),
+            lambda _: current_allocation(self._store, experiment.key),
+        )
 
     async def get(self, experiment: CachedExperiment) -> BanditWeights:
         """The weights of the window now falls in (the experiment must be a bandit experiment)."""
