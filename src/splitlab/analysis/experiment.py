@@ -23,6 +23,18 @@ multiplies the phases' Bayes factors), and every effect, overall, per segment an
 period-weighted combination of the per-phase estimates
 (:func:`splitlab.analysis.comparison.compare_phases`), so a ramp raises no false SRM and a time
 trend no Simpson's-paradox bias. With one phase nothing changes.
+
+**Bandits.** A bandit experiment's phases are its windows, given by the caller
+(:func:`splitlab.operations.bandits.window_phases`: each window's frozen weights): the split is
+checked window by window against the weights the bandit drew with, and the effects are the
+period-weighted estimator of :func:`splitlab.bandits.estimates.period_weighted_estimates` (unbiased
+after adaptive allocation because the weights of a window depend on earlier windows only), not the
+pooled means, which adaptive allocation biases.
+
+References:
+    Kish, L. (1965). Survey Sampling, sections 3.3 and 11.7 (the combination over phases).
+    Nie, X., Tian, X., Taylor, J., Zou, J. (2018). Why adaptively collected data have negative
+    bias and how to correct for it. AISTATS, theorem 1 (the bias of pooled means under a bandit).
 """
 
 from __future__ import annotations
