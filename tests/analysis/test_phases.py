@@ -16,7 +16,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from splitlab.analysis.comparison import PHASED_TEST, Options, compare, compare_phases, period_weighted
+from splitlab.analysis.comparison import PHASED_TEST, PRIOR_DF, Options, compare, compare_phases, period_weighted
 from splitlab.analysis.experiment import analyze_experiment
 from splitlab.analysis.readout import Decision
 from splitlab.analysis.report import readout_to_dict
@@ -44,9 +44,11 @@ def test_the_combination_is_the_bandits_period_weighting() -> None:
     assert control.mean == pytest.approx(expected[0].mean, rel=1e-12)
     assert treatment.mean == pytest.approx(expected[1].mean, rel=1e-12)
     shares = [(c.n + t.n) / sum(c.n + t.n for c, t in periods) for c, t in periods]
-    by_hand = sum(
-        w * w * (c.sum_sq - c.sum**2 / c.n) / (c.n - 1) / c.n for w, (c, _) in zip(shares, periods, strict=True)
-    )
+    by_hand = 0.0
+    for w, (c, t) in zip(shares, periods, strict=True):
+        squares_c, squares_t = c.sum_sq - c.sum**2 / c.n, t.sum_sq - t.sum**2 / t.n
+        phase = (squares_c + squares_t) / (c.n + t.n - 2)  # the phase's pooled within-group variance
+        by_hand += w * w * (squares_c + PRIOR_DF * phase) / (c.n - 1 + PRIOR_DF) / c.n
     assert control.variance == pytest.approx(by_hand, rel=1e-12)
 
 

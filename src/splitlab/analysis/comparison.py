@@ -23,6 +23,9 @@ References:
     Controlled Experiments by Utilizing Pre-Experiment Data (CUPED). WSDM.
     Kish, L. (1965). Survey Sampling, sections 3.3 and 11.7 (a stratified mean ``sum_h W_h ybar_h``
     and its variance ``sum_h W_h^2 var(ybar_h)``; here the strata are the allocation phases).
+    Smyth, G. K. (2004). Linear models and empirical Bayes methods for assessing differential
+    expression in microarray experiments. SAGMB 3(1), section 4 (the moderated variance of a
+    small group, borrowed by :func:`period_weighted` from its phase).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from splitlab.stats.statistics import CovariateStatistic, MetricStatistic, Propo
 
 __all__ = [
     "PHASED_TEST",
+    "PRIOR_DF",
     "Options",
     "Statistic",
     "compare",
@@ -198,30 +202,82 @@ def _non_finite(
 def period_weighted(phases: Phases) -> tuple[GroupEstimate, GroupEstimate]:
     """Each group's estimate combined over allocation phases with the phases' shares of all units.
 
-    ``m = sum_p W_p m_p`` and ``Var(m) = sum_p W_p^2 Var(m_p)`` with ``W_p = N_p / N`` (``N_p`` the
-    phase's units in every variant): the period weighting of
+    ``m = sum_p W_p m_p`` and ``Var(m) = sum_p W_p^2 s~_p^2 / n_p`` with ``W_p = N_p / N`` (``N_p``
+    the phase's units in every variant): the period weighting of
     :func:`splitlab.bandits.estimates.period_weighted_estimates` (docs/bandits.md), applied to any
-    group estimate (CUPED-adjusted within the phase, a ratio's delta-method estimate ...), with each
-    phase's own variance (a drifting rate changes ``p (1 - p)``). Within a phase the weights were
-    fixed, so each ``m_p`` is unbiased for that phase's population and the weights do not depend on
-    the variant: a time trend cannot leak into the comparison (Simpson's paradox), as it does into
-    the pooled mean when the weights changed. Phases in which either group has no unit are left
-    out and the other shares renormalised. With one phase this is :func:`estimates`.
+    group estimate (CUPED-adjusted within the phase, a ratio's delta-method estimate ...). Within a
+    phase the weights were fixed, so each ``m_p`` is unbiased for that phase's population and the
+    weights do not depend on the variant: a time trend cannot leak into the comparison (Simpson's
+    paradox), as it does into the pooled mean when the weights changed. Phases in which either
+    group has no unit are left out and the other shares renormalised. With one phase this is
+    :func:`estimates`.
+
+    The unit variance of a group in a phase is moderated toward the phase's pooled within-group
+    variance ``s_0^2`` (both groups' squared deviations from their own means over their degrees of
+    freedom): ``s~^2 = (d s^2 + d_0 s_0^2) / (d + d_0)`` with ``d = n - 1`` and ``d_0 =``
+    :data:`PRIOR_DF`. A group with hundreds of units in the phase keeps its own variance, so a
+    drifting rate (``p (1 - p)`` changing from phase to phase) or unequal variances between large
+    groups are respected; a group with a handful of units (a bandit arm at its floor) borrows from
+    the other group of the same phase, whose level is the same up to the effect, instead of its own
+    noisy (0 for a proportion of 0 or 1, undefined for one unit) variance. Pooling an arm's variance
+    across phases instead mixes the drifting levels and misses in both directions (coverage 0.975
+    on the ramp of ``tests/analysis/test_phase_calibration.py``, 0.906 on its bandit windows). A phase
+    where no group has two units takes the variance pooled over all phases and groups.
 
     References:
         Kish, L. (1965). Survey Sampling, sections 3.3 and 11.7 (stratified mean and its variance).
+        Smyth, G. K. (2004). Linear models and empirical Bayes methods for assessing differential
+        expression in microarray experiments. Statistical Applications in Genetics and Molecular
+        Biology 3(1), article 3, section 4 (the moderated variance ``(d_0 s_0^2 + d s^2) / (d_0 + d)``).
     """
     kept = [(c, t, units) for c, t, units in phases if _units(c) > 0 and _units(t) > 0]
     if not kept:
         return GroupEstimate(math.nan, math.nan, 0), GroupEstimate(math.nan, math.nan, 0)
+    if len(kept) == 1:
+        return estimates(kept[0][0], kept[0][1])
     total = sum(units for _, _, units in kept)
+    parts = [(units / total, estimates(_unbiased(c), _unbiased(t))) for c, t, units in kept]
+    squares = [tuple(_squares(e) for e in pair) for _, pair in parts]
+    overall = _pooled([s for pair in squares for s in pair])
     control: list[tuple[float, GroupEstimate]] = []
     treatment: list[tuple[float, GroupEstimate]] = []
-    for c, t, units in kept:
-        est_c, est_t = estimates(c, t)
-        control.append((units / total, est_c))
-        treatment.append((units / total, est_t))
+    for (share, (est_c, est_t)), pair in zip(parts, squares, strict=True):
+        prior = _pooled(pair)
+        prior = overall if math.isnan(prior) else prior
+        control.append((share, _moderated(est_c, pair[0], prior)))
+        treatment.append((share, _moderated(est_t, pair[1], prior)))
     return _weighted(control), _weighted(treatment)
+
+
+PRIOR_DF = 2.0
+"""Degrees of freedom ``d_0`` the phase's pooled variance counts for in a group's moderated variance
+(:func:`period_weighted`). Chosen by the calibration in ``tests/analysis/test_phase_calibration.py``:
+0 (each group's own variance) undercovers small bandit windows; 2 to 5 cover them, and 2 is closest to
+nominal when the two groups' variances differ."""
+
+
+def _unbiased(statistic: Statistic) -> Statistic:
+    """A proportion as a mean, whose unit variance has ``n - 1`` degrees of freedom (``p (1 - p)`` has n)."""
+    return statistic.as_mean() if isinstance(statistic, ProportionStatistic) else statistic
+
+
+def _squares(estimate: GroupEstimate) -> tuple[float, float]:
+    """``(sum of squared deviations, degrees of freedom)`` behind a group estimate's variance."""
+    df = estimate.n - 1
+    if df <= 0 or not math.isfinite(estimate.variance):
+        return 0.0, 0.0
+    return estimate.variance * estimate.n * df, float(df)
+
+
+def _pooled(squares: Sequence[tuple[float, float]]) -> float:
+    df = sum(d for _, d in squares)
+    return math.fsum(s for s, _ in squares) / df if df > 0 else math.nan
+
+
+def _moderated(estimate: GroupEstimate, squares: tuple[float, float], prior: float) -> GroupEstimate:
+    deviations, df = squares
+    unit_variance = (deviations + PRIOR_DF * prior) / (df + PRIOR_DF)
+    return GroupEstimate(estimate.mean, unit_variance / estimate.n, estimate.n)
 
 
 def compare_phases(
