@@ -24,6 +24,13 @@ period-weighted combination of the per-phase estimates
 (:func:`splitlab.analysis.comparison.compare_phases`), so a ramp raises no false SRM and a time
 trend no Simpson's-paradox bias. With one phase nothing changes.
 
+**Tests on unit-level values.** A metric whose definition names ``test: mann-whitney`` or
+``bootstrap`` is compared by that test (:func:`splitlab.analysis.value_tests.compare_values`) on
+its per-unit values, fetched by one more query for that metric alone
+(:func:`splitlab.analysis.sql.unit_values`), only when such a metric is analysed. Its segments and
+daily lift keep the default test on the cells; with allocation phases the period-weighted
+comparison is kept too (the pooled values of a ramp are biased, see above).
+
 **Bandits.** A bandit experiment's phases are its windows, given by the caller
 (:func:`splitlab.operations.bandits.window_phases`: each window's frozen weights): the split is
 checked window by window against the weights the bandit drew with, and the effects are the
@@ -40,11 +47,12 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from scipy import stats as sps
 
 from splitlab.analysis.comparison import Options, compare, compare_phases, corrected, effect_of
@@ -57,7 +65,8 @@ from splitlab.analysis.readout import (
     Severity,
     TimelinePoint,
 )
-from splitlab.analysis.sql import CellKey, ExperimentAggregates, Source, aggregate_experiment
+from splitlab.analysis.sql import CellKey, ExperimentAggregates, Source, aggregate_experiment, unit_values
+from splitlab.analysis.value_tests import compare_values
 from splitlab.specs import ExperimentSpec, MetricDefinition
 from splitlab.stats.frequentist import estimate, two_sample_test
 from splitlab.stats.power import plan_sample_size
@@ -109,8 +118,10 @@ class _Analysis:
         aggregates: ExperimentAggregates,
         *,
         alpha: float,
+        values: Callable[[MetricDefinition], dict[str, Any]] | None = None,
     ) -> None:
         self.spec = spec
+        self.values = values
         self.metrics = metrics
         self.aggregates = aggregates
         self.phases = aggregates.phases if len(aggregates.phases) > 1 else ()
@@ -137,6 +148,12 @@ class _Analysis:
                 for variant in self.treatments
             ]
             return corrected(out, method=self.spec.analysis.correction, alpha=self.alpha)
+        if definition.test is not None and self.values is not None:
+            return corrected(
+                self.value_readouts(definition, role, max_degradation, options),
+                method=self.spec.analysis.correction,
+                alpha=self.alpha,
+            )
         out = [
             compare(
                 agg.statistic(name, self.control),
@@ -154,6 +171,35 @@ class _Analysis:
             for variant in self.treatments
         ]
         return corrected(out, method=self.spec.analysis.correction, alpha=self.alpha)
+
+    def value_readouts(
+        self, definition: MetricDefinition, role: Role, max_degradation: float | None, options: Options
+    ) -> list[MetricResult]:
+        """The metric's comparisons by the test its definition names, on its unit-level values."""
+        assert self.values is not None  # noqa: S101 - checked by the caller
+        assert definition.test is not None  # noqa: S101 - checked by the caller
+        agg, name = self.aggregates, definition.name
+        values = self.values(definition)
+        empty = np.empty(0)
+        return [
+            compare_values(
+                values.get(self.control, empty),
+                values.get(variant, empty),
+                test=definition.test,
+                statistics=(agg.statistic(name, self.control), agg.statistic(name, variant)),
+                options=options,
+                higher_is_better=definition.direction == "higher",
+                quantile=definition.quantile,
+                looks=[]
+                if definition.kind == "quantile"
+                else [
+                    (agg.statistic(name, self.control, day=day), agg.statistic(name, variant, day=day))
+                    for day in agg.days
+                ],
+                **self._identity(name, role, max_degradation, variant),
+            )
+            for variant in self.treatments
+        ]
 
     def segment_readouts(self, name: str, role: Role, max_degradation: float | None) -> list[MetricResult]:
         definition = self.metrics[name]
@@ -518,7 +564,11 @@ def analyze_experiment(
         phase_starts=[p.started_at for p in phases[1:]],
     )
     alpha = spec.analysis.alpha or (spec.hypothesis.alpha if spec.hypothesis else 0.05)
-    analysis = _Analysis(spec, metrics, aggregates, alpha=alpha)
+
+    def values(metric: MetricDefinition) -> dict[str, Any]:
+        return unit_values(connection, experiment_key=key, metric=metric, source=source, as_of=as_of)
+
+    analysis = _Analysis(spec, metrics, aggregates, alpha=alpha, values=values)
     analysed_at = as_of or datetime.now(UTC)
     units = {v.key: aggregates.variant_units.get(v.key, 0) for v in spec.variants}
     weights = {v.key: v.weight for v in spec.variants}

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from splitlab.analysis.aggregate import MetricData, groups, look_codes, metric_statistics, resolve_kind
+from splitlab.analysis.aggregate import Groups, MetricData, column, groups, look_codes, metric_statistics, resolve_kind
 from splitlab.analysis.comparison import Options, compare, corrected
-from splitlab.analysis.metrics import Covariate, MetricSpec, parse_metrics
+from splitlab.analysis.metrics import VALUE_TESTS, Covariate, MetricSpec, parse_metrics
 from splitlab.analysis.results import AnalysisResult, MetricResult
+from splitlab.analysis.value_tests import compare_values
 from splitlab.stats._validation import check_alternative, check_choice, check_positive, check_probability
 from splitlab.stats.sequential.monitor import METHODS
 from splitlab.stats.srm import srm_test
@@ -114,7 +115,8 @@ def analyze(
         # comparison reports them as NON_FINITE, so numpy's overflow warnings say nothing more.
         with np.errstate(over="ignore", invalid="ignore"):
             metric_data = metric_statistics(spec, data, grouping, looks=looks)
-            per_metric = _compare_metric(spec, metric_data, labels, control_label, treatments, options)
+            values = _variant_values(spec, data, grouping) if spec.test in VALUE_TESTS else None
+            per_metric = _compare_metric(spec, metric_data, labels, control_label, treatments, options, values)
         results.extend(corrected(per_metric, method=correction, alpha=alpha))
     return AnalysisResult(
         control=control_label,
@@ -145,6 +147,12 @@ def _weights(weights: Mapping[str, float] | None, labels: tuple[str, ...]) -> di
     return {label: given[label] for label in labels}
 
 
+def _variant_values(spec: MetricSpec, data: Any, grouping: Groups) -> list[np.ndarray]:
+    """The metric's per-unit values of each variant, for a test on unit-level values (NaN kept, the test drops it)."""
+    values = np.asarray(column(data, str(spec.column)), dtype=np.float64)
+    return [values[grouping.codes == g] for g in range(len(grouping.labels))]
+
+
 def _compare_metric(
     spec: MetricSpec,
     metric_data: MetricData,
@@ -152,21 +160,26 @@ def _compare_metric(
     control_label: str,
     treatments: list[str],
     options: Options,
+    values: list[np.ndarray] | None = None,
 ) -> list[MetricResult]:
     index = {label: i for i, label in enumerate(labels)}
     c = index[control_label]
-    return [
-        compare(
-            metric_data.statistics[c],
-            metric_data.statistics[index[label]],
-            options=options,
-            higher_is_better=spec.higher_is_better,
-            looks=[(look[c], look[index[label]]) for look in metric_data.by_look],
-            metric=spec.name,
-            kind=spec.kind,
-            variant=label,
-            control=control_label,
-            excluded_units=(metric_data.excluded[c], metric_data.excluded[index[label]]),
-        )
-        for label in treatments
-    ]
+    out = []
+    for label in treatments:
+        t = index[label]
+        common: dict[str, Any] = {
+            "options": options,
+            "higher_is_better": spec.higher_is_better,
+            "looks": [(look[c], look[t]) for look in metric_data.by_look],
+            "metric": spec.name,
+            "kind": spec.kind,
+            "variant": label,
+            "control": control_label,
+            "excluded_units": (metric_data.excluded[c], metric_data.excluded[t]),
+        }
+        if values is None:
+            out.append(compare(metric_data.statistics[c], metric_data.statistics[t], **common))
+        else:
+            statistics = (metric_data.statistics[c], metric_data.statistics[t])
+            out.append(compare_values(values[c], values[t], test=str(spec.test), statistics=statistics, **common))
+    return out

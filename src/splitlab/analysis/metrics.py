@@ -9,6 +9,8 @@ from splitlab.stats._validation import check_choice
 from splitlab.stats.frequentist import MEAN_TESTS, PROPORTION_TESTS, RATIO_TESTS
 
 KINDS = ("auto", "proportion", "mean", "ratio")
+VALUE_TESTS = ("mann-whitney", "bootstrap")
+"""Tests on a metric's unit-level values (:mod:`splitlab.analysis.value_tests`): proportion and mean metrics."""
 _TESTS = {"proportion": PROPORTION_TESTS, "mean": MEAN_TESTS, "ratio": RATIO_TESTS, "auto": ()}
 
 Covariate = str | tuple[str, str]
@@ -27,7 +29,9 @@ class MetricSpec:
         numerator, denominator: the per-unit columns of a ratio metric.
         covariate: a pre-exposure column (or ``(numerator, denominator)`` pair) for CUPED.
         test: the named test; ``None`` takes the default of the kind (``pooled-z``, ``welch-t``,
-            ``delta-z``; with a covariate ``welch-t`` or ``delta-z``).
+            ``delta-z``; with a covariate ``welch-t`` or ``delta-z``). A proportion or mean
+            metric without a covariate may also name a test on its unit-level values,
+            ``mann-whitney`` or ``bootstrap`` (:mod:`splitlab.analysis.value_tests`).
         higher_is_better: direction of the metric, used by chance to win and expected loss.
     """
 
@@ -48,9 +52,15 @@ class MetricSpec:
         if self.kind != "ratio" and not self.column:
             msg = f"metrics[{self.name!r}]: a {self.kind} metric needs a column"
             raise ValueError(msg)
-        if self.test is not None and self.kind != "auto":
+        if self.test in VALUE_TESTS:
+            if self.kind == "ratio" or self.covariate is not None:
+                what = "a ratio metric" if self.kind == "ratio" else "a metric with a covariate"
+                msg = f"metrics[{self.name!r}].test == {self.test!r} needs one value per unit, not {what}"
+                raise ValueError(msg)
+        elif self.test is not None and self.kind != "auto":
             tests = MEAN_TESTS if self.kind == "proportion" and self.covariate else _TESTS[self.kind]
-            check_choice(f"metrics[{self.name!r}].test", self.test, tests)
+            values = () if self.kind == "ratio" or self.covariate else VALUE_TESTS
+            check_choice(f"metrics[{self.name!r}].test", self.test, (*tests, *values))
 
     @property
     def columns(self) -> tuple[str, ...]:

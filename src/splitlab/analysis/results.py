@@ -55,6 +55,9 @@ class MetricResult:
             (before any multiple-testing correction); None when not computed.
         relative_se: delta-method standard error of ``effect.relative_effect``; None when not computed.
         excluded_units: units left out for a missing value, per group (control, treatment).
+        probability_of_superiority: with ``effect.test == "mann-whitney"``, the estimate of
+            ``P(T > C) + P(T = C) / 2``; None otherwise.
+        probability_of_superiority_ci: its CI (DeLong variance); None without it.
     """
 
     metric: str
@@ -74,6 +77,8 @@ class MetricResult:
     absolute_se: float | None = None
     relative_se: float | None = None
     excluded_units: tuple[int, int] = (0, 0)
+    probability_of_superiority: float | None = None
+    probability_of_superiority_ci: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The flat JSON record of ``splitlab analyze-file --json``."""
@@ -104,7 +109,18 @@ class MetricResult:
             "error_message": e.error_message,
             "absolute_se": json_number(self.absolute_se),
             "relative_se": json_number(self.relative_se),
+            **self._superiority_fields(),
             **self._sequential_fields(),
+        }
+
+    def _superiority_fields(self) -> dict[str, Any]:
+        """``probability_of_superiority`` and its CI, for a Mann-Whitney comparison only."""
+        if self.probability_of_superiority is None:
+            return {}
+        ci = self.probability_of_superiority_ci or (math.nan, math.nan)
+        return {
+            "probability_of_superiority": json_number(self.probability_of_superiority),
+            "probability_of_superiority_ci": [json_number(v) for v in ci],
         }
 
     def _sequential_fields(self) -> dict[str, Any]:

@@ -49,6 +49,7 @@ __all__ = [
     "CORRECTIONS",
     "HASH_VERSIONS",
     "METRIC_KINDS",
+    "METRIC_TESTS",
     "SEQUENTIAL_METHODS",
     "WEIGHT_TOLERANCE",
     "Allocation",
@@ -81,6 +82,7 @@ AnalysisMethod = Literal["frequentist", "bayesian", "sequential"]
 SequentialMethod = Literal["msprt", "gst-obf", "gst-pocock"]
 Correction = Literal["bonferroni", "holm", "hochberg", "benjamini-hochberg", "benjamini-yekutieli", "none"]
 MetricKind = Literal["binary", "mean", "sum", "count", "ratio", "quantile"]
+MetricTest = Literal["mann-whitney", "bootstrap"]
 
 HASH_VERSIONS: tuple[str, ...] = ("1", "growthbook-v2")
 ALLOCATION_METHODS: tuple[str, ...] = ("hash", "attributes", "random", "bandit")
@@ -90,6 +92,8 @@ SEQUENTIAL_METHODS: tuple[str, ...] = ("msprt", "gst-obf", "gst-pocock")
 # loading a spec does not import the statistics engine (scipy).
 CORRECTIONS: tuple[str, ...] = ("bonferroni", "holm", "hochberg", "benjamini-hochberg", "benjamini-yekutieli", "none")
 METRIC_KINDS: tuple[str, ...] = ("binary", "mean", "sum", "count", "ratio", "quantile")
+# Same names as splitlab.analysis.value_tests.VALUE_TESTS (a test keeps them equal).
+METRIC_TESTS: tuple[str, ...] = ("mann-whitney", "bootstrap")
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _VARIANT_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -815,6 +819,10 @@ class MetricDefinition(_Model):
             ``binary`` or ``quantile``.
         direction: ``higher`` (default) or ``lower`` is better.
         covariate: :class:`Covariate` for CUPED; not for ``quantile``.
+        test: a test on the unit-level values instead of the kind's default: ``mann-whitney``
+            (rank-sum p-value, with the probability of superiority) or ``bootstrap`` (BCa CIs of
+            the difference of means, or of the ``quantile``); not for ``ratio`` (two values per
+            unit) nor with a ``covariate``. None (default): the kind's test on sufficient statistics.
     """
 
     name: Slug
@@ -828,10 +836,17 @@ class MetricDefinition(_Model):
     capping: Capping | None = None
     direction: Literal["higher", "lower"] = "higher"
     covariate: Covariate | None = None
+    test: MetricTest | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         kind = self.kind
+        if self.test is not None and kind == "ratio":
+            msg = f"test {self.test!r} needs one value per unit, kind 'ratio' has two (numerator and denominator)"
+            raise ValueError(msg)
+        if self.test is not None and self.covariate is not None:
+            msg = f"test {self.test!r} does not use a covariate (CUPED); remove one of them"
+            raise ValueError(msg)
         if kind == "ratio":
             for field in ("numerator", "denominator"):
                 if getattr(self, field) is None:

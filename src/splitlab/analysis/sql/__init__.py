@@ -4,7 +4,7 @@ Runs on SQLite, PostgreSQL and DuckDB with the same statistics; raw rows never c
 See docs/aggregation.md.
 """
 
-from splitlab.analysis.sql.aggregate import CellKey, ExperimentAggregates, Statistic, aggregate_experiment
+from splitlab.analysis.sql.aggregate import CellKey, ExperimentAggregates, Statistic, aggregate_experiment, unit_values
 from splitlab.analysis.sql.quantile import QuantileStatistic
 from splitlab.analysis.sql.query import AggregationQuery, build_query
 from splitlab.analysis.sql.source import EventTable, ExposureTable, Source
@@ -20,4 +20,5 @@ __all__ = [
     "Statistic",
     "aggregate_experiment",
     "build_query",
+    "unit_values",
 ]

@@ -41,6 +41,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, Union
 
+import numpy as np
+import numpy.typing as npt
+
 from splitlab.analysis.sql._dialect import dialect_of, execute
 from splitlab.analysis.sql.quantile import QuantileStatistic
 from splitlab.analysis.sql.query import MetricColumns, build_query
@@ -48,7 +51,7 @@ from splitlab.analysis.sql.source import Source
 from splitlab.specs.model import MetricDefinition
 from splitlab.stats.statistics import CovariateStatistic, MeanStatistic, ProportionStatistic, RatioStatistic
 
-__all__ = ["CellKey", "ExperimentAggregates", "Statistic", "aggregate_experiment"]
+__all__ = ["CellKey", "ExperimentAggregates", "Statistic", "aggregate_experiment", "unit_values"]
 
 Statistic = Union[MeanStatistic, ProportionStatistic, RatioStatistic, CovariateStatistic, QuantileStatistic]  # noqa: UP007
 """What a cell holds per metric: the statistics the stats engine tests (quantiles: order statistics)."""
@@ -301,6 +304,37 @@ def aggregate_experiment(
         as_of=as_of,
         phased=query.phased,
     )
+
+
+def unit_values(
+    connection: Any,
+    *,
+    experiment_key: str,
+    metric: MetricDefinition,
+    source: Source,
+    as_of: datetime | None = None,
+) -> dict[str, npt.NDArray[np.float64]]:
+    """The per-unit values of one metric, by variant: what a test on unit-level values needs.
+
+    One query, the aggregation query's per-unit steps for ``metric`` alone (the same units, window,
+    capping and exclusion of multiple-exposure units as its cells), returning ``(variant, value)``
+    rows: the only query that brings one row per unit to Python, for a metric whose definition
+    names ``test: mann-whitney`` or ``bootstrap``. Units without a value (kind ``mean`` without the
+    event) have no row. Arguments as in :func:`aggregate_experiment`.
+    """
+    _check_arguments(experiment_key, [metric], source, (), False, as_of, ())
+    query = build_query(
+        dialect_of(connection),
+        experiment_key=experiment_key,
+        metrics=[metric],
+        source=source,
+        as_of_us=None if as_of is None else _micros(as_of),
+        unit_level=True,
+    )
+    by_variant: dict[str, list[float]] = defaultdict(list)
+    for row in execute(connection, query.sql):
+        by_variant[str(row["variant"])].append(float(row["value"]))
+    return {variant: np.asarray(values, dtype=np.float64) for variant, values in by_variant.items()}
 
 
 def _micros(time: datetime) -> int:

@@ -328,8 +328,14 @@ def build_query(
     by_day: bool = False,
     as_of_us: int | None = None,
     phase_starts_us: Sequence[int] = (),
+    unit_level: bool = False,
 ) -> AggregationQuery:
     """Build the aggregation query of one experiment (arguments as in :func:`aggregate_experiment`).
+
+    With ``unit_level`` the statement ends at the per-unit values instead of aggregating them: one
+    row ``(variant, value)`` per unit with a value of the first metric (capped as the cells are), sorted,
+    for the tests that need unit-level values (:func:`splitlab.analysis.sql.unit_values`); give it
+    that one metric only.
 
     ``as_of_us`` is the cut-off in microseconds since 1970-01-01 UTC: exposures and events after
     it are ignored. ``phase_starts_us`` are the starts of allocation phases 2, 3, ... (ascending,
@@ -430,6 +436,12 @@ def build_query(
     ctes.append(
         f"unit_metrics AS (\n  SELECT {keys},\n    " + ",\n    ".join(capped_items) + f"\n  FROM unit_raw{cross}\n)"
     )
+
+    if unit_level:
+        # Sorted: the bootstrap resamples by position, so the same units give the same CI on every engine.
+        tail = "SELECT variant, m0_0 AS value FROM unit_metrics WHERE m0_0 IS NOT NULL ORDER BY variant, m0_0"
+        sql = "WITH " + ",\n".join(ctes) + "\n" + tail
+        return AggregationQuery(sql, tuple(segments), by_day, tuple(layouts), phased)
 
     aggregate_columns = [item for i, layout in enumerate(layouts) if layout.kind != "quantile"
                          for item in _cell_aggregates(layout, i)]  # fmt: skip
