@@ -3,19 +3,29 @@
 ``simulate`` draws a population of units (device, country, account tier, employee flag, a latent
 engagement that carries over from the pre-period), assigns them with the experiment's own plan
 (targeting, coverage and weights apply), logs their exposures, and logs the events that the
-experiment's metrics read, in the pre-period (for CUPED) and after exposure.
+experiment's metrics read after exposure, and in the pre-period those that a CUPED covariate reads.
 
 How an effect on a metric is planted (``effects={"conversion": 0.03}`` is +3 % relative), per the
 metric's kind, on the event it reads:
 
-* ``binary`` and ``count``: the chance that a unit has the event at all is multiplied by
-  ``1 + effect`` (so a binary metric's true relative effect is exactly ``effect``; a count's too,
-  since the count given occurrence is unchanged);
+* ``binary``: the chance that a unit has the event at all is multiplied by ``1 + effect`` (so the
+  true relative effect is exactly ``effect`` while no chance passes 100 %);
+* ``count``: each occurrence is kept with chance ``1 + effect`` (a decrease) or joined by
+  ``Poisson(effect)`` more (an increase), so the expected count is exactly ``1 + effect`` times;
 * ``sum``, ``mean``, ``quantile``: the event's values are multiplied by ``1 + effect``;
 * ``ratio``: the numerator's values (a ``sum`` numerator) or occurrences (a ``count`` one).
 
 Simulated attributes: device, country, account tier (3 % VIP), employee flag (1 %), app version
 (15 % below 5.0) and user agent (1 % bots), so the bundled examples' targeting rules apply.
+
+Each event name has an :class:`EventModel` (``default_event_model``): how likely a unit is to have
+it, how often, its values, and when it comes after the exposure (some events mostly in the same
+session, others over the following days). The traffic follows the spec's stated baseline: when the
+hypothesis gives one, the base rate of the primary metric's event is set so that the metric's
+expected control mean is that baseline (``calibrated_event_model``; binary, count and count-ratio
+metrics), for this experiment only, so every metric reading that event moves with it. A planted
+binary effect multiplies a unit's chance after its 98 % cap, so it is exact unless that would pass
+100 % (a large increase of a metric whose baseline is high).
 
 ``segment_effects={"device": {"mobile": 2.0, "desktop": 0.0}}`` scales every planted effect per
 segment level (heterogeneous effects); ``split`` drops exposures to force a traffic split (to
@@ -29,13 +39,15 @@ experiment was started, which the store refuses from live ingestion; the store's
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy import optimize, stats
 
 from splitlab.assignment.batch import assign_batch
 from splitlab.operations.experiments import get_experiment
@@ -53,30 +65,117 @@ BATCH = 10_000
 US_PER_DAY = 86_400_000_000
 PRE_PERIOD_DAYS = 14.0
 POST_PERIOD_DAYS = 8.0  # events spread past the longest usual window (7 days), to test the cut-off
+ENGAGEMENT_SHAPE = 0.8  # gamma shape of the latent engagement (mean 1): many light units, a few heavy ones
+MAX_CHANCE = 0.98
+_QUADRATURE = 20_000  # engagement quantiles over which expected metric values are averaged
 
 
 @dataclass(frozen=True, slots=True)
 class EventModel:
-    """How one event name is generated: chance a unit has it, extra occurrences, and values."""
+    """How one event name is generated for a unit of latent engagement ``g`` (mean 1).
+
+    The unit has the event with chance ``min(base_rate * g, 0.98)``, then ``1 + Poisson(extra_per_unit
+    * g)`` occurrences, each valued ``value_median * LogNormal(0, value_sigma)`` (1 when the sigma is
+    0). An occurrence comes, with probability ``soon_share``, an exponential delay of mean
+    ``soon_days`` after the exposure (in the same visit: a purchase, a payment error), otherwise at a
+    uniform time over the ``POST_PERIOD_DAYS`` after it.
+    """
 
     base_rate: float
     extra_per_unit: float
     value_median: float
     value_sigma: float
+    soon_share: float = 0.0
+    soon_days: float = 0.1
+
+    def within(self, days: float | None) -> float:
+        """Share of the occurrences at most ``days`` after the exposure (``None``: all of them)."""
+        if days is None:
+            return 1.0
+        soon = 1.0 - math.exp(-days / self.soon_days)
+        return self.soon_share * soon + (1.0 - self.soon_share) * min(days / POST_PERIOD_DAYS, 1.0)
+
+    def delays(self, rng: np.random.Generator, size: int) -> npt.NDArray[np.float64]:
+        """Days from the exposure to each of ``size`` occurrences."""
+        spread = rng.uniform(0.0, POST_PERIOD_DAYS, size)
+        if self.soon_share == 0:
+            return spread
+        soon = rng.random(size) < self.soon_share
+        return np.where(soon, rng.exponential(self.soon_days, size), spread)
 
 
 def default_event_model(name: str) -> EventModel:
     """A plausible model for common event names; anything else is a mid-frequency event with values."""
     models = {
-        "purchase": EventModel(0.045, 0.3, 45.0, 0.6),
+        "purchase": EventModel(0.045, 0.3, 45.0, 0.45, soon_share=0.8),
         "session_start": EventModel(0.95, 2.0, 1.0, 0.0),
-        "checkout_started": EventModel(0.12, 0.2, 1.0, 0.0),
-        "checkout_finished": EventModel(0.08, 0.0, 180.0, 0.5),
-        "payment_error": EventModel(0.02, 0.2, 1.0, 0.0),
+        "checkout_started": EventModel(0.12, 0.2, 1.0, 0.0, soon_share=0.9),
+        "checkout_finished": EventModel(0.08, 0.0, 180.0, 0.5, soon_share=0.9),
+        "payment_error": EventModel(0.04, 0.2, 1.0, 0.0, soon_share=0.9),
         "recommendation_click": EventModel(0.3, 1.5, 1.0, 0.0),
         "recommendation_impression": EventModel(0.95, 8.0, 1.0, 0.0),
+        "recommendation_served": EventModel(0.6, 1.0, 120.0, 0.4),
     }
     return models.get(name, EventModel(0.2, 1.0, 10.0, 0.5))
+
+
+def _engagement_quantiles() -> npt.NDArray[np.float64]:
+    levels = (np.arange(_QUADRATURE) + 0.5) / _QUADRATURE
+    return np.asarray(stats.gamma.ppf(levels, ENGAGEMENT_SHAPE, scale=1 / ENGAGEMENT_SHAPE), dtype=np.float64)
+
+
+def _expected(model: EventModel, window: float | None, measure: str, engagement: npt.NDArray[np.float64]) -> float:
+    """A control unit's expected ``any`` (has the event in the window) or ``count`` (occurrences in it)."""
+    chance = np.minimum(model.base_rate * engagement, MAX_CHANCE)
+    inside = model.within(window)
+    extra = model.extra_per_unit * engagement
+    if measure == "any":  # 1 + Poisson(extra) occurrences, each inside with probability `inside`
+        return float(np.mean(chance * (1.0 - (1.0 - inside) * np.exp(-extra * inside))))
+    return float(np.mean(chance * (1.0 + extra) * inside))
+
+
+def calibrated_event_model(
+    definition: MetricDefinition, baseline: float, models: Mapping[str, EventModel]
+) -> tuple[str, EventModel] | None:
+    """The event to recalibrate and its model, base rate set so that the metric's control mean is ``baseline``.
+
+    For a ``binary`` metric the share of units with the event in the window; a ``count`` metric, the
+    occurrences per unit; a ``ratio`` of two counts, the numerator's occurrences over the
+    denominator's. Other kinds give ``None`` (their event keeps its model).
+
+    Raises:
+        ValueError: no base rate reaches ``baseline`` (named, with the largest reachable value).
+    """
+    engagement = _engagement_quantiles()
+    if definition.kind in ("binary", "count") and definition.event:
+        event, measure, target = definition.event, ("any" if definition.kind == "binary" else "count"), baseline
+    elif (
+        definition.kind == "ratio"
+        and definition.numerator is not None
+        and definition.denominator is not None
+        and definition.numerator.aggregation == definition.denominator.aggregation == "count"
+        and definition.numerator.event != definition.denominator.event
+    ):
+        event, measure = definition.numerator.event, "count"
+        denominator = models[definition.denominator.event]
+        target = baseline * _expected(denominator, definition.window_days, "count", engagement)
+    else:
+        return None
+    model = models[event]
+
+    def gap(rate: float) -> float:
+        return _expected(replace(model, base_rate=rate), definition.window_days, measure, engagement) - target
+
+    highest = MAX_CHANCE / float(engagement[0])  # every unit at the cap
+    if baseline <= 0 or gap(highest) <= 0:
+        reachable = (gap(highest) + target) / target * baseline
+        msg = (
+            f"hypothesis.baseline == {baseline}, must be > 0 and < {reachable:.4g} for {definition.name!r}: "
+            f"the largest the simulation's {event!r} events reach"
+        )
+        raise ValueError(msg)
+    rate = float(optimize.brentq(gap, 0.0, highest, xtol=1e-12, rtol=1e-10))
+    return event, replace(model, base_rate=rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +196,9 @@ class SimulationSummary:
 
 def _multipliers(
     spec: ExperimentSpec, metrics: Mapping[str, MetricDefinition], effects: Mapping[str, float]
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Per event name: the multiplier of its occurrence chance and of its values, from metric effects."""
-    rate: dict[str, float] = {}
-    value: dict[str, float] = {}
+) -> dict[str, dict[str, float]]:
+    """Per lever (``chance``, ``occurrences``, ``values``) and event name: its multiplier, from metric effects."""
+    levers: dict[str, dict[str, float]] = {"chance": {}, "occurrences": {}, "values": {}}
     for name, effect in effects.items():
         if name not in metrics:
             msg = f"effects[{name!r}]: no metric of that name; experiment {spec.key!r} has {sorted(metrics)}"
@@ -109,22 +207,29 @@ def _multipliers(
             msg = f"effects[{name!r}] == {effect}, must be > -1 (a relative change)"
             raise ValueError(msg)
         definition = metrics[name]
-        factor = 1.0 + effect
-        if definition.kind in ("binary", "count") and definition.event:
-            rate[definition.event] = rate.get(definition.event, 1.0) * factor
-        elif definition.kind in ("sum", "mean", "quantile") and definition.event:
-            value[definition.event] = value.get(definition.event, 1.0) * factor
+        event, lever = definition.event, ""
+        if definition.kind == "binary":
+            lever = "chance"
+        elif definition.kind == "count":
+            lever = "occurrences"
+        elif definition.kind in ("sum", "mean", "quantile"):
+            lever = "values"
         elif definition.kind == "ratio" and definition.numerator is not None:
-            target = value if definition.numerator.aggregation == "sum" else rate
-            target[definition.numerator.event] = target.get(definition.numerator.event, 1.0) * factor
-    return rate, value
+            event = definition.numerator.event
+            lever = "values" if definition.numerator.aggregation == "sum" else "occurrences"
+        if event and lever:
+            levers[lever][event] = levers[lever].get(event, 1.0) * (1.0 + effect)
+    return levers
 
 
-def _events_read(spec: ExperimentSpec, metrics: Mapping[str, MetricDefinition]) -> list[str]:
+def _events_read(
+    spec: ExperimentSpec, metrics: Mapping[str, MetricDefinition], *, covariates: bool = False
+) -> list[str]:
+    """The events the experiment's metrics read (``covariates``: only those of metrics with a CUPED covariate)."""
     names: list[str] = []
     for metric in [*spec.metrics.goal, *spec.metrics.secondary, *(g.metric for g in spec.metrics.guardrails)]:
         definition = metrics.get(metric)
-        if definition is None:
+        if definition is None or (covariates and definition.covariate is None):
             continue
         for event in (definition.event, *(a.event for a in (definition.numerator, definition.denominator) if a)):
             if event and event not in names:
@@ -176,16 +281,8 @@ def simulate(
         raise ValueError(msg)
     # The seed is part of the ids, so another seed is another population (not only other behaviour).
     unit_ids = np.array([f"{prefix}-s{seed}-u{i}" for i in range(units)], dtype=object)
-    device = np.asarray(DEVICES, dtype=object)[rng.choice(len(DEVICES), units, p=DEVICE_SHARES)]
-    country = np.asarray(COUNTRIES, dtype=object)[rng.choice(len(COUNTRIES), units, p=COUNTRY_SHARES)]
-    tier = np.where(rng.random(units) < 0.03, "vip", "standard").astype(object)
-    employee = rng.random(units) < 0.01
-    app_version = np.asarray(APP_VERSIONS, dtype=object)[rng.choice(len(APP_VERSIONS), units, p=APP_VERSION_SHARES)]
-    user_agent = np.where(rng.random(units) < 0.01, "Googlebot/2.1", "Mozilla/5.0").astype(object)
-    attributes = {
-        "device": device, "country": country, "account_tier": tier, "is_employee": employee,
-        "app_version": app_version, "user_agent": user_agent,
-    }  # fmt: skip
+    attributes = _population(rng, units)
+    device, country = attributes["device"], attributes["country"]
     assignment = assign_batch(to_plan(spec), list(unit_ids), attributes)
     index = np.asarray(assignment.variation_index)
     enrolled = index >= 0
@@ -197,9 +294,11 @@ def simulate(
     arrival = start + timedelta(0)
     origin = np.datetime64(arrival.astimezone(UTC).replace(tzinfo=None), "us")
     offsets = rng.uniform(0.0, days, units)  # days after start of each unit's first exposure
-    engagement = rng.gamma(0.8, 1 / 0.8, units)
+    engagement = rng.gamma(ENGAGEMENT_SHAPE, 1 / ENGAGEMENT_SHAPE, units)
 
-    rate_mult, value_mult = _multipliers(spec, metrics, effects)
+    levers = _multipliers(spec, metrics, effects)
+    models, notes = _event_models(spec, metrics)
+    with_history = _events_read(spec, metrics, covariates=True)
     scale = np.ones(units)
     for dimension, levels in (segment_effects or {}).items():
         column = attributes.get(dimension)
@@ -227,16 +326,79 @@ def simulate(
 
     treated = enrolled & (index > 0)
     written = 0
-    for name in _events_read(spec, metrics):
-        model = default_event_model(name)
-        for period in ("pre", "post"):
-            lift_rate = np.where(treated & (period == "post"), 1.0 + (rate_mult.get(name, 1.0) - 1.0) * scale, 1.0)
-            lift_value = np.where(treated & (period == "post"), 1.0 + (value_mult.get(name, 1.0) - 1.0) * scale, 1.0)
-            written += _log_events(store, rng, name, model, period, unit_ids, enrolled, engagement, lift_rate,
-                                   lift_value, origin, offsets)  # fmt: skip
+    for name, model in models.items():
+        # Pre-period events only matter to a CUPED covariate; the analysis never reads the others.
+        for period in ("pre", "post") if name in with_history else ("post",):
+            lifts = {
+                lever: np.where(treated & (period == "post"), 1.0 + (factors[name] - 1.0) * scale, 1.0)
+                for lever, factors in levers.items()
+                if name in factors
+            }
+            written += _log_events(store, rng, name, model, period, unit_ids, enrolled, engagement, lifts,
+                                   origin, offsets)  # fmt: skip
     exposed = {key: int(np.sum(enrolled & (index == i))) for i, key in enumerate(variant_keys)}
-    return SimulationSummary(spec.key, units, exposed, written, effects, start, days,
-                             int(np.sum(index < 0)), dropped)  # fmt: skip
+    return SimulationSummary(
+        experiment_key=spec.key,
+        units=units,
+        exposed=exposed,
+        events=written,
+        effects=effects,
+        start=start,
+        days=days,
+        not_enrolled=int(np.sum(index < 0)),
+        dropped_exposures=dropped,
+        notes=notes,
+    )
+
+
+def enrolled_share(spec: ExperimentSpec, *, sample: int = 50_000, seed: int = 0) -> float:
+    """The share of the simulation's arriving units that ``spec`` enrols (targeting, coverage, namespace, holdout).
+
+    Estimated on ``sample`` simulated units (standard error ``sqrt(share (1 - share) / sample)``).
+    """
+    if sample < 1:
+        msg = f"sample == {sample}, must be >= 1"
+        raise ValueError(msg)
+    rng = np.random.default_rng(seed)
+    unit_ids = [f"{spec.key}-share-s{seed}-u{i}" for i in range(sample)]
+    assignment = assign_batch(to_plan(spec), unit_ids, _population(rng, sample))
+    return float(np.mean(np.asarray(assignment.variation_index) >= 0))
+
+
+def _population(rng: np.random.Generator, units: int) -> dict[str, npt.NDArray[Any]]:
+    """The simulated units' attributes, the ones the bundled examples target on."""
+    return {
+        "device": np.asarray(DEVICES, dtype=object)[rng.choice(len(DEVICES), units, p=DEVICE_SHARES)],
+        "country": np.asarray(COUNTRIES, dtype=object)[rng.choice(len(COUNTRIES), units, p=COUNTRY_SHARES)],
+        "account_tier": np.where(rng.random(units) < 0.03, "vip", "standard").astype(object),
+        "is_employee": rng.random(units) < 0.01,
+        "app_version": np.asarray(APP_VERSIONS, dtype=object)[
+            rng.choice(len(APP_VERSIONS), units, p=APP_VERSION_SHARES)
+        ],
+        "user_agent": np.where(rng.random(units) < 0.01, "Googlebot/2.1", "Mozilla/5.0").astype(object),
+    }
+
+
+def _event_models(
+    spec: ExperimentSpec, metrics: Mapping[str, MetricDefinition]
+) -> tuple[dict[str, EventModel], tuple[str, ...]]:
+    """The model of every event the experiment reads, the primary metric's calibrated to the stated baseline."""
+    models = {name: default_event_model(name) for name in _events_read(spec, metrics)}
+    hypothesis = spec.hypothesis
+    if hypothesis is None or hypothesis.baseline is None or hypothesis.primary_metric not in metrics:
+        return models, ()
+    definition = metrics[hypothesis.primary_metric]
+    calibrated = calibrated_event_model(definition, hypothesis.baseline, models)
+    if calibrated is None:
+        note = f"{definition.name!r} ({definition.kind}) is not calibrated to the baseline: its events keep their model"
+        return models, (note,)
+    event, model = calibrated
+    models[event] = model
+    note = (
+        f"{event!r} base rate {model.base_rate:.4g}, so that {definition.name!r} has the hypothesis baseline "
+        f"{hypothesis.baseline:g} in control"
+    )
+    return models, (note,)
 
 
 def simulate_experiment(
@@ -294,21 +456,28 @@ def _force_split(
 
 def _log_events(
     store: Store, rng: np.random.Generator, name: str, model: EventModel, period: str, unit_ids: Any,
-    enrolled: npt.NDArray[np.bool_], engagement: npt.NDArray[np.float64], lift_rate: npt.NDArray[np.float64],
-    lift_value: npt.NDArray[np.float64], origin: np.datetime64, offsets: npt.NDArray[np.float64],
+    enrolled: npt.NDArray[np.bool_], engagement: npt.NDArray[np.float64], lifts: Mapping[str, npt.NDArray[np.float64]],
+    origin: np.datetime64, offsets: npt.NDArray[np.float64],
 ) -> int:  # fmt: skip
-    chance = np.clip(model.base_rate * engagement * lift_rate, 0.0, 0.98)
+    """Draw and write one event's occurrences; ``lifts`` holds each planted lever's per-unit multiplier."""
+    # The lift applies past the cap, so a planted decrease is exact even where the baseline is high.
+    chance = np.minimum(np.minimum(model.base_rate * engagement, MAX_CHANCE) * lifts.get("chance", 1.0), 1.0)
     occurs = enrolled & (rng.random(enrolled.size) < chance)
     owners = np.flatnonzero(occurs)
     counts = 1 + rng.poisson(model.extra_per_unit * engagement[owners])
+    if "occurrences" in lifts:  # each occurrence kept with chance m (m < 1), or joined by Poisson(m - 1) more
+        factor = lifts["occurrences"][owners]
+        counts = rng.binomial(counts, np.minimum(factor, 1.0)) + rng.poisson(counts * np.maximum(factor - 1.0, 0.0))
     unit_of_event = np.repeat(owners, counts)
     size = unit_of_event.size
     if period == "pre":
         when = offsets[unit_of_event] - rng.uniform(0.0, PRE_PERIOD_DAYS, size)
     else:
-        when = offsets[unit_of_event] + rng.uniform(0.0, POST_PERIOD_DAYS, size)
+        when = offsets[unit_of_event] + model.delays(rng, size)
     if model.value_sigma > 0:
-        values = model.value_median * rng.lognormal(0.0, model.value_sigma, size) * lift_value[unit_of_event]
+        values = model.value_median * rng.lognormal(0.0, model.value_sigma, size)
+        if "values" in lifts:
+            values = values * lifts["values"][unit_of_event]
         values = np.round(values, 2)
     else:
         values = np.ones(size)
