@@ -7,9 +7,11 @@ refusals of a test that has no single value per unit.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -195,3 +197,27 @@ def test_a_stored_experiment_runs_the_tests_its_metrics_name(store: Store) -> No
     record = next(r for r in readout_to_dict(readout)["metrics"] if r["metric"] == "revenue")
     assert record["effect"]["test"] == "mann-whitney"
     assert record["probability_of_superiority"] == pytest.approx(revenue.probability_of_superiority)
+
+
+def test_analyze_file_names_a_test_per_metric(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from splitlab.cli import app
+
+    frame = _frame()
+    path = tmp_path / "units.csv"
+    frame.to_csv(path, index=False)
+    command = ["analyze-file", str(path), "-m", "rev=revenue:mean", "-m", "plain=revenue:mean"]
+    shown = CliRunner().invoke(app, [*command, "--test", "rev=mann-whitney", "--json"])
+    assert shown.exit_code == 0, shown.output
+    rev, plain = json.loads(shown.output)["metrics"]
+    control, treatment = _split(frame)
+    assert rev["test"] == "mann-whitney"
+    assert rev["p_value"] == pytest.approx(sps.mannwhitneyu(treatment, control).pvalue, rel=1e-9)
+    assert rev["probability_of_superiority"] is not None
+    assert plain["test"] == "welch-t"
+    table = CliRunner().invoke(app, [*command, "--test", "rev=bootstrap"])
+    assert "bootstrap-bca" in table.output
+    refused = CliRunner().invoke(app, [*command, "--test", "nope=bootstrap"])
+    assert refused.exit_code == 2
+    assert "tests['nope'] refers to no metric" in refused.output

@@ -26,6 +26,7 @@ def analyze(
     variant: str = "variant",
     control: Any = None,
     covariates: Mapping[str, Covariate] | None = None,
+    tests: Mapping[str, str] | None = None,
     alpha: float = 0.05,
     alternative: str = "two-sided",
     relative_ci: str = "delta",
@@ -48,6 +49,8 @@ def analyze(
         control: the control's label (compared as a string); default: the first label in sorted order
             (numeric labels by value).
         covariates: ``{metric name: pre-exposure column}`` (or a ``(num, den)`` pair) for CUPED.
+        tests: ``{metric name: test}``, the metric's named test (as ``splitlab.mean(..., test=...)``),
+            e.g. ``mann-whitney`` or ``bootstrap`` on the unit-level values.
         alpha: significance level, in (0, 1).
         alternative: ``two-sided``, ``greater`` or ``less``.
         relative_ci: ``delta`` (default) or ``log``.
@@ -83,7 +86,7 @@ def analyze(
             msg = "planned_n is required with sequential: the units planned in all variants together"
             raise ValueError(msg)
         check_positive("planned_n", planned_n)
-    specs = [resolve_kind(spec, data) for spec in parse_metrics(metrics, covariates)]
+    specs = [resolve_kind(spec, data) for spec in parse_metrics(metrics, covariates, tests)]
     grouping = groups(data, variant)
     labels = grouping.labels
     if len(labels) < 2:

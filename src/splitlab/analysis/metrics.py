@@ -137,8 +137,9 @@ def parse_metric(name: str, definition: MetricSpec | str | tuple[str, str]) -> M
 def parse_metrics(
     metrics: Mapping[str, MetricSpec | str | tuple[str, str]] | list[MetricSpec],
     covariates: Mapping[str, Covariate] | None = None,
+    tests: Mapping[str, str] | None = None,
 ) -> list[MetricSpec]:
-    """Parse ``analyze``'s ``metrics`` and ``covariates`` arguments into specs."""
+    """Parse ``analyze``'s ``metrics``, ``covariates`` and ``tests`` arguments into specs."""
     if isinstance(metrics, Mapping):
         specs = [parse_metric(name, definition) for name, definition in metrics.items()]
     else:
@@ -160,4 +161,10 @@ def parse_metrics(
             raise ValueError(msg)
         index = names.index(name)
         specs[index] = replace(specs[index], covariate=covariate)
+    for name, test in (tests or {}).items():
+        if name not in names:
+            msg = f"tests[{name!r}] refers to no metric; metrics are {names}"
+            raise ValueError(msg)
+        index = names.index(name)
+        specs[index] = replace(specs[index], test=test)
     return specs

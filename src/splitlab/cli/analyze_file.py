@@ -62,6 +62,13 @@ def analyze_file(
         list[str] | None,
         typer.Option(help="NAME=COLUMN (or NAME=NUM/DEN for a ratio): pre-exposure covariate for CUPED."),
     ] = None,
+    test: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=TEST: the metric's test instead of its kind's default, e.g. mann-whitney or bootstrap "
+            "(on the unit-level values), welch-t, fisher-exact."
+        ),
+    ] = None,
     alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
     alternative: Annotated[str, typer.Option(help="two-sided, greater or less.")] = "two-sided",
     relative_ci: Annotated[str, typer.Option(help="Relative CI method: delta or log.")] = "delta",
@@ -99,6 +106,7 @@ def analyze_file(
         for item in covariate or []:
             name, column = split_pair("--covariate", item)
             covariates[name] = _covariate(column)
+        tests = dict(split_pair("--test", item) for item in test or [])
         weights = {}
         for item in weight or []:
             label, share = split_pair("--weight", item)
@@ -111,7 +119,7 @@ def analyze_file(
         result = analyze(
             data, metrics=metrics, variant=variant, control=control, covariates=covariates or None, alpha=alpha,
             alternative=alternative, relative_ci=relative_ci, weights=weights or None, correction=correction,
-            sequential=sequential, planned_n=planned_n, time_column=time_column,
+            sequential=sequential, planned_n=planned_n, time_column=time_column, tests=tests,
         )  # fmt: skip
     if as_json:
         typer.echo(result.to_json())
