@@ -68,5 +68,5 @@ def test_analyze_with_a_segment_no_exposure_carries_is_an_error(database_url: st
     _run(database_url, "simulate", KEY, "--units", "2000", "--days", "3")
     result = runner.invoke(app, ["analyze", KEY, "--segment", "devcie", "--database", database_url])
     assert result.exit_code == 2
-    assert result.output == f"error: --segment 'devcie': no exposure of experiment '{KEY}' carries that attribute\n"
+    assert result.output == f"error: segments: 'devcie': no exposure of experiment '{KEY}' carries that attribute\n"
     assert "device" in _run(database_url, "analyze", KEY, "--segment", "device", "--no-save")

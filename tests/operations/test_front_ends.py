@@ -354,3 +354,37 @@ def test_a_weight_ramp_shows_the_same_phases_through_either_front_end(tmp_path: 
     assert [(p["phase"], p["spec_version"], p["units"]) for p in by_cli] == [
         (p["phase"], p["spec_version"], p["units"]) for p in by_http
     ]
+
+
+def test_a_segment_no_exposure_carries_is_refused_by_the_use_case_in_the_cli_words(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The rule lives in ``operations.analysis.analyze``: the CLI only prints its refusal."""
+    from splitlab.operations.analysis import analyze
+    from splitlab.operations.errors import InvalidInputError
+    from splitlab.storage import Exposure
+
+    cli = Cli(database_url, tmp_path)
+    assert cli.define_metrics(METRICS).accepted
+    assert cli.apply(_spec()).accepted
+    assert cli.move("search", "start").accepted
+    now = datetime.now(UTC)
+    with open_store(database_url) as store:
+        store.exposures.log_many(
+            [
+                Exposure(
+                    experiment_key="search",
+                    unit_id="u1",
+                    variant="control",
+                    timestamp=now,
+                    attributes={"device": "ios"},
+                )
+            ]
+        )
+        with pytest.raises(InvalidInputError) as refused:
+            analyze(store, "search", segments=["device", "devcie"], save=False)
+        assert analyze(store, "search", segments=["device"], save=False).readout.experiment_key == "search"
+    expected = ("segments", "'devcie': no exposure of experiment 'search' carries that attribute")
+    assert refused.value.problems == (expected,)
+    by_cli = cli._run("analyze", "search", "--segment", "device", "--segment", "devcie", "--no-save")
+    assert by_cli == Outcome(False, (": ".join(expected),))

@@ -23,14 +23,6 @@ def _analysis(
     from splitlab.storage import open_store
 
     with open_store(database) as store:
-        # A dimension no exposure carries would put every unit in one "other" level: a typo, said as one.
-        # (An unknown key is left to the analysis, which names it.)
-        if segment and source is None and store.experiments.get(key=key) is not None:
-            missing = store.exposures.missing_attributes(experiment_key=key, names=segment)
-            if missing:
-                names = ", ".join(repr(name) for name in missing)
-                msg = f"--segment {names}: no exposure of experiment {key!r} carries that attribute"
-                raise ValueError(msg)
         return analyze_stored(store, key, segments=segment, save=save, source=source)
 
 

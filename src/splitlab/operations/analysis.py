@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
 
-from splitlab.operations.errors import ConflictError
+from splitlab.operations.errors import ConflictError, InvalidInputError
 from splitlab.operations.experiments import get_experiment
 from splitlab.storage import Snapshot, Store, store_failure
 
@@ -72,12 +72,21 @@ def analyze(
 
     Raises:
         NotFoundError: No experiment ``key``.
+        InvalidInputError: A segment dimension that no exposure of the experiment carries
+            (``segments``; not checked against a ``source``).
         ConflictError: The experiment cannot be analysed as specified (no metrics, metrics with no
             stored definition, invalid decision rules).
     """
     from splitlab.analysis.experiment import analyze_experiment
 
     record = get_experiment(store, key)
+    if segments and source is None:
+        # A dimension no exposure carries would put every unit in one "other" level: a typo, said as one.
+        missing = store.exposures.missing_attributes(experiment_key=key, names=segments)
+        if missing:
+            names = ", ".join(repr(name) for name in missing)
+            message = f"{names}: no exposure of experiment {key!r} carries that attribute"
+            raise InvalidInputError([("segments", message)])
     phases = None
     if record.spec.get("allocation", {}).get("method") == "bandit":
         from splitlab.operations.bandits import window_phases
