@@ -388,3 +388,16 @@ def test_a_segment_no_exposure_carries_is_refused_by_the_use_case_in_the_cli_wor
     assert refused.value.problems == (expected,)
     by_cli = cli._run("analyze", "search", "--segment", "device", "--segment", "devcie", "--no-save")
     assert by_cli == Outcome(False, (": ".join(expected),))
+    with open_store(database_url) as store:
+        _, key = store.keys.create(role="admin", name="ana", actor="test")
+    with TestClient(create_app(Settings(database_url=database_url)), raise_server_exceptions=False) as client:
+        http = Http(client, {"Authorization": f"Bearer {key}"})
+        url = "/api/v1/experiments/search/results"
+        by_http = http._outcome(
+            client.get(url, params={"fresh": "true", "segment": ["device", "devcie"]}, headers=http._admin)
+        )
+        assert by_http == by_cli
+        kept = client.get(url, params={"fresh": "true", "segment": ["device"]}, headers=http._admin)
+        assert kept.status_code == 200, kept.text
+        nul = client.get(url, params={"fresh": "true", "segment": ["dev\x00ice"]}, headers=http._admin)
+        assert nul.status_code == 422

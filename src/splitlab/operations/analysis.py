@@ -126,8 +126,10 @@ def _keep(store: Store, readout: ExperimentReadout) -> AnalysisOutcome:
     return AnalysisOutcome(readout=readout, snapshot=snapshot, not_saved=None)
 
 
-def latest_results(store: Store, key: str, *, fresh: bool = False) -> tuple[Snapshot | None, AnalysisOutcome | None]:
-    """The latest stored readout of ``key``, after analysing it now when ``fresh``.
+def latest_results(
+    store: Store, key: str, *, fresh: bool = False, segments: Sequence[str] | None = None
+) -> tuple[Snapshot | None, AnalysisOutcome | None]:
+    """The latest stored readout of ``key``, after a fresh analysis (by ``segments``, as :func:`analyze`) if asked.
 
     Returns:
         The latest snapshot (None when there is none), and the fresh analysis when one ran.
@@ -139,7 +141,7 @@ def latest_results(store: Store, key: str, *, fresh: bool = False) -> tuple[Snap
     get_experiment(store, key)
     outcome = None
     if fresh:
-        outcome = analyze(store, key)
+        outcome = analyze(store, key, segments=segments)
         if outcome.snapshot is None:
             raise ConflictError("results", f"the readout of {key!r} was not saved: {outcome.not_saved}")
     return store.snapshots.latest(experiment_key=key), outcome

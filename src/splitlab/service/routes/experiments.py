@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import ValidationError
+from pydantic import StringConstraints, ValidationError
 
 from splitlab.operations import analysis, experiments
 from splitlab.operations.errors import InvalidInputError
@@ -182,9 +182,13 @@ def results(
     fresh: Annotated[
         bool, Query(description="Analyse now (and store the readout) instead of reading the latest.")
     ] = False,
+    segment: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]] | None,
+        Query(description="With fresh: segment dimensions (exposure attributes, repeated), as `analyze --segment`."),
+    ] = None,
 ) -> ResultsPublic:
     """The latest stored readout (from `splitlab analyze` or an earlier fresh analysis), or a new one with ``fresh``."""
-    snapshot, _ = analysis.latest_results(store, key, fresh=fresh)
+    snapshot, _ = analysis.latest_results(store, key, fresh=fresh, segments=segment)
     if snapshot is None:
         message = f"experiment {key!r} has no stored results yet; ?fresh=true runs an analysis"
         raise http_error(status.HTTP_404_NOT_FOUND, "results", message)
