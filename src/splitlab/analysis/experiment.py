@@ -31,6 +31,10 @@ its per-unit values, fetched by one more query for that metric alone
 daily lift keep the default test on the cells; with allocation phases the period-weighted
 comparison is kept too (the pooled values of a ramp are biased, see above).
 
+**Post-stratification.** With ``analysis.post_stratify`` the aggregation also splits by the
+spec's ``stratify_by`` attributes (whatever segments are reported), and every additive metric's
+overall effect is the post-stratified one (:mod:`splitlab.analysis.stratification`).
+
 **Bandits.** A bandit experiment's phases are its windows, given by the caller
 (:func:`splitlab.operations.bandits.window_phases`: each window's frozen weights): the split is
 checked window by window against the weights the bandit drew with, and the effects are the
@@ -66,6 +70,7 @@ from splitlab.analysis.readout import (
     TimelinePoint,
 )
 from splitlab.analysis.sql import CellKey, ExperimentAggregates, Source, aggregate_experiment, unit_values
+from splitlab.analysis.stratification import compare_strata, strata
 from splitlab.analysis.value_tests import compare_values
 from splitlab.specs import ExperimentSpec, MetricDefinition
 from splitlab.stats.frequentist import estimate, two_sample_test
@@ -119,9 +124,11 @@ class _Analysis:
         *,
         alpha: float,
         values: Callable[[MetricDefinition], dict[str, Any]] | None = None,
+        segments: Sequence[str] | None = None,
     ) -> None:
         self.spec = spec
         self.values = values
+        self.segments = tuple(aggregates.segments if segments is None else segments)
         self.metrics = metrics
         self.aggregates = aggregates
         self.phases = aggregates.phases if len(aggregates.phases) > 1 else ()
@@ -154,6 +161,17 @@ class _Analysis:
                 method=self.spec.analysis.correction,
                 alpha=self.alpha,
             )
+        if self.spec.analysis.post_stratify and definition.kind != "quantile":
+            out = [
+                compare_strata(
+                    strata(agg, name, self.control, variant, self.spec.stratify_by),
+                    options=options,
+                    higher_is_better=definition.direction == "higher",
+                    **self._identity(name, role, max_degradation, variant),
+                )
+                for variant in self.treatments
+            ]
+            return corrected(out, method=self.spec.analysis.correction, alpha=self.alpha)
         out = [
             compare(
                 agg.statistic(name, self.control),
@@ -207,7 +225,7 @@ class _Analysis:
             return []
         agg = self.aggregates
         out = []
-        for dimension in agg.segments:
+        for dimension in self.segments:
             levels = self._top_levels(dimension)
             for variant in self.treatments:
                 family = []
@@ -546,6 +564,7 @@ def analyze_experiment(
         raise ValueError(msg)
     metrics = {name: MetricDefinition.model_validate(stored[name]) for name in dict.fromkeys(names)}
     dimensions = list(spec.stratify_by if segments is None else segments)
+    strata_dimensions = [a for a in spec.stratify_by if a not in dimensions] if spec.analysis.post_stratify else []
     connection, source = data if data is not None else (store.engine, Source.splitlab_store())
     bandit_windows = phases is not None
     if phases is None:
@@ -558,7 +577,7 @@ def analyze_experiment(
         experiment_key=key,
         metrics=list(metrics.values()),
         source=source,
-        segments=dimensions,
+        segments=[*dimensions, *strata_dimensions],
         by_day=True,
         as_of=as_of,
         phase_starts=[p.started_at for p in phases[1:]],
@@ -568,7 +587,7 @@ def analyze_experiment(
     def values(metric: MetricDefinition) -> dict[str, Any]:
         return unit_values(connection, experiment_key=key, metric=metric, source=source, as_of=as_of)
 
-    analysis = _Analysis(spec, metrics, aggregates, alpha=alpha, values=values)
+    analysis = _Analysis(spec, metrics, aggregates, alpha=alpha, values=values, segments=dimensions)
     analysed_at = as_of or datetime.now(UTC)
     units = {v.key: aggregates.variant_units.get(v.key, 0) for v in spec.variants}
     weights = {v.key: v.weight for v in spec.variants}

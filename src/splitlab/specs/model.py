@@ -538,6 +538,9 @@ class Analysis(_Model):
         correction: multiple-testing correction across metrics and treatments, one of
             :data:`CORRECTIONS`; default ``holm``.
         alpha: significance level; default ``hypothesis.alpha`` (0.05 without a hypothesis).
+        post_stratify: estimate every additive metric post-stratified on the spec's ``stratify_by``
+            attributes (per-stratum means weighted by the strata's shares of all units; Miratrix,
+            Sekhon & Yu 2013); needs ``stratify_by``. Default false.
         decision: the decision engine's thresholds, see :class:`DecisionOptions` (e.g.
             ``{min_power_for_no_launch: 0.9}``). With method ``bayesian`` the rules judge by
             chance to win unless ``significance`` says otherwise.
@@ -548,6 +551,7 @@ class Analysis(_Model):
     correction: Correction = "holm"
     alpha: float | None = Field(default=None, strict=True, gt=0, lt=1)
     decision: DecisionOptions = Field(default_factory=DecisionOptions)
+    post_stratify: bool = Field(default=False, strict=True)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -681,6 +685,9 @@ class ExperimentSpec(_Model):
                 f"analysis.alpha == {self.analysis.alpha} differs from hypothesis.alpha == {self.hypothesis.alpha}; "
                 "give one of them (the sample size was planned at hypothesis.alpha)"
             )
+            raise ValueError(msg)
+        if self.analysis.post_stratify and not self.stratify_by:
+            msg = "analysis.post_stratify needs stratify_by: the attributes whose strata the estimates weight"
             raise ValueError(msg)
         if self.hash_version == "growthbook-v2" and len(self.allocation.attributes) > 1:
             msg = (
