@@ -29,6 +29,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,11 +41,21 @@ import numpy as np
 
 from splitlab.assignment import REASONS, CompiledPlan, assign_batch, compile_plan
 from splitlab.operations.bandits import current_allocation, current_weights
+from splitlab.operations.errors import ConflictError, InvalidInputError
 from splitlab.operations.experiments import get_experiment
 from splitlab.specs import ExperimentSpec, to_plan
 from splitlab.storage import Store
 
-__all__ = ["Unit", "UnitAssignment", "assign", "evaluate", "new_enrolments", "settle"]
+__all__ = [
+    "PopulationAssignment",
+    "Unit",
+    "UnitAssignment",
+    "assign",
+    "assign_population",
+    "evaluate",
+    "new_enrolments",
+    "settle",
+]
 
 Unit = tuple[str, Mapping[str, Any] | None]
 """A unit id and its attributes."""
@@ -228,3 +240,110 @@ def assign(
         )
         results = settle(plan, units, results, {unit_id: kept}, weights=weights)
     return results[0]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PopulationAssignment:
+    """What assigning a known population did.
+
+    Attributes:
+        units: Each unit's outcome, in the order given.
+        strata: Per stratum (the values of ``stratify_by``, as text), units per variant among the
+            units enrolled by this call and those that already had an assignment.
+    """
+
+    units: tuple[UnitAssignment, ...]
+    strata: dict[tuple[str, ...], dict[str, int]]
+
+
+def assign_population(store: Store, key: str, units: Sequence[Unit]) -> PopulationAssignment:
+    """Assign a known population at once, balanced within each stratum of the spec's ``stratify_by``.
+
+    Complete randomisation within strata: the eligible units of a stratum (targeting, coverage,
+    namespace and holdout apply) that have no assignment yet are put in a random order, seeded by
+    the experiment's seed, bucket version and the stratum, so the same file gives the same
+    assignment on every machine, and dealt to the variants in proportion to their weights
+    (largest remainders), so each stratum's split is as close to the weights as whole units allow.
+    Each is recorded as the unit's sticky assignment (the first writer wins). Without
+    ``stratify_by`` the whole population is one stratum.
+
+    Only experiments with ``allocation.method: random`` take a population: their units are always
+    read back from the store by every front end (the CLI, ``/assign``), so a recorded balanced
+    assignment is the one served; a hash-allocated unit is served its hash, and a bandit its weights.
+
+    Raises:
+        NotFoundError: No experiment ``key``.
+        ConflictError: The experiment is not running, or its allocation is not ``random``.
+        InvalidInputError: A unit id given twice.
+        ValueError: Attribute values that targeting cannot compare.
+    """
+    experiment = get_experiment(store, key)
+    spec = ExperimentSpec.model_validate(experiment.spec)
+    if spec.allocation.method != "random":
+        message = (
+            f"experiment {key!r} has allocation.method {spec.allocation.method!r}; a population is assigned "
+            "to experiments with allocation.method 'random', whose recorded assignments every front end serves"
+        )
+        raise ConflictError("allocation.method", message)
+    if experiment.status != "running":
+        message = f"experiment {key!r} is {experiment.status}, not running: start it first"
+        raise ConflictError("status", message)
+    first: dict[str, int] = {}
+    repeated = [
+        (f"units.{i}.unit_id", f"{u!r} is given twice (first at units.{first[u]})")
+        for i, (u, _) in enumerate(units)
+        if first.setdefault(u, i) != i
+    ]
+    if repeated:
+        raise InvalidInputError(repeated[:20])
+    plan = compile_plan(to_plan(spec, active=True))
+    stored = store.assignments.get_many(experiment_key=key, unit_ids=[u for u, _ in units])
+    sticky = {u: a.variant for u, a in stored.items() if a.bucket_version == spec.bucket_version}
+    eligible = evaluate(plan, units, sticky=sticky, rng=np.random.default_rng(0))
+    attributes = dict(units)
+    by_stratum: dict[tuple[str, ...], list[str]] = {}
+    for result in eligible:
+        if result.enrolled:
+            values = attributes[result.unit_id] or {}
+            stratum = tuple(str(values.get(name)) for name in spec.stratify_by)
+            by_stratum.setdefault(stratum, []).append(result.unit_id)
+    keys, weights = spec.variant_keys, [v.weight for v in spec.variants]
+    balanced: dict[str, str] = {}
+    strata: dict[tuple[str, ...], dict[str, int]] = {}
+    for stratum, members in sorted(by_stratum.items()):
+        fresh = sorted(u for u in members if u not in sticky)
+        order = _stratum_rng(spec, stratum).permutation(len(fresh))
+        dealt = _deal(len(fresh), weights)
+        for position, unit_index in enumerate(order):
+            balanced[fresh[unit_index]] = keys[dealt[position]]
+        strata[stratum] = dict.fromkeys(keys, 0)
+        for unit_id in members:
+            strata[stratum][sticky.get(unit_id) or balanced[unit_id]] += 1
+    kept = (
+        store.assignments.record_many(experiment_key=key, variants=balanced, bucket_version=spec.bucket_version)
+        if balanced
+        else {}
+    )
+    results = evaluate(plan, units, sticky={**sticky, **kept}, rng=np.random.default_rng(0))
+    new = {u for u, v in kept.items() if v == balanced[u]}
+    return PopulationAssignment(
+        units=tuple(dataclasses.replace(r, reason="enrolled") if r.unit_id in new else r for r in results),
+        strata=strata,
+    )
+
+
+def _stratum_rng(spec: ExperimentSpec, stratum: tuple[str, ...]) -> np.random.Generator:
+    """A generator that depends only on the experiment's seed, bucket version and the stratum."""
+    text = "\x1f".join((spec.seed or spec.key, str(spec.bucket_version), *stratum))
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big"))
+
+
+def _deal(count: int, weights: Sequence[float]) -> list[int]:
+    """Variant indexes for ``count`` units in proportion to ``weights`` (largest remainders), in variant order."""
+    total = math.fsum(weights)
+    quotas = [count * w / total for w in weights]
+    sizes = [math.floor(q) for q in quotas]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (sizes[i] - quotas[i], i))
+    for i in by_remainder[: count - sum(sizes)]:
+        sizes[i] += 1
+    return [i for i, size in enumerate(sizes) for _ in range(size)]

@@ -120,7 +120,7 @@ def import_file(
         msg = f"clock_skew == {clock_skew}, must be >= 0"
         raise ValueError(msg)
     file = Path(path)
-    frame = _read(file)
+    frame = read_table(file)
     chosen = _kind(frame, file, kind)
     tx = Transactions(store.engine)
     if chosen == "events":
@@ -128,7 +128,8 @@ def import_file(
     return _import_exposures(tx, frame, clock_skew=clock_skew)
 
 
-def _read(path: Path) -> pd.DataFrame:
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV (as text: every cell a string) or Parquet file as a frame; a clear ValueError when it cannot be read."""
     if not path.is_file():
         msg = f"no such file: {path}"
         raise FileNotFoundError(msg)
