@@ -42,7 +42,7 @@ import numpy as np
 from splitlab.assignment import REASONS, CompiledPlan, assign_batch, compile_plan
 from splitlab.operations.bandits import current_allocation, current_weights
 from splitlab.operations.errors import ConflictError, InvalidInputError
-from splitlab.operations.experiments import get_experiment
+from splitlab.operations.experiments import experiment_with_allocation, get_experiment
 from splitlab.specs import ExperimentSpec, to_plan
 from splitlab.storage import Store
 
@@ -277,14 +277,11 @@ def assign_population(store: Store, key: str, units: Sequence[Unit]) -> Populati
         InvalidInputError: A unit id given twice.
         ValueError: Attribute values that targeting cannot compare.
     """
-    experiment = get_experiment(store, key)
-    spec = ExperimentSpec.model_validate(experiment.spec)
-    if spec.allocation.method != "random":
-        message = (
-            f"experiment {key!r} has allocation.method {spec.allocation.method!r}; a population is assigned "
-            "to experiments with allocation.method 'random', whose recorded assignments every front end serves"
-        )
-        raise ConflictError("allocation.method", message)
+    why = (
+        "a population is assigned to experiments with allocation.method 'random', "
+        "whose recorded assignments every front end serves"
+    )
+    experiment, spec = experiment_with_allocation(store, key, "random", why=why)
     if experiment.status != "running":
         message = f"experiment {key!r} is {experiment.status}, not running: start it first"
         raise ConflictError("status", message)

@@ -71,7 +71,7 @@ from splitlab.bandits import (
 )
 from splitlab.bandits.estimates import period_weighted_estimates
 from splitlab.operations.errors import ConflictError, InvalidInputError
-from splitlab.operations.experiments import get_experiment
+from splitlab.operations.experiments import experiment_with_allocation
 from splitlab.specs import Bandit, ExperimentSpec
 from splitlab.stats.srm import SrmResult, phased_srm_test, srm_test
 from splitlab.stats.statistics import MeanStatistic
@@ -248,14 +248,9 @@ class _Experiment:
 
 
 def _experiment(store: Store, key: str) -> _Experiment:
-    record = get_experiment(store, key)
-    spec = ExperimentSpec.model_validate(record.spec)
-    if spec.allocation.method != "bandit":
-        message = (
-            f"experiment {key!r} has allocation.method {spec.allocation.method!r}; "
-            "weights and rewards are for bandit experiments"
-        )
-        raise ConflictError("allocation.method", message)
+    record, spec = experiment_with_allocation(
+        store, key, "bandit", why="weights and rewards are for bandit experiments"
+    )
     return _Experiment(spec, bandit_settings(spec), record.status, spec.bucket_version)
 
 

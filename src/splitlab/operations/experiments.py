@@ -64,6 +64,7 @@ __all__ = [
     "apply_spec",
     "change_status",
     "define_metrics",
+    "experiment_with_allocation",
     "get_experiment",
     "history",
     "list_experiments",
@@ -124,6 +125,23 @@ def get_experiment(store: Store, key: str) -> ExperimentRecord:
         msg = f"experiment {key!r} does not exist"
         raise NotFoundError(msg)
     return record
+
+
+def experiment_with_allocation(
+    store: Store, key: str, method: str, *, why: str
+) -> tuple[ExperimentRecord, ExperimentSpec]:
+    """The stored experiment ``key`` and its spec, refused unless its allocation method is ``method``.
+
+    Raises:
+        NotFoundError: No experiment ``key``.
+        ConflictError: Another allocation method; the message ends with ``why`` (what needs ``method``).
+    """
+    record = get_experiment(store, key)
+    spec = ExperimentSpec.model_validate(record.spec)
+    if spec.allocation.method != method:
+        message = f"experiment {key!r} has allocation.method {spec.allocation.method!r}; {why}"
+        raise ConflictError("allocation.method", message)
+    return record, spec
 
 
 def list_experiments(store: Store, *, status: str | None = None) -> list[ExperimentRecord]:
