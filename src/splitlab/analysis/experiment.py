@@ -178,17 +178,19 @@ class _Analysis:
                 agg.statistic(name, variant),
                 options=options,
                 higher_is_better=definition.direction == "higher",
-                looks=[]
-                if definition.kind == "quantile"
-                else [
-                    (agg.statistic(name, self.control, day=day), agg.statistic(name, variant, day=day))
-                    for day in agg.days
-                ],
+                looks=self._daily_looks(definition, variant),
                 **self._identity(name, role, max_degradation, variant),
             )
             for variant in self.treatments
         ]
         return corrected(out, method=self.spec.analysis.correction, alpha=self.alpha)
+
+    def _daily_looks(self, definition: MetricDefinition, variant: str) -> list[tuple[Any, Any]]:
+        """(control, treatment) statistics cumulated to each day, for the sequential monitor (none for a quantile)."""
+        if definition.kind == "quantile":
+            return []
+        agg, name = self.aggregates, definition.name
+        return [(agg.statistic(name, self.control, day=day), agg.statistic(name, variant, day=day)) for day in agg.days]
 
     def value_readouts(
         self, definition: MetricDefinition, role: Role, max_degradation: float | None, options: Options
@@ -208,12 +210,7 @@ class _Analysis:
                 options=options,
                 higher_is_better=definition.direction == "higher",
                 quantile=definition.quantile,
-                looks=[]
-                if definition.kind == "quantile"
-                else [
-                    (agg.statistic(name, self.control, day=day), agg.statistic(name, variant, day=day))
-                    for day in agg.days
-                ],
+                looks=self._daily_looks(definition, variant),
                 **self._identity(name, role, max_degradation, variant),
             )
             for variant in self.treatments
