@@ -425,6 +425,7 @@ def test_bandit_settings_are_typed() -> None:
         "update_minutes",
         "update_every",
         "seed",
+        "reward_range",
     } == {f.name for f in dataclasses.fields(ProductionSettings)}
 
 

@@ -32,7 +32,14 @@ Spec settings (``allocation.bandit``) are :class:`splitlab.specs.Bandit`, valida
 spec (every bound, unknown keys, the floor against the number of variants, the policy's
 options): ``policy``, ``options``, ``metric`` (the event whose occurrences or values are the
 reward, for :func:`record_events`), ``update_minutes`` (default 60) or ``update_every``,
-``burn_in``, ``floor``, ``stop_p_best``, ``stop_expected_loss``, ``draws``, ``statistics``, ``seed``.
+``burn_in``, ``floor``, ``stop_p_best``, ``stop_expected_loss``, ``draws``, ``statistics``, ``seed``,
+``reward_range``.
+
+Rewards are bounded: each must lie in ``allocation.bandit.reward_range``, by default ``[0, 1]``
+for the Bernoulli policies and ``[-1e12, 1e12]`` (:attr:`splitlab.specs.Bandit.REWARD_LIMIT`) for
+the others, so that no reward can make an arm's sum of squares infinite. The store refuses to
+commit a total that is not finite whatever the caller, and totals an older store already holds
+that are not finite are left out of the weights (with a warning) instead of freezing them.
 
 Example:
     >>> from splitlab.operations.assignment import assign
@@ -51,6 +58,7 @@ Example:
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -75,7 +83,8 @@ from splitlab.operations.experiments import experiment_with_allocation
 from splitlab.specs import Bandit, ExperimentSpec
 from splitlab.stats.srm import SrmResult, phased_srm_test, srm_test
 from splitlab.stats.statistics import MeanStatistic
-from splitlab.storage import AllocationPhase, BanditReward, Event, Store, WindowCounting
+from splitlab.storage import AllocationPhase, BanditArm, BanditReward, Event, Store, WindowCounting
+from splitlab.storage.bandits import NonFiniteTotalsError
 
 __all__ = [
     "SETTINGS",
@@ -100,6 +109,8 @@ SETTINGS: tuple[str, ...] = tuple(Bandit.model_fields)
 
 DEFAULT_UPDATE_MINUTES = 60.0
 
+_log = logging.getLogger("splitlab.operations")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BanditSettings:
@@ -114,6 +125,8 @@ class BanditSettings:
         update_every: rewarded units per window for count-based windows, or None.
         production: burn-in, floor, stopping rule, draws, period weighting.
         seed: seed of the per-window generators.
+        reward_range: the spec's ``[low, high]`` for a reward, or None: the policy's default
+            (:meth:`reward_bounds`).
     """
 
     policy: str
@@ -124,6 +137,7 @@ class BanditSettings:
     update_every: int | None = None
     production: ProductionSettings = field(default_factory=ProductionSettings)
     seed: int = 0
+    reward_range: tuple[float, float] | None = None
 
     def make_policy(self, n_arms: int) -> Policy:
         """A fresh context-free policy over ``n_arms`` arms."""
@@ -136,6 +150,16 @@ class BanditSettings:
     def unit_interval(self, n_arms: int) -> bool:
         """Whether rewards must be in [0, 1] (the Bernoulli policies); contextual rewards are any number."""
         return not self.context and self.make_policy(n_arms).unit_interval
+
+    def reward_bounds(self, n_arms: int) -> tuple[float, float]:
+        """The ``[low, high]`` a reward must lie in: ``reward_range``, else ``[0, 1]`` for a Bernoulli
+        policy, else the hard bound ``[-REWARD_LIMIT, REWARD_LIMIT]`` (:class:`splitlab.specs.Bandit`).
+        """  # noqa: D205
+        if self.reward_range is not None:
+            return self.reward_range
+        if self.unit_interval(n_arms):
+            return (0.0, 1.0)
+        return (-Bandit.REWARD_LIMIT, Bandit.REWARD_LIMIT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +236,7 @@ def bandit_settings(spec: ExperimentSpec) -> BanditSettings:
         update_every=bandit.update_every,
         production=ProductionSettings(**bandit.production_options()),
         seed=bandit.seed,
+        reward_range=bandit.reward_range,
     )
 
 
@@ -260,7 +285,7 @@ def _read_state(store: Store, experiment: _Experiment) -> _State:
     starts: list[tuple[int, float]] = []
     winners: list[tuple[int, str]] = []
     written: dict[int, np.ndarray[Any, np.dtype[np.float64]]] = {}  # window -> (2, k): writers, sum of weights
-    for key, arm in store.bandits.get(experiment_key=experiment.spec.key).items():
+    for key, arm in _stored_totals(store, experiment.spec.key).items():
         name, _, suffix = key.rpartition("@") if key.startswith(_FROZEN) else key.partition("@")
         if name.startswith(_FROZEN) and name[len(_FROZEN) :] in variants and suffix.lstrip("-").isdigit():
             writers = written.setdefault(int(suffix), np.zeros((2, len(variants))))
@@ -277,6 +302,43 @@ def _read_state(store: Store, experiment: _Experiment) -> _State:
     # in between, and their mean is kept.
     frozen = {w: tuple(float(x) for x in a[1] / a[0]) for w, a in written.items() if (a[0] > 0).all()}
     return _State(stats, tuple(sorted(starts)), min(winners)[1] if winners else None, frozen)
+
+
+def _stored_totals(store: Store, experiment_key: str) -> dict[str, BanditArm]:
+    """The experiment's bandit state, but the windows whose statistics hold a total that is not finite.
+
+    The store refuses to write such a total (:class:`~splitlab.storage.bandits.NonFiniteTotalsError`),
+    but a store written before it did may hold one (a reward of 1.5e308, squared): the statistics
+    of every later window would be NaN, and the weights would stay near equal for good. So the
+    statistics of that window are left out, every variant's (a window with one arm missing would
+    compare nothing within it), and a warning is logged, once per process and total.
+    """
+    rows = store.bandits.get(experiment_key=experiment_key)
+    bad = sorted(key for key, arm in rows.items() if not (math.isfinite(arm.sum) and math.isfinite(arm.sum_sq)))
+    if not bad:
+        return rows
+    windows = {window for window in map(_statistics_window, bad) if window is not None}
+    for key in bad:
+        if (store.url, experiment_key, key) not in _REPORTED:
+            _REPORTED.add((store.url, experiment_key, key))
+            _log.warning(
+                "experiment %r: bandit totals %r are not finite (written before rewards were bounded); "
+                "their window is left out of the weights and estimates",
+                experiment_key,
+                key,
+            )
+    return {key: arm for key, arm in rows.items() if key not in bad and _statistics_window(key) not in windows}
+
+
+_REPORTED: set[tuple[str, str, str]] = set()
+"""(store, experiment, state key) of the totals that are not finite already logged: once per process, not per read."""
+
+
+def _statistics_window(key: str) -> str | None:
+    """The window whose statistics a state key holds (``<variant>@<w>``, ``~x:...@<w>``, ``~p:...@<w>``), else None."""
+    if key.startswith("~") and not key.startswith((_CONTEXT, _PROPENSITY)):
+        return None
+    return key.rpartition("@")[2]
 
 
 def _window(moment: datetime, settings: BanditSettings, state: _State) -> int:
@@ -416,21 +478,22 @@ def record_rewards(
     Raises:
         NotFoundError: no experiment ``experiment_key``.
         ConflictError: the experiment is not a bandit experiment.
-        InvalidInputError: rewards that are not finite (or outside [0, 1] for a Bernoulli policy),
-            each named ``rewards.<position>.reward``.
+        InvalidInputError: rewards that are not finite or outside the reward range
+            (:meth:`BanditSettings.reward_bounds`: ``allocation.bandit.reward_range``, else [0, 1]
+            for a Bernoulli policy, else [-1e12, 1e12]), each named ``rewards.<position>.reward``;
+            or (field ``rewards``) a batch that would make an arm's totals infinite.
     """
     experiment = _experiment(store, experiment_key)
     pairs = list(rewards.items()) if isinstance(rewards, Mapping) else list(rewards)
-    unit_interval = experiment.settings.unit_interval(len(experiment.spec.variants))
+    low, high = experiment.settings.reward_bounds(len(experiment.spec.variants))
     problems = []
     for index, (unit_id, reward) in enumerate(pairs):
         if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
             problems.append(
                 (f"rewards.{index}.reward", f"reward of unit {unit_id!r} == {reward!r}, must be a finite number")
             )
-        elif unit_interval and not 0 <= reward <= 1:
-            policy = experiment.settings.policy
-            message = f"reward of unit {unit_id!r} == {reward!r}, must be in [0, 1] for policy {policy!r}"
+        elif not low <= reward <= high:
+            message = f"reward of unit {unit_id!r} == {reward!r}, must be in [{low:g}, {high:g}] {_bounds(experiment)}"
             problems.append((f"rewards.{index}.reward", message))
     if problems:
         raise InvalidInputError(problems)
@@ -461,15 +524,27 @@ def record_rewards(
         windows[unit_id] = window
         rows.append(BanditReward(unit_id, stored.variant, _reward_key(stored.variant, window), float(reward)))
     every = experiment.settings.update_every
-    new = store.bandits.add_rewards(
-        experiment_key=experiment_key,
-        bucket_version=experiment.bucket_version,
-        rewards=rows,
-        windows=None if every is None else WindowCounting(windows, every, _now(now).timestamp()),
-    )
+    try:
+        new = store.bandits.add_rewards(
+            experiment_key=experiment_key,
+            bucket_version=experiment.bucket_version,
+            rewards=rows,
+            windows=None if every is None else WindowCounting(windows, every, _now(now).timestamp()),
+        )
+    except NonFiniteTotalsError as exc:  # within the bounds, yet the totals overflow: refused whole, nothing stored
+        raise InvalidInputError([("rewards", str(exc))]) from None
     if contexts and new:
         _add_context_statistics(store, experiment, new, windows, contexts)
     return RecordedRewards(len(new), tuple(skipped), len(rows) - len(new) + repeated)
+
+
+def _bounds(experiment: _Experiment) -> str:
+    """Where a reward's bounds come from, for the message that refuses one outside them."""
+    if experiment.settings.reward_range is not None:
+        return "(allocation.bandit.reward_range)"
+    if experiment.settings.unit_interval(len(experiment.spec.variants)):
+        return f"for policy {experiment.settings.policy!r}"
+    return "(the default bound; declare the rewards' range in allocation.bandit.reward_range)"
 
 
 def record_events(store: Store, experiment_key: str, events: Iterable[Event]) -> RecordedRewards:
@@ -544,7 +619,7 @@ def window_phases(store: Store, experiment_key: str, *, as_of: datetime | None =
     experiment = _experiment(store, experiment_key)
     state = _read_state(store, experiment)
     if experiment.settings.context:  # per-unit weights: each window's mean over its rewarded units
-        state = replace(state, frozen=_mean_propensities(experiment, store.bandits.get(experiment_key=experiment_key)))
+        state = replace(state, frozen=_mean_propensities(experiment, _stored_totals(store, experiment_key)))
         state.stats.clear()
     variants = experiment.spec.variant_keys
     stored = store.experiments.phases(key=experiment_key)
@@ -691,7 +766,7 @@ def current_allocation(store: Store, experiment_key: str, *, now: datetime | Non
         ConflictError: the experiment is not a contextual bandit experiment.
     """
     experiment = _contextual(store, experiment_key)
-    rows = store.bandits.get(experiment_key=experiment_key)
+    rows = _stored_totals(store, experiment_key)
     state = _read_state(store, experiment) if experiment.settings.update_every is not None else _State({}, (), None)
     window = _window(_now(now), experiment.settings, state)
     return _allocation(experiment, _context_statistics(experiment, rows), window)
@@ -767,7 +842,7 @@ def _add_context_statistics(
     contexts: Mapping[str, np.ndarray[Any, np.dtype[np.float64]]],
 ) -> None:
     """Add the new rewards' ``x x^T``, ``r x`` and propensities to their (variant, window) totals."""
-    statistics = _context_statistics(experiment, store.bandits.get(experiment_key=experiment.spec.key))
+    statistics = _context_statistics(experiment, _stored_totals(store, experiment.spec.key))
     allocations: dict[int, ContextualAllocation] = {}
     totals: dict[str, float] = {}
     counts: dict[str, int] = {}

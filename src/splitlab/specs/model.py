@@ -26,7 +26,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
-from typing import Annotated, Any, Literal, NoReturn, Self
+from typing import Annotated, Any, ClassVar, Literal, NoReturn, Self
 
 from pydantic import (
     AfterValidator,
@@ -300,6 +300,7 @@ class Holdout(_Model):
     share: float = Field(strict=True, gt=0, lt=1)
 
 
+_RangeEnd = Annotated[float, Field(strict=True)]
 _PRODUCTION_FIELDS = ("burn_in", "floor", "stop_p_best", "stop_expected_loss", "draws", "statistics")
 
 
@@ -327,7 +328,16 @@ class Bandit(_Model):
             default (burn-in 0, floor 0.01 with ``floor * variants <= 1``, never stop, 10,000
             draws, ``within-period``).
         seed: >= 0, seeds the per-window generators; default 0.
+        reward_range: ``[low, high]``, finite, ``low < high``, within
+            ``[-REWARD_LIMIT, REWARD_LIMIT]``: a reward outside it is refused. For the Bernoulli
+            policies (rewards are conversions) it must lie within ``[0, 1]``, their default; for the
+            others the default is the hard bound ``[-REWARD_LIMIT, REWARD_LIMIT]``.
     """
+
+    REWARD_LIMIT: ClassVar[float] = 1e12
+    """The largest magnitude of a reward, whatever the range: ``1e12`` squared, summed over
+    ``1e18`` rewards, is ``1e42``, far from overflowing, while one reward of ``1.5e308`` would make
+    an arm's sum of squares infinite (and its statistics useless) for good."""
 
     policy: str
     context: tuple[Name, ...] = ()
@@ -342,6 +352,7 @@ class Bandit(_Model):
     draws: int | None = Field(default=None, strict=True)
     statistics: str | None = None
     seed: int = Field(default=0, strict=True, ge=0)
+    reward_range: tuple[_RangeEnd, _RangeEnd] | None = None
 
     @field_validator("policy")
     @classmethod
@@ -366,6 +377,21 @@ class Bandit(_Model):
         if value is not None and info.field_name is not None:
             options: dict[str, Any] = {info.field_name: value}
             ProductionSettings(**options)  # its own check of this one field, with its message
+        return value
+
+    @field_validator("reward_range")
+    @classmethod
+    def _check_reward_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is None:
+            return value
+        low, high = value
+        if not low < high:
+            msg = f"reward_range == [{low:g}, {high:g}], must be [low, high] with low < high"
+            raise ValueError(msg)
+        if low < -cls.REWARD_LIMIT or high > cls.REWARD_LIMIT:
+            limit = cls.REWARD_LIMIT
+            msg = f"reward_range == [{low:g}, {high:g}], must lie within [{-limit:g}, {limit:g}] (the hard bound)"
+            raise ValueError(msg)
         return value
 
     @model_validator(mode="after")
@@ -402,7 +428,7 @@ def _named_option(message: str, options: Mapping[str, object]) -> str | None:
 
 
 def _check_bandit_arms(spec: ExperimentSpec, bandit: Bandit) -> None:
-    """Refuse a floor or policy options that do not suit the spec's number of variants, naming the field."""
+    """Refuse a floor, policy options or a reward range unfit for the variants or the policy, naming the field."""
     from splitlab.bandits import ProductionSettings, make_contextual_policy, make_policy
 
     n_arms = len(spec.variants)
@@ -419,12 +445,17 @@ def _check_bandit_arms(spec: ExperimentSpec, bandit: Bandit) -> None:
     try:
         if bandit.contextual:
             make_contextual_policy(bandit.policy, n_arms, len(bandit.context) + 1, **bandit.options)
+            unit_interval = False
         else:
-            make_policy(bandit.policy, n_arms, **bandit.options)
+            unit_interval = make_policy(bandit.policy, n_arms, **bandit.options).unit_interval
     except (TypeError, ValueError) as exc:
         name = _named_option(str(exc), bandit.options)
         loc = ("allocation", "bandit", "options", *(() if name is None else (name,)))
         _raise_at(spec, loc, str(exc), bandit.options if name is None else bandit.options[name])
+    low, high = bandit.reward_range or (0.0, 1.0)
+    if unit_interval and not (low >= 0 and high <= 1):
+        msg = f"reward_range == [{low:g}, {high:g}], must lie within [0, 1] for policy {bandit.policy!r} (conversions)"
+        _raise_at(spec, ("allocation", "bandit", "reward_range"), msg, [low, high])
 
 
 class Allocation(_Model):

@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import DBAPIError
 
 from splitlab.storage._sql import Transactions, now, upsert
-from splitlab.storage.errors import NotFoundError
+from splitlab.storage.errors import NotFoundError, StorageError
 from splitlab.storage.records import BanditArm, BanditReward, WindowCounting, check_finite, check_text
 from splitlab.storage.tables import bandit_rewards, bandit_state, experiments
 
-__all__ = ["BanditStateRepository"]
+__all__ = ["BanditStateRepository", "NonFiniteTotalsError"]
+
+_OVERFLOW_SQLSTATE = "22003"
+"""PostgreSQL's ``numeric_value_out_of_range``: what ``sum + excluded.sum`` raises when it overflows."""
+
+
+class NonFiniteTotalsError(StorageError, ValueError):
+    """An increment refused because it would leave an arm's ``sum`` or ``sum_sq`` infinite (or NaN).
+
+    Statistics on an infinite total are useless for good (every later increment keeps it
+    infinite), so the transaction that would write one is rolled back: nothing of it is stored.
+
+    Attributes:
+        experiment_key: The experiment.
+        arm: The totals row.
+    """
+
+    def __init__(self, experiment_key: str, arm: str, detail: str) -> None:
+        self.experiment_key = experiment_key
+        self.arm = arm
+        where = f"arm {arm!r} of experiment {experiment_key!r}"
+        super().__init__(f"the totals of {where} would not be finite ({detail}); nothing was written")
 
 
 class BanditStateRepository:
@@ -25,6 +48,10 @@ class BanditStateRepository:
     so the database applies concurrent increments one after the other: two processes adding at
     once lose nothing, and no read-modify-write happens in Python. :meth:`add_rewards` records
     rewards at most once per unit and adds only the new ones, in one transaction.
+
+    Neither ever commits a ``sum`` or ``sum_sq`` that is not finite: each increment returns the
+    arm's new totals, and one that overflowed (to infinity on SQLite, an error on PostgreSQL)
+    rolls its transaction back with :class:`NonFiniteTotalsError`, whoever the caller.
     """
 
     def __init__(self, tx: Transactions) -> None:
@@ -42,6 +69,7 @@ class BanditStateRepository:
 
         Raises:
             NotFoundError: No experiment ``experiment_key``.
+            NonFiniteTotalsError: The arm's new totals would not be finite; nothing was written.
             ValueError: A negative ``n`` or ``sum_sq``, or a non-finite sum.
         """
         check_text(arm, name="arm")
@@ -53,12 +81,18 @@ class BanditStateRepository:
         if total_sq < 0:
             msg = f"sum_sq == {sum_sq!r}, must be >= 0"
             raise ValueError(msg)
-        statement = _increment(
-            self._tx.dialect, experiment_key=experiment_key, arm=arm, n=n, sum=total, sum_sq=total_sq, at=now()
-        ).returning(*bandit_state.c)
         with self._tx.write() as conn:
             _check_experiment(conn, experiment_key)
-            row = conn.execute(statement).one()
+            row = _add_totals(
+                conn,
+                self._tx.dialect,
+                experiment_key=experiment_key,
+                arm=arm,
+                n=n,
+                sum=total,
+                sum_sq=total_sq,
+                at=now(),
+            )
         return BanditArm(
             experiment_key=row.experiment_key,
             arm=row.arm,
@@ -93,6 +127,7 @@ class BanditStateRepository:
 
         Raises:
             NotFoundError: No experiment ``experiment_key``.
+            NonFiniteTotalsError: An arm's new totals would not be finite; nothing was written.
             ValueError: An empty unit id or arm, or a reward that is not finite.
         """
         first: dict[str, BanditReward] = {}
@@ -138,16 +173,15 @@ class BanditStateRepository:
                 total[1] += reward.reward
                 total[2] += reward.reward * reward.reward
             for arm, (n, total_sum, total_sq) in sorted(totals.items()):
-                conn.execute(
-                    _increment(
-                        self._tx.dialect,
-                        experiment_key=experiment_key,
-                        arm=arm,
-                        n=int(n),
-                        sum=total_sum,
-                        sum_sq=total_sq,
-                        at=stamp,
-                    )
+                _add_totals(
+                    conn,
+                    self._tx.dialect,
+                    experiment_key=experiment_key,
+                    arm=arm,
+                    n=int(n),
+                    sum=total_sum,
+                    sum_sq=total_sq,
+                    at=stamp,
                 )
             if windows is not None:
                 _count_windows(conn, self._tx.dialect, experiment_key, windows, new_units, stamp)
@@ -184,6 +218,25 @@ def _increment(dialect: str, *, experiment_key: str, arm: str, n: int, sum: floa
             "updated_at": insert.excluded.updated_at,
         },
     )
+
+
+def _add_totals(
+    conn: Connection, dialect: str, *, experiment_key: str, arm: str, n: int, sum: float, sum_sq: float, at: datetime
+) -> Row[Any]:
+    """One arm's atomic increment; NonFiniteTotalsError (the caller's transaction rolls back) if its totals overflow."""
+    adding = f"adding sum == {sum!r}, sum_sq == {sum_sq!r}"
+    if not (math.isfinite(sum) and math.isfinite(sum_sq)):  # a batch's own totals overflowed
+        raise NonFiniteTotalsError(experiment_key, arm, adding)
+    statement = _increment(dialect, experiment_key=experiment_key, arm=arm, n=n, sum=sum, sum_sq=sum_sq, at=at)
+    try:
+        row = conn.execute(statement.returning(*bandit_state.c)).one()
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _OVERFLOW_SQLSTATE:
+            raise
+        raise NonFiniteTotalsError(experiment_key, arm, f"{adding} overflows") from None
+    if not (math.isfinite(row.sum) and math.isfinite(row.sum_sq)):
+        raise NonFiniteTotalsError(experiment_key, arm, f"sum == {row.sum!r}, sum_sq == {row.sum_sq!r}")
+    return row
 
 
 def _count_windows(

@@ -66,8 +66,10 @@ async def get_weights(key: KeyPath, runtime: RuntimeDep, _key: AnyKey) -> Bandit
 async def post_rewards(key: KeyPath, batch: RewardBatch, runtime: RuntimeDep, _key: AnyKey) -> RewardsPublic:
     """Record one reward per unit (1 or 0 for a conversion, else the value), in the arm and window of the
     unit's assignment; all or nothing. A unit's first reward is its reward: re-sending adds nothing.
-    Units with no assignment are listed in ``skipped``; the rules are those of
-    :func:`splitlab.operations.bandits.record_rewards`.
+    Each reward must lie in the experiment's reward range (``allocation.bandit.reward_range``; by
+    default [0, 1] for a Bernoulli policy, [-1e12, 1e12] otherwise): one outside it refuses the
+    batch (422, naming ``rewards.<i>.reward``). Units with no assignment are listed in ``skipped``;
+    the rules are those of :func:`splitlab.operations.bandits.record_rewards`.
     """  # noqa: D205
     limit = runtime.settings.max_batch_size
     if len(batch.rewards) > limit:
