@@ -145,11 +145,12 @@ def test_ready_says_degraded_naming_redis_while_it_does_not_answer(database_url:
     assert body["database"] in {"sqlite", "postgresql"}
     [problem] = body["detail"]
     assert problem["field"] == "redis"
-    assert problem["message"].startswith("Redis at redis://:***@127.0.0.1:1/0 does not answer: ")
-    assert problem["message"].endswith(
-        "; the store alone serves (sticky assignments and bandit weights are not shared)"
+    # No key is needed here: nothing about where Redis is (the log has the details).
+    assert problem["message"] == (
+        "Redis does not answer; the store alone serves (sticky assignments and bandit weights are not shared)"
     )
     assert "secret" not in answer.text
+    assert "127.0.0.1" not in answer.text
 
 
 def test_ready_is_ok_while_redis_answers(database_url: str, redis_url: str) -> None:

@@ -27,6 +27,7 @@ def serve(
     import uvicorn
 
     from splitlab.service.caches.shared import redis_problem
+    from splitlab.service.server import http_protocol
     from splitlab.service.settings import Settings
     from splitlab.service.telemetry import MULTIPROCESS_DIR_VAR
     from splitlab.storage import open_store
@@ -47,7 +48,14 @@ def serve(
         metrics_dir = tempfile.mkdtemp(prefix="splitlab-metrics-")
         os.environ[MULTIPROCESS_DIR_VAR] = metrics_dir
     try:
-        uvicorn.run("splitlab.service.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+        uvicorn.run(
+            "splitlab.service.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            http=http_protocol(),  # uvicorn's own, with a deadline on request headers
+        )
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -69,8 +69,11 @@ class ApiKeyAuth(HTTPBearer):
     """The active API key of ``Authorization: Bearer <key>`` (of role ``role`` when given).
 
     401 when the key is missing, malformed, unknown or revoked; 403 when its role may not call the
-    route. A subclass of FastAPI's ``HTTPBearer`` so the OpenAPI schema documents the scheme, but
-    one dependency instead of a chain of three: ``/assign`` runs it on every request. Verdicts are
+    route; 429 (with ``Retry-After``) once the client's address had ``auth_failures_per_minute``
+    refused keys this minute, before its key is even looked at.
+
+    A subclass of FastAPI's ``HTTPBearer`` so the OpenAPI schema documents the scheme, but one
+    dependency instead of a chain of three: ``/assign`` runs it on every request. Verdicts are
     cached for ``cache_seconds`` (served up to twice that while a re-check runs): a key revoked with
     `splitlab keys revoke` stops working within ``2 * cache_seconds`` in every worker.
     """
@@ -97,8 +100,19 @@ class ApiKeyAuth(HTTPBearer):
                 "`splitlab keys create`)",
                 headers=_CHALLENGE,
             )
+        client = request.scope["client"][0] if request.scope.get("client") else ""
+        if wait := runtime.auth_failures.retry_after(client):
+            runtime.telemetry.auth_failures.labels("throttled").inc()
+            raise http_error(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                "Authorization",
+                f"too many requests with invalid API keys from this client; retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
         key = await runtime.verify_key(credentials.strip())
         if key is None:
+            runtime.auth_failures.note(client)
+            runtime.telemetry.auth_failures.labels("invalid").inc()
             raise http_error(
                 status.HTTP_401_UNAUTHORIZED,
                 "Authorization",

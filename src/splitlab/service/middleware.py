@@ -1,15 +1,26 @@
-"""One pure ASGI middleware: body size limits (413) and request latency for Prometheus.
+"""One pure ASGI middleware: body size limits (413), request deadlines (503, 408), quiet disconnects, latency.
 
 Pure ASGI rather than ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware`` runs the app
 in a task with streams between them, which cost more than a whole ``/assign`` request.
+
+Deadlines. A request that waits on the store (a network partition: packets dropped, no RST, so
+the driver waits without end) or on its own body (a client that stops sending) is answered at
+its deadline by a timer on the event loop, not by the request's own task: that task may be
+parked in a worker thread that cannot be interrupted (a blocking driver call; anyio defers a
+cancellation until the thread returns). The timer sends 503 with ``Retry-After`` (the store) or
+408 (the body), with ``Connection: close``, and whatever the app sends later is dropped; the
+thread finishes when the store answers or the kernel drops its connection (see
+:class:`splitlab.storage.StoreTimeouts`). One timer per request costs about a microsecond.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,38 +33,69 @@ class _TooLarge(Exception):  # noqa: N818 - a signal between receive() and the m
     pass
 
 
-def _error(status: int, field: str, message: str) -> tuple[dict[str, Any], bytes]:
+def _error(status: int, field: str, message: str, *, close: bool = False) -> tuple[dict[str, Any], bytes]:
     body = json.dumps({"detail": [{"field": field, "message": message}]}).encode()
-    start = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    }
-    return start, body
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    if close:
+        headers.append((b"connection", b"close"))
+    return {"type": "http.response.start", "status": status, "headers": headers}, body
+
+
+class _Exchange:
+    """One request's progress, shared by the app's side and its deadline timer."""
+
+    __slots__ = ("answered", "receiving", "response_started", "status")
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.response_started = False
+        self.receiving = False  # the app waits for the client's body right now
+        self.answered = False  # answered by the deadline: the app's own answer is dropped
 
 
 class RequestGuard:
-    """Refuses bodies over ``max_body_bytes``; observes every request's latency.
+    """Refuses bodies over ``max_body_bytes``; answers requests at their deadline; observes latency.
 
     A body is refused by its ``Content-Length`` before it is read, or while a chunked body streams
-    in; latency is observed by method, route template and status.
+    in. A request not answered within ``request_timeout`` seconds (``long_timeout`` for the paths
+    ending in one of ``long_paths``: analyses) is answered 408 if the app is waiting for its body
+    then, else 503 (it waits on the store). A client that disconnects is counted, not logged with
+    a traceback. Latency is observed by method, route template and status.
 
     Args:
         app: The application to guard.
         max_body_bytes: The largest body accepted.
-        telemetry: Where latencies and rejected event batches are counted.
+        telemetry: Where latencies, deadlines, disconnects and rejected event batches are counted.
         api_prefix: The prefix routers are included under (route templates are reported with it).
         events_path: The events endpoint, whose refusals count as rejected event batches.
+        request_timeout: Seconds a request may take.
+        long_timeout: Seconds a request to one of ``long_paths`` may take.
+        long_paths: Path endings of the routes that run analyses.
     """
 
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, telemetry: Telemetry, api_prefix: str, events_path: str
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        telemetry: Telemetry,
+        api_prefix: str,
+        events_path: str,
+        request_timeout: float = 5.0,
+        long_timeout: float = 60.0,
+        long_paths: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.api_prefix = api_prefix
         self.max_body_bytes = max_body_bytes
         self.telemetry = telemetry
         self.events_path = events_path
+        self.request_timeout = request_timeout
+        self.long_timeout = long_timeout
+        self.long_paths = long_paths
+        self._answering: set[asyncio.Task[None]] = set()  # deadline answers being sent (strong references)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection scope."""
@@ -61,7 +103,6 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
         length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             if length.isdigit():
@@ -76,14 +117,20 @@ class RequestGuard:
             self._observe(scope, status, started)
             return
 
+        exchange = _Exchange()
         received = 0
         too_large = False
-        response_started = False
 
-        async def limited_receive() -> Message:
+        async def guarded_receive() -> Message:
             nonlocal received, too_large
-            message = await receive()
-            if message["type"] == "http.request":
+            exchange.receiving = True
+            try:
+                message = await receive()
+            finally:
+                exchange.receiving = False
+            # With a Content-Length (checked above) the server frames the body to it: only a chunked
+            # body needs counting as it streams in.
+            if message["type"] == "http.request" and length is None:
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     too_large = True
@@ -91,24 +138,63 @@ class RequestGuard:
             return message
 
         async def tracking_send(message: Message) -> None:
-            nonlocal status, response_started
+            if exchange.answered:
+                return  # the deadline answered already
             if message["type"] == "http.response.start":
-                status = int(message["status"])
-                response_started = True
+                exchange.status = int(message["status"])
+                exchange.response_started = True
             await send(message)
 
+        path: str = scope["path"]
+        timeout = self.long_timeout if path.endswith(self.long_paths) else self.request_timeout
+        timer = asyncio.get_running_loop().call_later(timeout, self._expire, scope, exchange, send, started, timeout)
         try:
-            # With a Content-Length (checked above) the server frames the body to it: only a chunked
-            # body needs counting as it streams in.
-            await self.app(scope, receive if length is not None else limited_receive, tracking_send)
+            await self.app(scope, guarded_receive, tracking_send)
         except _TooLarge:
             too_large = True
-        if too_large and not response_started:
-            status = 413
-            start, body = _error(status, "body", f"request body over {self.max_body_bytes} bytes")
+        except ClientDisconnect:
+            if not exchange.answered:
+                self.telemetry.client_disconnects.inc()
+                exchange.status = 499  # nginx's "client closed request", for the latency histogram
+        except Exception:
+            if not exchange.answered:
+                raise
+            # The store's late error, after the deadline's answer: the client has its 503 already.
+        finally:
+            timer.cancel()
+        if exchange.answered:
+            return  # observed by the deadline's answer
+        if too_large and not exchange.response_started:
+            exchange.status = 413
+            start, body = _error(413, "body", f"request body over {self.max_body_bytes} bytes")
             await send(start)
             await send({"type": "http.response.body", "body": body})
-        self._observe(scope, status, started)
+        self._observe(scope, exchange.status, started)
+
+    def _expire(self, scope: Scope, exchange: _Exchange, send: Send, started: float, timeout: float) -> None:
+        """The deadline of a request not yet answered: answer it now (called on the event loop)."""
+        if exchange.response_started:
+            return  # the answer is on its way (a long body being sent is not cut)
+        exchange.answered = True
+        if not exchange.receiving:  # what else a request waits on: the store (a worker thread, a writer)
+            reason, status = "store", 503
+            start, body = _error(status, "database", f"the store did not answer within {timeout:g} s", close=True)
+        else:
+            reason, status = "body", 408
+            start, body = _error(status, "body", f"the request body did not arrive within {timeout:g} s", close=True)
+        self.telemetry.requests_timed_out.labels(reason).inc()
+
+        async def answer() -> None:
+            try:
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+            except OSError:
+                pass  # the client went away meanwhile
+            self._observe(scope, status, started)
+
+        task = asyncio.get_running_loop().create_task(answer())
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         route = scope.get("route")

@@ -7,6 +7,8 @@ reach it through :mod:`splitlab.service.deps`.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,11 +25,49 @@ from splitlab.service.hot_path.sticky import StickyAssignments
 from splitlab.service.settings import Settings
 from splitlab.service.telemetry import Telemetry
 from splitlab.storage import ApiKey, Store, WriteResult
-from splitlab.storage.keys import is_well_formed
+from splitlab.storage.keys import is_well_formed, key_id_of
 
-__all__ = ["Runtime"]
+__all__ = ["FailureLimiter", "Runtime"]
 
 _log = logging.getLogger("splitlab.service")
+
+
+class FailureLimiter:
+    """At most ``per_minute`` failures per client in each minute (a fixed window), for at most ``max_clients`` clients.
+
+    When full, the oldest windows are dropped first, so a flood of addresses costs bounded memory.
+
+    >>> limiter = FailureLimiter(per_minute=2)
+    >>> limiter.note("10.0.0.1"); limiter.note("10.0.0.1"); limiter.retry_after("10.0.0.1") > 0
+    True
+    >>> limiter.retry_after("10.0.0.2")
+    0
+    """
+
+    def __init__(self, *, per_minute: int, max_clients: int = 100_000) -> None:
+        self.per_minute = per_minute
+        self.max_clients = max_clients
+        self._windows: dict[str, tuple[int, int]] = {}  # client -> (minute, failures in it)
+
+    def retry_after(self, client: str) -> int:
+        """Seconds until ``client`` may try again (0: now)."""
+        window = self._windows.get(client)
+        if window is None:
+            return 0
+        now = time.time()
+        minute, failures = window
+        if minute != int(now // 60) or failures < self.per_minute:
+            return 0
+        return max(1, math.ceil((minute + 1) * 60 - now))
+
+    def note(self, client: str) -> None:
+        """One more failure of ``client``."""
+        minute = int(time.time() // 60)
+        windows = self._windows
+        earlier, failures = windows.pop(client, (minute, 0))
+        while len(windows) >= self.max_clients:
+            windows.pop(next(iter(windows)))
+        windows[client] = (minute, failures + 1 if earlier == minute else 1)
 
 
 class Runtime:
@@ -63,6 +103,10 @@ class Runtime:
         self.assigner = Assigner(self.experiments, self.sticky, self.bandit_weights, self.recorder)
         self.event_writer = EventWriter(store, committed=self._events_committed)
         self._keys: TimedCache[str, ApiKey | None] = TimedCache(ttl=settings.cache_seconds, max_size=10_000)
+        # The ids of the active keys, so that a key with an unknown id (a flood of made-up keys)
+        # costs a set look-up, not a read of the store.
+        self._key_ids: TimedCache[str, frozenset[str]] = TimedCache(ttl=settings.cache_seconds, max_size=1)
+        self.auth_failures = FailureLimiter(per_minute=settings.auth_failures_per_minute)
         self._config: TimedCache[str, ConfigDocument] = TimedCache(ttl=settings.cache_seconds, max_size=1)
 
     async def config(self) -> ConfigDocument:
@@ -73,13 +117,23 @@ class Runtime:
         return build_config(self.store, self.experiments, self.bandit_weights)
 
     async def verify_key(self, key: str) -> ApiKey | None:
-        """The active API key whose text is ``key`` (None: unknown, malformed or revoked), ``cache_seconds`` old."""
+        """The active API key whose text is ``key`` (None: unknown, malformed or revoked), ``cache_seconds`` old.
+
+        A key whose id is not among the active keys' ids (read once per ``cache_seconds`` for
+        all of them) is refused without a read of its own; a key made with `splitlab keys create`
+        works within ``2 * cache_seconds``, as a revoked one stops working.
+        """
         cached = self._keys.fresh(key)
         if cached is not None:  # the common case, in one look-up
             return cached.value
         if not is_well_formed(key):
             return None  # no read, and nothing cached: junk headers (of any length) cost no memory
+        if key_id_of(key) not in await self._key_ids.get("active", self._active_key_ids):
+            return None  # nothing cached either: random ids would evict the real keys' verdicts
         return await self._keys.get(key, self._verify)
+
+    def _active_key_ids(self, _name: str) -> frozenset[str]:
+        return self.store.keys.active_ids()
 
     def _verify(self, key: str) -> ApiKey | None:
         return self.store.keys.verify(key=key)

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, ValidationError, ValidationInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from splitlab.storage import StoreTimeouts
+
 __all__ = ["Settings"]
 
 _PREFIX = "SPLITLAB_"
@@ -56,6 +58,17 @@ class Settings(BaseSettings):
             before the answer is sent).
         clock_skew_seconds: How far past the server's clock an exposure may be dated (clients'
             clocks run fast); default 300. Later exposures are refused with 422.
+        request_timeout_seconds: The deadline of every request but analyses, from its headers;
+            default 5. A request still waiting for the store then is answered 503 with
+            ``Retry-After``, one still waiting for its body 408; the store's connect, lock and
+            pool waits are bounded below it (see :meth:`store_timeouts`).
+        analysis_timeout_seconds: The deadline of the requests that run analyses (``/results``,
+            ``/status``, ``/metrics``) and the store's statement timeout; default 60.
+        header_timeout_seconds: How long a client may take to send a request's headers, from its
+            connection or its previous request; default 5. A slower one is answered 408 and
+            closed (``splitlab serve`` only: it is the HTTP server's job, not the app's).
+        auth_failures_per_minute: API-key failures (401) one client address may have in a minute;
+            default 60. Further requests from it are answered 429 without looking at the key.
     """
 
     model_config = SettingsConfigDict(env_prefix=_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid")
@@ -74,6 +87,26 @@ class Settings(BaseSettings):
     cache_seconds: Annotated[float, _must("be a finite number >= 0", lambda s: 0 <= s < math.inf)] = 1.0
     record_interval: Annotated[float, _must("be in (0, 60]", lambda s: 0 < s <= 60)] = 0.05
     clock_skew_seconds: Annotated[float, _must("be a finite number >= 0", lambda s: 0 <= s < math.inf)] = 300.0
+    request_timeout_seconds: Annotated[float, _must("be in [0.5, 300]", lambda s: 0.5 <= s <= 300)] = 5.0
+    analysis_timeout_seconds: Annotated[float, _must("be in [1, 3600]", lambda s: 1 <= s <= 3600)] = 60.0
+    header_timeout_seconds: Annotated[float, _must("be in [0.5, 300]", lambda s: 0.5 <= s <= 300)] = 5.0
+    auth_failures_per_minute: Annotated[int, _must("be >= 1", lambda n: n >= 1)] = 60
+
+    def store_timeouts(self) -> StoreTimeouts:
+        """The store's waits, each bounded so a request's deadline finds the store's error first.
+
+        A new connection may take 60 % of the request deadline (at least 2 s, libpq's minimum), a
+        lock or a pooled connection 40 %; a PostgreSQL peer silent for twice the deadline is
+        dropped by the kernel (a partition); no statement runs longer than an analysis may.
+        """
+        request = self.request_timeout_seconds
+        return StoreTimeouts(
+            connect_seconds=max(2.0, 0.6 * request),
+            statement_seconds=self.analysis_timeout_seconds,
+            lock_seconds=0.4 * request,
+            pool_seconds=0.4 * request,
+            silent_peer_seconds=max(3.0, 2 * request),
+        )
 
     @classmethod
     def settings_customise_sources(
@@ -93,7 +126,8 @@ class Settings(BaseSettings):
         """Settings from ``SPLITLAB_<FIELD>`` variables (``SPLITLAB_DATABASE_URL``, ``SPLITLAB_REDIS_URL``,
         ``SPLITLAB_MAX_BATCH_SIZE``, ``SPLITLAB_MAX_BODY_BYTES``, ``SPLITLAB_RECORD_ASSIGNMENTS``
         (``0``/``false``/``no``/``off`` turns it off), ``SPLITLAB_CACHE_SECONDS``, ``SPLITLAB_RECORD_INTERVAL``,
-        ``SPLITLAB_CLOCK_SKEW_SECONDS``);
+        ``SPLITLAB_CLOCK_SKEW_SECONDS``, ``SPLITLAB_REQUEST_TIMEOUT_SECONDS``, ``SPLITLAB_ANALYSIS_TIMEOUT_SECONDS``,
+        ``SPLITLAB_HEADER_TIMEOUT_SECONDS``, ``SPLITLAB_AUTH_FAILURES_PER_MINUTE``);
         unset or empty means the default.
 
         Args:

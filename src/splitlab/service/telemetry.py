@@ -100,6 +100,25 @@ class Telemetry:
             ["experiment"],
             registry=self.registry,
         )
+        self.requests_timed_out = Counter(
+            "splitlab_requests_timed_out",
+            "Requests answered at their deadline, by reason: store (503, the store did not answer in time) "
+            "or body (408, the client did not send its body in time).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.client_disconnects = Counter(
+            "splitlab_client_disconnects",
+            "Requests whose client closed the connection before its body was read or its answer sent.",
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "splitlab_auth_failures",
+            "Requests refused for their API key, by reason: invalid (401) or throttled (429, too many "
+            "failures from one client).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "splitlab_request_duration_seconds",
             "Request latency by method, route template and status code.",

@@ -6,8 +6,10 @@ and :meth:`Store.close` disposes of it.
 
 from __future__ import annotations
 
+import math
 import os
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -38,6 +40,7 @@ __all__ = [
     "DEFAULT_URL",
     "URL_ENV_VAR",
     "Store",
+    "StoreTimeouts",
     "alembic_config",
     "create_store_engine",
     "head_revision",
@@ -62,10 +65,64 @@ SQLITE_PRAGMAS = (
     "PRAGMA page_size=16384",
     "PRAGMA journal_mode=WAL",  # readers never block the writer (a no-op in memory)
     "PRAGMA foreign_keys=ON",
-    f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}",
     "PRAGMA cache_size=-32768",  # 32 MiB of page cache per connection (default 2 MiB)
 )
-"""Set on every SQLite connection. Durability stays at SQLite's default for WAL (synchronous=FULL)."""
+"""Set on every SQLite connection, with the busy timeout of its :class:`StoreTimeouts`.
+
+Durability stays at SQLite's default for WAL (synchronous=FULL).
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreTimeouts:
+    """How long the store's connections wait, so that no wait on the database is unbounded.
+
+    The defaults suit the command line (an analysis may run for minutes); the HTTP service passes
+    its own, seconds long (:class:`splitlab.service.Settings`). On PostgreSQL, ``connect_seconds`` is
+    libpq's ``connect_timeout``, TCP keepalives and ``tcp_user_timeout`` drop a connection whose
+    peer went silent (a network partition: no RST ever comes), and the statement, lock and
+    idle-in-transaction limits are set for the session, so the server gives up too. On SQLite,
+    ``lock_seconds`` is the busy timeout: how long a writer waits for another's lock.
+
+    Attributes:
+        connect_seconds: Longest wait for a new connection (PostgreSQL; at least 2, libpq's minimum).
+        statement_seconds: Longest statement on PostgreSQL; None for no limit.
+        lock_seconds: Longest wait for a lock (PostgreSQL ``lock_timeout``, SQLite busy timeout).
+        pool_seconds: Longest wait for a free pooled connection (SQLAlchemy's ``pool_timeout``).
+        silent_peer_seconds: How long a PostgreSQL connection may go without an answer from the
+            network before the kernel drops it (keepalives and ``tcp_user_timeout``).
+    """
+
+    connect_seconds: float = 10.0
+    statement_seconds: float | None = None
+    lock_seconds: float = SQLITE_BUSY_TIMEOUT_S
+    pool_seconds: float = 30.0
+    silent_peer_seconds: float = 30.0
+
+    def postgres_connect_args(self, url: URL) -> dict[str, Any]:
+        """The libpq connection parameters; session settings appended to the URL's own ``options``."""
+        silent = max(self.silent_peer_seconds, 3.0)
+        settings = [f"-c lock_timeout={_milliseconds(self.lock_seconds)}"]
+        if self.statement_seconds is not None:
+            settings.append(f"-c statement_timeout={_milliseconds(self.statement_seconds)}")
+            # A transaction left open by a stuck or killed client holds its locks this long at most.
+            settings.append(f"-c idle_in_transaction_session_timeout={_milliseconds(2 * self.statement_seconds)}")
+        own = url.query.get("options")
+        options = " ".join([*([own] if isinstance(own, str) else list(own or ())), *settings])
+        return {
+            "connect_timeout": max(2, math.ceil(self.connect_seconds)),
+            "keepalives": 1,
+            "keepalives_idle": max(1, int(silent / 3)),
+            "keepalives_interval": max(1, int(silent / 9)),
+            "keepalives_count": 3,
+            "tcp_user_timeout": _milliseconds(silent),
+            "options": options,
+        }
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # An arbitrary constant key: processes migrating the same PostgreSQL database queue on it.
@@ -166,13 +223,14 @@ class Store:
         return f"Store({self.url!r})"
 
 
-def open_store(url: str | None = None) -> Store:
+def open_store(url: str | None = None, *, timeouts: StoreTimeouts | None = None) -> Store:
     """Open (creating if needed) the store at ``url`` and migrate it to the newest schema.
 
     Args:
         url: A SQLAlchemy URL. Default: the ``SPLITLAB_DATABASE_URL`` environment variable, else
             ``sqlite:///splitlab.db``. ``postgresql://`` and ``postgres://`` mean
             ``postgresql+psycopg://`` (psycopg 3).
+        timeouts: How long connections wait (default :class:`StoreTimeouts`: the command line's).
 
     Returns:
         A :class:`Store`; close it when done (or use ``with``).
@@ -191,7 +249,7 @@ def open_store(url: str | None = None) -> Store:
     ...     store.experiments.list()
     []
     """
-    engine = create_store_engine(resolve_url(url))
+    engine = create_store_engine(resolve_url(url), timeouts)
     try:
         upgrade(engine)
     except DBAPIError as exc:
@@ -299,27 +357,38 @@ def resolve_url(url: str | None = None) -> URL:
     raise ValueError(msg)
 
 
-def create_store_engine(url: URL) -> Engine:
+def create_store_engine(url: URL, timeouts: StoreTimeouts | None = None) -> Engine:
     """An engine configured for the store (no migration): SQLite in WAL mode, or PostgreSQL via psycopg 3."""
+    timeouts = timeouts or StoreTimeouts()
     if url.get_backend_name() == "postgresql":
-        return create_engine(url, json_serializer=dumps, pool_pre_ping=True)
+        return create_engine(
+            url,
+            json_serializer=dumps,
+            pool_pre_ping=True,
+            pool_timeout=timeouts.pool_seconds,
+            connect_args=timeouts.postgres_connect_args(url),
+        )
     memory = not url.database or url.database == ":memory:"
-    options: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    options: dict[str, Any] = {
+        "connect_args": {"timeout": timeouts.lock_seconds},
+        "pool_timeout": timeouts.pool_seconds,
+    }
     if memory:  # one shared connection, or every connection would see its own empty database
         options = {"connect_args": {"check_same_thread": False}, "poolclass": StaticPool}
     engine = create_engine(url, json_serializer=dumps, **options)
-    event.listen(engine, "connect", _configure_sqlite)
+    busy = f"PRAGMA busy_timeout={_milliseconds(timeouts.lock_seconds)}"
+    event.listen(engine, "connect", lambda connection, record: _configure_sqlite(connection, record, busy))
     event.listen(engine, "begin", _begin_sqlite)
     return engine
 
 
-def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+def _configure_sqlite(dbapi_connection: Any, _record: Any, busy_timeout: str) -> None:
     # SQLAlchemy, not the sqlite3 module, decides where transactions begin (see _begin_sqlite);
     # the module's own implicit BEGIN skips SELECT and DDL, which breaks transactional DDL.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        for pragma in SQLITE_PRAGMAS:
+        for pragma in (*SQLITE_PRAGMAS, busy_timeout):
             cursor.execute(pragma)
     finally:
         cursor.close()

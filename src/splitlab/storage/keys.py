@@ -24,7 +24,7 @@ from splitlab.storage.errors import NotFoundError
 from splitlab.storage.records import check_text
 from splitlab.storage.tables import api_keys
 
-__all__ = ["API_KEY_PREFIX", "API_KEY_ROLES", "ApiKey", "ApiKeyRepository", "is_well_formed"]
+__all__ = ["API_KEY_PREFIX", "API_KEY_ROLES", "ApiKey", "ApiKeyRepository", "is_well_formed", "key_id_of"]
 
 API_KEY_PREFIX = "slk"
 _WELL_FORMED = re.compile(rf"{API_KEY_PREFIX}_[A-Za-z0-9]{{1,32}}_[A-Za-z0-9_-]{{1,128}}")
@@ -56,6 +56,11 @@ def is_well_formed(key: str) -> bool:
     Authorization header costs no read and no memory.
     """
     return _WELL_FORMED.fullmatch(key) is not None
+
+
+def key_id_of(key: str) -> str:
+    """The id part of a well-formed key (``slk_<id>_<secret>``): what ``list`` and ``revoke`` name it by."""
+    return key.split("_", 2)[1]
 
 
 def _digest(secret: str) -> str:
@@ -113,6 +118,12 @@ class ApiKeyRepository:
         if row is None or row.revoked_at is not None:
             return None
         return _record(row) if hmac.compare_digest(_digest(secret), row.secret_hash) else None
+
+    def active_ids(self) -> frozenset[str]:
+        """The ids of the keys not revoked (one read; a service keeps them to refuse unknown ids without a read)."""
+        with self._tx.read() as conn:
+            ids = conn.execute(select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None))).scalars()
+            return frozenset(ids)
 
     def list(self) -> builtins.list[ApiKey]:
         """Every key, revoked ones included, oldest first."""
