@@ -5,12 +5,12 @@ in a task with streams between them, which cost more than a whole ``/assign`` re
 
 Deadlines. A request that waits on the store (a network partition: packets dropped, no RST, so
 the driver waits without end) or on its own body (a client that stops sending) is answered at
-its deadline by a timer on the event loop, not by the request's own task: that task may be
-parked in a worker thread that cannot be interrupted (a blocking driver call; anyio defers a
-cancellation until the thread returns). The timer sends 503 with ``Retry-After`` (the store) or
+its deadline by a watcher task on the event loop, not by the request's own task: that task may
+be parked in a worker thread that cannot be interrupted (a blocking driver call; anyio defers a
+cancellation until the thread returns). The watcher sends 503 with ``Retry-After`` (the store) or
 408 (the body), with ``Connection: close``, and whatever the app sends later is dropped; the
 thread finishes when the store answers or the kernel drops its connection (see
-:class:`splitlab.storage.StoreTimeouts`). One timer per request costs about a microsecond.
+:class:`splitlab.storage.StoreTimeouts`).
 """
 
 from __future__ import annotations
@@ -44,15 +44,22 @@ def _error(status: int, field: str, message: str, *, close: bool = False) -> tup
 
 
 class _Exchange:
-    """One request's progress, shared by the app's side and its deadline timer."""
+    """One request in flight: what its deadline needs to answer it, and how far it got."""
 
-    __slots__ = ("answered", "receiving", "response_started", "status")
+    __slots__ = ("answered", "receiving", "response_started", "scope", "send", "started", "status")
 
-    def __init__(self) -> None:
+    def __init__(self, scope: Scope, send: Send, started: float) -> None:
+        self.scope = scope
+        self.send = send
+        self.started = started
         self.status = 500
         self.response_started = False
         self.receiving = False  # the app waits for the client's body right now
         self.answered = False  # answered by the deadline: the app's own answer is dropped
+
+
+WATCH_INTERVAL_SECONDS = 0.1
+"""How often the deadlines are checked: a request is answered at most this long after its deadline."""
 
 
 class RequestGuard:
@@ -95,6 +102,12 @@ class RequestGuard:
         self.request_timeout = request_timeout
         self.long_timeout = long_timeout
         self.long_paths = long_paths
+        # The requests in flight by deadline class, oldest first (a dict keeps insertion order): one
+        # watcher task checks them, which costs a request two dict operations where a timer of
+        # its own would cost a heap push and a cancellation.
+        self._in_flight: dict[_Exchange, None] = {}
+        self._in_flight_long: dict[_Exchange, None] = {}
+        self._watcher: asyncio.Task[None] | None = None  # runs while requests are in flight
         self._answering: set[asyncio.Task[None]] = set()  # deadline answers being sent (strong references)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -117,7 +130,7 @@ class RequestGuard:
             self._observe(scope, status, started)
             return
 
-        exchange = _Exchange()
+        exchange = _Exchange(scope, send, started)
         received = 0
         too_large = False
 
@@ -145,9 +158,10 @@ class RequestGuard:
                 exchange.response_started = True
             await send(message)
 
-        path: str = scope["path"]
-        timeout = self.long_timeout if path.endswith(self.long_paths) else self.request_timeout
-        timer = asyncio.get_running_loop().call_later(timeout, self._expire, scope, exchange, send, started, timeout)
+        in_flight = self._in_flight_long if scope["path"].endswith(self.long_paths) else self._in_flight
+        in_flight[exchange] = None
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
         try:
             await self.app(scope, guarded_receive, tracking_send)
         except _TooLarge:
@@ -161,7 +175,7 @@ class RequestGuard:
                 raise
             # The store's late error, after the deadline's answer: the client has its 503 already.
         finally:
-            timer.cancel()
+            in_flight.pop(exchange, None)
         if exchange.answered:
             return  # observed by the deadline's answer
         if too_large and not exchange.response_started:
@@ -171,10 +185,31 @@ class RequestGuard:
             await send({"type": "http.response.body", "body": body})
         self._observe(scope, exchange.status, started)
 
-    def _expire(self, scope: Scope, exchange: _Exchange, send: Send, started: float, timeout: float) -> None:
-        """The deadline of a request not yet answered: answer it now (called on the event loop)."""
+    async def _watch(self) -> None:
+        """Answer the requests past their deadline, every ``WATCH_INTERVAL_SECONDS``, while any is in flight."""
+        try:
+            while self._in_flight or self._in_flight_long:
+                await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+                now = time.perf_counter()
+                for in_flight, timeout in (
+                    (self._in_flight, self.request_timeout),
+                    (self._in_flight_long, self.long_timeout),
+                ):
+                    expired = []
+                    for exchange in in_flight:  # oldest first: stop at the first one still in time
+                        if now - exchange.started < timeout:
+                            break
+                        expired.append(exchange)
+                    for exchange in expired:
+                        del in_flight[exchange]
+                        self._expire(exchange, timeout)
+        finally:
+            self._watcher = None
+
+    def _expire(self, exchange: _Exchange, timeout: float) -> None:
+        """The deadline of a request: answer it now unless its answer is on its way (called on the event loop)."""
         if exchange.response_started:
-            return  # the answer is on its way (a long body being sent is not cut)
+            return  # a long answer being sent is not cut
         exchange.answered = True
         if not exchange.receiving:  # what else a request waits on: the store (a worker thread, a writer)
             reason, status = "store", 503
@@ -186,11 +221,11 @@ class RequestGuard:
 
         async def answer() -> None:
             try:
-                await send(start)
-                await send({"type": "http.response.body", "body": body})
+                await exchange.send(start)
+                await exchange.send({"type": "http.response.body", "body": body})
             except OSError:
                 pass  # the client went away meanwhile
-            self._observe(scope, status, started)
+            self._observe(exchange.scope, status, exchange.started)
 
         task = asyncio.get_running_loop().create_task(answer())
         self._answering.add(task)
