@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from splitlab.specs.changes import PROTECTED, Change, UpdatePlan, check_update, diff, plan_update
 from splitlab.specs.lifecycle import TRANSITIONS, Action, Status, allowed_actions, apply_action, has_run, transition
-from splitlab.specs.loading import Catalog, SpecError, dump_metrics, dump_spec, load_catalog, load_spec
+from splitlab.specs.loading import (
+    Catalog,
+    SpecError,
+    dump_metrics,
+    dump_spec,
+    load_catalog,
+    load_notification_targets,
+    load_spec,
+)
 from splitlab.specs.model import (
     Allocation,
     Analysis,
@@ -27,13 +35,19 @@ from splitlab.specs.model import (
     Hypothesis,
     MetricDefinition,
     Metrics,
+    Monitoring,
     Namespace,
+    NotificationKind,
+    NotificationTarget,
+    NotificationTargets,
     Schedule,
     Targeting,
     Variant,
     check_metric_references,
+    check_target_references,
     metric_references,
     undefined_metrics,
+    undefined_targets,
 )
 from splitlab.specs.plan import to_plan
 
@@ -57,7 +71,11 @@ __all__ = [
     "Hypothesis",
     "MetricDefinition",
     "Metrics",
+    "Monitoring",
     "Namespace",
+    "NotificationKind",
+    "NotificationTarget",
+    "NotificationTargets",
     "Schedule",
     "SpecError",
     "Status",
@@ -67,16 +85,19 @@ __all__ = [
     "allowed_actions",
     "apply_action",
     "check_metric_references",
+    "check_target_references",
     "check_update",
     "diff",
     "dump_metrics",
     "dump_spec",
     "has_run",
     "load_catalog",
+    "load_notification_targets",
     "load_spec",
     "metric_references",
     "plan_update",
     "to_plan",
     "transition",
     "undefined_metrics",
+    "undefined_targets",
 ]

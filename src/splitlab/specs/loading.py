@@ -37,9 +37,23 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from splitlab.specs.model import ExperimentSpec, MetricDefinition, undefined_metrics
+from splitlab.specs.model import (
+    ExperimentSpec,
+    MetricDefinition,
+    NotificationTarget,
+    NotificationTargets,
+    undefined_metrics,
+)
 
-__all__ = ["Catalog", "SpecError", "dump_metrics", "dump_spec", "load_catalog", "load_spec"]
+__all__ = [
+    "Catalog",
+    "SpecError",
+    "dump_metrics",
+    "dump_spec",
+    "load_catalog",
+    "load_notification_targets",
+    "load_spec",
+]
 
 Loc = tuple[str | int, ...]
 _M = TypeVar("_M", bound=BaseModel)
@@ -384,6 +398,29 @@ def load_catalog(path: str | os.PathLike[str], *, defined_metrics: Collection[st
         experiments={key: spec for key, (spec, _) in experiments.items()},
         metrics={name: metric for name, (metric, _) in metrics.items()},
     )
+
+
+def load_notification_targets(source: str | os.PathLike[str]) -> tuple[NotificationTarget, ...]:
+    """The global notification targets: a YAML mapping whose ``notifications:`` lists them.
+
+    Args:
+        source: a path (a ``PathLike``, or a one-line string ending in ``.yaml`` or ``.yml``) or YAML text.
+
+    Raises:
+        SpecError: invalid YAML or targets; each problem names file, line and field
+            (``targets.yaml:7: notification targets: notifications.1.url: ...``).
+        OSError: the file cannot be read.
+    """
+    text, label = _read(source)
+    docs = _parse(text, label)
+    if len(docs) != 1 or not isinstance(docs[0].data, dict):
+        got = f"{len(docs)} YAML documents" if len(docs) != 1 else _type_name(docs[0].data)
+        raise SpecError([f"{label}: expected a mapping with 'notifications:' (a list of targets), got {got}"])
+    problems: list[str] = []
+    loaded = _validate(NotificationTargets, docs[0].data, docs[0], (), "notification targets", problems)
+    if loaded is None:
+        raise SpecError(problems)
+    return loaded.notifications
 
 
 class _Dumper(yaml.SafeDumper):

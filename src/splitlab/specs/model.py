@@ -24,8 +24,10 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import urllib.parse
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
+from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, NoReturn, Self
 
 from pydantic import (
@@ -66,13 +68,19 @@ __all__ = [
     "Hypothesis",
     "MetricDefinition",
     "Metrics",
+    "Monitoring",
     "Namespace",
+    "NotificationKind",
+    "NotificationTarget",
+    "NotificationTargets",
     "Schedule",
     "Targeting",
     "Variant",
     "check_metric_references",
+    "check_target_references",
     "metric_references",
     "undefined_metrics",
+    "undefined_targets",
 ]
 
 WEIGHT_TOLERANCE = 1e-6
@@ -611,6 +619,128 @@ class Schedule(_Model):
         return self
 
 
+class NotificationKind(StrEnum):
+    """What a notification is about; ``test`` is sent only by ``splitlab notify test``."""
+
+    SRM_DETECTED = "srm_detected"
+    GUARDRAIL_HARM = "guardrail_harm"
+    DECISION_REACHED = "decision_reached"
+    DECISION_CHANGED = "decision_changed"
+    SAMPLE_REACHED = "sample_reached"
+    ACTION_TAKEN = "action_taken"
+    MONITOR_ERROR = "monitor_error"
+    TEST = "test"
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class NotificationTarget(_Model):
+    """Where notifications go: a webhook that takes a signed JSON body, or a Slack-compatible one.
+
+    Attributes:
+        name: a slug, unique among the targets of a spec (or of the global targets file); what
+            ``monitoring.notify`` names.
+        url: the ``http://`` or ``https://`` URL the notification is POSTed to.
+        format: ``json`` (default: the generic body of docs/notifications.md) or ``slack``
+            (``{"text": ...}``, which Slack's incoming webhooks and their clones accept).
+        secret_env: the name of an environment variable holding the HMAC-SHA256 secret that signs
+            each request, read when it is sent (a spec never holds the secret itself); None: unsigned.
+        kinds: the kinds of notification this target takes, each once; None (default): every kind.
+    """
+
+    name: Slug
+    url: str
+    format: Literal["json", "slack"] = "json"
+    secret_env: str | None = None
+    kinds: tuple[NotificationKind, ...] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            msg = f"url == {value!r}, must be an http:// or https:// URL with a host"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _check_secret_env(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            msg = (
+                f"secret_env == {value!r}, must be the name of an environment variable "
+                "(letters, digits and '_', not starting with a digit), not the secret itself"
+            )
+            raise ValueError(msg)
+        return value
+
+    @field_validator("kinds")
+    @classmethod
+    def _check_kinds(cls, value: tuple[NotificationKind, ...] | None) -> tuple[NotificationKind, ...] | None:
+        if value is None:
+            return value
+        if not value:
+            msg = "kinds == [], must name at least one kind (leave it out for every kind)"
+            raise ValueError(msg)
+        if dup := _duplicates(value):
+            msg = f"kinds lists {', '.join(repr(str(kind)) for kind in dup)} more than once"
+            raise ValueError(msg)
+        return value
+
+    def takes(self, kind: NotificationKind | str) -> bool:
+        """Whether this target is sent notifications of ``kind``."""
+        return self.kinds is None or kind in self.kinds
+
+
+def _check_target_names(model: _Model, targets: tuple[NotificationTarget, ...], field: str) -> None:
+    """Refuse a target name used twice, at the second one's ``name``."""
+    seen: set[str] = set()
+    for i, target in enumerate(targets):
+        if target.name in seen:
+            msg = f"name == {target.name!r} is already the name of another target, names must be unique"
+            _raise_at(model, (field, i, "name"), msg, target.name)
+        seen.add(target.name)
+
+
+class NotificationTargets(_Model):
+    """The global targets file: ``notifications:``, a list of :class:`NotificationTarget` with unique names."""
+
+    notifications: tuple[NotificationTarget, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        _check_target_names(self, self.notifications, "notifications")
+        return self
+
+
+class Monitoring(_Model):
+    """What ``splitlab monitor`` does for this experiment (``monitoring``).
+
+    Attributes:
+        interval_minutes: how often the monitor analyses the running experiment, >= 1; default 60.
+        auto_stop, auto_rollback, auto_promote: the actions the monitor may take on its own
+            (docs/notifications.md says which decision leads to which); all default false.
+        notify: the names of the targets to notify, each once: a target of the spec's
+            ``notifications`` or of the global targets file (checked when the spec is applied,
+            by :func:`undefined_targets`).
+    """
+
+    interval_minutes: int = Field(default=60, strict=True, ge=1)
+    auto_stop: bool = Field(default=False, strict=True)
+    auto_rollback: bool = Field(default=False, strict=True)
+    auto_promote: bool = Field(default=False, strict=True)
+    notify: tuple[Slug, ...] = ()
+
+    @field_validator("notify")
+    @classmethod
+    def _check_notify(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if dup := _duplicates(value):
+            msg = f"notify lists {', '.join(map(repr, dup))} more than once"
+            raise ValueError(msg)
+        return value
+
+
 class ExperimentSpec(_Model):
     """A versioned experiment: who is eligible, how they are split, and how the result is judged.
 
@@ -633,6 +763,9 @@ class ExperimentSpec(_Model):
         stratify_by: attributes to balance variants within, for batch assignment of a known population.
         metrics: goal, secondary and guardrail metrics; ``hypothesis.primary_metric`` must be a goal metric.
         analysis, schedule: see :class:`Analysis` and :class:`Schedule`.
+        monitoring: see :class:`Monitoring`: the monitor's interval, its automatic actions and
+            the targets it notifies.
+        notifications: this experiment's own :class:`NotificationTarget` list (unique names).
 
     When validated with ``context={"metrics": names}`` every metric reference must be in ``names``.
     """
@@ -656,6 +789,8 @@ class ExperimentSpec(_Model):
     metrics: Metrics = Field(default_factory=Metrics)
     analysis: Analysis = Field(default_factory=Analysis)
     schedule: Schedule = Field(default_factory=Schedule)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    notifications: tuple[NotificationTarget, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -728,6 +863,7 @@ class ExperimentSpec(_Model):
             raise ValueError(msg)
         if self.allocation.bandit is not None:
             _check_bandit_arms(self, self.allocation.bandit)
+        _check_target_names(self, self.notifications, "notifications")
         defined = info.context.get("metrics") if isinstance(info.context, dict) else None
         if defined is not None:
             check_metric_references(self, defined)
@@ -786,6 +922,47 @@ def check_metric_references(spec: ExperimentSpec, defined: Collection[str]) -> N
         ValueError: metrics.goal.0: 'conversion' is not a defined metric (defined: revenue)
     """
     if problems := undefined_metrics(spec, defined):
+        raise ValueError("; ".join(f"{path}: {message}" for path, message in problems))
+
+
+def undefined_targets(spec: ExperimentSpec, defined: Collection[str]) -> list[tuple[str, str]]:
+    """Every name in ``monitoring.notify`` that is neither a target of the spec nor in ``defined``.
+
+    ``defined`` holds the names of the global targets (:class:`NotificationTargets`); the result
+    is ``(field path, message)`` pairs, worded as :func:`undefined_metrics` words its own.
+
+    Example:
+        >>> spec = ExperimentSpec(
+        ...     key="x", variants=[{"key": "a"}, {"key": "b"}],
+        ...     monitoring={"notify": ["team", "ops-slak"]},
+        ...     notifications=[{"name": "team", "url": "https://hooks.example.com/team"}],
+        ... )
+        >>> undefined_targets(spec, {"ops-slack"})
+        [('monitoring.notify.1', "'ops-slak' is not a notification target, did you mean 'ops-slack'?")]
+    """
+    own = [target.name for target in spec.notifications]
+    known = own + sorted(name for name in defined if name not in own)
+    problems = []
+    for i, name in enumerate(spec.monitoring.notify):
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f", did you mean {close[0]!r}?" if close else f" (defined: {', '.join(sorted(known)) or 'none'})"
+        problems.append((f"monitoring.notify.{i}", f"{name!r} is not a notification target{hint}"))
+    return problems
+
+
+def check_target_references(spec: ExperimentSpec, defined: Collection[str]) -> None:
+    """Raise ``ValueError`` naming every target in ``monitoring.notify`` that neither the spec nor ``defined`` has.
+
+    Example:
+        >>> spec = ExperimentSpec(key="x", variants=[{"key": "a"}, {"key": "b"}], monitoring={"notify": ["ops"]})
+        >>> check_target_references(spec, set())
+        Traceback (most recent call last):
+        ...
+        ValueError: monitoring.notify.0: 'ops' is not a notification target (defined: none)
+    """
+    if problems := undefined_targets(spec, defined):
         raise ValueError("; ".join(f"{path}: {message}" for path, message in problems))
 
 
