@@ -93,7 +93,12 @@ def test_assigned_units_keep_their_variant_after_a_weight_change(
     assert client.put(f"/api/v1/experiments/{running}", json=skewed, headers=admin).status_code == 200
     after = client.post(BATCH, json={"experiment": running, "units": units}, headers=sdk).json()["assignments"]
     assert [a["variant"] for a in after] == [b["variant"] for b in before]
-    assert {a["reason"] for a in after} == {"sticky"}
+    # Read from the store (reason sticky) only where the new weights hash to another variant.
+    moved = [
+        b["variant"] != assign(to_plan(ExperimentSpec.model_validate(skewed)), b["unit_id"]).variant for b in before
+    ]
+    assert [a["reason"] for a in after] == ["sticky" if m else "enrolled" for m in moved]
+    assert 5 < sum(moved) < 35
     fresh = client.post(BATCH, json={"experiment": running, "units": [{"unit_id": f"new{i}"} for i in range(40)]},
                         headers=sdk).json()["assignments"]  # fmt: skip
     assert sum(a["variant"] == "treatment" for a in fresh) >= 35
@@ -145,10 +150,14 @@ def test_edits_of_a_draft_do_not_make_assign_read_stored_assignments(
     assert runtime.experiments.load("checkout").sticky_reads is True
 
 
-def test_a_unit_another_worker_recorded_first_is_evaluated_again_with_its_attributes(
+def test_a_unit_another_worker_recorded_first_keeps_that_record_with_its_attributes_bucket(
     spec: dict[str, Any], client: TestClient, admin: dict[str, str], sdk: dict[str, str], database_url: str
 ) -> None:
-    """The store's first record wins; the answer's bucket still comes from the unit's hashed attributes."""
+    """A race near a weight change: the racing answer is the hash, the store's first record wins after it.
+
+    Allocation ``attributes`` does not wait for the write (docs: the assigner's trade-off); the next
+    answer is the stored variant, and its bucket still comes from the unit's hashed attributes.
+    """
     spec["allocation"] = {"method": "attributes", "attributes": ["device"]}
     client.put("/api/v1/experiments/checkout", json=spec, headers=admin)
     client.post("/api/v1/experiments/checkout/start", headers=admin)
@@ -164,8 +173,13 @@ def test_a_unit_another_worker_recorded_first_is_evaluated_again_with_its_attrib
 
     runtime.sticky.lookup = nothing_stored
     body = {"experiment": "checkout", "units": [{"unit_id": u, "attributes": a} for u, a in units.items()]}
-    answers = client.post(BATCH, json=body, headers=sdk).json()["assignments"]
+    racing = client.post(BATCH, json=body, headers=sdk).json()["assignments"]
     plan = to_plan(ExperimentSpec.model_validate(spec))
-    assert {(a["variant"], a["enrolled"]) for a in answers} == {("treatment", True)}
-    assert "sticky" in {a["reason"] for a in answers}  # those that hashed to control were moved
-    assert [a["bucket"] for a in answers] == [assign(plan, u, attributes).bucket for u, attributes in units.items()]
+    hashed = [assign(plan, u, attributes) for u, attributes in units.items()]
+    assert [a["variant"] for a in racing] == [h.variant for h in hashed]
+    assert "control" in {a["variant"] for a in racing}
+    del runtime.sticky.lookup  # the real lookup again
+    assert runtime.recorder.flush(timeout=10)
+    answers = client.post(BATCH, json=body, headers=sdk).json()["assignments"]
+    assert {(a["variant"], a["enrolled"], a["reason"]) for a in answers} == {("treatment", True, "sticky")}
+    assert [a["bucket"] for a in answers] == [h.bucket for h in hashed]

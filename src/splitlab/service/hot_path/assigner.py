@@ -5,6 +5,19 @@ stored assignments are read only when they can differ from the hash (see that mo
 enrolments of a running experiment are recorded in batches by the
 :class:`~splitlab.service.hot_path.recorder.AssignmentRecorder` (when the settings say so). Every worker
 computes the same hash, so several workers, or several machines, agree without talking.
+
+A new unit's answer waits for its write only under random and bandit allocation, where the
+store's first record is the unit's variant. Under hash and attributes allocation it never waits,
+even after a weight change: a unit enrolled earlier is read before the answer and keeps its
+stored variant (units that cannot have another one are not read; see the experiment cache), and
+a new unit gets the variant that every worker's hash gives under the current weights. Waiting
+would only settle races near a change. Two workers that enrol the same new unit at the same
+moment under different weights (one still serving the previous version, for up to twice
+``cache_seconds``) both answer; the store keeps the first write, and the unit's later requests
+get that one. A unit enrolled by one worker less than ``record_interval`` before a change made
+through another can be read before its write lands, and be answered from the new weights once.
+The recorder's own trade-off applies too: a worker killed within ``record_interval`` of
+enrolling units loses their records (see :mod:`~splitlab.service.hot_path.recorder`).
 """
 
 from __future__ import annotations
@@ -51,8 +64,14 @@ class Assigner:
         experiment = await self._experiments.get(key)
         plan = experiment.plan
         sticky: dict[str, str] = {}
+        hashed = None  # the answers without stored assignments, when they decide which units are read
         if plan.active and experiment.sticky_reads:
-            sticky = await self._sticky.lookup(key, experiment.bucket_version, [unit_id for unit_id, _ in units])
+            read = [unit_id for unit_id, _ in units]
+            if experiment.earlier is not None:
+                hashed = self._evaluate(experiment, units, {}, None)
+                read = experiment.read_for(units, hashed)
+            if read:
+                sticky = await self._sticky.lookup(key, experiment.bucket_version, read)
         weights = None
         unit_weights = None
         if plan.active and experiment.bandit is not None:
@@ -63,11 +82,14 @@ class Assigner:
                 unit_weights = [own.get(i) for i in range(len(units))]
             else:
                 weights = (await self._bandit_weights.get(experiment)).weights
-        results = self._evaluate(experiment, units, sticky, weights, unit_weights)
+        if hashed is not None and not sticky:
+            results = hashed
+        else:
+            results = self._evaluate(experiment, units, sticky, weights, unit_weights)
         if self._recorder is None or not experiment.running:
             return results
         fresh = new_enrolments(results, sticky)
-        if not experiment.sticky_reads:
+        if experiment.reproducible:  # see the module docstring
             fresh = {u: v for u, v in fresh.items() if not self._recorder.seen(key, experiment.bucket_version, u)}
             self._recorder.submit(key, experiment.bucket_version, fresh, wait=False)
             return results

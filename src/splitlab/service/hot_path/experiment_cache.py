@@ -4,19 +4,31 @@ Besides the compiled plan, each entry knows whether stored (sticky) assignments 
 what the plan gives now. They cannot while every version of the spec that ran under the current
 bucket version allocates units the same way (same variants and weights, coverage, targeting,
 namespace, holdout, seed; edits of a draft or a paused experiment enrolled nobody): then a unit's
-stored variant is the one its hash gives, and ``/assign`` need not read it. After a weight
-change while running (or under random or bandit allocation, whose answers no hash reproduces)
-stored assignments are read for every unit.
+stored variant is the one its hash gives, and ``/assign`` need not read it. Under random or
+bandit allocation, whose answers no hash reproduces, stored assignments are read for every unit.
+
+After a change of weights or coverage while running, under allocation ``hash``, a stored variant
+is still one that a hash gave: the one of some version that ran (its ``earlier`` plan). The hash
+of a unit (seed, bucket version, unit id) is the same under every such version, and so are its
+targeting, namespace and holdout; so a unit the current plan enrols, and whose hash falls in the
+same variant (or outside coverage) under every earlier plan, has no other variant stored, and
+only the others are read (:meth:`CachedExperiment.read_for`). Like the case without a change,
+this takes a stored variant to be one a hash gave: one written by ``/assign``, ``splitlab
+assign`` or an exposure logged by an SDK that evaluates the same specs. Under allocation
+``attributes`` (the hash of attribute values a unit may send differently another time) and
+after any other change, every unit is read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from splitlab.assignment import CompiledPlan, ExperimentPlan, Variant, compile_plan
+from splitlab.operations.assignment import Unit, UnitAssignment, evaluate
 from splitlab.operations.bandits import BanditSettings, bandit_settings
 from splitlab.service.caches.timed import TimedCache
 from splitlab.specs import ExperimentSpec, to_plan
@@ -35,6 +47,9 @@ class CachedExperiment:
         plan: The compiled plan (inactive unless the experiment is running).
         sticky_reads: Whether stored assignments must be read (they may differ from the plan's answer).
         bandit: The bandit settings of a bandit experiment, else None.
+        earlier: With ``sticky_reads`` under allocation ``hash``, when the versions that ran under
+            this bucket version differ from this one only in weights and coverage: their plans
+            (active, distinct), the only sources of a stored variant; else None (every unit is read).
     """
 
     record: ExperimentRecord
@@ -42,6 +57,7 @@ class CachedExperiment:
     plan: CompiledPlan
     sticky_reads: bool
     bandit: BanditSettings | None
+    earlier: tuple[CompiledPlan, ...] | None = None
 
     @property
     def key(self) -> str:
@@ -57,6 +73,25 @@ class CachedExperiment:
     def bucket_version(self) -> int:
         """The bucket version stored assignments are made under."""
         return self.record.bucket_version
+
+    @property
+    def reproducible(self) -> bool:
+        """Whether every worker computes a new unit's variant from the spec alone (allocation hash or attributes)."""
+        return self.plan.allocation in ("hash", "attributes")
+
+    def read_for(self, units: Sequence[Unit], hashed: Sequence[UnitAssignment]) -> list[str]:
+        """The units whose stored variant may differ from ``hashed``, the plan's answers without stored ones.
+
+        Every unit unless ``earlier`` is known; then those the plan does not enrol, and those that
+        some earlier plan put in another variant (see the module docstring).
+        """
+        if self.earlier is None:
+            return [unit_id for unit_id, _ in units]
+        settled = [r.reason == "enrolled" for r in hashed]
+        for plan in self.earlier:
+            then = evaluate(plan, units)
+            settled = [s and t.variant in (None, r.variant) for s, t, r in zip(settled, then, hashed, strict=True)]
+        return [unit_id for (unit_id, _), s in zip(units, settled, strict=True) if not s]
 
 
 def allocation_of(spec: ExperimentSpec) -> ExperimentPlan:
@@ -122,25 +157,59 @@ class ExperimentCache:
         plan = compile_plan(to_plan(spec, active=record.status == "running"))
         method = spec.allocation.method
         bandit = bandit_settings(spec) if method == "bandit" else None
-        sticky_reads = method in ("random", "bandit") or self._allocation_changed(record, spec)
-        return CachedExperiment(record=record, spec=spec, plan=plan, sticky_reads=sticky_reads, bandit=bandit)
+        current = allocation_of(spec)
+        earlier = self._earlier_allocations(record, spec, current)
+        sticky_reads = method in ("random", "bandit") or earlier is None or bool(earlier)
+        return CachedExperiment(
+            record=record,
+            spec=spec,
+            plan=plan,
+            sticky_reads=sticky_reads,
+            bandit=bandit,
+            earlier=_reweighted_plans(method, earlier, current),
+        )
 
-    def _allocation_changed(self, record: ExperimentRecord, spec: ExperimentSpec) -> bool:
-        """Whether a version that ran under the same bucket version allocated units differently.
+    def _earlier_allocations(
+        self, record: ExperimentRecord, spec: ExperimentSpec, current: ExperimentPlan
+    ) -> list[ExperimentPlan] | None:
+        """The allocations other than ``current`` of the versions that ran under the same bucket version.
 
         Only versions that were running can have recorded assignments: edits of a draft (or of a
-        paused experiment, until it is started again) moved nobody.
+        paused experiment, until it is started again) moved nobody. None when a version cannot be
+        read (then stored assignments are read, the safe side).
         """
         if record.current_version == 1:
-            return False
-        current = allocation_of(spec)
+            return []
+        allocations: list[ExperimentPlan] = []
         for version in self._store.experiments.history(key=record.key):
             if version.status != "running":
                 continue
             try:
                 earlier = ExperimentSpec.model_validate(version.spec)
             except ValidationError:
-                return True  # cannot tell: read stored assignments, the safe side
-            if earlier.bucket_version == spec.bucket_version and allocation_of(earlier) != current:
-                return True
+                return None
+            if earlier.bucket_version != spec.bucket_version:
+                continue
+            allocation = allocation_of(earlier)
+            if allocation not in (current, *allocations):
+                allocations.append(allocation)
+        return allocations
+
+
+def _reweighted_plans(
+    method: str, earlier: list[ExperimentPlan] | None, current: ExperimentPlan
+) -> tuple[CompiledPlan, ...] | None:
+    """``earlier``, compiled, when under allocation hash they differ from ``current`` in weights and coverage only."""
+    if method != "hash" or not earlier or not all(_reweighted(e, current) for e in earlier):
+        return None
+    try:
+        return tuple(compile_plan(e) for e in earlier)
+    except ValueError:  # a spec that ran but that today's rules refuse: what it did cannot be told
+        return None
+
+
+def _reweighted(earlier: ExperimentPlan, current: ExperimentPlan) -> bool:
+    """Whether ``earlier`` differs from ``current`` in variant weights and coverage only (same variants, in order)."""
+    if [v.key for v in earlier.variants] != [v.key for v in current.variants]:
         return False
+    return dataclasses.replace(earlier, variants=current.variants, coverage=current.coverage) == current

@@ -4,15 +4,19 @@
 an fsync. New enrolments are queued here and written together, every ``interval`` seconds, by
 one thread; one transaction per experiment then records hundreds of units.
 
-A caller that needs the stored variant (random and bandit allocations, whose answer no hash
-reproduces, and experiments whose weights changed) waits for the write: its request makes the
-thread write at once, together with whatever else is queued, and learns the variant the store
-kept. Under hash allocation the answer is sent without waiting, and the write skips reading back
+A caller that needs the stored variant (``/assign`` under random and bandit allocations, whose
+answer no hash reproduces) waits for the write: its request makes the thread write at once,
+together with whatever else is queued, and learns the variant the store kept. Under hash
+allocation the answer is sent without waiting, and the write skips reading back
 (:meth:`~splitlab.storage.AssignmentRepository.add_many`): the unit's variant is the one its hash
-gives until the weights change, and any write still queued in this worker is made before the
-change is applied (:meth:`AssignmentRecorder.flush`). A worker killed in between loses the
-records of the units it enrolled in the last ``interval``: they keep their hashed variant, but a
-later weight change may move them.
+gives under the current weights, on every worker, and any write still queued in this worker is
+made before a change of the experiment through this worker is applied
+(:meth:`AssignmentRecorder.flush`). After a weight change too: a unit enrolled earlier is read
+and keeps its stored variant, a new one is answered from its hash (see
+:mod:`~splitlab.service.hot_path.assigner`). A worker killed in between loses the records of the
+units it enrolled in the last ``interval``: they keep their hashed variant, but a later weight
+change may move them. So may a change made through another worker within ``interval`` of their
+enrolment here (their write had not landed when they were next read).
 """
 
 from __future__ import annotations

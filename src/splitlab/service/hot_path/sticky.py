@@ -4,10 +4,16 @@ A stored assignment never changes within a bucket version (the first one recorde
 worker may remember every one it has seen for as long as it likes. That a unit has *no* stored
 assignment is only remembered in Redis, which every worker updates (see
 :mod:`splitlab.service.caches.shared`); without Redis such units are read from the store.
+
+Reads are batched: the lookups that miss memory while a read is under way wait for the next one,
+which reads all of their units at once, one query per experiment (the recorder's group commit,
+for reads). Under load a read then serves many requests, instead of each request holding a
+worker thread and a database connection for a round trip of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +30,8 @@ __all__ = ["StickyAssignments"]
 _log = logging.getLogger("splitlab.service")
 
 _Unit = tuple[str, int, str]  # (experiment, bucket version, unit id)
+_Group = tuple[str, int]  # (experiment, bucket version)
+_Waiter = tuple[_Group, list[str], asyncio.Future[dict[str, str]]]
 
 REDIS_BACKOFF_SECONDS = 5
 """After a failed Redis read, lookups go straight to the store for this long."""
@@ -40,6 +48,8 @@ class StickyAssignments:
         self._shared = shared
         self._memory: Recent[_Unit, str] = Recent(size=max_units)
         self._redis_skipped_until = 0.0  # after a failed Redis read, until this (monotonic) time
+        self._waiting: list[_Waiter] = []  # lookups for the next read
+        self._reader: asyncio.Task[None] | None = None  # the task that reads, while lookups wait
 
     def known(self, experiment_key: str, bucket_version: int, unit_id: str) -> str | None:
         """The unit's stored variant if this worker has seen it, else None."""
@@ -57,7 +67,11 @@ class StickyAssignments:
             self._redis("write", self._shared.sticky_put, experiment_key, bucket_version, variants)
 
     async def lookup(self, experiment_key: str, bucket_version: int, unit_ids: Sequence[str]) -> dict[str, str]:
-        """The stored variant of each unit that has one: from memory, else (in a worker thread) Redis and the store."""
+        """The stored variant of each unit that has one: from memory, else from the next batched read.
+
+        Raises:
+            OperationalError: The store is unreachable (a failed read fails every lookup that waited for it).
+        """
         found: dict[str, str] = {}
         missing = []
         for unit_id in unit_ids:
@@ -66,9 +80,42 @@ class StickyAssignments:
                 missing.append(unit_id)
             else:
                 found[unit_id] = variant
-        if missing:  # Redis and the store block: never on the event loop
-            found.update(await run_in_threadpool(self._look_up_missing, experiment_key, bucket_version, missing))
+        if missing:
+            future: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+            self._waiting.append(((experiment_key, bucket_version), missing, future))
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read_waiting())
+            found.update(await future)
         return found
+
+    async def _read_waiting(self) -> None:
+        """Read what the waiting lookups miss, all at once in a worker thread, until none waits."""
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            groups: dict[_Group, list[str]] = {}
+            for group, unit_ids, _ in batch:
+                groups.setdefault(group, []).extend(unit_ids)
+            try:  # Redis and the store block: never on the event loop
+                found = await run_in_threadpool(self._look_up_groups, groups)
+            except Exception as exc:
+                for _, _, future in batch:
+                    if not future.done():  # a request that stopped waiting cancelled its future
+                        future.set_exception(exc)
+                continue
+            except BaseException:  # this task is cancelled: the loop is closing
+                for _, _, future in batch:
+                    future.cancel()
+                raise
+            for group, unit_ids, future in batch:
+                if not future.done():
+                    stored = found[group]
+                    future.set_result({unit: stored[unit] for unit in unit_ids if unit in stored})
+
+    def _look_up_groups(self, groups: Mapping[_Group, list[str]]) -> dict[_Group, dict[str, str]]:
+        return {
+            (key, version): self._look_up_missing(key, version, list(dict.fromkeys(unit_ids)))
+            for (key, version), unit_ids in groups.items()
+        }
 
     def _look_up_missing(self, experiment_key: str, bucket_version: int, missing: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
