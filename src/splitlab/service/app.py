@@ -22,7 +22,14 @@ from starlette.routing import Match
 
 from splitlab import __version__
 from splitlab.operations.errors import ConflictError, InvalidInputError
-from splitlab.service.errors import STORE_UNAVAILABLE, UnavailableError, validation_problems
+from splitlab.service.errors import (
+    STORE_UNAVAILABLE,
+    UnavailableError,
+    error_response,
+    is_json,
+    unsupported_media_type,
+    validation_problems,
+)
 from splitlab.service.middleware import RequestGuard
 from splitlab.service.routes import (
     API_PREFIX,
@@ -45,10 +52,16 @@ __all__ = ["API_PREFIX", "app_from_env", "create_app"]
 _EVENTS_PATH = f"{API_PREFIX}/events"
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """A request FastAPI could not validate: 422 naming every field, or 415 for a body that is not JSON."""
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
-    detail = validation_problems(exc.errors())
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    errors = exc.errors()
+    content_type = request.headers.get("content-type")
+    # FastAPI hands a body that is not JSON to the model as it is, which fails as a body of the wrong type.
+    if content_type is not None and not is_json(content_type) and any(e["loc"][:1] == ("body",) for e in errors):
+        return await _http_error(request, unsupported_media_type(content_type))
+    detail = validation_problems(errors, document=exc.body)
+    return error_response(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 
 def _allowed_methods(request: Request) -> str | None:
@@ -73,42 +86,40 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     # GET and PUT of one path are two routes, and Starlette's Allow names the first one's methods only.
     if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED and (allowed := _allowed_methods(request)):
         headers = {**(headers or {}), "Allow": allowed}
-    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
+    return error_response(exc.status_code, detail, headers=headers)
 
 
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     """The database cannot be reached, gave up on a lock, or no pooled connection came free: 503, not a 500."""
     assert isinstance(exc, STORE_UNAVAILABLE)  # noqa: S101 - registered for these types only
     cause = type(exc.orig).__name__ if isinstance(exc, OperationalError) else "no free connection in the pool"
-    body = {"detail": [{"field": "database", "message": f"the store is unavailable: {cause}"}]}
-    return JSONResponse(body, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
+    problems = [{"field": "database", "message": f"the store is unavailable: {cause}"}]
+    return error_response(status.HTTP_503_SERVICE_UNAVAILABLE, problems, headers={"Retry-After": "1"})
 
 
 async def _invalid_input(_request: Request, exc: Exception) -> JSONResponse:
     """An operation refused its input: 422 with every problem, each naming its field."""
     assert isinstance(exc, InvalidInputError)  # noqa: S101 - registered for this type only
     detail = [{"field": field, "message": message} for field, message in exc.problems]
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return error_response(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 
 async def _conflict(_request: Request, exc: Exception) -> JSONResponse:
     """An operation's refusal by the experiment's state (a lifecycle move, a protected change): 409."""
     assert isinstance(exc, ConflictError)  # noqa: S101 - registered for this type only
-    return JSONResponse(
-        {"detail": [{"field": exc.field, "message": exc.message}]}, status_code=status.HTTP_409_CONFLICT
-    )
+    return error_response(status.HTTP_409_CONFLICT, [{"field": exc.field, "message": exc.message}])
 
 
 async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
     """No such experiment: 404 naming the key (routes whose field is another name catch it themselves)."""
-    return JSONResponse({"detail": [{"field": "key", "message": str(exc)}]}, status_code=status.HTTP_404_NOT_FOUND)
+    return error_response(status.HTTP_404_NOT_FOUND, [{"field": "key", "message": str(exc)}])
 
 
 async def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
     """The service cannot do it now (a write timed out, the service is stopping): 503, so clients retry."""
     assert isinstance(exc, UnavailableError)  # noqa: S101 - registered for this type only
-    body = {"detail": [{"field": exc.field, "message": exc.message}]}
-    return JSONResponse(body, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
+    problems = [{"field": exc.field, "message": exc.message}]
+    return error_response(status.HTTP_503_SERVICE_UNAVAILABLE, problems, headers={"Retry-After": "1"})
 
 
 class _App(FastAPI):

@@ -4,22 +4,39 @@ Strings are checked for what the databases refuse (NUL characters, lone surrogat
 for non-finite numbers and excessive nesting (events' properties as the store encodes them, see
 ``splitlab.service.routes.ingest``), and times must carry a time zone, so that every input a
 database would choke on is a 422 naming the field instead of a 500.
+
+A unit's ``attributes`` (on ``/assign``, ``/assign/batch`` and exposures) are flat: at most
+:data:`MAX_ATTRIBUTES` keys, each value a string, number, boolean or null, the whole object at most
+:data:`MAX_ATTRIBUTES_BYTES` once encoded. An event's ``properties`` may nest (as deep as the store
+takes, ``MAX_JSON_DEPTH``) within the same count of keys and bytes.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    WithJsonSchema,
+)
 
-from splitlab.storage.json_values import json_problems, storable
+from splitlab.storage.json_values import json_problems, storable_text
 from splitlab.storage.records import MAX_VALUE
 
 if TYPE_CHECKING:
     from splitlab.storage import ExperimentRecord
 
 __all__ = [
+    "MAX_ATTRIBUTES",
+    "MAX_ATTRIBUTES_BYTES",
     "NO_NUL",
     "PYTHON_WHITESPACE",
     "TEXT",
@@ -38,6 +55,7 @@ __all__ = [
     "ExperimentPublic",
     "ExposureBatch",
     "ExposureCreate",
+    "FieldError",
     "IngestPublic",
     "ProblemPublic",
     "ResultsPublic",
@@ -47,6 +65,8 @@ __all__ = [
     "StatusPublic",
     "UnitCreate",
     "body_schema",
+    "encoded_size",
+    "printable",
 ]
 
 
@@ -65,10 +85,72 @@ TEXT = "^[^\\x00]*[^\\x00" + "".join(f"\\u{ord(c):04x}" for c in PYTHON_WHITESPA
 """The pattern of an id or a name: no NUL, and not blank (at least one character besides whitespace)."""
 
 
-def _check_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    if value is not None and not storable(value) and (problems := json_problems(value, "")):
-        field, message = problems[0]
-        raise ValueError(f"{field}: {message}")
+MAX_ATTRIBUTES = 100
+"""Most keys in a unit's ``attributes`` (``/assign``, ``/assign/batch``, exposures) or an event's ``properties``."""
+
+MAX_ATTRIBUTES_BYTES = 8 * 1024
+"""Largest ``attributes`` or ``properties`` object, in bytes of the JSON the store keeps (compact, UTF-8)."""
+
+_SCALAR = str | int | float | None  # bool is an int
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+"""The store's encoding of a JSON column (``storable_text`` reads its output)."""
+
+
+class FieldError(ValueError):
+    """A validator's refusal of a part of the value it checks: what is wrong with ``field`` (a dotted path in it).
+
+    :func:`splitlab.service.errors.validation_problems` names it under the validated field
+    (``attributes`` + ``country``: ``attributes.country``); an empty ``field`` is the value itself.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        # Printable: pydantic-core hands the message to Rust, where a lone surrogate raises instead.
+        self.field, self.message = printable(field), printable(message)
+        super().__init__(f"{self.field}: {self.message}" if field else self.message)
+
+
+def printable(text: str) -> str:
+    r"""``text`` as valid Unicode: each character UTF-8 cannot encode (a lone surrogate) written as its escape.
+
+    Field names and messages echo what the client sent, and a JSON string may carry a lone
+    surrogate (``"\ud800"``) that no UTF-8 encoder takes: the answer would fail to encode.
+
+    >>> printable("country")
+    'country'
+    >>> printable("a\ud800b")
+    'a\\ud800b'
+    """
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def encoded_size(text: str) -> int:
+    """The bytes of ``text`` in UTF-8 (its length when ASCII, without encoding it)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _json_type(value: object) -> str:
+    return "an object" if isinstance(value, dict) else "an array" if isinstance(value, list) else type(value).__name__
+
+
+def _check_attributes(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Flat attributes the store and the targeting take (see the module docstring), or the first problem."""
+    if value is None:
+        return None
+    for key, item in value.items():
+        if not isinstance(item, _SCALAR):
+            raise FieldError(key, f"is {_json_type(item)}: attribute values are strings, numbers, booleans or null")
+    try:
+        text = _ENCODE(value)
+    except ValueError:  # a non-finite number, or an integer of more digits than Python prints
+        problems = json_problems(value, "")
+        raise FieldError(*problems[0]) if problems else FieldError("", "cannot be encoded as JSON") from None
+    # A no of the quick test may be brackets inside strings: json_problems decides.
+    if not storable_text(text) and (problems := json_problems(value, "")):
+        raise FieldError(*problems[0])
+    if (size := encoded_size(text)) > MAX_ATTRIBUTES_BYTES:
+        raise FieldError("", f"is {size} bytes once encoded as JSON, at most {MAX_ATTRIBUTES_BYTES}")
     return value
 
 
@@ -83,7 +165,17 @@ def _utc(value: datetime) -> datetime:
 Key = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 # Checked in pydantic-core alone: a Python validator per field is a call out of the parser per value.
 Text = Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=TEXT)]
-JsonObject = Annotated[dict[str, Any] | None, AfterValidator(_check_json)]
+Attributes = Annotated[
+    Annotated[
+        dict[str, Annotated[Any, WithJsonSchema({"type": ["string", "number", "boolean", "null"]})]],
+        Field(max_length=MAX_ATTRIBUTES),
+    ]
+    | None,
+    AfterValidator(_check_attributes),
+]
+"""A unit's attributes: flat, :data:`MAX_ATTRIBUTES` keys (counted in Rust), in :data:`MAX_ATTRIBUTES_BYTES`."""
+Properties = Annotated[dict[str, Any], Field(max_length=MAX_ATTRIBUTES)] | None
+"""An event's properties: at most :data:`MAX_ATTRIBUTES` keys here; bytes and content as the store encodes them."""
 # Strict: without it, pydantic also takes a number of seconds for a time and true/false or a numeric
 # string for a number, none of which the documented schema (an RFC 3339 string, a number) allows.
 Timestamp = Annotated[AwareDatetime, Strict(), AfterValidator(_utc)]
@@ -113,14 +205,14 @@ class AssignRequest(_Body):
 
     experiment: Key
     unit_id: Text
-    attributes: JsonObject = None
+    attributes: Attributes = None
 
 
 class UnitCreate(_Body):
     """One unit of a batch assignment."""
 
     unit_id: Text
-    attributes: JsonObject = None
+    attributes: Attributes = None
 
 
 class AssignBatchRequest(_Body):
@@ -156,7 +248,7 @@ class ExposureCreate(_Body):
     unit_id: Text
     variant: Text
     timestamp: Timestamp
-    attributes: JsonObject = None
+    attributes: Attributes = None
 
 
 class ExposureBatch(_Body):
@@ -173,7 +265,7 @@ class EventCreate(_Body):
     name: Text
     timestamp: AwareTimestamp
     value: EventValue | None = None
-    properties: dict[str, Any] | None = None  # checked as the store encodes it (EventRepository.encode_checked)
+    properties: Properties = None  # the rest checked as the store encodes it (see routes.ingest)
 
 
 class EventBatch(_Body):

@@ -128,6 +128,44 @@ def _index(node: yaml.Node, path: Loc, doc: _Document, seen: set[int], problems:
             _index(item, (*path, i), doc, seen, problems)
 
 
+def _join_surrogates(
+    node: yaml.Node, path: Loc, label: str, seen: set[int], problems: list[str], *, key: bool = False
+) -> None:
+    r"""Make every scalar under ``node`` valid Unicode, or report the ones that cannot be; ``path`` names them.
+
+    A double-quoted YAML scalar may escape UTF-16 surrogates (``"\ud83d\ude00"``), which PyYAML
+    keeps as two code points: a pair is joined into its character, as a JSON parser does, and a
+    lone one is refused, as the JSON path refuses it (no encoder would store it, and pydantic's
+    serialiser would turn it into U+FFFD unannounced).
+    """
+    if id(node) in seen:  # an alias: checked where its anchor is
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.ScalarNode):
+        if node.value.isascii():
+            return
+        try:
+            node.value = node.value.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        except UnicodeDecodeError:
+            where = ".".join(_escaped(str(part)) for part in path) or "document"
+            what = "key" if key else "value"
+            line = node.start_mark.line + 1
+            problems.append(f"{label}:{line}: {where}: {what} must be valid Unicode (no lone surrogates)")
+    elif isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            _join_surrogates(key_node, (*path, name), label, seen, problems, key=True)
+            _join_surrogates(value_node, (*path, name), label, seen, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _join_surrogates(item, (*path, index), label, seen, problems)
+
+
+def _escaped(text: str) -> str:
+    """``text`` with each character UTF-8 cannot encode (a lone surrogate) written as its escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _yaml_problem(label: str, exc: yaml.YAMLError) -> str:
     if not isinstance(exc, yaml.MarkedYAMLError):
         return f"{label}: invalid YAML: {exc}"
@@ -147,6 +185,7 @@ def _parse(text: str, label: str) -> list[_Document]:
             if node is None:
                 break
             doc = _Document(label, None, {(): node.start_mark.line + 1})
+            _join_surrogates(node, (), label, set(), problems)
             # Index before constructing: construction flattens merge keys in place.
             _index(node, (), doc, set(), problems)
             data = loader.construct_document(node)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, func, select, update
@@ -28,10 +28,30 @@ from splitlab.storage.errors import RefusedRowsError
 from splitlab.storage.records import Exposure, ExposureConflict, StoredExposure, WriteResult
 from splitlab.storage.tables import experiment_versions, experiments, exposure_conflicts, exposures
 
-__all__ = ["CLOCK_SKEW", "ExperimentState", "ExposureRepository"]
+__all__ = ["CLOCK_SKEW", "EARLIEST_TIME", "ExperimentState", "ExposureRepository", "time_problem"]
 
 CLOCK_SKEW = timedelta(minutes=5)
 """How far past the store's clock an exposure may be dated (the default of every writer's ``clock_skew``)."""
+
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+"""The earliest time of an exposure the store takes (backfills included), and of an event the service takes.
+
+Earlier times are mistakes (a zero date, a time in seconds read as milliseconds) that would
+stretch an experiment's days running and daily series over centuries.
+"""
+
+
+def time_problem(time: datetime, *, latest: datetime, clock_skew: timedelta) -> tuple[str, str] | None:
+    """``(reason, message)`` for a time outside the store's range, or None.
+
+    The range runs from :data:`EARLIEST_TIME` [``too_early``] to ``latest``, the store's clock
+    plus ``clock_skew`` [``in_future``].
+    """
+    if time < EARLIEST_TIME:
+        return "too_early", f"{time.isoformat()} is before {EARLIEST_TIME:%Y-%m-%dT%H:%M:%SZ}, the earliest time taken"
+    if time > latest:
+        return "in_future", in_future(time, latest, clock_skew)
+    return None
 
 
 class ExposureRepository:
@@ -50,8 +70,8 @@ class ExposureRepository:
     Writes go in key order, so concurrent batches cannot deadlock on PostgreSQL.
 
     The store takes exposures only while their experiment runs, dated from its start (the time it
-    first became running; a pause and a resume do not move it) to now plus a clock-skew allowance
-    (see :func:`check_experiments`).
+    first became running; a pause and a resume do not move it; never before :data:`EARLIEST_TIME`)
+    to now plus a clock-skew allowance (see :func:`check_experiments`).
     """
 
     def __init__(self, tx: Transactions) -> None:
@@ -191,8 +211,10 @@ def check_experiments(
     A row is refused, with the first reason that applies (its code in brackets), when its
     experiment does not exist [``unknown_experiment``], its variant is not declared by a spec that
     lists variants [``undeclared_variant``], the experiment is not running [``not_running``], its
-    time is before the experiment started, that is first became running [``before_start``; not
-    checked with ``backfill``], or its time is later than now plus ``clock_skew`` [``in_future``].
+    time is out of the store's range (:func:`time_problem`: before :data:`EARLIEST_TIME`
+    [``too_early``], or later than now plus ``clock_skew`` [``in_future``]), or its time is before
+    the experiment started, that is first became running [``before_start``; not checked with
+    ``backfill``].
 
     Raises:
         RefusedRowsError: Every refused row, with its index, field and reason.
@@ -223,10 +245,11 @@ def _problem(
         return "variant", undeclared_variant(variant, key, declared), "undeclared_variant"
     if state.status != "running" or state.started_at is None:
         return "experiment", not_running(key, state.status), "not_running"
+    if (out_of_range := time_problem(time, latest=latest, clock_skew=clock_skew)) is not None:
+        reason, message = out_of_range
+        return "timestamp", message, reason
     if not backfill and time < state.started_at:
         return "timestamp", before_start(time, key, state.started_at), "before_start"
-    if time > latest:
-        return "timestamp", in_future(time, latest, clock_skew), "in_future"
     return None
 
 

@@ -15,7 +15,8 @@ from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import AssignBatchRequest, AssignmentBatchPublic, AssignmentPublic, AssignRequest
 from splitlab.storage import NotFoundError
 
-router = APIRouter(prefix=f"{API_PREFIX}/assign", tags=["assignments"])
+# A body without a Content-Type is read as JSON, as on /assign (a LeanRoute); any other type but JSON is a 415.
+router = APIRouter(prefix=f"{API_PREFIX}/assign", tags=["assignments"], strict_content_type=False)
 hot = APIRouter(prefix=f"{API_PREFIX}/assign", tags=["assignments"], route_class=LeanRoute)
 """The lean routes (see :mod:`splitlab.service.hot_path.lean_route`), which the app matches first."""
 

@@ -17,7 +17,7 @@ from pydantic import StringConstraints, ValidationError
 from splitlab.operations import analysis, experiments
 from splitlab.operations.errors import InvalidInputError
 from splitlab.service.deps import AdminKey, RuntimeDep, StoreDep, actor
-from splitlab.service.errors import ERRORS, http_error
+from splitlab.service.errors import ERRORS, http_error, is_json, unsupported_media_type
 from splitlab.service.routes import API_PREFIX
 from splitlab.service.runtime import Runtime
 from splitlab.service.schemas import (
@@ -35,6 +35,8 @@ from splitlab.storage.json_values import json_problems
 router = APIRouter(prefix=f"{API_PREFIX}/experiments", tags=["experiments"], responses=ERRORS)
 
 KeyPath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+"""The media types of a spec sent as YAML (and any ``+yaml`` type); anything else but JSON is a 415."""
 _STATUSES = Literal["draft", "running", "paused", "stopped", "archived"]
 _SPEC_BODY = {
     "requestBody": {
@@ -73,11 +75,20 @@ async def put_experiment(
 ) -> ExperimentApplyPublic:
     """Create the experiment, or update it with the same validation and immutability rules as `splitlab apply`.
 
-    The body is the spec as JSON, or as YAML with ``Content-Type: application/yaml``.
+    The body is the spec as JSON, or as YAML with ``Content-Type: application/yaml`` (or
+    ``text/yaml``, ``application/x-yaml``); any other type is a 415.
     """
-    body = await request.body()
     content_type = request.headers.get("content-type", "application/json")
+    if not (is_json(content_type) or is_yaml(content_type)):
+        raise unsupported_media_type(content_type, "application/json or application/yaml")
+    body = await request.body()
     return await run_in_threadpool(_put, runtime, key, body, content_type, actor(api_key), rerandomize)
+
+
+def is_yaml(content_type: str) -> bool:
+    """Whether a ``Content-Type`` names YAML: one of :data:`YAML_TYPES`, or a ``+yaml`` type."""
+    media = content_type.partition(";")[0].strip().lower()
+    return media in YAML_TYPES or media.endswith("+yaml")
 
 
 def _put(
@@ -114,7 +125,7 @@ def parse_spec(body: bytes, *, content_type: str, key: str) -> ExperimentSpec:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInputError([("body", f"is not UTF-8 text: {exc.reason} at byte {exc.start}")]) from None
-    if "yaml" in content_type.lower():
+    if is_yaml(content_type):
         # load_spec reads a one-line text ending in .yaml as a file path: a newline keeps a request
         # body from ever naming a file on the server.
         try:

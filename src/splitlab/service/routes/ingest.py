@@ -3,6 +3,9 @@
 An exposure also records the unit's assignment in a running experiment (the first one recorded
 wins), so ``/assign`` keeps giving units that SDKs assigned locally their variant after a weight
 change, and their bandit rewards reach the arm they were shown.
+
+Times are taken from :data:`~splitlab.storage.exposures.EARLIEST_TIME` (2000-01-01 UTC) to now plus
+the clock-skew allowance (``clock_skew_seconds``): the store checks exposures, this module events.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, Security, status
@@ -23,9 +26,10 @@ from splitlab.service.hot_path.lean_route import LeanRoute, json_body, json_resp
 from splitlab.service.hot_path.recorder import RECORD_TIMEOUT_SECONDS, write_failures_as_503
 from splitlab.service.routes import API_PREFIX
 from splitlab.service.runtime import Runtime
-from splitlab.service.schemas import EventBatch, ExposureBatch, IngestPublic
+from splitlab.service.schemas import MAX_ATTRIBUTES_BYTES, EventBatch, ExposureBatch, IngestPublic, encoded_size
 from splitlab.storage import Exposure, RefusedRowsError, WriteResult
-from splitlab.storage.events import event_problems
+from splitlab.storage.events import COLUMNS, event_problems
+from splitlab.storage.exposures import EARLIEST_TIME, time_problem
 
 router = APIRouter(prefix=API_PREFIX, tags=["ingestion"], responses=ERRORS, route_class=LeanRoute)
 _any_key = ApiKeyAuth()
@@ -35,6 +39,8 @@ MAX_PROBLEMS = 100
 
 WRITE_TIMEOUT_SECONDS = 60.0
 """How long a request waits for its events' commit before it is answered 503 (the client retries)."""
+
+_PROPERTIES = COLUMNS.index("properties")
 
 
 def _check_size(count: int, field: str, limit: int) -> None:
@@ -147,9 +153,36 @@ def _encode_events(runtime: Runtime, body: bytes) -> list[tuple[Any, ...]]:
     batch = parse_body(EventBatch, body)
     _check_size(len(batch.events), "events", runtime.settings.max_batch_size)
     try:  # the schema checked what an Event checks; the store checks the rest as it encodes
-        return runtime.store.events.encode_checked(batch.events)
+        rows = runtime.store.events.encode_checked(batch.events)
     except ValueError as exc:
         raise InvalidInputError(_event_problems(batch) or [("events", str(exc))]) from None
+    if problems := _out_of_bounds(batch, rows, clock_skew=timedelta(seconds=runtime.settings.clock_skew_seconds)):
+        raise InvalidInputError(problems)
+    return rows
+
+
+def _out_of_bounds(batch: EventBatch, rows: list[tuple[Any, ...]], *, clock_skew: timedelta) -> list[tuple[str, str]]:
+    """What the service refuses of events the store could encode: times out of range, properties over the bytes limit.
+
+    Checked in a few C loops over the batch (min, max, lengths); only a batch that fails them is walked item by item.
+    """
+    latest = datetime.now(UTC) + clock_skew
+    times = [event.timestamp for event in batch.events]
+    texts = [row[_PROPERTIES] or "" for row in rows]
+    # A character is at most 4 bytes in UTF-8: shorter texts are within the limit without encoding them.
+    if not times or (
+        min(times) >= EARLIEST_TIME and max(times) <= latest and max(map(len, texts)) <= MAX_ATTRIBUTES_BYTES // 4
+    ):
+        return []
+    problems: list[tuple[str, str]] = []
+    for index, (time, text) in enumerate(zip(times, texts, strict=True)):
+        if (out_of_range := time_problem(time, latest=latest, clock_skew=clock_skew)) is not None:
+            problems.append((f"events.{index}.timestamp", out_of_range[1]))
+        if len(text) > MAX_ATTRIBUTES_BYTES // 4 and (size := encoded_size(text)) > MAX_ATTRIBUTES_BYTES:
+            problems.append(
+                (f"events.{index}.properties", f"is {size} bytes once encoded as JSON, at most {MAX_ATTRIBUTES_BYTES}")
+            )
+    return problems[:MAX_PROBLEMS]
 
 
 def _event_problems(batch: EventBatch) -> list[tuple[str, str]]:
