@@ -50,6 +50,9 @@ from splitlab.storage import NotFoundError, open_store
 __all__ = ["API_PREFIX", "app_from_env", "create_app"]
 
 _EVENTS_PATH = f"{API_PREFIX}/events"
+_ANALYSIS_PATHS = ("/results", "/status", "/metrics")
+"""The paths (by their endings) whose requests run analyses, Prometheus scrapes included (they read
+the SRM of every running experiment): they get ``analysis_timeout_seconds``."""
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -158,7 +161,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, timeouts=settings.store_timeouts())
         runtime = Runtime(store, settings, telemetry)
         app.state.runtime = runtime
         telemetry.watch_store(runtime)
@@ -194,6 +197,9 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry=telemetry,
         api_prefix=API_PREFIX,
         events_path=_EVENTS_PATH,
+        request_timeout=settings.request_timeout_seconds,
+        long_timeout=settings.analysis_timeout_seconds,
+        long_paths=_ANALYSIS_PATHS,
     )
     # Every route sits on the app's own router, each under its full path, the hottest first: a
     # request is matched against the routes in order, one regex each, where FastAPI resolves a route

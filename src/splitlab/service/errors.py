@@ -56,10 +56,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "The request conflicts with the experiment's state or its history (a move not allowed now, "
         "a protected change, an analysis of an experiment without metrics)."
     ),
+    408: _error("The request body did not arrive within the request deadline; the connection is closed."),
     413: _error("The body or the batch is over the service's limit."),
     415: _error("The body's Content-Type is not JSON (application/json or a +json type; a spec may also be YAML)."),
     422: _error("The input is not valid; every problem is listed with its field."),
-    503: _error("The store is unavailable; retry after the Retry-After seconds."),
+    429: _error("Too many invalid API keys from this client this minute; retry after the Retry-After seconds."),
+    503: _error(
+        "The store is unavailable or did not answer within the request deadline; retry after the Retry-After seconds."
+    ),
 }
 """Documented on every route: the answers a client must expect besides success."""
 
