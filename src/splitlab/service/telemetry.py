@@ -68,7 +68,7 @@ class Telemetry:
         self.exposures_refused = Counter(
             "splitlab_exposures_refused",
             "Exposures refused (their batch was answered 422, nothing written), by reason: unknown_experiment, "
-            "undeclared_variant, not_running, before_start, in_future.",
+            "undeclared_variant, not_running, before_start, too_early, in_future.",
             ["reason"],
             registry=self.registry,
         )
