@@ -47,6 +47,15 @@ from splitlab.storage.experiments import ExperimentRepository
 from splitlab.storage.exposures import ExposureRepository
 from splitlab.storage.keys import API_KEY_ROLES, ApiKey, ApiKeyRepository
 from splitlab.storage.metrics import MetricRepository
+from splitlab.storage.notifications import (
+    MAX_ATTEMPTS,
+    NewNotification,
+    NotificationDelivery,
+    NotificationRepository,
+    OutboxNotification,
+    dedupe_key,
+    retry_delay,
+)
 from splitlab.storage.phases import AllocationPhase
 from splitlab.storage.records import (
     BanditArm,
@@ -64,7 +73,7 @@ from splitlab.storage.records import (
     WriteResult,
 )
 from splitlab.storage.snapshots import SnapshotRepository
-from splitlab.storage.tables import EXPERIMENT_STATUSES
+from splitlab.storage.tables import EXPERIMENT_STATUSES, NOTIFICATION_STATUSES
 
 if TYPE_CHECKING:
     from splitlab.storage.importing import ImportReport, RejectedRow, import_file
@@ -73,6 +82,8 @@ __all__ = [
     "API_KEY_ROLES",
     "DEFAULT_URL",
     "EXPERIMENT_STATUSES",
+    "MAX_ATTEMPTS",
+    "NOTIFICATION_STATUSES",
     "URL_ENV_VAR",
     "AllocationPhase",
     "AlreadyExistsError",
@@ -92,7 +103,11 @@ __all__ = [
     "ExposureRepository",
     "ImportReport",
     "MetricRepository",
+    "NewNotification",
     "NotFoundError",
+    "NotificationDelivery",
+    "NotificationRepository",
+    "OutboxNotification",
     "RefusedRowsError",
     "RejectedRow",
     "Snapshot",
@@ -109,10 +124,12 @@ __all__ = [
     "WriteResult",
     "alembic_config",
     "create_store_engine",
+    "dedupe_key",
     "head_revision",
     "import_file",
     "open_store",
     "resolve_url",
+    "retry_delay",
     "store_failure",
     "upgrade",
 ]

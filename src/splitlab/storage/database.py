@@ -33,6 +33,7 @@ from splitlab.storage.experiments import ExperimentRepository
 from splitlab.storage.exposures import ExposureRepository
 from splitlab.storage.keys import ApiKeyRepository
 from splitlab.storage.metrics import MetricRepository
+from splitlab.storage.notifications import NotificationRepository
 from splitlab.storage.snapshots import SnapshotRepository
 from splitlab.storage.tables import deployment
 
@@ -155,6 +156,7 @@ class Store:
         bandits: Per-arm sufficient statistics with atomic increments (:class:`BanditStateRepository`).
         metrics: Metric definitions by name (:class:`MetricRepository`).
         keys: API keys of the HTTP service (:class:`ApiKeyRepository`).
+        notifications: The notification outbox and its delivery log (:class:`NotificationRepository`).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -168,6 +170,7 @@ class Store:
         self.bandits = BanditStateRepository(tx)
         self.metrics = MetricRepository(tx)
         self.keys = ApiKeyRepository(tx)
+        self.notifications = NotificationRepository(tx)
         self._deployment_id: str | None = None
         # The last error of this engine: it tells this store's failures from another database's
         # in __exit__ (`analyze --source` reads a warehouse inside the store's block). A weak

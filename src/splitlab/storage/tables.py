@@ -36,6 +36,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
     "EXPERIMENT_STATUSES",
+    "NOTIFICATION_STATUSES",
     "UtcDateTime",
     "allocation_phases",
     "analysis_snapshots",
@@ -51,10 +52,15 @@ __all__ = [
     "exposures",
     "metadata",
     "metric_definitions",
+    "notification_deliveries",
+    "notification_outbox",
 ]
 
 EXPERIMENT_STATUSES = ("draft", "running", "paused", "stopped", "archived")
 """The lifecycle states an experiment can be in; which transitions are allowed is the domain's rule."""
+
+NOTIFICATION_STATUSES = ("pending", "delivered", "failed")
+"""The states of a notification in the outbox: waiting to be (re)sent, delivered, or given up."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -260,4 +266,45 @@ api_keys = Table(
     Column("created_by", String, nullable=False),
     Column("revoked_at", UtcDateTime(), nullable=True),
     CheckConstraint("role IN ('admin', 'sdk')", name="role"),
+)
+
+_notification_statuses = ", ".join(f"'{s}'" for s in NOTIFICATION_STATUSES)
+
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("dedupe_key", String, nullable=False),
+    Column("experiment_key", String, nullable=True),
+    Column("kind", String, nullable=False),
+    Column("snapshot_id", BigInteger, nullable=True),
+    Column("target_name", String, nullable=False),
+    Column("target_url", String, nullable=False),
+    Column("format", String, nullable=False),
+    Column("secret_env", String, nullable=True),
+    Column("body", _json(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("status", String, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("last_error", String, nullable=True),
+    Column("delivered_at", UtcDateTime(), nullable=True),
+    UniqueConstraint("dedupe_key"),
+    CheckConstraint(f"status IN ({_notification_statuses})", name="status"),
+    CheckConstraint("format IN ('json', 'slack')", name="format"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "experiment_key", "id"),
+)
+
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("outbox_id", BigInteger, ForeignKey("notification_outbox.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("attempted_at", UtcDateTime(), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", String, nullable=True),
+    Column("duration_ms", Double, nullable=False),
+    Index(None, "outbox_id", "attempt"),
 )
