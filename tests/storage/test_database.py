@@ -41,6 +41,8 @@ TABLES = {
     "analysis_snapshots",
     "bandit_state",
     "metric_definitions",
+    "notification_outbox",
+    "notification_deliveries",
 }
 
 
