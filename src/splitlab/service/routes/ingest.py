@@ -71,8 +71,9 @@ def _record_exposed(runtime: Runtime, batch: ExposureBatch) -> None:
             continue
         version = experiment.bucket_version
         fresh = {u: v for u, v in variants.items() if not runtime.recorder.seen(key, version, u)}
-        # Where the stored variant matters now (bandit rewards, random allocation), wait for the write.
-        future = runtime.recorder.submit(key, experiment.bucket_version, fresh, wait=experiment.sticky_reads)
+        # Where no hash reproduces the variant (bandit rewards, random allocation), wait for the write;
+        # under hash and attributes allocation the write goes with the next batch, as for /assign.
+        future = runtime.recorder.submit(key, experiment.bucket_version, fresh, wait=not experiment.reproducible)
         if future is not None:
             waiting.append(future)
     for future in waiting:
