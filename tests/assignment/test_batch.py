@@ -91,6 +91,15 @@ PLANS = {
         forced={IDS[0]: "c", IDS[1]: "a", "not-in-batch": "b"},
     ),
     "inactive": replace(BASE, active=False, forced={IDS[2]: "b"}),
+    "rolled-out": replace(
+        BASE,
+        coverage=0.7,
+        targeting=Targeting(include=(Condition("country", "in", ["US", "CA"]),)),
+        holdout=Holdout("holdout-2025", 0.1),
+        active=False,
+        forced={IDS[0]: "c"},
+        rolled_out="b",
+    ),
     "by-store": replace(BASE, allocation="attributes", hash_attributes=("store", "country")),
     "bandit": replace(BASE, allocation="bandit", coverage=0.5),
 }
@@ -122,11 +131,14 @@ def test_assign_batch_equals_assign_on_100k_ids(name: str, version: str) -> None
         a = assign(plan, unit, row, sticky=STICKY.get(unit), weights=weights)
         assert REASONS[batch.reason[j]] == a.reason, unit
         assert batch.variation_index[j] == (-1 if a.variation_index is None else a.variation_index)
+        assert batch.enrolled[j] == a.enrolled
         assert np.isnan(batch.bucket[j]) if a.bucket is None else batch.bucket[j] == a.bucket
     reasons = batch.reason_counts()
     assert sum(reasons.values()) == n
     if name == "full":
         assert all(reasons[r] > 0 for r in ("forced", "sticky", "not_targeted", "namespace", "holdout", "coverage"))
+    if name == "rolled-out":
+        assert reasons == {**dict.fromkeys(REASONS, 0), "forced": 1, "rolled_out": n - 1}
 
 
 def test_attributes_may_come_as_rows_columns_or_a_dataframe() -> None:
@@ -149,6 +161,13 @@ def test_batch_result_helpers() -> None:
     assert result.counts() == {k: variants.count(k) for k in ("a", "b", "c")}
     assert int(result.enrolled.sum()) == sum(result.counts().values())
     assert result.variant_keys == ("a", "b", "c")
+
+
+def test_units_served_a_rolled_out_variant_get_it_without_being_enrolled() -> None:
+    result = assign_batch(PLANS["rolled-out"], IDS[:2000], ROWS[:2000], sticky=STICKY)
+    assert result.variants() == ["c"] + ["b"] * 1999  # the first is forced
+    assert result.enrolled.tolist() == [True] + [False] * 1999
+    assert result.counts() == {"a": 0, "b": 0, "c": 1}
 
 
 def test_batch_input_errors() -> None:

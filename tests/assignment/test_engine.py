@@ -75,8 +75,11 @@ def test_assign_is_a_pure_function() -> None:
 # --- order of checks ----------------------------------------------------------------------------
 
 
-def test_reasons_are_listed_in_check_order() -> None:
-    assert REASONS == ("forced", "inactive", "sticky", "not_targeted", "namespace", "holdout", "coverage", "enrolled")
+def test_reason_codes_keep_their_numbers_and_new_reasons_come_last() -> None:
+    # a reason's position is its code in batch results: the first eight are in check order, and
+    # rolled_out (checked second) was appended so that no earlier code moved
+    assert REASONS[:4] == ("forced", "inactive", "sticky", "not_targeted")
+    assert REASONS[4:] == ("namespace", "holdout", "coverage", "enrolled", "rolled_out")
 
 
 def test_each_check_wins_over_the_ones_after_it() -> None:
@@ -90,6 +93,9 @@ def test_each_check_wins_over_the_ones_after_it() -> None:
         "forced": {"qa-1": "ml"},
     }
     unit = "user-7"
+    p = plan(**no_one, rolled_out="pop")
+    assert assign(p, "qa-1").reason == "forced"
+    assert assign(p, unit, sticky="ml").reason == "rolled_out"
     p = plan(**no_one)
     assert assign(p, "qa-1").reason == "forced"
     assert assign(p, unit, sticky="pop").reason == "inactive"
@@ -112,6 +118,35 @@ def test_forced_units_get_their_variant_whatever_else_holds() -> None:
     assert (a.variant, a.variation_index, a.enrolled, a.reason, a.payload) == ("ml", 2, True, "forced", None)
     assert assign(p, "qa-control").variant == "control"
     assert assign(p, "someone-else").reason == "inactive"
+
+
+def test_a_rolled_out_experiment_serves_its_variant_to_every_unit_but_forced_ones() -> None:
+    no_one = {
+        "coverage": 0.0,
+        "holdout": Holdout("global-holdout", 1.0),
+        "namespace": Namespace("layer", 0.0, 1e-9),
+        "targeting": Targeting(include=(Condition("country", "eq", "US"),)),
+        "forced": {"qa-1": "ml"},
+    }
+    for active in (False, True):
+        p = plan(**no_one, active=active, rolled_out="pop")
+        for unit, attributes, sticky in [
+            ("user-1", {"country": "US"}, None),
+            ("user-2", {"country": "FR"}, "control"),  # untargeted, and sticky elsewhere
+            ("user-3", None, "retired"),
+            ("", None, None),  # nothing to hash
+        ]:
+            a = assign(p, unit, attributes, sticky=sticky)
+            assert (a.variant, a.variation_index, a.payload) == ("pop", 1, {"algo": "v2"})
+            assert (a.enrolled, a.reason) == (False, "rolled_out")
+            assert a.bucket == (unit_hash(unit, "rec-algo") if unit else None)
+        forced = assign(p, "qa-1")
+        assert (forced.variant, forced.enrolled, forced.reason) == ("ml", True, "forced")
+
+
+def test_a_rolled_out_variant_must_be_a_variant() -> None:
+    with pytest.raises(ValueError, match=r"rolled_out == 'gone', must be one of the variant keys"):
+        compile_plan(plan(rolled_out="gone"))
 
 
 def test_an_inactive_experiment_enrols_nobody() -> None:

@@ -76,6 +76,36 @@ def test_paused_experiment_is_inactive(service: FakeService) -> None:
     assert service.received("exposures") == []
 
 
+def test_a_rolled_out_experiment_serves_its_variant_to_everyone_and_logs_no_exposure(service: FakeService) -> None:
+    rolled_out = [
+        {**_entry(raw, status="rolled_out"), "rolled_out_variant": raw["variants"][-1]["key"]} for raw in SPECS
+    ]
+    service.set_experiments(rolled_out, "v1")
+    with _client(service, flush_interval=60.0) as client:
+        for raw in SPECS:
+            winner = raw["variants"][-1]
+            for i in range(200):
+                served = client.assign(raw["key"], f"user-{i}", {"country": ("DE", "US")[i % 2]})
+                assert (served.variant, served.payload) == (winner["key"], winner.get("payload")), raw["key"]
+                assert (served.enrolled, served.reason) == (False, "rolled_out")
+        assert client.flush(WAIT)
+    assert service.received("exposures") == []
+
+
+def test_a_rolled_out_entry_without_its_variant_is_left_out_and_reported(service: FakeService) -> None:
+    service.set_experiments([_entry(SPECS[0], status="rolled_out")], "v1")
+    errors = Errors()
+    with _client(service, errors) as client:
+        assert client.assign("checkout", "user-1").reason == FALLBACK
+    assert errors == [
+        (
+            "config",
+            0,
+            "experiment 'checkout' left out: rolled_out_variant == None, a rolled-out experiment names its variant",
+        )
+    ]
+
+
 def test_etag_refresh_costs_a_304_and_new_versions_are_picked_up(service: FakeService) -> None:
     service.set_experiments([_entry(SPECS[0])], "v1")
     with _client(service) as client:

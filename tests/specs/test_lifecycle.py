@@ -1,4 +1,4 @@
-"""Every (status, action) pair: the seven allowed moves and the eighteen refused ones."""
+"""Every (status, action) pair: the eleven allowed moves and the twenty-five refused ones."""
 
 from __future__ import annotations
 
@@ -13,17 +13,21 @@ ALLOWED = {
     ("draft", "archive"): "archived",
     ("running", "pause"): "paused",
     ("running", "stop"): "stopped",
+    ("running", "roll_out"): "rolled_out",
     ("paused", "resume"): "running",
     ("paused", "stop"): "stopped",
+    ("paused", "roll_out"): "rolled_out",
     ("stopped", "archive"): "archived",
+    ("rolled_out", "stop"): "stopped",
+    ("rolled_out", "archive"): "archived",
 }
 PAIRS = list(itertools.product([s.value for s in Status], [a.value for a in Action]))
 REFUSED = [pair for pair in PAIRS if pair not in ALLOWED]
 
 
 def test_table_is_complete() -> None:
-    assert len(PAIRS) == 25
-    assert len(REFUSED) == 18
+    assert len(PAIRS) == 36
+    assert len(REFUSED) == 25
     assert {(s.value, a.value): n.value for (s, a), n in TRANSITIONS.items()} == ALLOWED
 
 
@@ -42,7 +46,7 @@ def test_refused_transitions_name_status_and_action(status: str, action: str) ->
 
 def test_refusal_lists_what_is_allowed() -> None:
     with pytest.raises(
-        ValueError, match=r"cannot start an experiment that is paused \(allowed from paused: resume, stop\)"
+        ValueError, match=r"cannot start an experiment that is paused \(allowed from paused: resume, stop, roll_out\)"
     ):
         transition(Status.PAUSED, Action.START)
     with pytest.raises(
@@ -53,14 +57,19 @@ def test_refusal_lists_what_is_allowed() -> None:
 
 def test_allowed_actions() -> None:
     assert allowed_actions("draft") == (Action.START, Action.ARCHIVE)
-    assert allowed_actions(Status.RUNNING) == (Action.PAUSE, Action.STOP)
+    assert allowed_actions(Status.RUNNING) == (Action.PAUSE, Action.STOP, Action.ROLL_OUT)
+    assert allowed_actions("rolled_out") == (Action.STOP, Action.ARCHIVE)
     assert allowed_actions("archived") == ()
 
 
 def test_unknown_status_or_action() -> None:
-    with pytest.raises(ValueError, match=r"status == 'live', must be one of draft, running, paused, stopped, archived"):
+    with pytest.raises(
+        ValueError, match=r"status == 'live', must be one of draft, running, paused, stopped, archived, rolled_out"
+    ):
         transition("live", "stop")
-    with pytest.raises(ValueError, match=r"action == 'restart', must be one of start, pause, resume, stop, archive"):
+    with pytest.raises(
+        ValueError, match=r"action == 'restart', must be one of start, pause, resume, stop, archive, roll_out"
+    ):
         transition("running", "restart")
     with pytest.raises(ValueError, match=r"status == 'live'"):
         has_run("live")
@@ -68,16 +77,23 @@ def test_unknown_status_or_action() -> None:
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [("draft", False), ("running", True), ("paused", True), ("stopped", True), ("archived", True)],
+    [
+        ("draft", False),
+        ("running", True),
+        ("paused", True),
+        ("stopped", True),
+        ("archived", True),
+        ("rolled_out", True),
+    ],
 )
 def test_has_run(status: str, expected: bool) -> None:
     assert has_run(status) is expected
     assert has_run(Status(status)) is expected
 
 
-def test_no_path_leads_back_from_stopped_or_archived() -> None:
-    reachable = {Status.STOPPED}
-    frontier = [Status.STOPPED]
+def _reachable(start: Status) -> set[Status]:
+    reachable = {start}
+    frontier = [start]
     while frontier:
         current = frontier.pop()
         for action in allowed_actions(current):
@@ -85,7 +101,15 @@ def test_no_path_leads_back_from_stopped_or_archived() -> None:
             if new not in reachable:
                 reachable.add(new)
                 frontier.append(new)
-    assert reachable == {Status.STOPPED, Status.ARCHIVED}
+    return reachable
+
+
+def test_no_path_leads_back_from_stopped_or_archived() -> None:
+    assert _reachable(Status.STOPPED) == {Status.STOPPED, Status.ARCHIVED}
+
+
+def test_a_rolled_out_experiment_never_enrols_again() -> None:
+    assert _reachable(Status.ROLLED_OUT) == {Status.ROLLED_OUT, Status.STOPPED, Status.ARCHIVED}
 
 
 def test_apply_action_resumes_a_paused_experiment_on_start() -> None:

@@ -226,8 +226,8 @@ def test_the_migration_replays_the_phases_of_experiments_that_ran_before(store: 
         return SPEC | {"variants": [{"key": "control", "weight": control}, {"key": "cheaper", "weight": 1 - control}]}
 
     bandit = SPEC | {"allocation": {"method": "bandit"}}
-    with store.engine.begin() as conn:
-        command.downgrade(alembic_config(conn), "0004")
+    # Written without phase weights (the repository writes today's schema, so the rows go in at head),
+    # then the schema goes back to before phases were recorded, and up again.
     store.experiments.create(key="pricing", spec=spec(0.5), actor="ana")
     store.experiments.update(key="pricing", spec=spec(0.2), diff=[], actor="ana")  # a draft: no phase yet
     started = store.experiments.set_status(key="pricing", status="running", actor="ana")
@@ -236,6 +236,9 @@ def test_the_migration_replays_the_phases_of_experiments_that_ran_before(store: 
     store.experiments.set_status(key="pricing", status="running", actor="ana")
     store.experiments.create(key="draft", spec=spec(0.5), actor="ana")
     store.experiments.create(key="bandit", spec=bandit, actor="ana", status="running")
+    assert store.experiments.phases(key="pricing") == []
+    with store.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0004")
     with store.engine.begin() as conn:
         command.upgrade(alembic_config(conn), "head")
     phases = store.experiments.phases(key="pricing")

@@ -40,7 +40,8 @@ class BatchAssignment:
     """Assignments of ``n`` units, as arrays aligned with the input order.
 
     Attributes:
-        variation_index: int64, the variant's position in ``plan.variants``, -1 when not enrolled.
+        variation_index: int64, the variant's position in ``plan.variants``, -1 when the unit gets no
+            variant (a unit served a rolled-out variant gets one without being enrolled).
         bucket: float64, each unit's hash in [0, 1) (NaN when there was nothing to hash).
         reason: int8 codes into :data:`~splitlab.assignment.engine.REASONS`.
         variant_keys: the plan's variant keys, in order.
@@ -57,17 +58,19 @@ class BatchAssignment:
 
     @property
     def enrolled(self) -> npt.NDArray[np.bool_]:
-        """Whether each unit is in a variant."""
-        return self.variation_index >= 0
+        """Whether each unit is in a variant (served a rolled-out variant is not being in one)."""
+        served: npt.NDArray[np.bool_] = self.variation_index >= 0
+        not_rolled_out: npt.NDArray[np.bool_] = self.reason != _CODE["rolled_out"]
+        return served & not_rolled_out
 
     def variants(self) -> list[str | None]:
-        """Variant key per unit (None when not enrolled)."""
+        """Variant key per unit (None when it gets none)."""
         keys: tuple[str | None, ...] = (*self.variant_keys, None)  # index -1 picks None
         return [keys[i] for i in self.variation_index.tolist()]
 
     def counts(self) -> dict[str, int]:
         """Units per variant key (enrolled units only)."""
-        tally = np.bincount(self.variation_index[self.variation_index >= 0], minlength=len(self.variant_keys))
+        tally = np.bincount(self.variation_index[self.enrolled], minlength=len(self.variant_keys))
         return {key: int(c) for key, c in zip(self.variant_keys, tally, strict=True)}
 
     def reason_counts(self) -> dict[str, int]:
@@ -329,7 +332,9 @@ def assign_batch(
         if recorded:
             sticky_index = _variant_indices(recorded, ids)
             reason[sticky_index >= 0] = _CODE["sticky"]
-    if not c.active:
+    if c.rolled_out is not None:
+        reason[:] = _CODE["rolled_out"]
+    elif not c.active:
         reason[:] = _CODE["inactive"]
     forced_index = None
     if c.forced:
@@ -339,6 +344,8 @@ def assign_batch(
     variation = np.where(reason == _CODE["enrolled"], index, -1).astype(np.int64)
     if sticky_index is not None:
         variation = np.where(reason == _CODE["sticky"], sticky_index, variation)
+    if c.rolled_out is not None:
+        variation[reason == _CODE["rolled_out"]] = c.rolled_out
     if forced_index is not None:
         variation = np.where(reason == _CODE["forced"], forced_index, variation)
     return BatchAssignment(variation_index=variation, bucket=bucket, reason=reason, variant_keys=c.keys)

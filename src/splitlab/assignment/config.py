@@ -77,6 +77,10 @@ class ExperimentPlan:
         targeting, namespace, holdout: eligibility rules.
         forced: unit id -> variant key, for QA (bypasses everything but the variant's existence).
         active: whether the experiment enrols units at all (a stopped or paused one does not).
+        rolled_out: a variant key when the experiment was rolled out: every unit (forced ones
+            excepted) is served that variant and its payload without being enrolled, whatever
+            ``active``, sticky assignments, targeting, namespace, holdout and coverage say; None
+            otherwise.
     """
 
     key: str
@@ -92,6 +96,7 @@ class ExperimentPlan:
     holdout: Holdout | None = None
     forced: Mapping[str, str] = field(default_factory=dict)
     active: bool = True
+    rolled_out: str | None = None
 
     @property
     def weights(self) -> tuple[float, ...]:

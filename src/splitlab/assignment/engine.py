@@ -3,16 +3,19 @@
 Order of checks (the first that applies gives the ``reason``):
 
 1. ``forced`` — the unit id is in ``plan.forced`` (QA): its variant, whatever else holds.
-2. ``inactive`` — ``plan.active`` is false (draft, paused, stopped): nobody is in, sticky units
+2. ``rolled_out`` — ``plan.rolled_out`` names a variant (the experiment was rolled out): every unit
+   gets it and its payload, sticky, untargeted and uncovered units alike, with ``enrolled`` False:
+   the experiment is over and the unit is in no comparison.
+3. ``inactive`` — ``plan.active`` is false (draft, paused, stopped): nobody is in, sticky units
    neither, as GrowthBook does for inactive experiments.
-3. ``sticky`` — the caller passes the variant recorded earlier (``sticky=``) and it is still one of
+4. ``sticky`` — the caller passes the variant recorded earlier (``sticky=``) and it is still one of
    the plan's variant keys: that variant, even after weights, coverage, targeting or namespace changed.
    A key that no longer exists is ignored.
-4. ``not_targeted`` — the unit fails targeting, or has nothing to hash (an empty unit id, or a missing
+5. ``not_targeted`` — the unit fails targeting, or has nothing to hash (an empty unit id, or a missing
    hash attribute under allocation ``"attributes"``; then ``bucket`` is None).
-5. ``namespace`` — the unit's namespace hash falls outside the plan's namespace range.
-6. ``holdout`` — the unit's holdout hash is below the holdout share.
-7. ``coverage`` / ``enrolled`` — variant ``i`` owns ``[cum_i, cum_i + coverage·w_i)`` of [0, 1)
+6. ``namespace`` — the unit's namespace hash falls outside the plan's namespace range.
+7. ``holdout`` — the unit's holdout hash is below the holdout share.
+8. ``coverage`` / ``enrolled`` — variant ``i`` owns ``[cum_i, cum_i + coverage·w_i)`` of [0, 1)
    (:func:`~splitlab.assignment.buckets.bucket_ranges`); a bucket in no range is ``coverage``.
 
 Hashes (``h_v(text, seed)`` is :func:`~splitlab.assignment.hashing.unit_hash` in the plan's version):
@@ -48,8 +51,21 @@ from splitlab.assignment.config import ALLOCATIONS, HASH_VERSIONS, ExperimentPla
 from splitlab.assignment.hashing import HASH_SCALE, fnv1a32, growthbook_hash, js_number_string
 from splitlab.assignment.targeting import CompiledTargeting, _number, compile_targeting
 
-REASONS: Final = ("forced", "inactive", "sticky", "not_targeted", "namespace", "holdout", "coverage", "enrolled")
-"""Every ``Assignment.reason``, in the order the checks run (``enrolled`` last)."""
+REASONS: Final = (
+    "forced",
+    "inactive",
+    "sticky",
+    "not_targeted",
+    "namespace",
+    "holdout",
+    "coverage",
+    "enrolled",
+    "rolled_out",
+)
+"""Every ``Assignment.reason``; a reason's position is its code in batch results, so new reasons are appended.
+
+The checks run in the order of the module docstring (``rolled_out`` second, after ``forced``).
+"""
 
 HASH_ATTRIBUTE_SEPARATOR: Final = "\x1f"
 """Joins the values of several hash attributes (ASCII unit separator, rare in real values)."""
@@ -63,14 +79,15 @@ class Assignment(NamedTuple):
     """The outcome of :func:`assign` (an immutable record; a NamedTuple because it is built per call).
 
     Attributes:
-        variant: the variant key, or None when the unit is not enrolled.
+        variant: the variant key, or None when the unit gets no variant.
         bucket: the unit's hash in [0, 1) (a uniform draw under allocation ``"random"``); None when
             there is nothing to hash.
-        enrolled: whether the unit is in a variant (forced and sticky units included).
+        enrolled: whether the unit is in a variant (forced and sticky units included; units served a
+            rolled-out variant are not).
         reason: one of :data:`REASONS`.
         variation_index: the variant's position in ``plan.variants`` (GrowthBook's variation id), or
-            None when not enrolled.
-        payload: the variant's payload, or None when not enrolled.
+            None when the unit gets no variant.
+        payload: the variant's payload, or None when the unit gets no variant.
     """
 
     variant: str | None
@@ -153,6 +170,7 @@ class CompiledPlan:
         "namespace_prefix",
         "payloads",
         "plan",
+        "rolled_out",
         "seed",
         "seed_state",
         "starts_ends",
@@ -202,6 +220,7 @@ class CompiledPlan:
         self.holdout_share, self.holdout_seed = self._checked_holdout(plan)
         self.holdout_prefix = f"{self.holdout_seed}:1:"
         self.forced = self._checked_forced(plan)
+        self.rolled_out = self._checked_rolled_out(plan)
 
     def _checked_hash_attributes(self, plan: ExperimentPlan) -> tuple[str, ...] | None:
         names = tuple(plan.hash_attributes)
@@ -251,6 +270,13 @@ class CompiledPlan:
                 raise ValueError(f"forced[{unit!r}] == {key!r}, must be one of the variant keys {self.keys}")
             forced[unit] = self.index[key]
         return forced
+
+    def _checked_rolled_out(self, plan: ExperimentPlan) -> int | None:
+        if plan.rolled_out is None:
+            return None
+        if plan.rolled_out not in self.index:
+            raise ValueError(f"rolled_out == {plan.rolled_out!r}, must be one of the variant keys {self.keys}")
+        return self.index[plan.rolled_out]
 
     def ranges(self, weights: Sequence[float] | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Range starts and ends, for the plan's weights or a bandit's current ones (validated, cached)."""
@@ -344,6 +370,9 @@ def _assign(
     if forced and unit_id in forced:
         i = forced[unit_id]
         return _new_assignment(Assignment, (c.keys[i], bucket, True, "forced", i, c.payloads[i]))
+    if c.rolled_out is not None:
+        i = c.rolled_out
+        return _new_assignment(Assignment, (c.keys[i], bucket, False, "rolled_out", i, c.payloads[i]))
     if not c.active:
         return _new_assignment(Assignment, (None, bucket, False, "inactive", None, None))
     if sticky is not None:
@@ -371,8 +400,9 @@ def compile_plan(plan: ExperimentPlan | CompiledPlan) -> CompiledPlan:
 
     Raises:
         ValueError: a field out of bounds, naming it (``"coverage == 1.5, must be in [0, 1]"``), an
-            unknown targeting operator, an invalid regular expression or version, a forced unit
-            pointing to a missing variant, a holdout seed equal to the experiment seed.
+            unknown targeting operator, an invalid regular expression or version, a forced unit or
+            a rolled-out variant pointing to a missing variant, a holdout seed equal to the
+            experiment seed.
     """
     if isinstance(plan, CompiledPlan):
         return plan

@@ -9,7 +9,7 @@ from splitlab.cli.analyze import analyze, status
 from splitlab.cli.analyze_file import analyze_file
 from splitlab.cli.assign import assign
 from splitlab.cli.demo import demo
-from splitlab.cli.experiments import apply, archive, list_experiments, pause, show_experiment, start, stop
+from splitlab.cli.experiments import apply, archive, list_experiments, pause, roll_out, show_experiment, start, stop
 from splitlab.cli.notify import notifications_app, notify_app
 from splitlab.cli.sample_size import sample_size
 from splitlab.cli.serve import app as keys_app
@@ -32,6 +32,7 @@ app.command("start")(start)
 app.command("pause")(pause)
 app.command("stop")(stop)
 app.command("archive")(archive)
+app.command("roll-out")(roll_out)
 app.command("assign")(assign)
 app.command("simulate")(simulate)
 app.command("analyze")(analyze)

@@ -173,12 +173,31 @@ def pause(
 def stop(
     key: KeyArgument, actor: ActorOption = None, reason: ReasonOption = None, database: DatabaseOption = None
 ) -> None:
-    """Stop an experiment for good (it can then only be archived)."""
+    """Stop an experiment for good (it can then only be archived); a rolled-out one stops serving its variant."""
     _lifecycle("stop", key, actor, database, reason)
 
 
 def archive(
     key: KeyArgument, actor: ActorOption = None, reason: ReasonOption = None, database: DatabaseOption = None
 ) -> None:
-    """Archive a draft or stopped experiment."""
+    """Archive a draft, stopped or rolled-out experiment."""
     _lifecycle("archive", key, actor, database, reason)
+
+
+def roll_out(
+    key: KeyArgument,
+    variant: Annotated[str, typer.Option("--variant", help="The variant to serve to every unit (the winner).")],
+    actor: ActorOption = None,
+    reason: ReasonOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Roll a variant out: the experiment stops enrolling and every unit is served that variant from now on."""
+    from splitlab.operations.experiments import roll_out as roll_out_variant
+
+    with user_errors(), _open(database) as store:
+        moved = roll_out_variant(store, key=key, variant=variant, actor=actor_name(actor), reason=reason)
+    record = moved.record
+    typer.echo(
+        f"{key}: {moved.old_status} -> {record.status} (version {record.current_version}), "
+        f"serving {record.rolled_out_variant} to every unit"
+    )

@@ -9,6 +9,8 @@ The rules, written once:
   the current window (:mod:`splitlab.operations.bandits`); a contextual bandit hashes within the
   unit's own weights, from its attributes;
 * an experiment enrols only while it runs (``preview`` evaluates as if it ran, and never records);
+* a rolled-out experiment serves its rolled-out variant to every unit but forced ones, enrolling
+  nobody (``preview`` shows what it served while it ran);
 * a recorded assignment is first-writer-wins: when another process recorded the unit first, its
   variant is the answer.
 
@@ -67,9 +69,9 @@ class UnitAssignment:
 
     Attributes:
         unit_id: The unit.
-        variant: Its variant key, or None when it is not enrolled.
+        variant: Its variant key, or None when it gets none.
         payload: The variant's payload, or None.
-        enrolled: Whether the unit is in a variant.
+        enrolled: Whether the unit is in a variant (one served a rolled-out variant is not).
         bucket: The unit's hash in [0, 1) (a uniform draw under ``random``), or None.
         reason: One of :data:`splitlab.assignment.REASONS` (``enrolled``, ``sticky``, ``inactive`` ...).
         variation_index: The variant's position in the spec (GrowthBook's variation id), or None.
@@ -139,19 +141,24 @@ def evaluate(
         raise ValueError(str(exc)) from exc
     keys, payloads = plan.keys, plan.payloads
     results = []
-    for (unit_id, _), index, bucket, reason in zip(
-        units, batch.variation_index.tolist(), batch.bucket.tolist(), batch.reason.tolist(), strict=True
+    for (unit_id, _), index, enrolled, bucket, reason in zip(
+        units,
+        batch.variation_index.tolist(),
+        batch.enrolled.tolist(),
+        batch.bucket.tolist(),
+        batch.reason.tolist(),
+        strict=True,
     ):
-        enrolled = index >= 0
+        served = index >= 0
         results.append(
             UnitAssignment(
                 unit_id,
-                keys[index] if enrolled else None,
-                payloads[index] if enrolled else None,
+                keys[index] if served else None,
+                payloads[index] if served else None,
                 enrolled,
                 None if math.isnan(bucket) else bucket,
                 REASONS[reason],
-                index if enrolled else None,
+                index if served else None,
             )
         )
     return results
@@ -221,7 +228,8 @@ def assign(
     experiment = get_experiment(store, key)
     spec = ExperimentSpec.model_validate(experiment.spec)
     running = experiment.status == "running"
-    plan = compile_plan(to_plan(spec, active=preview or running))
+    rolled_out = None if preview else experiment.rolled_out_variant
+    plan = compile_plan(to_plan(spec, active=preview or running, rolled_out=rolled_out))
     stored = store.assignments.get(experiment_key=key, unit_id=unit_id)
     sticky = {unit_id: stored.variant} if stored is not None and stored.bucket_version == spec.bucket_version else {}
     weights = None

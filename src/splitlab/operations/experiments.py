@@ -1,4 +1,4 @@
-"""Experiments as code: apply specs (one, or a catalog of files) and move the lifecycle.
+"""Experiments as code: apply specs (one, or a catalog of files) and move the lifecycle (roll a winner out).
 
 Every check against the store lives here: the metrics a spec refers to must be defined (in the
 same catalog or in the store), the namespace range must not overlap another experiment's, and a
@@ -28,12 +28,13 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from splitlab.operations.errors import ConflictError, InvalidInputError
 from splitlab.specs import (
+    Action,
     Catalog,
     Change,
     ExperimentSpec,
@@ -44,6 +45,7 @@ from splitlab.specs import (
     load_catalog,
     metric_references,
     plan_update,
+    transition,
     undefined_metrics,
 )
 from splitlab.storage import (
@@ -55,6 +57,9 @@ from splitlab.storage import (
     VersionConflictError,
 )
 from splitlab.storage.json_values import json_problems
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 __all__ = [
     "ApplyOutcome",
@@ -71,6 +76,7 @@ __all__ = [
     "phase_weights",
     "phases",
     "read_catalog",
+    "roll_out",
 ]
 
 
@@ -247,21 +253,114 @@ def define_metrics(store: Store, definitions: Iterable[MetricDefinition], *, act
     return tuple(body["name"] for body in bodies)
 
 
-def change_status(store: Store, *, key: str, action: str, actor: str, reason: str | None = None) -> StatusChange:
+def change_status(
+    store: Store,
+    *,
+    key: str,
+    action: str,
+    actor: str,
+    reason: str | None = None,
+    then: Callable[[Connection, ExperimentVersion], None] | None = None,
+) -> StatusChange:
     """Apply a lifecycle ``action`` (start, pause, stop, archive); ``start`` on a paused experiment resumes it.
+
+    Stopping a rolled-out experiment switches its variant off: it then serves nobody, as any
+    stopped experiment. Rolling out takes a variant: :func:`roll_out`.
+
+    Args:
+        store: The store.
+        key: The experiment.
+        action: The lifecycle action (:class:`splitlab.specs.Action`).
+        actor: Who moves it.
+        reason: A note for the audit log.
+        then: Run in the status change's transaction after its version is written (see
+            :meth:`splitlab.storage.ExperimentRepository.set_status`): what it writes commits
+            with the move or not at all.
 
     Raises:
         NotFoundError: No experiment ``key``.
+        InvalidInputError: ``action`` is ``roll_out``, which needs a variant.
         ConflictError: The move is not allowed from the current status.
     """
     record = get_experiment(store, key)
+    if action == Action.ROLL_OUT:
+        message = f"action == {action!r} needs the variant to serve to every unit: use roll_out(..., variant=...)"
+        raise InvalidInputError([("action", message)])
     try:
         status = apply_action(record.status, action)
     except ValueError as exc:
         raise ConflictError("status", str(exc)) from None
     spec = ExperimentSpec.model_validate(record.spec)
     weights = phase_weights(spec) if status == "running" else None
-    store.experiments.set_status(key=key, status=str(status), actor=actor, reason=reason, phase_weights=weights)
+    store.experiments.set_status(
+        key=key, status=str(status), actor=actor, reason=reason, phase_weights=weights, then=then
+    )
+    return StatusChange(old_status=record.status, record=get_experiment(store, key))
+
+
+def roll_out(
+    store: Store,
+    *,
+    key: str,
+    variant: str,
+    actor: str,
+    reason: str | None = None,
+    then: Callable[[Connection, ExperimentVersion], None] | None = None,
+) -> StatusChange:
+    """Stop the experiment and serve ``variant`` (and its payload) to every unit from now on.
+
+    A running or paused experiment becomes ``rolled_out`` with ``variant`` recorded, in one version
+    of its audit log (:mod:`splitlab.specs.lifecycle`). Every front end then serves that variant to
+    every unit but forced (QA) ones, sticky or not, targeted or not, without enrolling anyone, so
+    nothing served from then on counts as experiment data. ``stop`` switches it off again.
+
+    Args:
+        store: The store.
+        key: The experiment.
+        variant: The variant to serve, one of the spec's.
+        actor: Who rolls it out.
+        reason: A note for the audit log.
+        then: Run in the status change's transaction after its version is written (see
+            :meth:`splitlab.storage.ExperimentRepository.set_status`): what it writes commits
+            with the rollout or not at all.
+
+    Raises:
+        NotFoundError: No experiment ``key``.
+        InvalidInputError: ``variant`` is not one of the spec's variants.
+        ConflictError: The experiment is neither running nor paused, or it changed while this ran.
+
+    Example:
+        >>> from splitlab.specs import load_spec
+        >>> from splitlab.storage import open_store
+        >>> with open_store("sqlite://") as store:
+        ...     _ = apply_spec(store, load_spec("{key: cta, variants: [{key: a}, {key: b}]}"), actor="ana")
+        ...     _ = change_status(store, key="cta", action="start", actor="ana")
+        ...     moved = roll_out(store, key="cta", variant="b", actor="ana")
+        >>> moved.old_status, moved.record.status, moved.record.rolled_out_variant
+        ('running', 'rolled_out', 'b')
+    """
+    record = get_experiment(store, key)
+    spec = ExperimentSpec.model_validate(record.spec)
+    if variant not in spec.variant_keys:
+        variants = ", ".join(repr(v) for v in spec.variant_keys)
+        message = f"{variant!r} is not a variant of experiment {key!r} (its variants: {variants})"
+        raise InvalidInputError([("variant", message)])
+    try:
+        status = transition(record.status, Action.ROLL_OUT)
+    except ValueError as exc:
+        raise ConflictError("status", str(exc)) from None
+    try:
+        store.experiments.set_status(
+            key=key,
+            status=str(status),
+            actor=actor,
+            reason=reason,
+            rolled_out_variant=variant,
+            expected_version=record.current_version,
+            then=then,
+        )
+    except VersionConflictError as exc:  # moved by someone else since it was read: decide again
+        raise ConflictError("key", str(exc)) from None
     return StatusChange(old_status=record.status, record=get_experiment(store, key))
 
 
@@ -288,6 +387,13 @@ def _plan(store: Store, spec: ExperimentSpec, *, rerandomize: bool) -> _Planned:
         plan = plan_update(current, spec, has_run=ran, rerandomize=rerandomize)
     except ValueError as exc:  # a protected field of an experiment that has run
         raise ConflictError("body", str(exc)) from None
+    served = None if record is None else record.rolled_out_variant
+    if served is not None and served not in plan.spec.variant_keys:
+        message = (
+            f"experiment {spec.key!r} is rolled out: every unit is served {served!r}, which this spec no "
+            "longer has; stop it first"
+        )
+        raise ConflictError("variants", message)
     if record is None:
         outcome = ApplyOutcome(key=spec.key, action="created", version=1, variants=len(spec.variants), record=None)
         return _Planned(outcome, plan, None, ran=False)

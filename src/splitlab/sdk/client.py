@@ -40,7 +40,9 @@ class Client:
     a daemon thread every ``refresh_interval`` seconds with ``If-None-Match``; the last good config
     stays in use while the service is down. Assignment never calls the network. The first assignment
     of each (experiment, unit) that enrols the unit is logged as an exposure (again if the variant
-    changes). Exposures and events wait in a bounded queue that a daemon thread sends in batches.
+    changes); a rolled-out experiment serves its variant to every unit without enrolling anyone,
+    so nothing is logged for it. Exposures and events wait in a bounded queue that a daemon thread
+    sends in batches.
 
     Args:
         url: the service's base URL (``http://host:port``).
@@ -186,7 +188,7 @@ class Client:
             result = plan.assign(unit_id, attributes, sticky=sticky, weights=config.weights.get(experiment_key))
         else:
             result = plan.assign(unit_id, attributes)
-        if result.variant is not None and self._first_exposure(pair, result.variant):
+        if result.enrolled and result.variant is not None and self._first_exposure(pair, result.variant):
             exposure = Exposure(experiment_key, unit_id, result.variant, datetime.now(UTC), dict(attributes or {}))
             self._delivery.put(exposure)
         return result

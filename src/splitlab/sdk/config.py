@@ -1,4 +1,4 @@
-"""The config document an SDK evaluates locally: running experiments' specs, compiled once per version."""
+"""The config document an SDK evaluates locally: running and rolled-out experiments, compiled once per version."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ __all__ = ["ConfigSnapshot", "parse_config"]
 
 @dataclass(frozen=True, slots=True)
 class ConfigSnapshot:
-    """One version of the config: experiment key -> compiled plan (inactive unless status is running),
-    and the current weights of bandit experiments (the service recomputes them every window).
+    """One version of the config: experiment key -> compiled plan (inactive unless status is running;
+    a rolled-out experiment's serves its ``rolled_out_variant`` to every unit), and the current
+    weights of bandit experiments (the service recomputes them every window).
     """  # noqa: D205
 
     version: str
@@ -29,8 +30,9 @@ def parse_config(document: Any) -> tuple[ConfigSnapshot, list[str]]:
     """Validate a config document; experiments that fail validation are left out and described.
 
     Args:
-        document: ``{"version": str, "experiments": [{"key", "status", "spec", "weights"}]}``
-            (``weights``: a bandit experiment's current weights, in variant order).
+        document: ``{"version": str, "experiments": [{"key", "status", "spec", "weights",
+            "rolled_out_variant"}]}`` (``weights``: a bandit experiment's current weights, in variant
+            order; ``rolled_out_variant``: with status ``rolled_out``, the variant served to every unit).
 
     Returns:
         The snapshot and one problem per experiment left out.
@@ -59,7 +61,8 @@ def parse_config(document: Any) -> tuple[ConfigSnapshot, list[str]]:
             continue
         try:
             spec = ExperimentSpec.model_validate(entry.get("spec"))
-            plan = compile_plan(to_plan(spec, active=entry.get("status") == "running"))
+            status = entry.get("status")
+            plan = compile_plan(to_plan(spec, active=status == "running", rolled_out=_rolled_out(entry)))
             current = entry.get("weights")
             if plan.allocation == "bandit" and current is not None:
                 checked = tuple(float(w) for w in current)
@@ -69,3 +72,13 @@ def parse_config(document: Any) -> tuple[ConfigSnapshot, list[str]]:
         except (ValidationError, ValueError, TypeError) as err:
             problems.append(f"{label} left out: {err}")
     return ConfigSnapshot(str(document.get("version", "")), plans, weights), problems
+
+
+def _rolled_out(entry: dict[str, Any]) -> str | None:
+    """The variant a rolled-out experiment's entry serves every unit; None for any other status."""
+    if entry.get("status") != "rolled_out":
+        return None
+    variant = entry.get("rolled_out_variant")
+    if not isinstance(variant, str):
+        raise ValueError(f"rolled_out_variant == {variant!r}, a rolled-out experiment names its variant")  # noqa: TRY004
+    return variant

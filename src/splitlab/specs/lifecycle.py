@@ -1,4 +1,4 @@
-"""The lifecycle of an experiment: draft → running ⇄ paused → stopped → archived.
+"""The lifecycle of an experiment: draft → running ⇄ paused → stopped → archived, or → rolled_out.
 
 The status is kept by the store, not in the spec. Allowed moves:
 
@@ -9,17 +9,29 @@ draft       start       running
 draft       archive     archived
 running     pause       paused
 running     stop        stopped
+running     roll_out    rolled_out
 paused      resume      running
 paused      stop        stopped
+paused      roll_out    rolled_out
 stopped     archive     archived
+rolled_out  stop        stopped
+rolled_out  archive     archived
 ==========  ==========  ==========
 
 Everything else is refused: a stopped experiment is not restarted (start a new experiment, or
 re-randomise, so that the analysis windows do not mix), and an archived one is final.
 
+``rolled_out`` ends the experiment by shipping one variant (the winner, kept by the store with the
+status): every unit is served that variant and its payload, and nobody is enrolled any more. It is
+a feature flag left on: stopping a rolled-out experiment switches it off (back to what stopped
+serves, nothing: the application's default experience), and archiving it puts it away. A rolled-out
+experiment is never resumed: to test again, start a new experiment.
+
 Example:
     >>> transition(Status.DRAFT, "start")
     <Status.RUNNING: 'running'>
+    >>> transition("running", "roll_out")
+    <Status.ROLLED_OUT: 'rolled_out'>
     >>> transition("stopped", "resume")
     Traceback (most recent call last):
     ...
@@ -45,6 +57,7 @@ class Status(StrEnum):
     PAUSED = "paused"
     STOPPED = "stopped"
     ARCHIVED = "archived"
+    ROLLED_OUT = "rolled_out"
 
 
 class Action(StrEnum):
@@ -55,6 +68,7 @@ class Action(StrEnum):
     RESUME = "resume"
     STOP = "stop"
     ARCHIVE = "archive"
+    ROLL_OUT = "roll_out"
 
 
 TRANSITIONS = MappingProxyType(
@@ -63,9 +77,13 @@ TRANSITIONS = MappingProxyType(
         (Status.DRAFT, Action.ARCHIVE): Status.ARCHIVED,
         (Status.RUNNING, Action.PAUSE): Status.PAUSED,
         (Status.RUNNING, Action.STOP): Status.STOPPED,
+        (Status.RUNNING, Action.ROLL_OUT): Status.ROLLED_OUT,
         (Status.PAUSED, Action.RESUME): Status.RUNNING,
         (Status.PAUSED, Action.STOP): Status.STOPPED,
+        (Status.PAUSED, Action.ROLL_OUT): Status.ROLLED_OUT,
         (Status.STOPPED, Action.ARCHIVE): Status.ARCHIVED,
+        (Status.ROLLED_OUT, Action.STOP): Status.STOPPED,
+        (Status.ROLLED_OUT, Action.ARCHIVE): Status.ARCHIVED,
     }
 )
 """``(status, action) -> new status`` for every allowed move."""
@@ -110,7 +128,7 @@ def apply_action(status: Status | str, action: Action | str) -> Status:
 
 
 def has_run(status: Status | str) -> bool:
-    """Whether units may have been assigned: true for running, paused, stopped and archived.
+    """Whether units may have been assigned: true for every status but draft.
 
     Archived counts as run because the status alone cannot tell an archived draft from an archived
     experiment that ran; the store can answer more precisely from its history. Being conservative

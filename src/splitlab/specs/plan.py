@@ -26,7 +26,11 @@ def effective_seed(spec: ExperimentSpec) -> str:
 
 
 def to_plan(
-    spec: ExperimentSpec, *, forced: Mapping[str, str] | None = None, active: bool = True
+    spec: ExperimentSpec,
+    *,
+    forced: Mapping[str, str] | None = None,
+    active: bool = True,
+    rolled_out: str | None = None,
 ) -> config.ExperimentPlan:
     """The :class:`~splitlab.assignment.config.ExperimentPlan` of ``spec``.
 
@@ -34,13 +38,15 @@ def to_plan(
         spec: a validated spec.
         forced: unit id -> variant key for QA (default none); every key must be a variant of ``spec``.
         active: whether the experiment enrols units (False when paused or stopped); default True.
+        rolled_out: the variant served to every unit of a rolled-out experiment (forced units
+            excepted), which must be a variant of ``spec``; default None (not rolled out).
 
     Returns:
         The plan: ``hash_attributes`` is ``allocation.attributes`` with method ``attributes`` and
         ``("unit_id",)`` otherwise.
 
     Raises:
-        ValueError: a forced variant is not a variant of ``spec``.
+        ValueError: a forced or rolled-out variant is not a variant of ``spec``.
 
     Example:
         >>> spec = ExperimentSpec(key="x", variants=[{"key": "a"}, {"key": "b"}])
@@ -53,6 +59,9 @@ def to_plan(
         if variant not in spec.variant_keys:
             msg = f"forced[{unit_id!r}] == {variant!r}, must be one of the variant keys {list(spec.variant_keys)}"
             raise ValueError(msg)
+    if rolled_out is not None and rolled_out not in spec.variant_keys:
+        msg = f"rolled_out == {rolled_out!r}, must be one of the variant keys {list(spec.variant_keys)}"
+        raise ValueError(msg)
     allocation = spec.allocation
     return config.ExperimentPlan(
         key=spec.key,
@@ -68,4 +77,5 @@ def to_plan(
         holdout=config.Holdout(spec.holdout.seed, spec.holdout.share) if spec.holdout else None,
         forced=forced,
         active=active,
+        rolled_out=rolled_out,
     )

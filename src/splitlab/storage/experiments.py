@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Row, select, update
@@ -24,7 +24,8 @@ class ExperimentRepository:
     Versions start at 1 (creation) and increase by one per change, spec update or status change
     alike, in one transaction with the change itself, so the audit log is never behind the
     current state. Which status transitions are allowed is the lifecycle's rule (the specs layer);
-    the store only refuses unknown statuses.
+    the store only refuses unknown statuses, and a ``rolled_out`` status without the variant it
+    serves (:meth:`set_status`).
 
     A change given ``phase_weights`` (the variant weights in force after it) starts an allocation
     phase when those weights differ from the current phase's, or when there is no phase yet, in
@@ -142,38 +143,73 @@ class ExperimentRepository:
         actor: str,
         reason: str | None = None,
         phase_weights: Mapping[str, float] | None = None,
+        rolled_out_variant: str | None = None,
+        expected_version: int | None = None,
+        then: Callable[[Connection, ExperimentVersion], None] | None = None,
     ) -> ExperimentVersion:
         """Change an experiment's status; the change is a new version with diff ``[{"path": "status", ...}]``.
 
-        ``phase_weights``: as in :meth:`update` (starting an experiment starts its first phase).
+        Args:
+            key: The experiment key.
+            status: The new status, one of ``EXPERIMENT_STATUSES``.
+            actor: Who changes it.
+            reason: Optional note for the audit log.
+            phase_weights: As in :meth:`update` (starting an experiment starts its first phase).
+            rolled_out_variant: The variant served to every unit; required with status
+                ``rolled_out`` and refused with any other (leaving ``rolled_out`` clears it). Whether
+                it is one of the spec's variants is the caller's rule. A change of it is in the
+                version's diff (path ``rolled_out_variant``), so the audit log says what was served.
+            expected_version: As in :meth:`update`: the change applies only while this is the
+                current version (the status the caller checked its move against is still the status).
+            then: Called with the connection and the new version inside the same write
+                transaction, after the version (and any phase) is written: what it writes commits
+                with the status change or not at all, and an exception it raises rolls both back.
+                Default None.
 
         Raises:
             NotFoundError: No experiment ``key``.
-            ValueError: ``status`` is not one of ``EXPERIMENT_STATUSES``.
+            VersionConflictError: ``expected_version`` is not the current version.
+            ValueError: ``status`` is not one of ``EXPERIMENT_STATUSES``, or ``rolled_out_variant``
+                is missing with status ``rolled_out`` or given with another.
         """
         _check_status(status)
         check_text(actor, name="actor")
+        if status == "rolled_out":
+            check_text(rolled_out_variant, name="rolled_out_variant")
+        elif rolled_out_variant is not None:
+            msg = f"rolled_out_variant == {rolled_out_variant!r}, only status 'rolled_out' takes one, not {status!r}"
+            raise ValueError(msg)
         weights = None if phase_weights is None else check_weights(phase_weights)
         with self._tx.write() as conn:
-            old = _current(conn, key, lock=True).status
+            old = _current(conn, key, lock=True)
             row = _bump(
                 conn,
                 key=key,
-                values={"current_version": experiments.c.current_version + 1, "status": status, "updated_at": now()},
-                expected_version=None,
+                values={
+                    "current_version": experiments.c.current_version + 1,
+                    "status": status,
+                    "rolled_out_variant": rolled_out_variant,
+                    "updated_at": now(),
+                },
+                expected_version=expected_version,
             )
+            diff = [{"path": "status", "old": old.status, "new": status}]
+            if old.rolled_out_variant != rolled_out_variant:
+                diff.append({"path": "rolled_out_variant", "old": old.rolled_out_variant, "new": rolled_out_variant})
             version = _add_version(
                 conn,
                 key=key,
                 version=row.current_version,
                 spec=row.spec,
-                diff=[{"path": "status", "old": old, "new": status}],
+                diff=diff,
                 status=status,
                 actor=actor,
                 reason=reason,
             )
             if weights is not None:
                 start_phase(conn, key=key, weights=weights, spec_version=version.version, started_at=version.changed_at)
+            if then is not None:
+                then(conn, version)
             return version
 
     def get(self, *, key: str) -> ExperimentRecord | None:
@@ -311,6 +347,7 @@ def _record(row: Row[Any]) -> ExperimentRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         created_by=row.created_by,
+        rolled_out_variant=row.rolled_out_variant,
     )
 
 

@@ -153,7 +153,11 @@ class WriteResult:
 
 @dataclass(frozen=True, slots=True)
 class ExperimentRecord:
-    """An experiment's current state (one row of ``experiments``)."""
+    """An experiment's current state (one row of ``experiments``).
+
+    ``rolled_out_variant`` is the variant served to every unit while the status is ``rolled_out``,
+    else None.
+    """
 
     key: str
     status: str
@@ -163,6 +167,7 @@ class ExperimentRecord:
     created_at: datetime
     updated_at: datetime
     created_by: str
+    rolled_out_variant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

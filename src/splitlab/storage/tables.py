@@ -56,7 +56,7 @@ __all__ = [
     "notification_outbox",
 ]
 
-EXPERIMENT_STATUSES = ("draft", "running", "paused", "stopped", "archived")
+EXPERIMENT_STATUSES = ("draft", "running", "paused", "stopped", "archived", "rolled_out")
 """The lifecycle states an experiment can be in; which transitions are allowed is the domain's rule."""
 
 NOTIFICATION_STATUSES = ("pending", "delivered", "failed")
@@ -133,6 +133,7 @@ experiments = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("created_by", String, nullable=False),
+    Column("rolled_out_variant", String, nullable=True),  # the variant served to every unit while rolled_out
     CheckConstraint(f"status IN ({_statuses})", name="status"),
 )
 

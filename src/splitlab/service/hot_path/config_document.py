@@ -1,5 +1,6 @@
-"""The config document SDKs evaluate locally: every running experiment's spec (and bandit weights), with an ETag.
+"""The config document SDKs evaluate locally: running and rolled-out experiments (and bandit weights), with an ETag.
 
+A rolled-out experiment's entry carries ``rolled_out_variant``, the variant an SDK serves every unit.
 Built at most once per ``cache_seconds`` per worker and kept as encoded bytes, so an SDK's poll
 costs a comparison of ETags (304) or a copy of those bytes.
 """
@@ -17,6 +18,15 @@ from splitlab.storage import Store
 
 __all__ = ["ConfigDocument", "build_config"]
 
+_SERVED_STATUSES = ("running", "rolled_out")
+"""The statuses whose experiments an SDK serves: a running one enrols, a rolled-out one serves its variant."""
+
+
+class _ConfigExperiment(ConfigExperimentPublic):
+    # ConfigExperimentPublic (service.schemas) does not declare the rolled-out variant yet; this
+    # adds it to the document, encoded with serialize_as_any.
+    rolled_out_variant: str | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class ConfigDocument:
@@ -27,13 +37,15 @@ class ConfigDocument:
 
 
 def build_config(store: Store, experiments_cache: ExperimentCache, weights: BanditWeightsCache) -> ConfigDocument:
-    """Read the running experiments (blocking) and encode the document.
+    """Read the running and rolled-out experiments (blocking) and encode the document, ordered by key.
 
-    The ETag covers what an SDK evaluates (keys, versions, specs, bandit weights), not update times.
+    The ETag covers what an SDK evaluates (keys, versions, specs, rolled-out variants, bandit
+    weights), not update times.
     """
+    records = sorted((r for s in _SERVED_STATUSES for r in store.experiments.list(status=s)), key=lambda r: r.key)
     experiments = []
-    for record in store.experiments.list(status="running"):
-        entry = ConfigExperimentPublic.model_validate(
+    for record in records:
+        entry = _ConfigExperiment.model_validate(
             {
                 "key": record.key,
                 "status": record.status,
@@ -43,16 +55,17 @@ def build_config(store: Store, experiments_cache: ExperimentCache, weights: Band
                 "created_at": record.created_at,
                 "updated_at": record.updated_at,
                 "created_by": record.created_by,
+                "rolled_out_variant": record.rolled_out_variant,
             }
         )
         try:
-            cached = experiments_cache.load(record.key)
+            cached = experiments_cache.load(record.key) if record.status == "running" else None
             if cached is not None and cached.bandit is not None:
                 entry.weights = list(weights.current(cached).weights)
         except ValueError:  # settings /assign reports; SDKs fall back to the spec's weights
             pass
         experiments.append(entry)
-    content = [(e.key, e.version, e.bucket_version, e.spec, e.weights) for e in experiments]
+    content = [(e.key, e.version, e.bucket_version, e.spec, e.weights, e.rolled_out_variant) for e in experiments]
     digest = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
-    body = ConfigPublic(version=digest, experiments=experiments).model_dump_json().encode()
-    return ConfigDocument(etag=f'"{digest}"', body=body)
+    document = ConfigPublic(version=digest, experiments=list(experiments))
+    return ConfigDocument(etag=f'"{digest}"', body=document.model_dump_json(serialize_as_any=True).encode())

@@ -44,7 +44,8 @@ class CachedExperiment:
     Attributes:
         record: The stored experiment.
         spec: Its validated spec.
-        plan: The compiled plan (inactive unless the experiment is running).
+        plan: The compiled plan (inactive unless the experiment is running; a rolled-out one serves
+            its rolled-out variant to every unit).
         sticky_reads: Whether stored assignments must be read (they may differ from the plan's answer).
         bandit: The bandit settings of a bandit experiment, else None.
         earlier: With ``sticky_reads`` under allocation ``hash``, when the versions that ran under
@@ -154,7 +155,7 @@ class ExperimentCache:
         except ValidationError as exc:
             msg = f"the stored spec of experiment {record.key!r} is not valid: {exc}"
             raise ValueError(msg) from None
-        plan = compile_plan(to_plan(spec, active=record.status == "running"))
+        plan = compile_plan(to_plan(spec, active=record.status == "running", rolled_out=record.rolled_out_variant))
         method = spec.allocation.method
         bandit = bandit_settings(spec) if method == "bandit" else None
         current = allocation_of(spec)

@@ -37,7 +37,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/experiments", tags=["experiments"], res
 KeyPath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 """The media types of a spec sent as YAML (and any ``+yaml`` type); anything else but JSON is a 415."""
-_STATUSES = Literal["draft", "running", "paused", "stopped", "archived"]
+_STATUSES = Literal["draft", "running", "paused", "stopped", "archived", "rolled_out"]
 _SPEC_BODY = {
     "requestBody": {
         "required": True,
@@ -174,6 +174,25 @@ def pause(key: KeyPath, runtime: RuntimeDep, api_key: AdminKey, reason: ReasonQu
 def stop(key: KeyPath, runtime: RuntimeDep, api_key: AdminKey, reason: ReasonQuery = None) -> ExperimentPublic:
     """Stop an experiment for good (it can then only be archived)."""
     return _lifecycle(runtime, key, "stop", actor(api_key), reason)
+
+
+@router.post("/{key}/roll-out", summary="Roll a variant out to every unit")
+def roll_out(
+    key: KeyPath,
+    runtime: RuntimeDep,
+    api_key: AdminKey,
+    variant: Annotated[
+        str, Query(min_length=1, max_length=200, pattern=NO_NUL, description="The variant to serve to every unit.")
+    ],
+    reason: ReasonQuery = None,
+) -> ExperimentPublic:
+    """Stop a running or paused experiment and serve ``variant`` and its payload to every unit from now on
+    (`/assign`, `/config` and the SDKs, reason `rolled_out`): nobody is enrolled any more. `stop` switches
+    it off. As `splitlab roll-out`.
+    """  # noqa: D205
+    with runtime.changing(key):
+        moved = experiments.roll_out(runtime.store, key=key, variant=variant, actor=actor(api_key), reason=reason)
+    return ExperimentPublic.of(moved.record)
 
 
 @router.get("/{key}/status", summary="Where an experiment stands: split, SRM and sample")
