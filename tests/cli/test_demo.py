@@ -32,11 +32,19 @@ def test_the_demo_reaches_the_verdicts_it_plants_on_the_traffic_its_specs_plan(t
             assert snapshot is not None
             readout = snapshot.payload
             assert readout["decision"]["category"] == scenario.expected, readout["decision"]["reasons"]
-            # The plan is met (every variant has its planned units) over the schedule's minimum duration.
             planned = readout["planned_units_per_variant"]
             assert planned == plan_traffic(spec).planned_per_variant
-            assert min(readout["units"].values()) >= planned
-            assert readout["days_running"] >= (spec.schedule.min_duration_days or 0)
+            if spec.monitoring.auto_rollback:
+                # Watched daily by the monitor, which rolled it back (paused) at the look it acted on,
+                # before the plan: a sequential test may act at any look, and a ROLLBACK at any time.
+                [action] = store.monitor.actions(key=key)
+                assert (action.action, action.actor, action.snapshot_id) == ("rollback", "monitor", snapshot.id)
+                assert store.experiments.get(key=key).status == "paused"
+                assert re.search(r"monitor: watched daily; on day \d+ it rolled back", result.output)
+            else:
+                # The plan is met (every variant has its planned units) over the schedule's minimum duration.
+                assert min(readout["units"].values()) >= planned
+                assert readout["days_running"] >= (spec.schedule.min_duration_days or 0)
             # The primary metric's control mean is the hypothesis baseline, within 3 standard errors.
             assert spec.hypothesis is not None
             assert spec.hypothesis.baseline is not None
@@ -45,6 +53,10 @@ def test_the_demo_reaches_the_verdicts_it_plants_on_the_traffic_its_specs_plan(t
             )
             control_se = primary["std_errors"][0]
             assert abs(primary["effect"]["control_mean"] - spec.hypothesis.baseline) < 3 * control_se
+    # The monitor's notifications reached the demo's webhook receiver, signed.
+    deliveries = [line for line in lines if line.startswith("  - ") and "[signature " in line]
+    assert any(line.startswith("  - action_taken: checkout-one-page was rolled back") for line in deliveries)
+    assert all(line.endswith("[signature verified]") for line in deliveries)
 
 
 @pytest.mark.parametrize("key", sorted(CATALOG.experiments))

@@ -25,6 +25,8 @@ ALERT_RULES = DEPLOY / "splitlab-alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "splitlab-dashboard.json"
 
 EXPECTED_ALERTS = {  # alert: its `for`
+    "SplitlabGuardrailBreached": "1m",
+    "SplitlabMonitorStale": "15m",
     "SplitlabSampleRatioMismatch": "15m",
     "SplitlabHighErrorRate": "5m",
     "SplitlabAssignLatencyHigh": "10m",
@@ -280,6 +282,17 @@ def exported(client: TestClient, running: str, admin: dict[str, str], sdk: dict[
     assert client.post("/api/v1/events", json={"events": [event, event]}, headers=sdk).status_code == 200
     rejected = client.post("/api/v1/events", json={"events": [{**event, "timestamp": "yesterday"}]}, headers=sdk)
     assert rejected.status_code == 422
+    # A monitor's run as `splitlab monitor` leaves it (the gauges read the monitor's state).
+    store, now = client.app.state.runtime.store, datetime.now(UTC)  # type: ignore[attr-defined]
+    assert store.monitor.claim(key=running, owner="test", now=now, lease_seconds=60) is not None
+    summary = {
+        "primary": {"conversion/treatment": {"p_value": 0.4, "lift": 0.01}},
+        "guardrails": {"latency/treatment": "ok"},
+    }
+    store.monitor.finish(
+        key=running, owner="test", now=now, next_run_at=now, decision="EXTEND_TEST", conditions=["sample_reached"],
+        summary=summary,
+    )  # fmt: skip
     scraped = client.get("/metrics", headers=admin)
     assert scraped.status_code == 200
     return _exported(scraped.text)

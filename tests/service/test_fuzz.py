@@ -82,6 +82,8 @@ BEYOND_JSON_SCHEMA = [
     "POST /api/v1/exposures",
     "POST /api/v1/events",
     "POST /api/v1/experiments/{key}/rewards",
+    "POST /api/v1/experiments/{key}/roll-out",
+    "GET /api/v1/experiments/{key}/results",
     "PUT /api/v1/experiments/{key}",
     "PUT /api/v1/metrics/{name}",
 ]
@@ -89,7 +91,8 @@ BEYOND_JSON_SCHEMA = [
 
 Free-form JSON (attributes, properties) without NUL, lone surrogates or deep nesting, which the
 databases refuse; exposures of experiments and variants that exist; rewards in [0, 1] under a
-policy that needs them there; a spec or metric that names the key of its URL, and the rules of
+policy that needs them there; a rolled-out variant the spec declares; segments some exposure of the
+experiment carries; a spec or metric that names the key of its URL, and the rules of
 `splitlab apply` (slugs, two variants or more, weights summing to 1, defined metrics, disjoint
 namespace ranges ...). There, schema-valid data may be refused with a 422 (schemathesis'
 positive_data_acceptance check); everywhere else it must not be.

@@ -43,6 +43,8 @@ TABLES = {
     "metric_definitions",
     "notification_outbox",
     "notification_deliveries",
+    "monitor_state",
+    "monitor_actions",
 }
 
 

@@ -10,6 +10,7 @@ from splitlab.cli.analyze_file import analyze_file
 from splitlab.cli.assign import assign
 from splitlab.cli.demo import demo
 from splitlab.cli.experiments import apply, archive, list_experiments, pause, roll_out, show_experiment, start, stop
+from splitlab.cli.monitor import monitor
 from splitlab.cli.notify import notifications_app, notify_app
 from splitlab.cli.sample_size import sample_size
 from splitlab.cli.serve import app as keys_app
@@ -42,6 +43,7 @@ app.add_typer(events.app, name="events")
 app.add_typer(bandit.app, name="bandit")
 app.command("serve")(serve)
 app.add_typer(keys_app, name="keys")
+app.command("monitor")(monitor)
 app.add_typer(notify_app, name="notify")
 app.add_typer(notifications_app, name="notifications")
 

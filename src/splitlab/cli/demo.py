@@ -22,9 +22,11 @@ import typer
 from splitlab.cli._common import user_errors
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from splitlab.analysis.readout import ExperimentReadout
     from splitlab.operations.simulation import SimulationSummary
-    from splitlab.specs.model import ExperimentSpec
+    from splitlab.specs.model import ExperimentSpec, NotificationTarget
     from splitlab.storage import Store
 
 MARGIN = 0.05  # units beyond the plan, so that chance in the split and in enrolment never leaves a variant short
@@ -81,14 +83,28 @@ class Traffic:
 
 
 @dataclass(frozen=True, slots=True)
+class Watched:
+    """What the monitor did to a monitored example: the day it acted (None: never), the action and why."""
+
+    day: int | None
+    action: str | None
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class DemoResult:
-    """One example's run: what was planted, the traffic, what was written and the readout."""
+    """One example's run: what was planted, the traffic, what was written and the readout.
+
+    ``watched``: for an example whose spec has an automation policy, what the monitor did, watching
+    it day by day (the readout is then the one it acted on, or the last one).
+    """
 
     key: str
     scenario: Scenario
     traffic: Traffic
     summary: SimulationSummary
     readout: ExperimentReadout
+    watched: Watched | None = None
 
 
 def examples_path() -> Path:
@@ -143,14 +159,19 @@ def run_scenarios(
     seed: int,
     scale: float = 1.0,
     on_step: Callable[[str], None] | None = None,
+    webhook: NotificationTarget | None = None,
 ) -> list[DemoResult]:
     """Apply the bundled examples to ``store``, start them, simulate each one's planted truth and analyse it.
+
+    An example whose spec has an automation policy (``monitoring``) is watched by the monitor day by
+    day over its simulated traffic instead, as ``splitlab monitor`` would watch it live.
 
     Args:
         store: an empty store.
         seed: random seed of the simulated traffic.
         scale: share of each planned sample to simulate (1: the plan; less only to test the machinery).
         on_step: called with a description before each step (progress).
+        webhook: a target the monitored examples notify (added to their specs as ``notifications``).
     """
     from splitlab.operations.analysis import analyze
     from splitlab.operations.experiments import apply_catalog, change_status, read_catalog
@@ -158,6 +179,12 @@ def run_scenarios(
 
     step = on_step or (lambda _: None)
     catalog = read_catalog(store, examples_path())
+    if webhook is not None:
+        for key, spec in catalog.experiments.items():
+            if _monitored(spec):
+                monitoring = spec.monitoring.model_copy(update={"notify": (*spec.monitoring.notify, webhook.name)})
+                update = {"notifications": (*spec.notifications, webhook), "monitoring": monitoring}
+                catalog.experiments[key] = spec.model_copy(update=update)
     applied = apply_catalog(store, catalog, actor="demo")
     results = []
     for experiment in applied.experiments:
@@ -176,9 +203,89 @@ def run_scenarios(
             seed=seed,
         )
         step(f"analysing {key}")
-        readout = analyze(store, key).readout
-        results.append(DemoResult(key=key, scenario=scenario, traffic=traffic, summary=summary, readout=readout))
+        watched = None
+        if _monitored(catalog.experiments[key]):
+            watched, readout = _watch_daily(store, key, summary)
+        else:
+            readout = analyze(store, key).readout
+        results.append(
+            DemoResult(key=key, scenario=scenario, traffic=traffic, summary=summary, readout=readout, watched=watched)
+        )
     return results
+
+
+def _monitored(spec: ExperimentSpec) -> bool:
+    policy = spec.monitoring
+    return policy.auto_stop or policy.auto_rollback or policy.auto_promote
+
+
+def _watch_daily(store: Store, key: str, summary: SimulationSummary) -> tuple[Watched, ExperimentReadout]:
+    """Run the monitor once a day over the simulated traffic until it acts; the readout it acted on (or the last)."""
+    from datetime import timedelta
+
+    from splitlab.operations.analysis import analyze
+    from splitlab.operations.monitoring import monitor_once
+
+    day = 0
+    for day in range(1, math.ceil(summary.days) + 1):
+        now = summary.start + timedelta(days=day)
+        [run] = monitor_once(store, experiment=key, now=now, due_only=False).runs
+        if run.error is not None:
+            raise RuntimeError(f"the monitor failed on {key}: {run.error}")
+        if run.action is not None:
+            return Watched(day, run.action.action, run.action.reasons), analyze(
+                store, key, as_of=now, save=False
+            ).readout
+    return Watched(None, None), analyze(store, key).readout
+
+
+class _WebhookReceiver:
+    """A webhook receiver on loopback for the demo's notifications: it keeps (kind, text, signature verified)."""
+
+    SECRET_ENV = "SPLITLAB_DEMO_WEBHOOK_SECRET"  # noqa: S105 - the name of a variable, not a secret
+
+    def __init__(self) -> None:
+        import os
+        import secrets
+
+        self.secret = secrets.token_hex(16)
+        os.environ[self.SECRET_ENV] = self.secret  # the deliverer reads the secret from the environment
+        self.received: list[tuple[str, str, bool]] = []
+
+    def __enter__(self) -> _WebhookReceiver:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from splitlab.notify import SIGNATURE_HEADER, verify
+        from splitlab.specs import NotificationTarget
+
+        received, secret = self.received, self.secret.encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                signature = self.headers.get(SIGNATURE_HEADER) or ""
+                note = json.loads(body)
+                received.append((note["kind"], note["text"], bool(signature) and verify(secret, signature, body)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        url = f"http://127.0.0.1:{self._server.server_address[1]}/splitlab"
+        self.target = NotificationTarget(name="demo-webhook", url=url, secret_env=self.SECRET_ENV)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
 
 
 def demo(
@@ -194,6 +301,7 @@ def demo(
     from rich.progress import Progress
 
     from splitlab.analysis.report import to_html
+    from splitlab.notify import deliver_due
     from splitlab.storage import open_store
 
     console = Console()
@@ -202,13 +310,19 @@ def demo(
             Path(f"{database}{suffix}").unlink(missing_ok=True)
         reports.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{database.resolve()}"
-        with open_store(url) as store, Progress(console=console, transient=True) as progress:
+        with (
+            open_store(url) as store,
+            _WebhookReceiver() as receiver,
+            Progress(console=console, transient=True) as progress,
+        ):
             task = progress.add_task("simulating and analysing", total=len(SCENARIOS) * 2)
 
             def step(description: str) -> None:
                 progress.update(task, description=description, advance=0 if description.startswith("sim") else 1)
 
-            results = run_scenarios(store, seed=seed, on_step=step)
+            results = run_scenarios(store, seed=seed, on_step=step, webhook=receiver.target)
+            deliver_due(store)  # what `splitlab monitor` does after each pass
+            received = list(receiver.received)
     for result in results:
         decision = result.readout.decision
         category = str(decision.category) if decision else "-"
@@ -224,5 +338,28 @@ def demo(
         )
         for reason in decision.reasons if decision else ():
             console.print(f"  - {escape(reason)}")
+        if result.watched is not None:
+            _print_watched(console, result)
         console.print(f"  report: {path}")
+    if received:
+        console.print(f"webhook deliveries to {receiver.target.url} (signed; `splitlab notifications list`):")
+        for kind, text, verified in received:
+            console.print(escape(f"  - {kind}: {text} [signature {'verified' if verified else 'INVALID'}]"))
     console.print(f"store: {database} (try `splitlab list --database sqlite:///{database}`)")
+
+
+def _print_watched(console: Console, result: DemoResult) -> None:
+    from rich.markup import escape
+
+    watched = result.watched
+    assert watched is not None  # noqa: S101 - called for watched results only
+    if watched.day is None:
+        console.print("  monitor: watched daily, no action")
+        return
+    done = {
+        "rollback": "rolled back (paused: nobody is served the treatment)",
+        "stop": "stopped",
+        "promote": "promoted",
+    }
+    console.print(f"  monitor: watched daily; on day {watched.day} it {done.get(str(watched.action), watched.action)}")
+    console.print(f"    because {escape(watched.reasons[0])}")

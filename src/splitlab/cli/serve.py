@@ -19,6 +19,9 @@ def serve(
         int, typer.Option(min=1, help="Worker processes; they share the store and give identical assignments.")
     ] = 1,
     database: DatabaseOption = None,
+    monitor: Annotated[
+        bool, typer.Option("--monitor", help="Also run the monitor (splitlab monitor) in each worker.")
+    ] = False,
 ) -> None:
     """Run the HTTP service (API under /api/v1, OpenAPI at /docs) on the store."""
     import shutil
@@ -35,6 +38,8 @@ def serve(
     with user_errors():
         if database is not None:  # the workers are separate processes: they read the environment
             os.environ["SPLITLAB_DATABASE_URL"] = database
+        if monitor:
+            os.environ["SPLITLAB_MONITOR"] = "true"
         settings = Settings.from_env()  # fail here, readably, rather than in every worker
         with open_store(settings.database_url):  # the same for the store, migrated once before the workers start
             pass

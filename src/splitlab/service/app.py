@@ -40,6 +40,7 @@ from splitlab.service.routes import (
     health,
     ingest,
     metric_definitions,
+    monitor,
     prometheus,
 )
 from splitlab.service.runtime import Runtime
@@ -215,6 +216,7 @@ def create_app(settings: Settings) -> FastAPI:
             health.router,
             experiments.router,
             bandits.router,
+            monitor.router,
             metric_definitions.router,
             prometheus.router,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,6 +109,22 @@ class Runtime:
         self._key_ids: TimedCache[str, frozenset[str]] = TimedCache(ttl=settings.cache_seconds, max_size=1)
         self.auth_failures = FailureLimiter(per_minute=settings.auth_failures_per_minute)
         self._config: TimedCache[str, ConfigDocument] = TimedCache(ttl=settings.cache_seconds, max_size=1)
+        self._monitor_stop = threading.Event()
+        self._monitor: threading.Thread | None = None
+        if settings.monitor:
+            self._monitor = threading.Thread(target=self._watch, name="splitlab-monitor", daemon=True)
+            self._monitor.start()
+
+    def _watch(self) -> None:
+        from splitlab.notify import global_targets
+        from splitlab.operations.monitoring import watch
+
+        try:
+            targets = global_targets()
+        except Exception as exc:  # a bad targets file: the service serves, the monitor says why it does not
+            _log.error("splitlab: the monitor does not run: %s", exc)
+            return
+        watch(self.store, self._monitor_stop, poll_seconds=self.settings.monitor_poll_seconds, global_targets=targets)
 
     async def config(self) -> ConfigDocument:
         """The SDK config document, at most ``cache_seconds`` old."""
@@ -161,7 +178,10 @@ class Runtime:
         self._config.invalidate()
 
     def close(self) -> None:
-        """Write queued assignments and events, then close Redis and the store."""
+        """Stop the monitor, write queued assignments and events, then close Redis and the store."""
+        self._monitor_stop.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout=60)
         if self.recorder is not None:
             self.recorder.close()
         self.event_writer.close()

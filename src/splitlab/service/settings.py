@@ -69,6 +69,9 @@ class Settings(BaseSettings):
             closed (``splitlab serve`` only: it is the HTTP server's job, not the app's).
         auth_failures_per_minute: API-key failures (401) one client address may have in a minute;
             default 60. Further requests from it are answered 429 without looking at the key.
+        monitor: Run the monitor (``splitlab monitor``) in a thread of each worker; default False.
+            Workers share the work through the monitor's leases: each experiment is analysed by one.
+        monitor_poll_seconds: Seconds between the monitor's passes; default 30.
     """
 
     model_config = SettingsConfigDict(env_prefix=_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid")
@@ -91,6 +94,8 @@ class Settings(BaseSettings):
     analysis_timeout_seconds: Annotated[float, _must("be in [1, 3600]", lambda s: 1 <= s <= 3600)] = 60.0
     header_timeout_seconds: Annotated[float, _must("be in [0.5, 300]", lambda s: 0.5 <= s <= 300)] = 5.0
     auth_failures_per_minute: Annotated[int, _must("be >= 1", lambda n: n >= 1)] = 60
+    monitor: bool = False
+    monitor_poll_seconds: Annotated[float, _must("be in [0.1, 3600]", lambda s: 0.1 <= s <= 3600)] = 30.0
 
     def store_timeouts(self) -> StoreTimeouts:
         """The store's waits, each bounded so a request's deadline finds the store's error first.
@@ -127,7 +132,8 @@ class Settings(BaseSettings):
         ``SPLITLAB_MAX_BATCH_SIZE``, ``SPLITLAB_MAX_BODY_BYTES``, ``SPLITLAB_RECORD_ASSIGNMENTS``
         (``0``/``false``/``no``/``off`` turns it off), ``SPLITLAB_CACHE_SECONDS``, ``SPLITLAB_RECORD_INTERVAL``,
         ``SPLITLAB_CLOCK_SKEW_SECONDS``, ``SPLITLAB_REQUEST_TIMEOUT_SECONDS``, ``SPLITLAB_ANALYSIS_TIMEOUT_SECONDS``,
-        ``SPLITLAB_HEADER_TIMEOUT_SECONDS``, ``SPLITLAB_AUTH_FAILURES_PER_MINUTE``);
+        ``SPLITLAB_HEADER_TIMEOUT_SECONDS``, ``SPLITLAB_AUTH_FAILURES_PER_MINUTE``, ``SPLITLAB_MONITOR``,
+        ``SPLITLAB_MONITOR_POLL_SECONDS``);
         unset or empty means the default.
 
         Args:

@@ -207,11 +207,13 @@ class _StoreGauges(Collector):
             "Current allocation weight per variant of a running bandit experiment.",
             labels=["experiment", "variant"],
         )
+        monitor = _MonitorGauges()
         try:
             self._fill(flag, p_value, exposed, weight)
+            monitor.fill(self._runtime.store)
         except SQLAlchemyError as exc:  # the counters still serve; the gauges come back with the store
             _log.warning("splitlab: store gauges skipped, the store is unavailable: %s", exc)
-        yield from (flag, p_value, exposed, weight)
+        yield from (flag, p_value, exposed, weight, *monitor.families())
 
     def _fill(
         self, flag: GaugeMetricFamily, p_value: GaugeMetricFamily, exposed: GaugeMetricFamily, weight: GaugeMetricFamily
@@ -257,3 +259,68 @@ class _StoreGauges(Collector):
                 continue
             flag.add_metric([record.key], float(result.flag))
             p_value.add_metric([record.key], result.p_value)
+
+
+class _MonitorGauges:
+    """What the monitor found at its last run of each running experiment (its state row: one query).
+
+    The numbers are the decision engine's own (:func:`splitlab.operations.monitoring.summary_of`):
+    the goal metrics' quoted p-values (always-valid under a sequential test) and lifts, and each
+    guardrail's state against its tolerance.
+    """
+
+    def __init__(self) -> None:
+        self.decision = GaugeMetricFamily(
+            "splitlab_monitor_decision",
+            "1 for the decision category of a running experiment's latest monitored readout.",
+            labels=["experiment", "category"],
+        )
+        self.p_value = GaugeMetricFamily(
+            "splitlab_monitor_goal_p_value",
+            "A goal metric's p-value in the latest monitored readout (always-valid under a sequential test).",
+            labels=["experiment", "metric", "variant"],
+        )
+        self.lift = GaugeMetricFamily(
+            "splitlab_monitor_goal_lift",
+            "A goal metric's relative effect (treatment vs control) in the latest monitored readout.",
+            labels=["experiment", "metric", "variant"],
+        )
+        self.guardrail = GaugeMetricFamily(
+            "splitlab_monitor_guardrail_state",
+            "1 for a guardrail's state against its tolerance: breached, harmed, uncertain or ok.",
+            labels=["experiment", "metric", "variant", "state"],
+        )
+        self.condition = GaugeMetricFamily(
+            "splitlab_monitor_condition",
+            "1 while the monitor finds a condition: srm_detected, guardrail_harm or sample_reached.",
+            labels=["experiment", "condition"],
+        )
+        self.last_run = GaugeMetricFamily(
+            "splitlab_monitor_last_run_timestamp_seconds",
+            "When the monitor last analysed a running experiment (Unix time).",
+            labels=["experiment"],
+        )
+
+    def families(self) -> tuple[GaugeMetricFamily, ...]:
+        return (self.decision, self.p_value, self.lift, self.guardrail, self.condition, self.last_run)
+
+    def fill(self, store: Any) -> None:
+        running = [record.key for record in store.experiments.list(status="running")]
+        for key, state in store.monitor.states(keys=running).items():
+            if state.last_run_at is None:
+                continue
+            self.last_run.add_metric([key], state.last_run_at.timestamp())
+            for condition in state.conditions:
+                self.condition.add_metric([key, condition], 1.0)
+            if state.last_decision:
+                self.decision.add_metric([key, state.last_decision], 1.0)
+            summary = state.summary or {}
+            for name, quoted in (summary.get("primary") or {}).items():
+                metric, _, variant = name.partition("/")
+                if quoted.get("p_value") is not None:
+                    self.p_value.add_metric([key, metric, variant], float(quoted["p_value"]))
+                if quoted.get("lift") is not None:
+                    self.lift.add_metric([key, metric, variant], float(quoted["lift"]))
+            for name, status in (summary.get("guardrails") or {}).items():
+                metric, _, variant = name.partition("/")
+                self.guardrail.add_metric([key, metric, variant, str(status)], 1.0)

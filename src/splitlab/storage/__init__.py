@@ -47,6 +47,7 @@ from splitlab.storage.experiments import ExperimentRepository
 from splitlab.storage.exposures import ExposureRepository
 from splitlab.storage.keys import API_KEY_ROLES, ApiKey, ApiKeyRepository
 from splitlab.storage.metrics import MetricRepository
+from splitlab.storage.monitor import MonitorAction, MonitorRepository, MonitorState
 from splitlab.storage.notifications import (
     MAX_ATTEMPTS,
     NewNotification,
@@ -103,6 +104,9 @@ __all__ = [
     "ExposureRepository",
     "ImportReport",
     "MetricRepository",
+    "MonitorAction",
+    "MonitorRepository",
+    "MonitorState",
     "NewNotification",
     "NotFoundError",
     "NotificationDelivery",

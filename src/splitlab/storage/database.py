@@ -33,6 +33,7 @@ from splitlab.storage.experiments import ExperimentRepository
 from splitlab.storage.exposures import ExposureRepository
 from splitlab.storage.keys import ApiKeyRepository
 from splitlab.storage.metrics import MetricRepository
+from splitlab.storage.monitor import MonitorRepository
 from splitlab.storage.notifications import NotificationRepository
 from splitlab.storage.snapshots import SnapshotRepository
 from splitlab.storage.tables import deployment
@@ -157,6 +158,7 @@ class Store:
         metrics: Metric definitions by name (:class:`MetricRepository`).
         keys: API keys of the HTTP service (:class:`ApiKeyRepository`).
         notifications: The notification outbox and its delivery log (:class:`NotificationRepository`).
+        monitor: The monitor's leases, schedules and actions (:class:`MonitorRepository`).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -171,6 +173,7 @@ class Store:
         self.metrics = MetricRepository(tx)
         self.keys = ApiKeyRepository(tx)
         self.notifications = NotificationRepository(tx)
+        self.monitor = MonitorRepository(tx)
         self._deployment_id: str | None = None
         # The last error of this engine: it tells this store's failures from another database's
         # in __exit__ (`analyze --source` reads a warehouse inside the store's block). A weak

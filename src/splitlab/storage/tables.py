@@ -36,6 +36,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
     "EXPERIMENT_STATUSES",
+    "MONITOR_ACTIONS",
     "NOTIFICATION_STATUSES",
     "UtcDateTime",
     "allocation_phases",
@@ -52,6 +53,8 @@ __all__ = [
     "exposures",
     "metadata",
     "metric_definitions",
+    "monitor_actions",
+    "monitor_state",
     "notification_deliveries",
     "notification_outbox",
 ]
@@ -308,4 +311,42 @@ notification_deliveries = Table(
     Column("error", String, nullable=True),
     Column("duration_ms", Double, nullable=False),
     Index(None, "outbox_id", "attempt"),
+)
+
+MONITOR_ACTIONS = ("stop", "rollback", "promote")
+"""What the monitor does to an experiment: stop it, roll it back (pause it), promote a winner (roll it out)."""
+
+monitor_state = Table(
+    "monitor_state",
+    metadata,
+    Column("experiment_key", String, ForeignKey("experiments.key"), primary_key=True),
+    Column("next_run_at", UtcDateTime(), nullable=False),
+    Column("last_run_at", UtcDateTime(), nullable=True),
+    Column("lease_owner", String, nullable=True),
+    Column("lease_until", UtcDateTime(), nullable=True),
+    Column("last_snapshot_id", BigInteger, nullable=True),
+    Column("last_decision", String, nullable=True),
+    Column("conditions", _json(), nullable=False),
+    Column("summary", _json(), nullable=True),
+    Column("last_error", String, nullable=True),
+    Column("runs", Integer, nullable=False),
+)
+
+_monitor_actions = ", ".join(f"'{a}'" for a in MONITOR_ACTIONS)
+
+monitor_actions = Table(
+    "monitor_actions",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("experiment_key", String, ForeignKey("experiments.key"), nullable=False),
+    Column("action", String, nullable=False),
+    Column("variant", String, nullable=True),
+    Column("snapshot_id", BigInteger, nullable=True),
+    Column("decision", String, nullable=True),
+    Column("reasons", _json(), nullable=False),
+    Column("actor", String, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("experiment_version", Integer, nullable=True),
+    CheckConstraint(f"action IN ({_monitor_actions})", name="action"),
+    Index(None, "experiment_key", "id"),
 )
