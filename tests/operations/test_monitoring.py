@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from splitlab.operations.errors import InvalidInputError
 from splitlab.operations.experiments import apply_spec, change_status, get_experiment
 from splitlab.operations.monitoring import MONITOR_ACTOR, monitor_once
 from splitlab.operations.simulation import simulate
@@ -168,3 +169,24 @@ def test_two_monitors_on_one_database_act_once(database_url: str, store: Store) 
         thread.join()
     assert sum(len(report.runs) for report in reports) == 1  # one took the lease, the other skipped
     assert len(store.monitor.actions(key="checkout")) == 1
+
+
+def test_apply_says_when_a_fixed_horizon_policy_acts_and_refuses_unknown_targets(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.metrics.put_many(definitions=[CONVERSION], actor="test")
+    raw = _spec(monitoring={"auto_stop": True})
+    raw["analysis"] = {"method": "frequentist"}
+    outcome = apply_spec(store, ExperimentSpec.model_validate(raw), actor="test")
+    [note] = outcome.notes
+    assert note == (
+        "monitoring: auto_stop under a fixed-horizon test (frequentist) acts only once every variant has its "
+        "planned sample; method sequential acts at any look"
+    )
+    assert apply_spec(store, ExperimentSpec.model_validate(_spec()), actor="test").notes == ()  # sequential
+    monkeypatch.delenv("SPLITLAB_NOTIFICATIONS_FILE", raising=False)
+    with pytest.raises(InvalidInputError) as refused:
+        apply_spec(store, ExperimentSpec.model_validate(_spec(monitoring={"notify": ["ops", "pager"]})), actor="t")
+    [(field, message)] = refused.value.problems
+    assert field == "monitoring.notify.1"
+    assert "'pager'" in message

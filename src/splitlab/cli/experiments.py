@@ -55,6 +55,8 @@ def apply(
             typer.echo(f"~ {experiment.key}: update to version {experiment.version}{note}")
             for change in experiment.changes:
                 typer.echo(f"    {change.path}: {_value(change.old)} -> {_value(change.new)}")
+        for note in experiment.notes:
+            typer.echo(f"    note: {note}")
     if dry_run:
         typer.echo("(dry run: nothing written)")
 

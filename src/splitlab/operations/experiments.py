@@ -92,6 +92,7 @@ class ApplyOutcome:
         version: The experiment's version after applying.
         variants: How many variants the applied spec has.
         record: The experiment after applying; None in a dry run.
+        notes: What the user should know about the spec as applied (e.g. when the monitor may act on it).
     """
 
     key: str
@@ -101,6 +102,7 @@ class ApplyOutcome:
     version: int
     variants: int
     record: ExperimentRecord | None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -394,8 +396,13 @@ def _plan(store: Store, spec: ExperimentSpec, *, rerandomize: bool) -> _Planned:
             "longer has; stop it first"
         )
         raise ConflictError("variants", message)
+    from splitlab.operations.monitoring import policy_notes
+
+    notes = tuple(policy_notes(spec))
     if record is None:
-        outcome = ApplyOutcome(key=spec.key, action="created", version=1, variants=len(spec.variants), record=None)
+        outcome = ApplyOutcome(
+            key=spec.key, action="created", version=1, variants=len(spec.variants), record=None, notes=notes
+        )
         return _Planned(outcome, plan, None, ran=False)
     unchanged = plan.action == "unchanged"
     outcome = ApplyOutcome(
@@ -406,6 +413,7 @@ def _plan(store: Store, spec: ExperimentSpec, *, rerandomize: bool) -> _Planned:
         version=record.current_version + (0 if unchanged else 1),
         variants=len(plan.spec.variants),
         record=record if unchanged else None,
+        notes=notes,
     )
     return _Planned(outcome, plan, record.current_version, ran=ran)
 
@@ -441,7 +449,23 @@ def _with_record(outcome: ApplyOutcome, record: ExperimentRecord) -> ApplyOutcom
         version=record.current_version,
         variants=outcome.variants,
         record=record,
+        notes=outcome.notes,
     )
+
+
+def _undefined_targets(spec: ExperimentSpec) -> list[tuple[str, str]]:
+    """``monitoring.notify`` names neither the spec's targets nor the global ones (``SPLITLAB_NOTIFICATIONS_FILE``)."""
+    local = {target.name for target in spec.notifications}
+    if all(name in local for name in spec.monitoring.notify):
+        return []  # nothing to look up: the global targets file is read only when a name needs it
+    from splitlab.notify import global_targets
+    from splitlab.specs import SpecError, undefined_targets
+
+    try:
+        shared = global_targets()
+    except (SpecError, OSError) as exc:
+        return [("monitoring.notify", f"the global notification targets cannot be read: {exc}")]
+    return undefined_targets(spec, [*local, *(target.name for target in shared)])
 
 
 def _store_problems(
@@ -459,6 +483,7 @@ def _store_problems(
     problems: list[tuple[str, str]] = []
     if any(name not in defined_metrics for _, name in metric_references(spec)):
         problems += undefined_metrics(spec, {*defined_metrics, *store.metrics.list()})
+    problems += _undefined_targets(spec)
     if spec.namespace is not None:
         start, end = spec.namespace.range
         for other in store.experiments.list():

@@ -66,6 +66,7 @@ __all__ = [
     "monitor_and_deliver",
     "monitor_once",
     "plan_action",
+    "policy_notes",
     "summary_of",
     "watch",
     "watch_experiment",
@@ -155,6 +156,21 @@ def plan_action(readout: ExperimentReadout, spec: ExperimentSpec) -> PlannedActi
         limit = f"schedule.max_duration_days == {most:g} reached ({readout.days_running:g} days running)"
         return PlannedAction("stop", (limit, *reasons))
     return None
+
+
+def policy_notes(spec: ExperimentSpec) -> list[str]:
+    """What ``splitlab apply`` says about a spec's automation policy: when the monitor may act on it."""
+    policy = spec.monitoring
+    asked = [name for name in ("auto_stop", "auto_rollback", "auto_promote") if getattr(policy, name)]
+    if not asked or spec.analysis.method == "sequential":
+        return []
+    names = ", ".join(asked)
+    test = f"monitoring: {names} under a fixed-horizon test ({spec.analysis.method})"
+    if spec.schedule.min_sample_size is None and spec.hypothesis is None:
+        no_plan = "(schedule.min_sample_size, or a hypothesis with mde and baseline)"
+        until = "the monitor acts only at schedule.max_duration_days"
+        return [f"{test} acts only at the planned sample, and this spec plans none {no_plan}: {until}"]
+    return [f"{test} acts only once every variant has its planned sample; method sequential acts at any look"]
 
 
 def _all_categories() -> tuple[str, ...]:

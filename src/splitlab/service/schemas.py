@@ -288,10 +288,11 @@ class IngestPublic(BaseModel):
 
 
 class ExperimentPublic(BaseModel):
-    """An experiment's current state."""
+    """An experiment's current state (``rolled_out_variant``: the variant served to everyone when rolled out)."""
 
     key: str
     status: str
+    rolled_out_variant: str | None = None
     version: int
     bucket_version: int
     spec: dict[str, Any]
@@ -305,6 +306,7 @@ class ExperimentPublic(BaseModel):
         return cls(
             key=record.key,
             status=record.status,
+            rolled_out_variant=record.rolled_out_variant,
             version=record.current_version,
             bucket_version=record.bucket_version,
             spec=record.spec,
@@ -323,10 +325,11 @@ class ChangePublic(BaseModel):
 
 
 class ExperimentApplyPublic(BaseModel):
-    """What a PUT did: ``created``, ``updated`` or ``unchanged``, the changes, and the experiment after."""
+    """What a PUT did: ``created``, ``updated`` or ``unchanged``, the changes, notes, and the experiment after."""
 
     action: str
     changes: list[ChangePublic]
+    notes: list[str] = []
     experiment: ExperimentPublic
 
 
@@ -368,13 +371,13 @@ class StatusPublic(BaseModel):
 
 
 class ConfigExperimentPublic(ExperimentPublic):
-    """A running experiment as SDKs evaluate it; a bandit experiment carries its current ``weights``."""
+    """A running (or rolled-out) experiment as SDKs evaluate it; a bandit experiment carries its current ``weights``."""
 
     weights: list[float] | None = None
 
 
 class ConfigPublic(BaseModel):
-    """The running experiments, for SDKs that assign locally; ``version`` is the document's ETag (unquoted)."""
+    """The running and rolled-out experiments, for SDKs that assign locally; ``version`` is the ETag (unquoted)."""
 
     version: str
     experiments: list[ConfigExperimentPublic]

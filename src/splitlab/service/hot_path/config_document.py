@@ -22,12 +22,6 @@ _SERVED_STATUSES = ("running", "rolled_out")
 """The statuses whose experiments an SDK serves: a running one enrols, a rolled-out one serves its variant."""
 
 
-class _ConfigExperiment(ConfigExperimentPublic):
-    # ConfigExperimentPublic (service.schemas) does not declare the rolled-out variant yet; this
-    # adds it to the document, encoded with serialize_as_any.
-    rolled_out_variant: str | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class ConfigDocument:
     """The encoded document and its ETag (quoted, as in the header)."""
@@ -45,7 +39,7 @@ def build_config(store: Store, experiments_cache: ExperimentCache, weights: Band
     records = sorted((r for s in _SERVED_STATUSES for r in store.experiments.list(status=s)), key=lambda r: r.key)
     experiments = []
     for record in records:
-        entry = _ConfigExperiment.model_validate(
+        entry = ConfigExperimentPublic.model_validate(
             {
                 "key": record.key,
                 "status": record.status,
@@ -68,4 +62,4 @@ def build_config(store: Store, experiments_cache: ExperimentCache, weights: Band
     content = [(e.key, e.version, e.bucket_version, e.spec, e.weights, e.rolled_out_variant) for e in experiments]
     digest = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
     document = ConfigPublic(version=digest, experiments=list(experiments))
-    return ConfigDocument(etag=f'"{digest}"', body=document.model_dump_json(serialize_as_any=True).encode())
+    return ConfigDocument(etag=f'"{digest}"', body=document.model_dump_json().encode())

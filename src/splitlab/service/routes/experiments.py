@@ -104,6 +104,7 @@ def _put(
     return ExperimentApplyPublic(
         action=outcome.action,
         changes=[ChangePublic(path=c.path, old=c.old, new=c.new) for c in outcome.changes],
+        notes=list(outcome.notes),
         experiment=ExperimentPublic.of(outcome.record),
     )
 
