@@ -79,7 +79,11 @@ def test_notify_test_for_an_experiment_uses_its_targets(
     database_url: str, receiver: Receiver, targets: Path, tmp_path: Path
 ) -> None:
     db = ["--database", database_url]
-    applied = runner.invoke(app, ["apply", str(_spec_file(tmp_path, receiver)), *db])
+    spec = str(_spec_file(tmp_path, receiver))
+    refused = runner.invoke(app, ["apply", spec, *db], env={"SPLITLAB_NOTIFICATIONS_FILE": ""})
+    assert refused.exit_code == 2  # 'ops' is a global target: apply checks the name against the global file
+    assert "monitoring.notify.1: 'ops' is not a notification target" in refused.output
+    applied = runner.invoke(app, ["apply", spec, *db], env={"SPLITLAB_NOTIFICATIONS_FILE": str(targets)})
     assert applied.exit_code == 0, applied.output
     result = runner.invoke(app, ["notify", "test", "--experiment", "checkout", "--notifications", str(targets), *db])
     assert result.exit_code == 0, result.output
