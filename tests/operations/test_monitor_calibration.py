@@ -65,13 +65,6 @@ def test_wrong_actions_in_aa_are_within_alpha_plus_3_se(watches: dict[str, list[
     assert all(w.day >= DESIGN.min_days for w in stopped)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A sequential guardrail's readout quotes the confidence sequence of the look at which its monitor "
-    "stopped (stats.sequential.monitor stops replaying at the first crossing; analysis.decision.quote takes "
-    "looks[-1]). That interval barely excludes 0, so it never lies wholly beyond the tolerance: the guardrail "
-    "stays 'harmed', never 'breached', and the decision never becomes ROLLBACK.",
-)
 def test_a_guardrail_harmed_by_twice_its_tolerance_is_rolled_back(watches: dict[str, list[Any]]) -> None:
     figures = bench.summarize(watches["harm"])["harm"]
     assert figures["acted"] > HARMED / 2, figures["outcomes"]

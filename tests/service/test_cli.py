@@ -46,7 +46,7 @@ def test_openapi_documents_every_route() -> None:
     assert set(schema["paths"]) == {
         "/api/v1/health", "/api/v1/ready", "/api/v1/experiments", "/api/v1/experiments/{key}",
         "/api/v1/experiments/{key}/start", "/api/v1/experiments/{key}/pause", "/api/v1/experiments/{key}/stop",
-        "/api/v1/experiments/{key}/results",
+        "/api/v1/experiments/{key}/results", "/api/v1/experiments/{key}/roll-out", "/api/v1/experiments/{key}/actions",
             "/api/v1/experiments/{key}/rewards",
             "/api/v1/experiments/{key}/status",
             "/api/v1/experiments/{key}/weights", "/api/v1/metrics", "/api/v1/metrics/{name}",

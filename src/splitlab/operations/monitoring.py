@@ -23,10 +23,13 @@ snapshot is stored, as ``splitlab analyze`` stores it), and then:
   ======================  ==========================================  ===========================
 
 Only an always-valid (sequential) test may end an experiment at an arbitrary look: under a
-fixed-horizon test the policy acts only once every variant has its planned sample (or at the
-maximum duration), since acting on an early look of a fixed-horizon test inflates its error rates
-(``splitlab apply`` warns about such a policy). The decision engine gives no launch or no-launch
-category before ``min_duration_days``, so nothing is promoted or stopped for success before it.
+fixed-horizon test (and for a primary metric the sequential monitor does not cover, such as a
+quantile) the policy acts only once every variant has its planned sample (or at the maximum
+duration), since acting on an early look of a fixed-horizon test inflates its error rates
+(``splitlab apply`` warns about such a policy). Once a sequential test has its planned sample it
+is over: any final category stops it under ``auto_stop``, as a fixed-horizon test's does. The
+decision engine gives no launch or no-launch category before ``min_duration_days``, so nothing is
+promoted or stopped for success before it.
 
 An action, its audit entry (a new version of the experiment with actor ``monitor`` and the
 reasons) and its notifications are written in one transaction: a monitor killed before the commit
@@ -136,10 +139,10 @@ def plan_action(readout: ExperimentReadout, spec: ExperimentSpec) -> PlannedActi
     monitoring = spec.monitoring
     decision = readout.decision
     category = None if decision is None else str(decision.category)
-    sequential = spec.analysis.method == "sequential"
+    sequential = _always_valid(readout, spec)
     at_plan = _at_plan(readout)
     may_end = sequential or at_plan
-    basis = "a sequential test (valid at any look)" if sequential else "the planned sample reached"
+    basis = "a sequential test (valid at any look)" if sequential and not at_plan else "the planned sample reached"
     reasons = tuple(decision.reasons) if decision is not None else ()
     if decision is not None and may_end:
         if monitoring.auto_rollback and category == "ROLLBACK":
@@ -148,7 +151,10 @@ def plan_action(readout: ExperimentReadout, spec: ExperimentSpec) -> PlannedActi
         if monitoring.auto_promote and category in _FINAL_LAUNCH and decision.variant is not None:
             why = (f"auto_promote: decision {category} on {basis}", *reasons)
             return PlannedAction("promote", why, decision.variant)
-        stops = _DECISIVE if sequential else tuple(c for c in _all_categories() if c not in _UNDECIDED)
+        # Before its plan a sequential test stops on a crossing only; at its plan (the test is over) any
+        # final category stops it, as a fixed-horizon test's.
+        ended = tuple(c for c in _all_categories() if c not in _UNDECIDED)
+        stops = _DECISIVE if sequential and not at_plan else ended
         if monitoring.auto_stop and category in stops:
             return PlannedAction("stop", (f"auto_stop: decision {category} on {basis}", *reasons))
     most = readout.max_duration_days
@@ -171,6 +177,19 @@ def policy_notes(spec: ExperimentSpec) -> list[str]:
         until = "the monitor acts only at schedule.max_duration_days"
         return [f"{test} acts only at the planned sample, and this spec plans none {no_plan}: {until}"]
     return [f"{test} acts only once every variant has its planned sample; method sequential acts at any look"]
+
+
+def _always_valid(readout: ExperimentReadout, spec: ExperimentSpec) -> bool:
+    """Whether the decision rests on an always-valid test: a sequential spec whose primary metric has sequential looks.
+
+    A metric the sequential monitor does not cover (a quantile, say) is tested at a fixed horizon
+    even under ``analysis.method: sequential``: acting on it early would be peeking.
+    """
+    if spec.analysis.method != "sequential":
+        return False
+    primary = spec.hypothesis.primary_metric if spec.hypothesis is not None else None
+    goals = [m for m in readout.metrics if m.role == "goal" and (primary is None or m.metric == primary)]
+    return bool(goals) and all(m.sequential is not None and m.sequential.looks for m in goals)
 
 
 def _all_categories() -> tuple[str, ...]:

@@ -65,7 +65,11 @@ def test_msprt_monitor_matches_the_vectorised_core(seed: int) -> None:
     if rejected.size:
         assert result.stopped_at == rejected[0] + 1
         assert result.decision in ("stop_efficacy", "stop_harm")
-        assert result.looks[-1].p_value == pytest.approx(path.p_value[rejected[0]], rel=1e-12)
+        assert result.looks[rejected[0]].p_value == pytest.approx(path.p_value[rejected[0]], rel=1e-12)
+        # The confidence sequence goes on after the crossing: every look, the crossing standing.
+        assert len(result.looks) == len(looks)
+        assert {look.decision for look in result.looks[rejected[0] :]} == {result.decision}
+        assert result.looks[-1].p_value == pytest.approx(path.p_value[-1], rel=1e-12)
     else:
         assert result.decision in ("continue", "stop_futility")
 

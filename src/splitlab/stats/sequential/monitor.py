@@ -74,7 +74,12 @@ class MonitorLook:
 
 @dataclass(frozen=True, slots=True)
 class MonitorResult:
-    """Every look up to the first stop, and the decision that stands now."""
+    """The looks and the decision that stands now.
+
+    Group-sequential looks end at the first stop (the design ends there). mSPRT looks go on after
+    an efficacy or harm crossing, since a confidence sequence holds at every look: the crossing
+    stands and the interval keeps narrowing; they end at a futility stop.
+    """
 
     method: str
     alpha: float
@@ -91,8 +96,8 @@ class MonitorResult:
 
     @property
     def stopped_at(self) -> int | None:
-        """The look that stopped the experiment, if one did."""
-        return self.looks[-1].look if self.looks and self.looks[-1].decision != "continue" else None
+        """The look that stopped the experiment (the first crossing), if one did."""
+        return next((look.look for look in self.looks if look.decision != "continue"), None)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python dictionary (tuples become lists)."""
@@ -114,12 +119,15 @@ def _msprt_looks(
 ) -> list[MonitorLook]:  # fmt: skip
     out: list[MonitorLook] = []
     previous: AlwaysValidResult | None = None
+    crossed: str | None = None  # the first crossing's decision, which stands
     for index, (control, treatment) in enumerate(looks, start=1):
         result = msprt(control, treatment, alpha=alpha, alternative=alternative, relative=relative,
                        planned_n=planned_n, previous=previous)  # fmt: skip
         previous = result
-        if result.error_code is None and result.significant:
-            decision = _direction(result.effect, higher_is_better=higher_is_better)
+        if crossed is not None:
+            decision = crossed
+        elif result.error_code is None and result.significant:
+            decision = crossed = _direction(result.effect, higher_is_better=higher_is_better)
         elif result.stage in ("final", "closed"):
             decision = "stop_futility"
         else:
@@ -127,7 +135,10 @@ def _msprt_looks(
         code = None if result.error_code is None else str(result.error_code)
         out.append(MonitorLook(index, result.n, result.n / planned_n, result.effect, result.statistic, alpha,
                                result.p_value, result.ci, decision, code))  # fmt: skip
-        if decision != "continue":
+        # A confidence sequence holds at every look, so after a crossing the looks go on and the
+        # interval keeps narrowing (a harmed guardrail can then be shown beyond its tolerance);
+        # the crossing stays (the always-valid p-value never rises, the interval never widens).
+        if decision == "stop_futility":
             break
     return out
 
