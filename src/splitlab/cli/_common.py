@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -23,6 +23,27 @@ def show(renderable: Any, plain: Callable[[], str]) -> None:
         Console().print(renderable)
     else:
         typer.echo(plain())
+
+
+def show_rows(headers: Sequence[str], body: Sequence[Sequence[str]], *, empty: str) -> None:
+    """Rows of text as a rich table on a TTY, aligned columns otherwise; ``empty`` when there are none."""
+
+    def plain() -> str:
+        if not body:
+            return empty
+        widths = [max(len(row[i]) for row in [headers, *body]) for i in range(len(headers))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *body]]
+        return "\n".join(lines)
+
+    def table() -> Any:
+        from rich.table import Table
+
+        rich_table = Table(*headers)
+        for row in body:
+            rich_table.add_row(*row)
+        return rich_table if body else plain()
+
+    show(table(), plain)
 
 
 SOURCE_HINT = "check the database, tables and columns the --source file names"

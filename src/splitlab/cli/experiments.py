@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from splitlab.cli._common import show, user_errors
+from splitlab.cli._common import show, show_rows, user_errors
 from splitlab.cli._store import ActorOption, DatabaseOption, actor_name
 
 
@@ -90,22 +90,7 @@ def list_experiments(
         (r["key"], r["status"], str(r["version"]), ", ".join(r["variants"]), r["updated_at"], r["name"]) for r in rows
     ]
 
-    def plain() -> str:
-        if not body:
-            return "no experiments" + (f" with status {status}" if status else "")
-        widths = [max(len(row[i]) for row in [headers, *body]) for i in range(len(headers))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *body]]
-        return "\n".join(lines)
-
-    def table() -> Any:
-        from rich.table import Table
-
-        rich_table = Table(*headers)
-        for row in body:
-            rich_table.add_row(*row)
-        return rich_table if body else plain()
-
-    show(table(), plain)
+    show_rows(headers, body, empty="no experiments" + (f" with status {status}" if status else ""))
 
 
 def show_experiment(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from splitlab.cli._common import show, user_errors
+from splitlab.cli._common import show_rows, user_errors
 from splitlab.cli._store import DatabaseOption
 
 if TYPE_CHECKING:
@@ -111,19 +111,4 @@ def list_notifications(
         for r in rows
     ]
 
-    def plain() -> str:
-        if not body:
-            return "no notifications"
-        widths = [max(len(row[i]) for row in [headers, *body]) for i in range(len(headers))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *body]]
-        return "\n".join(lines)
-
-    def table() -> Any:
-        from rich.table import Table
-
-        rich_table = Table(*headers)
-        for row in body:
-            rich_table.add_row(*row)
-        return rich_table if body else plain()
-
-    show(table(), plain)
+    show_rows(headers, body, empty="no notifications")
