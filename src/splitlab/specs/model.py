@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import re
 import urllib.parse
@@ -57,6 +58,8 @@ __all__ = [
     "Allocation",
     "Analysis",
     "Bandit",
+    "Breaker",
+    "Canary",
     "Capping",
     "Condition",
     "Covariate",
@@ -68,17 +71,21 @@ __all__ = [
     "Hypothesis",
     "MetricDefinition",
     "Metrics",
+    "ModelEndpoint",
     "Monitoring",
     "Namespace",
     "NotificationKind",
     "NotificationTarget",
     "NotificationTargets",
+    "Routing",
     "Schedule",
+    "Shadow",
     "Targeting",
     "Variant",
     "check_metric_references",
     "check_target_references",
     "metric_references",
+    "model_endpoints",
     "undefined_metrics",
     "undefined_targets",
 ]
@@ -741,6 +748,191 @@ class Monitoring(_Model):
         return value
 
 
+class ModelEndpoint(_Model):
+    """The model a variant's requests are routed to (``variants[].payload.model`` of a routed experiment).
+
+    Exactly one of ``url``, ``python`` and ``entry_point``:
+
+    Attributes:
+        url: an ``http://`` or ``https://`` URL; the request's model input is POSTed to it as JSON
+            and its answer is returned to the client as it is.
+        python: ``module:attribute``, an in-process model: a callable taking the input (a JSON
+            value) and returning a JSON value, or a class whose no-argument instance is one.
+        entry_point: the name of an entry point of group ``splitlab.models`` naming such a callable.
+        name: the model's name in logs, headers and metrics; default the variant key.
+        timeout_ms: how long the router waits for an answer, in (0, 60000]; default
+            ``routing.timeout_ms``.
+    """
+
+    url: str | None = None
+    python: str | None = None
+    entry_point: str | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    timeout_ms: float | None = Field(default=None, strict=False, gt=0, le=60_000)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        given = [field for field in ("url", "python", "entry_point") if getattr(self, field) is not None]
+        if len(given) != 1:
+            msg = f"give exactly one of url, python and entry_point (given: {', '.join(given) or 'none'})"
+            raise ValueError(msg)
+        if self.url is not None:
+            parts = urllib.parse.urlsplit(self.url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                msg = f"url == {self.url!r}, must be an http:// or https:// URL with a host"
+                raise ValueError(msg)
+        if self.python is not None and not _IMPORT_PATH.fullmatch(self.python):
+            msg = f"python == {self.python!r}, must be 'module:attribute' (e.g. 'my_models.fraud:predict')"
+            raise ValueError(msg)
+        return self
+
+
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+class Breaker(_Model):
+    """The circuit breaker of each routed variant (per service worker).
+
+    Attributes:
+        failures: consecutive failures (timeouts, 5xx, dropped connections) that open it, >= 1; default 5.
+        pause_seconds: how long it stays open before one trial request is let through (half-open), > 0; default 30.
+    """
+
+    failures: int = Field(default=5, strict=True, ge=1)
+    pause_seconds: float = Field(default=30.0, strict=True, gt=0, le=3600)
+
+
+class Shadow(_Model):
+    """A challenger that receives a copy of a share of the requests after the answer is sent.
+
+    Attributes:
+        variant: the shadow model's variant key; its answer is logged, never returned.
+        share: share of requests copied, in (0, 1]; decided by the request id's hash.
+        max_in_flight: shadow calls in progress at once per worker, >= 1; a copy beyond is dropped
+            (and counted); default 32.
+    """
+
+    variant: VariantKey
+    share: float = Field(default=1.0, strict=True, gt=0, le=1)
+    max_in_flight: int = Field(default=32, strict=True, ge=1, le=10_000)
+
+
+class Canary(_Model):
+    """A progressive rollout of one challenger, advanced by the monitor while its guardrails show no harm.
+
+    Attributes:
+        variant: the challenger's variant key (not the control, the first variant).
+        steps: the challenger's share of traffic at each step, strictly increasing in (0, 1]; a
+            last step of 1 is the promotion itself (the winner is rolled out to everyone).
+        min_step_minutes: how long each step is held before the next, > 0; default 60.
+        min_units_per_step: units the challenger must have enrolled before it leaves a step, >= 0; default 0.
+    """
+
+    variant: VariantKey
+    steps: tuple[Annotated[float, Field(strict=False, gt=0, le=1)], ...]
+    min_step_minutes: float = Field(default=60.0, strict=False, gt=0)
+    min_units_per_step: int = Field(default=0, strict=True, ge=0)
+
+    @field_validator("steps")
+    @classmethod
+    def _check_steps(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value:
+            msg = "steps == [], must list at least one share (e.g. [0.05, 0.25, 0.5, 1])"
+            raise ValueError(msg)
+        if any(b <= a for a, b in itertools.pairwise(value)):
+            msg = f"steps == {list(value)}, must be strictly increasing"
+            raise ValueError(msg)
+        return value
+
+    @property
+    def ramp(self) -> tuple[float, ...]:
+        """The steps at which the challenger is tested against the control (a last step of 1 is the promotion)."""
+        return self.steps[:-1] if self.steps[-1] == 1 else self.steps
+
+
+class Routing(_Model):
+    """How ``POST /api/v1/route/{experiment}/predict`` serves this experiment's models (see docs/router.md).
+
+    Every variant's payload declares its model (``payload: {model: {...}}``, a :class:`ModelEndpoint`).
+
+    Attributes:
+        fallback: ``control`` (default): a variant's failed call is answered by the control model
+            (the first variant) and counted as an error of the variant; ``none``: the failure is
+            answered (502, or 504 for a timeout).
+        timeout_ms: the default wait for a model's answer, in (0, 60000]; default 1000.
+        breaker: see :class:`Breaker`.
+        shadow: see :class:`Shadow`; optional.
+        canary: see :class:`Canary`; optional. Needs ``analysis.method: sequential`` with
+            ``msprt`` and at least one guardrail: its gates are always-valid tests.
+        envelope: answer ``{"request_id", "variant", "model", "response"}`` instead of the model's
+            body as it is; default false (the variant, model and request id are headers either way).
+    """
+
+    fallback: Literal["control", "none"] = "control"
+    timeout_ms: float = Field(default=1000.0, strict=False, gt=0, le=60_000)
+    breaker: Breaker = Field(default_factory=Breaker)
+    shadow: Shadow | None = None
+    canary: Canary | None = None
+    envelope: bool = Field(default=False, strict=True)
+
+
+def model_endpoints(spec: ExperimentSpec) -> dict[str, ModelEndpoint]:
+    """Each variant's model, by variant key, for a spec with ``routing`` (checked when the spec was validated)."""
+    endpoints = {}
+    for variant in spec.variants:
+        payload = variant.payload
+        assert isinstance(payload, dict)  # noqa: S101 - ExperimentSpec checks it for a routed spec
+        endpoints[variant.key] = ModelEndpoint.model_validate(payload["model"])
+    return endpoints
+
+
+def _check_routing(spec: ExperimentSpec, routing: Routing) -> None:
+    """Refuse a routed spec whose variants declare no model, or whose shadow or canary does not fit, naming the field."""
+    for i, variant in enumerate(spec.variants):
+        payload = variant.payload
+        loc: tuple[str | int, ...] = ("variants", i, "payload")
+        if not isinstance(payload, dict) or "model" not in payload:
+            msg = "must declare the variant's model, e.g. {model: {url: 'http://127.0.0.1:9001/predict'}}"
+            _raise_at(spec, (*loc, "model"), f"a routed experiment's payload {msg}", payload)
+        try:
+            ModelEndpoint.model_validate(payload["model"])
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            where = (*loc, "model", *error["loc"])
+            _raise_at(spec, where, str(error["msg"]).removeprefix("Value error, "), error.get("input"))
+    keys = spec.variant_keys
+    control = keys[0]
+    for field, part in (("shadow", routing.shadow), ("canary", routing.canary)):
+        if part is not None and part.variant not in keys:
+            msg = f"variant == {part.variant!r} is not a variant of this experiment ({', '.join(keys)})"
+            _raise_at(spec, ("routing", field, "variant"), msg, part.variant)
+        if part is not None and part.variant == control:
+            msg = f"variant == {part.variant!r} is the control (the first variant), must be a challenger"
+            _raise_at(spec, ("routing", field, "variant"), msg, part.variant)
+    canary = routing.canary
+    if canary is None:
+        return
+    if len(keys) != 2:
+        msg = f"a canary ramps one challenger against the control: the experiment must have 2 variants, not {len(keys)}"
+        _raise_at(spec, ("routing", "canary"), msg, len(keys))
+    if spec.analysis.method != "sequential" or spec.analysis.sequential != "msprt":
+        msg = (
+            "a canary is advanced at every monitor run, so its gates must be valid at any look: "
+            "set analysis.method: sequential and analysis.sequential: msprt"
+        )
+        _raise_at(spec, ("routing", "canary"), msg, spec.analysis.method)
+    if not spec.metrics.guardrails:
+        msg = "a canary advances while its guardrails show no harm: list at least one in metrics.guardrails"
+        _raise_at(spec, ("routing", "canary"), msg, None)
+    weight = next(v.weight for v in spec.variants if v.key == canary.variant)
+    if not any(abs(weight - step) <= WEIGHT_TOLERANCE for step in canary.ramp):
+        msg = (
+            f"the challenger {canary.variant!r} has weight {weight:g}, must be one of the ramp's steps "
+            f"{list(canary.ramp)} (the monitor moves it from step to step)"
+        )
+        _raise_at(spec, ("variants", keys.index(canary.variant), "weight"), msg, weight)
+
+
 class ExperimentSpec(_Model):
     """A versioned experiment: who is eligible, how they are split, and how the result is judged.
 
@@ -766,6 +958,8 @@ class ExperimentSpec(_Model):
         monitoring: see :class:`Monitoring`: the monitor's interval, its automatic actions and
             the targets it notifies.
         notifications: this experiment's own :class:`NotificationTarget` list (unique names).
+        routing: see :class:`Routing`: the experiment routes model traffic (every variant's
+            payload declares its model); optional.
 
     When validated with ``context={"metrics": names}`` every metric reference must be in ``names``.
     """
@@ -791,6 +985,7 @@ class ExperimentSpec(_Model):
     schedule: Schedule = Field(default_factory=Schedule)
     monitoring: Monitoring = Field(default_factory=Monitoring)
     notifications: tuple[NotificationTarget, ...] = ()
+    routing: Routing | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -864,6 +1059,8 @@ class ExperimentSpec(_Model):
         if self.allocation.bandit is not None:
             _check_bandit_arms(self, self.allocation.bandit)
         _check_target_names(self, self.notifications, "notifications")
+        if self.routing is not None:
+            _check_routing(self, self.routing)
         defined = info.context.get("metrics") if isinstance(info.context, dict) else None
         if defined is not None:
             check_metric_references(self, defined)

@@ -7,6 +7,8 @@ and :meth:`Store.close` disposes of it.
 from __future__ import annotations
 
 import math
+import sqlite3
+import time
 import os
 import weakref
 from dataclasses import dataclass
@@ -394,10 +396,28 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any, busy_timeout: str) ->
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        for pragma in (*SQLITE_PRAGMAS, busy_timeout):
-            cursor.execute(pragma)
+        cursor.execute(busy_timeout)  # first: the pragmas below may wait for another process's lock
+        for pragma in SQLITE_PRAGMAS:
+            _execute_when_unlocked(cursor, pragma)
     finally:
         cursor.close()
+
+
+def _execute_when_unlocked(cursor: Any, pragma: str, *, attempts: int = 50) -> None:
+    """Run ``pragma``, trying again while another process holds the database's lock.
+
+    Switching to WAL needs the database to itself, and SQLite answers "database is locked" at once
+    rather than through the busy handler while another process migrates a fresh file.
+    """
+    for attempt in range(attempts):
+        try:
+            cursor.execute(pragma)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+        else:
+            return
 
 
 def _begin_sqlite(conn: Connection) -> None:

@@ -313,8 +313,9 @@ notification_deliveries = Table(
     Index(None, "outbox_id", "attempt"),
 )
 
-MONITOR_ACTIONS = ("stop", "rollback", "promote")
-"""What the monitor does to an experiment: stop it, roll it back (pause it), promote a winner (roll it out)."""
+MONITOR_ACTIONS = ("stop", "rollback", "promote", "ramp")
+"""What the monitor does to an experiment: stop it, roll it back (pause it), promote a winner (roll it out), ramp a
+canary to its next step."""
 
 monitor_state = Table(
     "monitor_state",
