@@ -76,6 +76,15 @@ class Database:
                 params = [{f"c{i}": v for i, v in enumerate(row)} for row in converted]
                 conn.execute(text(f"INSERT INTO {name} VALUES ({placeholders})"), params)  # noqa: S608
 
+    def create_index(self, table: str, columns: Sequence[str]) -> None:
+        """Index ``columns`` of ``table``, as a warehouse's table would be indexed."""
+        ddl = f"CREATE INDEX ix_{table} ON {table} ({', '.join(columns)})"
+        if self.backend == "duckdb":
+            self.connection.execute(ddl)
+            return
+        with self.connection.begin() as conn:
+            conn.execute(text(ddl))
+
     def _value(self, value: Any, kind: str) -> Any:
         if value is None:
             return None
