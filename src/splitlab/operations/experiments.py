@@ -32,6 +32,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import ValidationError
+
 from splitlab.operations.errors import ConflictError, InvalidInputError
 from splitlab.specs import (
     Action,
@@ -76,6 +78,7 @@ __all__ = [
     "phase_weights",
     "phases",
     "read_catalog",
+    "reweight",
     "roll_out",
 ]
 
@@ -364,6 +367,53 @@ def roll_out(
     except VersionConflictError as exc:  # moved by someone else since it was read: decide again
         raise ConflictError("key", str(exc)) from None
     return StatusChange(old_status=record.status, record=get_experiment(store, key))
+
+
+def reweight(
+    store: Store,
+    *,
+    key: str,
+    weights: Mapping[str, float],
+    actor: str,
+    reason: str | None = None,
+    then: Callable[[Connection, ExperimentVersion], None] | None = None,
+) -> ApplyOutcome:
+    """Give a running experiment's variants new ``weights`` (a new version and allocation phase), as an apply would.
+
+    The monitor moves a canary this way; a person does it by applying the spec with new weights.
+
+    Raises:
+        NotFoundError: No experiment ``key``.
+        InvalidInputError: ``weights`` do not name every variant once or do not sum to 1.
+        ConflictError: The experiment changed while this ran.
+    """
+    record = get_experiment(store, key)
+    spec = ExperimentSpec.model_validate(record.spec)
+    if set(weights) != set(spec.variant_keys):
+        raise InvalidInputError([("weights", f"must give a weight to each of {', '.join(spec.variant_keys)}")])
+    body = spec.model_dump(mode="json")
+    body["variants"] = [{**v, "weight": float(weights[v["key"]])} for v in body["variants"]]
+    try:
+        new_spec = ExperimentSpec.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidInputError([(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]) from None
+    planned = _plan(store, new_spec, rerandomize=False)
+    if planned.outcome.action == "unchanged":
+        return planned.outcome
+    try:
+        store.experiments.update(
+            key=key,
+            spec=planned.plan.spec.model_dump(mode="json"),
+            diff=[asdict(c) for c in planned.plan.changes],
+            actor=actor,
+            reason=reason,
+            expected_version=planned.expected_version,
+            phase_weights=phase_weights(planned.plan.spec) if planned.ran else None,
+            then=then,
+        )
+    except VersionConflictError as exc:
+        raise ConflictError("key", str(exc)) from None
+    return _with_record(planned.outcome, get_experiment(store, key))
 
 
 def phase_weights(spec: ExperimentSpec) -> dict[str, float] | None:

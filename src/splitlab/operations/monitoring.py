@@ -20,7 +20,14 @@ snapshot is stored, as ``splitlab analyze`` stores it), and then:
                           NO_LAUNCH or ROLLBACK (fixed horizon:
                           any final decision)
   (always)                ``schedule.max_duration_days`` reached      stop
+  ``routing.canary``      a guardrail breached / a step held without  rollback / ramp to the next
+                          harm / the last step held without harm      step / promote the challenger
   ======================  ==========================================  ===========================
+
+A canary (:func:`splitlab.operations.routing.plan_canary`) is moved by its own gate, which the
+spec's ``routing.canary`` authorises whatever the ``monitoring`` flags: its guardrails are tested
+at every run by always-valid (mSPRT) intervals, which the spec must use, so moving at any look
+keeps their error rates.
 
 Only an always-valid (sequential) test may end an experiment at an arbitrary look: under a
 fixed-horizon test (and for a primary metric the sequential monitor does not cover, such as a
@@ -90,11 +97,12 @@ _UNDECIDED = ("EXTEND_TEST", "INVALID")
 
 @dataclass(frozen=True, slots=True)
 class PlannedAction:
-    """What the policy asks for: ``stop``, ``rollback`` or ``promote`` (with the winner), and why."""
+    """What the policy asks for: ``stop``, ``rollback``, ``promote`` (a winner), ``ramp`` (new weights); and why."""
 
     action: str
     reasons: tuple[str, ...]
     variant: str | None = None
+    weights: dict[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -302,7 +310,10 @@ def _run(
     decision = None if readout.decision is None else str(readout.decision.category)
     conditions = conditions_of(readout)
     notes = _news(readout, spec, previous, last_decision, conditions)
-    planned = plan_action(readout, spec) if snapshot_id is not None else None  # act only on a kept readout
+    planned = None
+    if snapshot_id is not None:  # act only on a kept readout
+        canary = spec.routing.canary if spec.routing is not None else None
+        planned = plan_action(readout, spec) if canary is None else _canary_action(store, readout, spec, now=now)
     notifications = [
         row
         for kind, text, data in notes
@@ -311,7 +322,14 @@ def _run(
         )
     ]
     if planned is not None:
-        data = {"action": planned.action, "variant": planned.variant, "decision": decision, "reasons": planned.reasons}
+        data: dict[str, Any] = {
+            "action": planned.action,
+            "variant": planned.variant,
+            "decision": decision,
+            "reasons": planned.reasons,
+        }
+        if planned.weights is not None:
+            data["weights"] = planned.weights
         text = _action_text(spec.key, planned)
         notifications += build_notifications(
             spec,
@@ -368,7 +386,45 @@ def _news(
     return news
 
 
+def _canary_action(
+    store: Store, readout: ExperimentReadout, spec: ExperimentSpec, *, now: datetime
+) -> PlannedAction | None:
+    """The canary's move (:func:`~splitlab.operations.routing.plan_canary`) as an action; None to hold."""
+    from splitlab.operations.routing import plan_canary
+
+    move = plan_canary(readout, spec, step_started_at=_step_started_at(store, spec.key), now=now)
+    if move.action == "hold":
+        return None
+    canary = spec.routing.canary if spec.routing is not None else None
+    assert canary is not None  # noqa: S101 - the caller checks
+    challenger = canary.variant
+    if move.action == "rollback":
+        return PlannedAction("rollback", move.reasons, challenger)
+    return PlannedAction(move.action, move.reasons, challenger, weights=move.weights)
+
+
+def _step_started_at(store: Store, key: str) -> datetime:
+    """When the canary's current step began: its last ramp, else when the experiment last started running."""
+    from splitlab.operations.experiments import history
+
+    ramps = [action for action in store.monitor.actions(key=key, limit=50) if action.action == "ramp"]
+    versions = history(store, key)
+    started = next(
+        (
+            v.changed_at
+            for v, before in zip(versions[::-1], [*versions[::-1][1:], None], strict=True)
+            if v.status == "running" and (before is None or before.status != "running")
+        ),
+        versions[-1].changed_at if versions else datetime.now(UTC),
+    )
+    return max([started, *(ramp.created_at for ramp in ramps)])
+
+
 def _action_text(key: str, planned: PlannedAction) -> str:
+    if planned.action == "ramp":
+        assert planned.weights is not None  # noqa: S101 - a ramp carries its weights
+        share = planned.weights[planned.variant or ""]
+        return f"{key}: canary {planned.variant!r} moved to {share:.0%} by the monitor: {planned.reasons[0]}"
     what = {
         "stop": f"{key} was stopped",
         "rollback": f"{key} was rolled back (paused: nobody is served the treatment)",
@@ -388,7 +444,7 @@ def _act(
     now: datetime,
 ) -> None:
     """Apply ``planned`` through the lifecycle operations, its record and notifications in the same transaction."""
-    from splitlab.operations.experiments import change_status, roll_out
+    from splitlab.operations.experiments import change_status, reweight, roll_out
 
     reason = "; ".join(planned.reasons)
 
@@ -410,6 +466,9 @@ def _act(
     if planned.action == "promote":
         assert planned.variant is not None  # noqa: S101 - plan_action promotes only a named winner
         roll_out(store, key=spec.key, variant=planned.variant, actor=MONITOR_ACTOR, reason=reason, then=record)
+    elif planned.action == "ramp":
+        assert planned.weights is not None  # noqa: S101 - a ramp carries its weights
+        reweight(store, key=spec.key, weights=planned.weights, actor=MONITOR_ACTOR, reason=reason, then=record)
     else:
         action = "pause" if planned.action == "rollback" else "stop"
         change_status(store, key=spec.key, action=action, actor=MONITOR_ACTOR, reason=reason, then=record)

@@ -42,6 +42,7 @@ from splitlab.service.routes import (
     metric_definitions,
     monitor,
     prometheus,
+    route,
 )
 from splitlab.service.runtime import Runtime
 from splitlab.service.settings import Settings
@@ -174,6 +175,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await runtime.router.close()
             runtime.close()
 
     app = _App(
@@ -215,6 +217,7 @@ def create_app(settings: Settings) -> FastAPI:
             ingest.router,
             health.router,
             experiments.router,
+            route.router,
             bandits.router,
             monitor.router,
             metric_definitions.router,

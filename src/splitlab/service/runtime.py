@@ -1,4 +1,4 @@
-"""What one service process holds while it runs: the store, its caches, the recorder and Redis.
+"""What one service process holds while it runs: the store, its caches, the recorder, the model router and Redis.
 
 Built by the app's lifespan (:func:`splitlab.service.app.create_app`) and closed with it; routes
 reach it through :mod:`splitlab.service.deps`.
@@ -23,6 +23,7 @@ from splitlab.service.hot_path.event_writer import EventWriter
 from splitlab.service.hot_path.experiment_cache import ExperimentCache
 from splitlab.service.hot_path.recorder import AssignmentRecorder
 from splitlab.service.hot_path.sticky import StickyAssignments
+from splitlab.service.router import ModelRouter, PredictionLog
 from splitlab.service.settings import Settings
 from splitlab.service.telemetry import Telemetry
 from splitlab.storage import ApiKey, Store, WriteResult
@@ -103,6 +104,23 @@ class Runtime:
         )
         self.assigner = Assigner(self.experiments, self.sticky, self.bandit_weights, self.recorder)
         self.event_writer = EventWriter(store, committed=self._events_committed)
+        self.router = ModelRouter(
+            store=store,
+            experiments=self.experiments,
+            assigner=self.assigner,
+            events=self.event_writer,
+            log=PredictionLog(
+                store,
+                self.event_writer,
+                capacity=settings.router_queue_size,
+                interval=settings.record_interval,
+                clock_skew_seconds=settings.clock_skew_seconds,
+                dropped=telemetry.count_router_dropped,
+            ),
+            telemetry=telemetry,
+            max_connections=settings.router_max_connections,
+            shed_when_full=settings.router_queue_full == "shed",
+        )
         self._keys: TimedCache[str, ApiKey | None] = TimedCache(ttl=settings.cache_seconds, max_size=10_000)
         # The ids of the active keys, so that a key with an unknown id (a flood of made-up keys)
         # costs a set look-up, not a read of the store.
@@ -184,6 +202,7 @@ class Runtime:
             self._monitor.join(timeout=60)
         if self.recorder is not None:
             self.recorder.close()
+        self.router.log.close()  # before the event writer: it hands its events to it
         self.event_writer.close()
         if self.shared is not None:
             self.shared.close()

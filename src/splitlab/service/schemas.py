@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     Strict,
     StringConstraints,
     WithJsonSchema,
@@ -55,8 +56,11 @@ __all__ = [
     "ExperimentPublic",
     "ExposureBatch",
     "ExposureCreate",
+    "FeedbackCreate",
+    "FeedbackPublic",
     "FieldError",
     "IngestPublic",
+    "PredictRequest",
     "ProblemPublic",
     "ResultsPublic",
     "RewardBatch",
@@ -206,6 +210,38 @@ class AssignRequest(_Body):
     experiment: Key
     unit_id: Text
     attributes: Attributes = None
+
+
+class PredictRequest(_Body):
+    """A routed request: the unit, its attributes (for targeting) and the model ``input`` forwarded as JSON."""
+
+    unit_id: Text
+    input: JsonValue
+    attributes: Attributes = None
+
+
+RequestId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+"""A request id: the router's (32 hex digits), or the client's ``X-Request-Id`` of this shape."""
+
+
+class FeedbackCreate(_Body):
+    """What was learned about a routed request: its true ``label``, a ``reward``, a ``conversion`` (at least one)."""
+
+    request_id: RequestId
+    label: Annotated[str, StringConstraints(max_length=1000, pattern=TEXT)] | Annotated[int, Strict()] | bool | None = (
+        None
+    )
+    reward: Number | None = None
+    conversion: Annotated[bool, Strict()] | None = None
+    timestamp: Timestamp | None = None
+
+
+class FeedbackPublic(BaseModel):
+    """The feedback's events: ``received`` and ``inserted`` (feedback sent again adds nothing)."""
+
+    request_id: str
+    received: int
+    inserted: int
 
 
 class UnitCreate(_Body):

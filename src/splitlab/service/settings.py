@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ValidationError, ValidationInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         monitor: Run the monitor (``splitlab monitor``) in a thread of each worker; default False.
             Workers share the work through the monitor's leases: each experiment is analysed by one.
         monitor_poll_seconds: Seconds between the monitor's passes; default 30.
+        router_queue_size: Router records (exposures, predictions, shadow answers) a worker keeps
+            queued for the store; default 100,000.
+        router_queue_full: What the router does when that queue is full (the store is slow or
+            down): ``drop`` (default) answers and drops the records (counted), ``shed`` answers
+            503 so nothing routed goes unrecorded.
+        router_max_connections: Connections a worker keeps open to the model servers, all of
+            them together; default 200.
     """
 
     model_config = SettingsConfigDict(env_prefix=_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid")
@@ -96,6 +103,9 @@ class Settings(BaseSettings):
     auth_failures_per_minute: Annotated[int, _must("be >= 1", lambda n: n >= 1)] = 60
     monitor: bool = False
     monitor_poll_seconds: Annotated[float, _must("be in [0.1, 3600]", lambda s: 0.1 <= s <= 3600)] = 30.0
+    router_queue_size: Annotated[int, _must("be >= 10", lambda n: n >= 10)] = 100_000
+    router_queue_full: Literal["drop", "shed"] = "drop"
+    router_max_connections: Annotated[int, _must("be >= 1", lambda n: n >= 1)] = 200
 
     def store_timeouts(self) -> StoreTimeouts:
         """The store's waits, each bounded so a request's deadline finds the store's error first.
@@ -133,7 +143,8 @@ class Settings(BaseSettings):
         (``0``/``false``/``no``/``off`` turns it off), ``SPLITLAB_CACHE_SECONDS``, ``SPLITLAB_RECORD_INTERVAL``,
         ``SPLITLAB_CLOCK_SKEW_SECONDS``, ``SPLITLAB_REQUEST_TIMEOUT_SECONDS``, ``SPLITLAB_ANALYSIS_TIMEOUT_SECONDS``,
         ``SPLITLAB_HEADER_TIMEOUT_SECONDS``, ``SPLITLAB_AUTH_FAILURES_PER_MINUTE``, ``SPLITLAB_MONITOR``,
-        ``SPLITLAB_MONITOR_POLL_SECONDS``);
+        ``SPLITLAB_MONITOR_POLL_SECONDS``, ``SPLITLAB_ROUTER_QUEUE_SIZE``, ``SPLITLAB_ROUTER_QUEUE_FULL``,
+        ``SPLITLAB_ROUTER_MAX_CONNECTIONS``);
         unset or empty means the default.
 
         Args:

@@ -16,7 +16,7 @@ from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -126,6 +126,92 @@ class Telemetry:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+        self.routed = Counter(
+            "splitlab_router_requests",
+            "Routed model requests, by experiment, the unit's variant and outcome: ok (its model answered), "
+            "fallback (its model failed, the control's answered) or error (no model answered).",
+            ["experiment", "variant", "outcome"],
+            registry=self.registry,
+        )
+        self.routed_latency = Histogram(
+            "splitlab_router_model_duration_seconds",
+            "Time to the model's answer (fallback included), by experiment and the unit's variant.",
+            ["experiment", "variant"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.model_failures = Counter(
+            "splitlab_router_model_failures",
+            "Failed model calls, by experiment, variant and reason: timeout, connection, status_5xx, error, "
+            "breaker_open.",
+            ["experiment", "variant", "reason"],
+            registry=self.registry,
+        )
+        self.breaker_state = Gauge(
+            "splitlab_router_breaker_state",
+            "Each routed variant's circuit breaker in this worker: 0 closed, 1 open, 2 half-open.",
+            ["experiment", "variant"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self.shadow_calls = Counter(
+            "splitlab_router_shadow_calls",
+            "Shadow calls, by experiment, shadow variant and outcome: agree, disagree, answered (no label to "
+            "compare), error, dropped (max_in_flight reached).",
+            ["experiment", "variant", "outcome"],
+            registry=self.registry,
+        )
+        self.feedback = Counter(
+            "splitlab_router_feedback",
+            "Feedback events recorded, by experiment, variant and event (feedback_reward, feedback_conversion, "
+            "prediction_correct, prediction_log_loss).",
+            ["experiment", "variant", "event"],
+            registry=self.registry,
+        )
+        self.correct = Counter(
+            "splitlab_router_correct_predictions",
+            "Predictions whose feedback label matched, by experiment and variant (accuracy: this over "
+            "splitlab_router_feedback_total{event='prediction_correct'}).",
+            ["experiment", "variant"],
+            registry=self.registry,
+        )
+        self.router_records_dropped = Counter(
+            "splitlab_router_records_dropped",
+            "Router records (exposures, predictions, shadow answers) not written, by reason: queue_full, "
+            "refused (the experiment stopped running), store_error.",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def count_routed(self, experiment: str, variant: str, outcome: str, seconds: float) -> None:
+        """One routed request: its outcome and the time to its model's answer."""
+        self._child(self.routed, experiment, variant, outcome).inc()
+        self._child(self.routed_latency, experiment, variant).observe(seconds)
+
+    def count_model_failure(self, experiment: str, variant: str, reason: str) -> None:
+        """One failed model call."""
+        self._child(self.model_failures, experiment, variant, reason).inc()
+
+    def set_breaker(self, experiment: str, variant: str, state: str) -> None:
+        """A variant's breaker state (``closed``, ``open``, ``half_open``)."""
+        from splitlab.service.router.breaker import STATE_VALUES
+
+        self._child(self.breaker_state, experiment, variant).set(STATE_VALUES[state])
+
+    def count_shadow(self, experiment: str, variant: str, outcome: str) -> None:
+        """One shadow call's outcome."""
+        self._child(self.shadow_calls, experiment, variant, outcome).inc()
+
+    def count_feedback(self, experiment: str, variant: str, event: str, value: float | None) -> None:
+        """One feedback event (and a correct prediction)."""
+        self._child(self.feedback, experiment, variant, event).inc()
+        if event == "prediction_correct" and value == 1.0:
+            self._child(self.correct, experiment, variant).inc()
+
+    def count_router_dropped(self, reason: str, records: int) -> None:
+        """Router records given up."""
+        self.router_records_dropped.labels(reason).inc(records)
 
     def watch_store(self, runtime: Runtime) -> None:
         """Also export the gauges read from ``runtime``'s store at every scrape."""

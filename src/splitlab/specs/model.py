@@ -887,7 +887,7 @@ def model_endpoints(spec: ExperimentSpec) -> dict[str, ModelEndpoint]:
 
 
 def _check_routing(spec: ExperimentSpec, routing: Routing) -> None:
-    """Refuse a routed spec whose variants declare no model, or whose shadow or canary does not fit, naming the field."""
+    """Refuse a routed spec whose variants declare no model, or whose shadow or canary does not fit; name the field."""
     for i, variant in enumerate(spec.variants):
         payload = variant.payload
         loc: tuple[str | int, ...] = ("variants", i, "payload")

@@ -7,9 +7,9 @@ and :meth:`Store.close` disposes of it.
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 import time
-import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path

@@ -88,6 +88,7 @@ class ExperimentRepository:
         expected_version: int | None = None,
         rerandomize: bool = False,
         phase_weights: Mapping[str, float] | None = None,
+        then: Callable[[Connection, ExperimentVersion], None] | None = None,
     ) -> ExperimentVersion:
         """Replace an experiment's spec; returns the new version (current version + 1).
 
@@ -103,6 +104,9 @@ class ExperimentRepository:
                 recorded under the old bucket version no longer hold). Default False.
             phase_weights: The weights in force after the change; a new allocation phase starts
                 at this version when they differ from the current phase's. Default None: no phase.
+            then: Called with the connection and the new version inside the same write
+                transaction (the monitor records its action there): what it writes commits with
+                the change or not at all.
 
         Raises:
             NotFoundError: No experiment ``key``.
@@ -133,6 +137,8 @@ class ExperimentRepository:
             )
             if weights is not None:
                 start_phase(conn, key=key, weights=weights, spec_version=version.version, started_at=version.changed_at)
+            if then is not None:
+                then(conn, version)
             return version
 
     def set_status(
