@@ -15,6 +15,7 @@ from splitlab.cli.notify import notifications_app, notify_app
 from splitlab.cli.sample_size import sample_size
 from splitlab.cli.serve import app as keys_app
 from splitlab.cli.serve import serve
+from splitlab.cli.serve_model import serve_model
 from splitlab.cli.simulate import simulate
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ app.command("demo")(demo)
 app.add_typer(events.app, name="events")
 app.add_typer(bandit.app, name="bandit")
 app.command("serve")(serve)
+app.command("serve-model")(serve_model)
 app.add_typer(keys_app, name="keys")
 app.command("monitor")(monitor)
 app.add_typer(notify_app, name="notify")
