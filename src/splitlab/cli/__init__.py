@@ -9,6 +9,7 @@ from splitlab.cli.analyze import analyze, status
 from splitlab.cli.analyze_file import analyze_file
 from splitlab.cli.assign import assign
 from splitlab.cli.demo import demo
+from splitlab.cli.demo_router import demo_router
 from splitlab.cli.experiments import apply, archive, list_experiments, pause, roll_out, show_experiment, start, stop
 from splitlab.cli.monitor import monitor
 from splitlab.cli.notify import notifications_app, notify_app
@@ -40,6 +41,7 @@ app.command("simulate")(simulate)
 app.command("analyze")(analyze)
 app.command("status")(status)
 app.command("demo")(demo)
+app.command("demo-router")(demo_router)
 app.add_typer(events.app, name="events")
 app.add_typer(bandit.app, name="bandit")
 app.command("serve")(serve)
