@@ -370,10 +370,12 @@ def _news(
         "days_running": readout.days_running,
         "units": dict(readout.units),
     }
+    planned = readout.planned_units_per_variant
     texts = {
         "srm_detected": f"{key}: sample ratio mismatch (p = {readout.srm.p_value:.2g}); the results cannot be trusted",
         "guardrail_harm": f"{key}: a guardrail is harmed beyond its tolerance",
-        "sample_reached": f"{key}: every variant has its planned sample ({readout.planned_units_per_variant:,} units)",
+        # built for every run, planned or not (the condition itself needs a plan)
+        "sample_reached": f"{key}: every variant has its planned sample ({planned or 0:,} units)",
     }
     news = [(NotificationKind(c), texts[c], data) for c in conditions if c not in previous]
     if category is not None and category not in _UNDECIDED and category != last_decision:

@@ -40,7 +40,7 @@ from splitlab.specs import ExperimentSpec
 from splitlab.storage import Event, StoredEvent
 
 if TYPE_CHECKING:
-    from splitlab.analysis.readout import ExperimentReadout
+    from splitlab.analysis.readout import ExperimentReadout, MetricResult
 
 __all__ = [
     "FEEDBACK_EVENTS",
@@ -50,6 +50,7 @@ __all__ = [
     "Prediction",
     "canary_weights",
     "feedback_events",
+    "gate_state",
     "plan_canary",
     "prediction_events",
     "shadow_events",
@@ -276,6 +277,26 @@ def canary_weights(spec: ExperimentSpec, share: float) -> dict[str, float]:
     return {v.key: (share if v.key == canary.variant else 1 - share) for v in spec.variants}
 
 
+def gate_state(metric: MetricResult) -> str:
+    """A canary guardrail's state: the decision engine's (:func:`~splitlab.analysis.decision.guardrail_status`).
+
+    Except for a zero baseline (an error rate of 0 in the control, the usual case): no relative
+    interval exists there, and a tolerated relative degradation of zero is zero in absolute terms,
+    so the guardrail is ``breached`` when its always-valid absolute interval lies wholly on the bad
+    side of 0. The interval is absolute only when the sequential test is (``hypothesis.mde_type:
+    absolute``); under a relative one a zero-baseline guardrail is at most ``harmed`` (held, never
+    rolled back by the canary).
+    """
+    from splitlab.analysis.decision import guardrail_status, quote
+
+    state = guardrail_status(metric)
+    if state not in ("harmed", "uncertain") or metric.effect.control_mean != 0:
+        return state
+    low, high = quote(metric).absolute_ci
+    harm = -high if metric.higher_is_better else low  # the interval's end nearest to no harm, signed as harm
+    return "breached" if math.isfinite(harm) and harm > 0 else state
+
+
 def plan_canary(
     readout: ExperimentReadout, spec: ExperimentSpec, *, step_started_at: datetime, now: datetime
 ) -> CanaryMove:
@@ -288,13 +309,11 @@ def plan_canary(
       challenger units: ``hold``;
     - else the next step (``ramp``), or ``promote`` after the last step of the ramp.
     """
-    from splitlab.analysis.decision import guardrail_status
-
     canary = spec.routing.canary if spec.routing is not None else None
     assert canary is not None  # noqa: S101 - the caller checks
     challenger = canary.variant
     guardrails = [m for m in readout.metrics if m.role == "guardrail" and m.variant == challenger]
-    states = {m.metric: guardrail_status(m) for m in guardrails}
+    states = {m.metric: gate_state(m) for m in guardrails}
     decision = readout.decision
     category = None if decision is None else str(decision.category)
     breached = sorted(name for name, state in states.items() if state == "breached")

@@ -194,6 +194,7 @@ class ModelRouter:
         breaker = routed.breakers[variant]
         if not breaker.allow():
             self._telemetry.set_breaker(key, variant, breaker.state)
+            self._telemetry.count_model_failure(key, variant, "breaker_open")
             return failed("breaker_open", f"the circuit breaker of variant {variant!r} is open")
         endpoint = routed.endpoints[variant]
         answer = await self._caller.call(endpoint, body, timeout_ms=endpoint.timeout_ms or routed.routing.timeout_ms)
