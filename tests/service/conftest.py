@@ -48,9 +48,14 @@ def sdk(keys: dict[str, str]) -> dict[str, str]:
     return {"Authorization": f"Bearer {keys['sdk']}"}
 
 
+def service_settings(database_url: str) -> Settings:
+    """The service tests' settings: limits small enough for a test to reach them."""
+    return Settings(database_url=database_url, max_batch_size=50, max_body_bytes=64 * 1024)
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, max_batch_size=50, max_body_bytes=64 * 1024)
+    return service_settings(database_url)
 
 
 @pytest.fixture

@@ -14,10 +14,12 @@ almost never stored, so experiment keys, metric names, variants and unit ids are
 records half of the time (schemathesis' fuzz dictionaries): generated bodies and queries then meet
 real experiments.
 
-One app and store per operation and backend, reached in-process over ASGI (schemathesis' ASGI
-transport runs the app's lifespan and ends it with the test). Bounded and deterministic: 30 fuzzed
-examples per operation (the coverage phase adds its fixed set of boundary values), a fixed seed,
-derandomized, no example database.
+One test per operation, with an app and store on each backend (SQLite and PostgreSQL), reached
+in-process over ASGI (schemathesis' ASGI transport runs the app's lifespan). Every generated request
+goes to both apps, so both backends answer the same requests and the generation, which costs more
+than the answers, is paid once. Without PostgreSQL the test skips, outside CI (tests/conftest.py).
+Bounded and deterministic: 30 fuzzed examples per operation (the coverage phase adds its fixed set
+of boundary values), a fixed seed, derandomized, no example database.
 
 Documented exclusions, each where it is made: 422 is an accepted answer to schema-valid bodies of
 the operations in ``BEYOND_JSON_SCHEMA``, and query parameters the operation does not declare are
@@ -35,6 +37,7 @@ import copy
 import json
 import re
 import zlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,6 +52,8 @@ from schemathesis.python import asgi
 from splitlab.service import Settings, create_app
 from splitlab.specs import load_catalog
 from splitlab.storage import open_store
+
+from .conftest import service_settings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 T = "2024-05-01T12:00:00Z"
@@ -230,13 +235,28 @@ def _seed(client: requests.Session, admin: dict[str, str], database_url: str) ->
     _ok(client.get("/api/v1/experiments/checkout-one-page/results?fresh=true", headers=admin))
 
 
+@dataclass(frozen=True)
+class _Target:
+    """One backend's app, started over a store that holds data, and the headers of its admin key."""
+
+    backend: str
+    app: FastAPI
+    admin: dict[str, str]
+
+
 @pytest.fixture
-def fuzz_app(settings: Settings, admin: dict[str, str], database_url: str) -> FastAPI:
-    """The app, started (its lifespan runs until the test ends) over a store that holds data."""
-    app = create_app(settings)
-    with asgi.get_client(app) as client:
-        _seed(client, admin, database_url)
-    return app
+def fuzz_targets(tmp_path: Path, postgres_url: str) -> list[_Target]:
+    """The app on SQLite and on PostgreSQL, each started (its lifespan runs on) over its seeded store."""
+    targets = []
+    for backend, url in (("sqlite", f"sqlite:///{tmp_path / 'store.db'}"), ("postgresql", postgres_url)):
+        with open_store(url) as store:
+            _, key = store.keys.create(role="admin", name="ops", actor="test")
+        admin = {"Authorization": f"Bearer {key}"}
+        app = create_app(service_settings(url))
+        with asgi.get_client(app) as client:
+            _seed(client, admin, url)
+        targets.append(_Target(backend=backend, app=app, admin=admin))
+    return targets
 
 
 @schema.parametrize()
@@ -253,15 +273,22 @@ def fuzz_app(settings: Settings, admin: dict[str, str], database_url: str) -> Fa
         HealthCheck.data_too_large,
     ],
 )
-def test_no_input_gives_a_5xx_or_an_undocumented_answer(
-    case: schemathesis.Case, fuzz_app: FastAPI, admin: dict[str, str]
-) -> None:
-    # The schema was built at import: its operation, and the schema its probes go through, call this test's app.
-    case.operation.app = case.operation.schema.app = fuzz_app
-    _allow_the_move(fuzz_app, case)
+def test_no_input_gives_a_5xx_or_an_undocumented_answer(case: schemathesis.Case, fuzz_targets: list[_Target]) -> None:
     _drop_unknown_query_parameters(case)
     added = _add_lone_surrogate_keys(case)
-    answer = case.call_and_validate(headers=admin)
+    for target in fuzz_targets:
+        try:
+            _call_and_check(case, target, added)
+        except Exception as exc:
+            exc.add_note(f"on {target.backend}")
+            raise
+
+
+def _call_and_check(case: schemathesis.Case, target: _Target, added: list[str]) -> None:
+    # The schema was built at import: its operation, and the schema its probes go through, call this app.
+    case.operation.app = case.operation.schema.app = target.app
+    _allow_the_move(target.app, case)
+    answer = case.call_and_validate(headers=target.admin)
     if added:
         assert 400 <= answer.status_code < 500, answer.text
         fields = [problem["field"] for problem in answer.json()["detail"]]
