@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 from itertools import combinations
 from pathlib import Path
@@ -43,6 +44,16 @@ SERIES_SUFFIXES = {
     "summary": ("", "_sum", "_count"),
 }
 TARGET_LABELS = {"job", "instance"}  # added by Prometheus to every scraped series
+ROUTER_METRICS = {  # the router's series the dashboard must show, and the labels it must keep apart
+    "splitlab_router_requests_total": {"experiment", "variant"},
+    "splitlab_router_model_duration_seconds_bucket": {"experiment", "variant"},
+    "splitlab_router_model_failures_total": {"experiment", "variant", "reason"},
+    "splitlab_router_breaker_state": {"experiment", "variant"},
+    "splitlab_router_correct_predictions_total": {"experiment", "variant"},
+    "splitlab_router_feedback_total": {"experiment", "variant"},
+    "splitlab_router_shadow_calls_total": {"experiment", "variant", "outcome"},
+    "splitlab_router_records_dropped_total": {"reason"},
+}
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _METRIC = re.compile(r"(?<![\w:])splitlab_\w+")
@@ -242,9 +253,51 @@ def test_dashboard_shows_what_the_operators_need() -> None:
         "splitlab_event_batches_rejected_total",
         "splitlab_bandit_weight",
     }
-    latency = [t["expr"] for p in panels.values() for t in p["targets"] if "histogram_quantile" in t["expr"]]
+    latency = _quantiles(panels, "splitlab_request_duration_seconds_bucket")
     assert {e.split(",")[0] for e in latency} == {"histogram_quantile(0.5", "histogram_quantile(0.99"}
     assert all(_grouping_labels(e) == {"le", "route"} for e in latency)
+
+
+def test_dashboard_shows_the_model_router_per_variant() -> None:
+    panels = {panel["title"]: panel for panel in _dashboard()["panels"]}
+    exprs = {title: " ".join(t["expr"] for t in panel["targets"]) for title, panel in panels.items()}
+    used = {name for text in exprs.values() for name in _metric_names(text)}
+    assert used >= set(ROUTER_METRICS)
+    for title, text in exprs.items():
+        for name in _metric_names(text) & set(ROUTER_METRICS):
+            wanted = ROUTER_METRICS[name]
+            assert all(_grouping_labels(e) >= wanted for e in _sub_expressions(text, name)), (title, name)
+    latency = _quantiles(panels, "splitlab_router_model_duration_seconds_bucket")
+    assert {e.split(",")[0] for e in latency} == {"histogram_quantile(0.5", "histogram_quantile(0.95"}
+    assert all(_grouping_labels(e) == {"le", "experiment", "variant"} for e in latency)
+    ratios = {title: " ".join(text.split()) for title, text in exprs.items() if " / " in text and "router" in text}
+    error_rate = next(t for t in ratios.values() if 'outcome!="ok"' in t)
+    assert error_rate.count("splitlab_router_requests_total") == 2  # failed over all
+    accuracy = next(t for t in ratios.values() if "splitlab_router_correct_predictions_total" in t)
+    assert accuracy.split(" / ")[1].count('event="prediction_correct"') == 1
+    breaker = next(p for p in panels.values() if "splitlab_router_breaker_state" in exprs[p["title"]])
+    assert breaker["type"] == "stat"
+    texts = {
+        value: option["text"]
+        for m in breaker["fieldConfig"]["defaults"]["mappings"]
+        for value, option in m["options"].items()
+    }
+    assert texts == {"0": "closed", "1": "open", "2": "half-open"}
+
+
+def _quantiles(panels: dict[str, dict[str, Any]], bucket: str) -> list[str]:
+    """The dashboard's histogram_quantile expressions over ``bucket``."""
+    return [
+        t["expr"]
+        for p in panels.values()
+        for t in p["targets"]
+        if "histogram_quantile" in t["expr"] and bucket in t["expr"]
+    ]
+
+
+def _sub_expressions(text: str, name: str) -> list[str]:
+    """The aggregations of ``text`` (split at its top-level divisions) that read metric ``name``."""
+    return [part for part in text.split(" / ") if name in _metric_names(part)]
 
 
 @pytest.mark.parametrize("expr", [pytest.param(expr, id=where) for where, expr, _ in _expressions()])
@@ -293,9 +346,42 @@ def exported(client: TestClient, running: str, admin: dict[str, str], sdk: dict[
         key=running, owner="test", now=now, next_run_at=now, decision="EXTEND_TEST", conditions=["sample_reached"],
         summary=summary,
     )  # fmt: skip
-    scraped = client.get("/metrics", headers=admin)
-    assert scraped.status_code == 200
-    return _exported(scraped.text)
+    _route_some_requests(client, admin, sdk)
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    # A full record queue needs a store slower than the router; this is the count it then reports.
+    runtime.telemetry.count_router_dropped("queue_full", 1)
+    deadline = time.monotonic() + 10
+    while True:  # the shadow calls run after their answers were sent
+        scraped = client.get("/metrics", headers=admin)
+        assert scraped.status_code == 200
+        exported = _exported(scraped.text)
+        if "splitlab_router_shadow_calls_total" in exported.labels or time.monotonic() > deadline:
+            return exported
+
+
+def _route_some_requests(client: TestClient, admin: dict[str, str], sdk: dict[str, str]) -> None:
+    """Route units of an experiment whose second model raises and whose third shadows the control; give feedback."""
+    routed = {
+        "key": "ranker",
+        "variants": [  # in-process models: copy answers the input it is given, sqrt raises on it
+            {"key": "control", "weight": 0.5, "payload": {"model": {"python": "copy:copy"}}},
+            {"key": "broken", "weight": 0.5, "payload": {"model": {"python": "math:sqrt"}}},
+            {"key": "challenger", "weight": 0.0, "payload": {"model": {"python": "copy:copy"}}},
+        ],
+        "routing": {"shadow": {"variant": "challenger"}},
+    }
+    assert client.put("/api/v1/experiments/ranker", json=routed, headers=admin).status_code == 200
+    assert client.post("/api/v1/experiments/ranker/start", headers=admin).status_code == 200
+    served = set()
+    for unit in range(20):
+        body = {"unit_id": f"r{unit}", "input": {"prediction": 1}}
+        answer = client.post("/api/v1/route/ranker/predict", json=body, headers=sdk)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"prediction": 1}
+        served.add((answer.headers["x-splitlab-variant"], answer.headers.get("x-splitlab-fallback")))
+    assert served == {("control", None), ("broken", "true")}
+    feedback = {"request_id": answer.headers["x-splitlab-request-id"], "label": 1}
+    assert client.post("/api/v1/route/ranker/feedback", json=feedback, headers=sdk).status_code == 200
 
 
 def test_every_metric_in_the_promql_is_exported(exported: Exported) -> None:
