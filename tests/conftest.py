@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
+import venv
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import NoReturn
 
@@ -258,3 +263,94 @@ def servers(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for server in started:
         server.stop()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SETUPTOOLS_FLOOR = 77
+"""The build backend's floor in pyproject.toml: older setuptools refuses ``license = "MIT"``."""
+
+
+def run_isolated(command: list[str | Path], *, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` without PYTHONPATH and PYTHONHOME, which would import the checkout instead of the wheel."""
+    clean = {key: value for key, value in os.environ.items() if key not in {"PYTHONPATH", "PYTHONHOME"}}
+    # The demo alone takes about 30 s of CPU; the timeout only stops a hung process before
+    # pytest-timeout's 300 s would, leaving its output in the failure.
+    return subprocess.run(  # noqa: S603 - our own interpreters and the wheel we built
+        [str(part) for part in command],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,
+    )
+
+
+def _build_wheel(tmp: Path) -> Path:
+    # Build from a copy of the sources: an in-tree build writes build/ into the checkout, and a
+    # build/lib left over from an earlier build would put deleted modules back into the wheel.
+    source = tmp / "source"
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    dist = tmp / "dist"
+    # No isolation and no index: the build uses this environment's setuptools and downloads nothing.
+    options = ["--no-deps", "--no-build-isolation", "--no-index", "--quiet", "--wheel-dir", dist]
+    built = run_isolated([sys.executable, "-m", "pip", "wheel", *options, source], cwd=tmp)
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = dist.glob("splitlab-*.whl")
+    return wheel
+
+
+def _fresh_venv(path: Path) -> Path:
+    venv.EnvBuilder(with_pip=False).create(path)
+    python = path / "bin" / "python"
+    purelib = run_isolated([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], cwd=path)
+    # The dependencies (numpy, pandas, ...) come from this interpreter's site-packages, appended
+    # after the venv's own: a plain path line in a .pth file does not run the .pth files of the
+    # directory it names, so the editable splitlab of this checkout stays invisible.
+    Path(purelib.stdout.strip(), "_splitlab_test_dependencies.pth").write_text(
+        sysconfig.get_path("purelib") + "\n", encoding="utf-8"
+    )
+    return python
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding the wheel built from this checkout; returns its directory."""
+    setuptools_major = int(version("setuptools").split(".")[0])
+    assert setuptools_major >= SETUPTOOLS_FLOOR, (
+        f"setuptools {version('setuptools')} cannot build splitlab; run `pip install -e '.[dev]'`"
+    )
+    tmp = tmp_path_factory.mktemp("packaging")
+    wheel = _build_wheel(tmp)
+    environment = tmp / "venv"
+    python = _fresh_venv(environment)
+    install = run_isolated(
+        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "--quiet", wheel],
+        cwd=tmp,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    return environment
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One run of ``splitlab demo``: the finished process, and the database and reports folder it wrote."""
+
+    process: subprocess.CompletedProcess[str]
+    database: Path
+    reports: Path
+
+
+@pytest.fixture(scope="session")
+def demo_run(installed_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """``splitlab demo`` run once, from the installed wheel, for every test of what it does.
+
+    tests/cli/test_demo.py checks its verdicts, tests/test_packaging.py that it runs from the wheel:
+    the demo takes about 20 s, too long to run twice for the same output.
+    """
+    directory = tmp_path_factory.mktemp("demo")
+    command = [installed_wheel / "bin" / "splitlab", "demo", "--database", "demo.db", "--reports", "reports"]
+    process = run_isolated(command, cwd=directory, COLUMNS="250")  # one verdict, one line
+    return DemoRun(process=process, database=directory / "demo.db", reports=directory / "reports")

@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from typer.testing import CliRunner
 
-from splitlab.cli import app
 from splitlab.cli.demo import MARGIN, SCENARIOS, Scenario, examples_path, plan_traffic
 from splitlab.specs import load_catalog
 from splitlab.storage import open_store
+
+if TYPE_CHECKING:
+    from tests.conftest import DemoRun
 
 CATALOG = load_catalog(examples_path())
 README = (examples_path() / "README.md").read_text(encoding="utf-8")
 
 
-def test_the_demo_reaches_the_verdicts_it_plants_on_the_traffic_its_specs_plan(tmp_path: Path) -> None:
-    database = tmp_path / "demo.db"
-    arguments = ["demo", "--database", str(database), "--reports", str(tmp_path / "reports")]
-    result = CliRunner().invoke(app, arguments, env={"COLUMNS": "250"})  # one verdict, one line
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    with open_store(f"sqlite:///{database}") as store:
+def test_the_demo_reaches_the_verdicts_it_plants_on_the_traffic_its_specs_plan(demo_run: DemoRun) -> None:
+    # `splitlab demo` from the installed wheel, run once for this test and tests/test_packaging.py (tests/conftest.py).
+    assert demo_run.process.returncode == 0, demo_run.process.stdout + demo_run.process.stderr
+    output = demo_run.process.stdout
+    lines = output.splitlines()
+    with open_store(f"sqlite:///{demo_run.database}") as store:
         for key, spec in CATALOG.experiments.items():
             scenario = SCENARIOS[key]
             # The verdict is printed beside what was planted, and it is the one the planting calls for.
@@ -40,7 +40,7 @@ def test_the_demo_reaches_the_verdicts_it_plants_on_the_traffic_its_specs_plan(t
                 [action] = store.monitor.actions(key=key)
                 assert (action.action, action.actor, action.snapshot_id) == ("rollback", "monitor", snapshot.id)
                 assert store.experiments.get(key=key).status == "paused"
-                assert re.search(r"monitor: watched daily; on day \d+ it rolled back", result.output)
+                assert re.search(r"monitor: watched daily; on day \d+ it rolled back", output)
             else:
                 # The plan is met (every variant has its planned units) over the schedule's minimum duration.
                 assert min(readout["units"].values()) >= planned
