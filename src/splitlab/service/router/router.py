@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import uuid
 from collections.abc import Mapping
@@ -93,6 +94,13 @@ class ModelRouter:
         self._recent: Recent[str, StoredEvent] = Recent(size=100_000)
         self._shadow_in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # Request ids: 16 random hex digits per worker, then a counter (a uuid4 per request costs a
+        # system call for its randomness); unique across workers and restarts as the prefix is.
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._ids = itertools.count()
+
+    def _new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):016x}"
 
     async def predict(
         self, key: str, unit_id: str, body: bytes, *, attributes: Mapping[str, Any] | None, request_id: str | None
@@ -109,7 +117,7 @@ class ModelRouter:
         routed = self._routed_of(experiment)
         if self._shed and experiment.running and not self.log.has_room():
             raise UnavailableError("router", "the prediction log is full (the store is slow); retry")
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or self._new_request_id()
         now = datetime.now(UTC)
         result = (await self._assigner.assign(key, [(unit_id, attributes)]))[0]
         variant = result.variant if result.variant in routed.endpoints else routed.control
@@ -237,7 +245,9 @@ class ModelRouter:
             )
             self.log.add(events)
             agree = next((e.value for e in events if e.name == "shadow_agreement"), None)
-            outcome = "error" if not answer.ok else {1.0: "agree", 0.0: "disagree"}.get(agree or -1.0, "answered")
+            outcome = "answered" if agree is None else ("agree" if agree else "disagree")
+            if not answer.ok:
+                outcome = "error"
             self._telemetry.count_shadow(served.experiment, variant, outcome)
         except Exception:  # a shadow's trouble is logged, never the client's
             _log.exception("splitlab router: the shadow call of %s failed", served.experiment)
