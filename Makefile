@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The dashboard's browser tests: Debian's Chromium (Playwright's own browser download cannot work
+# here) and axe-core from npm, in a folder git ignores; installed once, then the stamp says so.
+AXE_DIR := .cache/axe
+BROWSER_STAMP := .cache/browser-tests.installed
 
-.PHONY: test demo lint typecheck pytest bench bench-service clean
+.PHONY: test demo demo-router lint typecheck pytest bench bench-service browser-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +26,25 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+$(BROWSER_STAMP):
+	command -v chromium >/dev/null || (apt-get install -y chromium || (apt-get update && apt-get install -y chromium))
+	npm install --prefix $(AXE_DIR) --no-save --no-audit --no-fund --loglevel=error axe-core@4
+	test -f $(AXE_DIR)/node_modules/axe-core/axe.min.js
+	touch $(BROWSER_STAMP)
+
+browser-deps: $(BROWSER_STAMP)
+
+pytest: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
 demo: $(STAMP)
 	$(BIN)/splitlab demo --database splitlab-demo.db --reports reports
+
+# The model router live on loopback: two trained models, two canaries, the monitor's timeline (1-2 minutes).
+demo-router: $(STAMP)
+	$(BIN)/splitlab demo-router --database splitlab-router-demo.db
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/stats_bench.py
@@ -39,4 +55,4 @@ bench-service: $(STAMP)
 	$(BIN)/python benchmarks/service_bench.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(AXE_DIR) $(BROWSER_STAMP)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.util
 import json
 import os
 import random
@@ -52,6 +53,7 @@ FEEDBACK_SHARE = 0.8  # the share of requests whose true label comes back, a mom
 SLOW_MS = 150.0  # the risky challenger's added latency
 FAILURE_RATE = 0.15  # and the share of its requests answered 500
 TIMEOUT_MS = 300.0
+CACHE_SECONDS = 0.5  # how long the router trusts what it read of an experiment (SPLITLAB_CACHE_SECONDS)
 
 _METRICS = """\
 # The router records these events per routed unit (splitlab.operations.routing).
@@ -138,7 +140,7 @@ def _router(database_url: str, log_path: Path, *, timeout: float = 60.0) -> Iter
     import httpx
 
     port = _free_port()
-    env = {**os.environ, "SPLITLAB_DATABASE_URL": database_url, "SPLITLAB_CACHE_SECONDS": "0.5"}
+    env = {**os.environ, "SPLITLAB_DATABASE_URL": database_url, "SPLITLAB_CACHE_SECONDS": f"{CACHE_SECONDS:g}"}
     command = [sys.executable, "-c", "from splitlab.cli import main; main()", "serve", "--port", str(port)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603 - our own
@@ -440,6 +442,8 @@ def demo_router(
     if users is not None:
         pace = dataclasses.replace(pace, users=users)
     with user_errors(), ExitStack() as stack:
+        if importlib.util.find_spec("sklearn") is None:
+            raise ValueError("the demo trains scikit-learn models: pip install scikit-learn (make demo-router does)")
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="splitlab-router-demo-")))
         workdir.mkdir(parents=True, exist_ok=True)
@@ -524,6 +528,7 @@ def _run(stack: ExitStack, *, database: Path, workdir: Path, pace: Pace, seed: i
     asyncio.run(main())
     decided = _decided(store)
     echo(f"7. {'both canaries decided' if decided else f'not decided within {timeout:g} s'}; final state:")
+    time.sleep(3 * CACHE_SECONDS)  # the router has read the last change by now
     served = asyncio.run(_served_after(base, api_key, holdout, count=20))
     for key in (UPGRADE, RISKY):
         echo(f"   {key}: {_state(store, key)}")
