@@ -77,7 +77,10 @@ def _open(database: str | None) -> Any:
 
 @app.command("create")
 def create(
-    role: Annotated[str, typer.Option(help="admin (manage experiments, read everything) or sdk.")],
+    role: Annotated[
+        str,
+        typer.Option(help="admin (manage experiments, read everything), sdk, or viewer (read everything only)."),
+    ],
     name: Annotated[str | None, typer.Option(help="A label for the key (default: the role).")] = None,
     actor: ActorOption = None,
     database: DatabaseOption = None,

@@ -18,6 +18,7 @@ from splitlab.service.telemetry import Telemetry
 from splitlab.storage import ApiKey, Store
 
 __all__ = [
+    "VIEWER",
     "AdminKey",
     "AnyKey",
     "ApiKeyAuth",
@@ -69,8 +70,9 @@ class ApiKeyAuth(HTTPBearer):
     """The active API key of ``Authorization: Bearer <key>`` (of role ``role`` when given).
 
     401 when the key is missing, malformed, unknown or revoked; 403 when its role may not call the
-    route; 429 (with ``Retry-After``) once the client's address had ``auth_failures_per_minute``
-    refused keys this minute, before its key is even looked at.
+    route (a ``viewer`` key may call every GET route and nothing else); 429 (with ``Retry-After``)
+    once the client's address had ``auth_failures_per_minute`` refused keys this minute, before its
+    key is even looked at.
 
     A subclass of FastAPI's ``HTTPBearer`` so the OpenAPI schema documents the scheme, but one
     dependency instead of a chain of three: ``/assign`` runs it on every request. Verdicts are
@@ -119,6 +121,16 @@ class ApiKeyAuth(HTTPBearer):
                 "the API key is not valid: unknown, malformed or revoked",
                 headers=_CHALLENGE,
             )
+        if key.role == VIEWER:
+            # The one place a viewer is held to reading: every route runs this check, so none is missed.
+            if request.scope["method"] not in _READ_METHODS:
+                raise http_error(
+                    status.HTTP_403_FORBIDDEN,
+                    "Authorization",
+                    f"key {key.name!r} ({key.id}) has role 'viewer', which may only read (GET); "
+                    f"{request.scope['method']} needs an admin or sdk key",
+                )
+            return key
         if self.role is not None and key.role != self.role:
             raise http_error(
                 status.HTTP_403_FORBIDDEN,
@@ -129,6 +141,9 @@ class ApiKeyAuth(HTTPBearer):
 
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+VIEWER = "viewer"
+"""The read-only role: every GET route accepts it, whatever role the route asks for, and nothing else does."""
+_READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 def actor(key: ApiKey) -> str:
@@ -137,6 +152,6 @@ def actor(key: ApiKey) -> str:
 
 
 AnyKey = Annotated[ApiKey, Depends(ApiKeyAuth())]
-"""Any active key: sdk or admin (an admin reads and does everything an sdk key does)."""
+"""Any active key: sdk or admin (an admin reads and does everything an sdk key does); a viewer on GET routes."""
 AdminKey = Annotated[ApiKey, Depends(ApiKeyAuth(role="admin"))]
 """An active admin key."""

@@ -22,14 +22,15 @@ from sqlalchemy import Row, select, update
 from splitlab.storage._sql import Transactions, now
 from splitlab.storage.errors import NotFoundError
 from splitlab.storage.records import check_text
-from splitlab.storage.tables import api_keys
+from splitlab.storage.tables import api_keys, deployment
 
 __all__ = ["API_KEY_PREFIX", "API_KEY_ROLES", "ApiKey", "ApiKeyRepository", "is_well_formed", "key_id_of"]
 
 API_KEY_PREFIX = "slk"
 _WELL_FORMED = re.compile(rf"{API_KEY_PREFIX}_[A-Za-z0-9]{{1,32}}_[A-Za-z0-9_-]{{1,128}}")
-API_KEY_ROLES = ("admin", "sdk")
-"""``admin`` manages experiments and reads everything; ``sdk`` reads running configs, assigns and sends data."""
+API_KEY_ROLES = ("admin", "sdk", "viewer")
+"""``admin`` manages experiments and reads everything; ``sdk`` reads running configs, assigns and sends data;
+``viewer`` reads everything and changes nothing (the service refuses its every request but a GET)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,15 @@ class ApiKeyRepository:
             msg = f"API key {key_id!r} does not exist"
             raise NotFoundError(msg)
         return _record(row)
+
+    def session_secret(self) -> str:
+        """The deployment's random secret for signing sessions (made by migration 0010, the same for every worker).
+
+        Every process opening the store reads the same value, so a session signed by one worker is
+        valid in all of them and survives restarts.
+        """
+        with self._tx.read() as conn:
+            return str(conn.execute(select(deployment.c.session_secret)).scalar_one())
 
 
 def _record(row: Row[Any]) -> ApiKey:

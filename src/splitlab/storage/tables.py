@@ -248,6 +248,7 @@ deployment = Table(
     metadata,
     Column("id", String, primary_key=True),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("session_secret", String, nullable=False),
 )
 
 metric_definitions = Table(
@@ -269,7 +270,7 @@ api_keys = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("created_by", String, nullable=False),
     Column("revoked_at", UtcDateTime(), nullable=True),
-    CheckConstraint("role IN ('admin', 'sdk')", name="role"),
+    CheckConstraint("role IN ('admin', 'sdk', 'viewer')", name="role"),
 )
 
 _notification_statuses = ", ".join(f"'{s}'" for s in NOTIFICATION_STATUSES)
