@@ -1,0 +1,245 @@
+"""The dashboard in a real Chromium: one ``splitlab serve`` process and one browser for the whole session.
+
+The store is a SQLite file prepared once with experiments that have data: the demo's bundled
+examples (applied, started, simulated with their planted effects and analysed, at a tenth of their
+planned traffic so it takes seconds), and a bandit with rewards. An admin key and a viewer key are
+created in the store before the server starts.
+
+Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright's sync API; axe-core comes from
+npm into ``.cache/axe``. ``make test`` installs both (target ``browser-deps``). When either is
+missing the tests skip with the command that installs it, except under ``CI=true``, where that is a
+failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import pytest
+
+from splitlab.storage import open_store
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = ROOT / ".cache" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+IMAGES = ROOT / "docs" / "images"
+VIEWPORT = {"width": 1280, "height": 800}  # a laptop: the size of the screenshots in docs/dashboard.md
+INSTALL_HINT = "run `make browser-deps` (Debian's chromium with apt-get, axe-core with npm)"
+# The probe's flags: without the background-networking ones Chromium keeps dialling Google's hosts,
+# which this machine's closed network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCALE = 0.1  # share of each example's planned traffic: enough for real verdicts, a few seconds to simulate
+BANDIT = "cta-colour"
+BANDIT_SPEC: dict[str, Any] = {
+    "key": BANDIT,
+    "name": "Call-to-action colour",
+    "variants": [{"key": "grey"}, {"key": "green"}, {"key": "orange"}],
+    "allocation": {"method": "bandit", "bandit": {"policy": "thompson", "draws": 1000, "update_every": 50}},
+}
+
+
+def browser_unavailable(reason: str) -> NoReturn:
+    """Skip (dev machine) or fail (CI=true) because Chromium, Playwright or axe-core is missing."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"the browser tests need it under CI=true: {reason}", pytrace=False)
+    pytest.skip(f"{reason}; {INSTALL_HINT}")
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """The running server, its store and the keys to sign in with."""
+
+    base: str
+    database_url: str
+    admin_key: str
+    viewer_key: str
+    experiments: tuple[str, ...]
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _prepare_store(database_url: str) -> tuple[tuple[str, ...], str, str]:
+    """Experiments with data, and an admin and a viewer key: (experiment keys, admin key, viewer key)."""
+    from splitlab.cli.demo import run_scenarios
+    from splitlab.operations.assignment import assign
+    from splitlab.operations.bandits import record_reward
+    from splitlab.operations.experiments import apply_spec, change_status
+    from splitlab.specs import ExperimentSpec
+
+    with open_store(database_url) as store:
+        results = run_scenarios(store, seed=7, scale=SCALE)
+        apply_spec(store, ExperimentSpec.model_validate(BANDIT_SPEC), actor="ana")
+        change_status(store, key=BANDIT, action="start", actor="ana", reason="find the colour that converts")
+        for i in range(300):
+            variant = assign(store, BANDIT, f"visitor-{i}", record=True).variant
+            chance = {"grey": 0.08, "green": 0.12, "orange": 0.10}[variant]
+            record_reward(store, BANDIT, f"visitor-{i}", float((i * 7919) % 100 < chance * 100))
+        _, admin_key = store.keys.create(role="admin", name="ops", actor="test")
+        _, viewer_key = store.keys.create(role="viewer", name="analyst", actor="test")
+    return (*(result.key for result in results), BANDIT), admin_key, viewer_key
+
+
+def _splitlab_command() -> list[str]:
+    script = Path(sys.executable).with_name("splitlab")
+    found = str(script) if script.exists() else shutil.which("splitlab")
+    assert found is not None, "the splitlab command is not installed (pip install -e '.[dev]')"
+    return [found]
+
+
+@pytest.fixture(scope="session")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """``splitlab serve`` on a free loopback port over the prepared store, stopped after the session."""
+    directory = tmp_path_factory.mktemp("dashboard")
+    database_url = f"sqlite:///{directory / 'store.db'}"
+    experiments, admin_key, viewer_key = _prepare_store(database_url)
+    port = _free_port()
+    log = directory / "server.log"
+    with log.open("ab") as stderr:  # a pipe nobody reads would block the server
+        process = subprocess.Popen(  # noqa: S603 - our own command
+            [*_splitlab_command(), "serve", "--port", str(port), "--database", database_url],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/api/v1/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"splitlab serve did not become ready:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)  # polling for start-up, not timing anything
+        yield Dashboard(
+            base=base,
+            database_url=database_url,
+            admin_key=admin_key,
+            viewer_key=viewer_key,
+            experiments=experiments,
+            log=log,
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Debian Chromium for the session, driven by Playwright."""
+    if not CHROMIUM.exists():
+        browser_unavailable(f"{CHROMIUM} is missing")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        browser_unavailable(f"playwright is not installed ({exc})")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe-core's script, from the local npm install (never a CDN)."""
+    if not AXE.exists():
+        browser_unavailable(f"axe-core is missing ({AXE})")
+    return AXE.read_text(encoding="utf-8")
+
+
+@dataclass
+class Tab:
+    """A page in a fresh browser context, with every console error and uncaught exception it met."""
+
+    page: Any
+    errors: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        """No console error and no uncaught exception on any page this tab visited."""
+        assert self.errors == [], "\n".join(self.errors)
+
+    def sign_in(self, key: str) -> None:
+        """Sign in through the login form; lands on the experiment list."""
+        self.page.goto("/login")
+        self.page.fill("input#api-key", key)
+        self.page.click("button#sign-in")
+        self.page.wait_for_selector("table#experiments")
+
+    def screenshot(self, name: str, *, full_page: bool = False) -> None:
+        """Write ``docs/images/dashboard-<name>.png`` (kept current by every run)."""
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(IMAGES / f"dashboard-{name}.png"), full_page=full_page, animations="disabled")
+
+
+def _described(message: Any) -> str:
+    return f"console error at {message.location.get('url', '?')}: {message.text}"
+
+
+@pytest.fixture
+def new_tab(browser: Any, dashboard: Dashboard) -> Iterator[Callable[..., Tab]]:
+    """``new_tab(**context_options)``: a page in a context of its own (own cookies), closed after the test."""
+    contexts: list[Any] = []
+
+    def open_tab(**options: Any) -> Tab:
+        context = browser.new_context(base_url=dashboard.base, viewport=VIEWPORT, **options)
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        tab = Tab(page)
+        page.on("console", lambda message: message.type == "error" and tab.errors.append(_described(message)))
+        page.on("pageerror", lambda error: tab.errors.append(f"pageerror: {error}"))
+        return tab
+
+    yield open_tab
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def tab(new_tab: Callable[..., Tab]) -> Tab:
+    """A page in a fresh context (signed out)."""
+    return new_tab()
+
+
+@pytest.fixture
+def admin_tab(new_tab: Callable[..., Tab], dashboard: Dashboard) -> Tab:
+    """A page signed in with the admin key."""
+    signed_in = new_tab()
+    signed_in.sign_in(dashboard.admin_key)
+    return signed_in
+
+
+@pytest.fixture
+def viewer_tab(new_tab: Callable[..., Tab], dashboard: Dashboard) -> Tab:
+    """A page signed in with the viewer key."""
+    signed_in = new_tab()
+    signed_in.sign_in(dashboard.viewer_key)
+    return signed_in
