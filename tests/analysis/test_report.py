@@ -388,7 +388,7 @@ def _html_alignment(page: str) -> dict[str, bool]:
     """Header -> right-aligned (``td.num``), read from the first body row of every table."""
     alignment = {}
     for table in re.findall(r"<table>(.*?)</table>", page):
-        names = [unescape(h) for h in re.findall(r"<th>(.*?)</th>", table)]
+        names = [unescape(h) for h in re.findall(r"<th(?: [^>]*)?>(.*?)</th>", table)]
         first = re.search(r"<tbody><tr[^>]*>(.*?)</tr>", table)
         assert first is not None
         cells = re.findall(r'<td( class="num")?>', first.group(1))

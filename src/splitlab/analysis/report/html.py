@@ -1,7 +1,10 @@
 """The readout as one self-contained HTML page: inline CSS and inline SVG charts, nothing fetched.
 
 The page opens offline (no CDN, script, web font or external style sheet) and every text from the
-readout is escaped with :func:`html.escape`.
+readout is escaped with :func:`html.escape`. Its sections (``*_section``) are public: the
+dashboard (:mod:`splitlab.service.dashboard`) places the same fragments in its own pages. Charts
+colour their series with the classes ``s0`` to ``s7`` (and ``good``/``bad`` rows), so a page's
+style sheet chooses the palette.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def _e(value: object) -> str:
 
 
 def _table(table: Columns, rows: Sequence[Row], classes: Sequence[str] = ()) -> str:
-    head = "".join(f"<th>{_e(column.name)}</th>" for column in table)
+    head = "".join(f'<th scope="col">{_e(column.name)}</th>' for column in table)
     body = []
     for i, row in enumerate(rows):
         cls = f' class="{_e(classes[i])}"' if i < len(classes) and classes[i] else ""
@@ -98,7 +101,8 @@ def _table(table: Columns, rows: Sequence[Row], classes: Sequence[str] = ()) -> 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _decision(readout: ExperimentReadout) -> str:
+def decision_section(readout: ExperimentReadout) -> str:
+    """The decision, its variant and its reasons (an ``h2`` and a list)."""
     decision = readout.decision
     if decision is None:
         return '<section class="decision"><h2>Decision: not made yet</h2></section>'
@@ -110,7 +114,16 @@ def _decision(readout: ExperimentReadout) -> str:
     )
 
 
-def _traffic(readout: ExperimentReadout) -> str:
+def health_section(readout: ExperimentReadout) -> str:
+    """The health checks as a table (failed ones marked), under an ``h2``."""
+    health = health_rows(readout)
+    classes = ["fail" if r[1] == "FAIL" else "" for r in health]
+    table = _table(HEALTH_COLUMNS, health, classes) if health else "<p>No health checks ran.</p>"
+    return f"<h2>Health checks</h2>{table}"
+
+
+def traffic_section(readout: ExperimentReadout) -> str:
+    """Configured vs actual split (chart and table) with the SRM line and the allocation phases."""
     configured, actual = configured_shares(readout), actual_shares(readout)
     groups = [BarGroup(v, (configured[v], actual[v])) for v in readout.variants]
     chart = bar_chart(groups, title="Traffic split: configured vs actual", legend=("configured", "actual"), fmt=share)
@@ -177,10 +190,11 @@ def _means_chart(metric: str, readouts: Sequence[MetricResult], variants: Sequen
     return interval_chart(rows, title=title, fmt=num)
 
 
-def _metrics(readout: ExperimentReadout) -> str:
+def metrics_section(readout: ExperimentReadout, *, roles: Sequence[str] = ("goal", "secondary", "guardrail")) -> str:
+    """The metric tables of ``roles`` (coloured by outcome, the test and CUPED named) and each metric's chart."""
     out = []
     for role, title in ROLES:
-        metrics = by_role(readout, role)
+        metrics = by_role(readout, role) if role in roles else []
         if not metrics:
             continue
         out.append(f"<h2>{_e(title)}</h2>")
@@ -201,7 +215,8 @@ def _metrics(readout: ExperimentReadout) -> str:
     return "".join(out)
 
 
-def _timeline(readout: ExperimentReadout) -> str:
+def timeline_section(readout: ExperimentReadout) -> str:
+    """The cumulative relative lift of each goal metric by day with its CI band (empty without a timeline)."""
     if not readout.timeline:
         return ""
     out = ["<h2>Cumulative lift over time</h2>"]
@@ -229,7 +244,8 @@ def _timeline(readout: ExperimentReadout) -> str:
     return "".join(out)
 
 
-def _segments(readout: ExperimentReadout) -> str:
+def segments_section(readout: ExperimentReadout) -> str:
+    """Per-segment effects (charts, heterogeneity flag, table); empty without segments."""
     if not readout.segments:
         return ""
     overall = {(m.metric, m.variant): m for m in readout.metrics}
@@ -261,16 +277,13 @@ def to_html(readout: ExperimentReadout) -> str:
     Charts are inline SVG drawn in Python; styles are inline CSS; nothing is fetched, so the file
     opens offline. Every text of the readout is escaped.
     """
-    health = health_rows(readout)
-    classes = ["fail" if r[1] == "FAIL" else "" for r in health]
     sections = [
-        _decision(readout),
-        "<h2>Health checks</h2>",
-        _table(HEALTH_COLUMNS, health, classes) if health else "<p>No health checks ran.</p>",
-        _traffic(readout),
-        _metrics(readout),
-        _timeline(readout),
-        _segments(readout),
+        decision_section(readout),
+        health_section(readout),
+        traffic_section(readout),
+        metrics_section(readout),
+        timeline_section(readout),
+        segments_section(readout),
     ]
     if readout.notes:
         sections.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in readout.notes) + "</ul>")
