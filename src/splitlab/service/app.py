@@ -19,9 +19,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.staticfiles import StaticFiles
 
 from splitlab import __version__
 from splitlab.operations.errors import ConflictError, InvalidInputError
+from splitlab.service import dashboard
 from splitlab.service.errors import (
     STORE_UNAVAILABLE,
     UnavailableError,
@@ -157,7 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings: How the app runs (see :class:`Settings`); nothing is read from the environment here.
 
     Returns:
-        The FastAPI application, every route under ``/api/v1``.
+        The FastAPI application, every API route under ``/api/v1``, the dashboard at ``/``.
     """
     telemetry = Telemetry()
 
@@ -225,6 +227,9 @@ def create_app(settings: Settings) -> FastAPI:
         )
         for route in router.routes
     ]
+    # The dashboard's pages (out of the OpenAPI schema) and their style sheet and script, after the API.
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
     return app
 
 

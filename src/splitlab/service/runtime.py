@@ -125,6 +125,7 @@ class Runtime:
         # The ids of the active keys, so that a key with an unknown id (a flood of made-up keys)
         # costs a set look-up, not a read of the store.
         self._key_ids: TimedCache[str, frozenset[str]] = TimedCache(ttl=settings.cache_seconds, max_size=1)
+        self._keys_by_id: TimedCache[str, ApiKey | None] = TimedCache(ttl=settings.cache_seconds, max_size=10_000)
         self.auth_failures = FailureLimiter(per_minute=settings.auth_failures_per_minute)
         self._config: TimedCache[str, ConfigDocument] = TimedCache(ttl=settings.cache_seconds, max_size=1)
         self._monitor_stop = threading.Event()
@@ -166,6 +167,20 @@ class Runtime:
         if key_id_of(key) not in await self._key_ids.get("active", self._active_key_ids):
             return None  # nothing cached either: random ids would evict the real keys' verdicts
         return await self._keys.get(key, self._verify)
+
+    async def active_key(self, key_id: str) -> ApiKey | None:
+        """The active key whose id is ``key_id`` (a dashboard session names its key by id), ``cache_seconds`` old.
+
+        Checked against the active ids as :meth:`verify_key` is, so a revoked key's sessions end
+        within ``2 * cache_seconds`` as its requests do.
+        """
+        if key_id not in await self._key_ids.get("active", self._active_key_ids):
+            return None
+        return await self._keys_by_id.get(key_id, self._key_by_id)
+
+    def _key_by_id(self, key_id: str) -> ApiKey | None:
+        key = self.store.keys.get(key_id=key_id)
+        return key if key is not None and key.active else None
 
     def _active_key_ids(self, _name: str) -> frozenset[str]:
         return self.store.keys.active_ids()

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ValidationError, ValidationInfo
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from splitlab.storage import StoreTimeouts
@@ -79,6 +79,11 @@ class Settings(BaseSettings):
             503 so nothing routed goes unrecorded.
         router_max_connections: Connections a worker keeps open to the model servers, all of
             them together; default 200.
+        session_secret: The key that signs the dashboard's session cookies and form tokens (at
+            least 32 characters); default None, meaning the random secret the store made at its
+            migration to 0010, which every worker and server of the deployment reads alike. Set
+            it to keep sessions valid across stores, or change it to end every session.
+        session_hours: How long a dashboard sign-in lasts; default 12.
     """
 
     model_config = SettingsConfigDict(env_prefix=_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid")
@@ -106,6 +111,10 @@ class Settings(BaseSettings):
     router_queue_size: Annotated[int, _must("be >= 10", lambda n: n >= 10)] = 100_000
     router_queue_full: Literal["drop", "shed"] = "drop"
     router_max_connections: Annotated[int, _must("be >= 1", lambda n: n >= 1)] = 200
+    session_secret: Annotated[
+        str | None, _must("be at least 32 characters", lambda s: s is None or len(s) >= 32)
+    ] = Field(default=None, repr=False)
+    session_hours: Annotated[float, _must("be in (0, 720]", lambda h: 0 < h <= 720)] = 12.0
 
     def store_timeouts(self) -> StoreTimeouts:
         """The store's waits, each bounded so a request's deadline finds the store's error first.
@@ -144,7 +153,7 @@ class Settings(BaseSettings):
         ``SPLITLAB_CLOCK_SKEW_SECONDS``, ``SPLITLAB_REQUEST_TIMEOUT_SECONDS``, ``SPLITLAB_ANALYSIS_TIMEOUT_SECONDS``,
         ``SPLITLAB_HEADER_TIMEOUT_SECONDS``, ``SPLITLAB_AUTH_FAILURES_PER_MINUTE``, ``SPLITLAB_MONITOR``,
         ``SPLITLAB_MONITOR_POLL_SECONDS``, ``SPLITLAB_ROUTER_QUEUE_SIZE``, ``SPLITLAB_ROUTER_QUEUE_FULL``,
-        ``SPLITLAB_ROUTER_MAX_CONNECTIONS``);
+        ``SPLITLAB_ROUTER_MAX_CONNECTIONS``, ``SPLITLAB_SESSION_SECRET``, ``SPLITLAB_SESSION_HOURS``);
         unset or empty means the default.
 
         Args:

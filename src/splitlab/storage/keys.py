@@ -120,6 +120,12 @@ class ApiKeyRepository:
             return None
         return _record(row) if hmac.compare_digest(_digest(secret), row.secret_hash) else None
 
+    def get(self, *, key_id: str) -> ApiKey | None:
+        """The key whose id is ``key_id`` (revoked or not), or None."""
+        with self._tx.read() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
+        return None if row is None else _record(row)
+
     def active_ids(self) -> frozenset[str]:
         """The ids of the keys not revoked (one read; a service keeps them to refuse unknown ids without a read)."""
         with self._tx.read() as conn:
