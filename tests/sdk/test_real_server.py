@@ -24,6 +24,9 @@ SPEC: dict[str, Any] = {
     "targeting": {"include": [{"attribute": "country", "operator": "in", "value": ["DE", "FR"]}]},
 }
 
+CACHE_SECONDS = "0.2"
+"""The server's ``cache_seconds`` (1 by default): a change reaches its config within 0.4 s, so the waits are short."""
+
 
 def _keys(database_url: str) -> tuple[dict[str, str], str]:
     with open_store(database_url) as store:
@@ -41,7 +44,7 @@ def _until(predicate: Callable[[], bool], what: str, timeout: float = 15) -> Non
 
 def test_sdk_assigns_like_the_service_and_delivers_to_the_store(database_url: str, servers: Callable[..., Any]) -> None:
     admin, sdk_key = _keys(database_url)
-    server = servers(database_url)
+    server = servers(database_url, SPLITLAB_CACHE_SECONDS=CACHE_SECONDS)
     reports: list[tuple[str, int, str]] = []
 
     def on_error(kind: str, items: Sequence[Item], reason: str) -> None:

@@ -15,6 +15,8 @@ from splitlab.specs import ExperimentSpec, to_plan
 from splitlab.storage import open_store
 
 SPEC: dict[str, Any] = {"key": "checkout", "variants": [{"key": "control"}, {"key": "treatment"}]}
+CACHE_SECONDS = "0.2"
+"""The servers' ``cache_seconds`` (1 by default): a change reaches every worker within 0.4 s, so the waits are short."""
 
 
 def _admin_key(database_url: str) -> dict[str, str]:
@@ -58,7 +60,7 @@ def _assignments_counted(client: httpx.Client) -> float:
 
 def test_two_workers_assign_alike_and_count_metrics_together(database_url: str, servers: Callable[..., Any]) -> None:
     headers = _admin_key(database_url)
-    server = servers(database_url, workers=2)
+    server = servers(database_url, workers=2, SPLITLAB_CACHE_SECONDS=CACHE_SECONDS)
     plan = to_plan(ExperimentSpec.model_validate(SPEC))
     with httpx.Client(base_url=server.base, headers=headers, timeout=30) as client:
         assert client.put("/api/v1/experiments/checkout", json=SPEC).status_code == 200
@@ -74,7 +76,8 @@ def test_two_workers_assign_alike_and_count_metrics_together(database_url: str, 
 
 def test_two_servers_on_one_postgres_give_the_same_assignments(postgres_url: str, servers: Callable[..., Any]) -> None:
     headers = _admin_key(postgres_url)
-    first, second = servers(postgres_url), servers(postgres_url)
+    first = servers(postgres_url, SPLITLAB_CACHE_SECONDS=CACHE_SECONDS)
+    second = servers(postgres_url, SPLITLAB_CACHE_SECONDS=CACHE_SECONDS)
     units = [f"user-{i}" for i in range(300)]
     with (
         httpx.Client(base_url=first.base, headers=headers, timeout=30) as a,
