@@ -288,9 +288,13 @@ async def _drive(
     async def feedback(client: httpx.AsyncClient, key: str, request_id: str, label: int, delay: float) -> None:
         await asyncio.sleep(delay)
         for _ in range(5):  # a prediction is written within a moment of its answer: 404 until then
-            response = await client.post(
-                f"/api/v1/route/{key}/feedback", json={"request_id": request_id, "label": label}
-            )
+            try:
+                response = await client.post(
+                    f"/api/v1/route/{key}/feedback", json={"request_id": request_id, "label": label}
+                )
+            except httpx.TransportError:  # e.g. an idle pooled connection the router closed as it was reused
+                await asyncio.sleep(0.1)
+                continue
             if response.status_code != 404:
                 traffic.feedback[key] += response.status_code == 200
                 return
@@ -369,11 +373,25 @@ def _start_monitor(url: str) -> ProcessPoolExecutor:
     return monitor
 
 
-async def _watch(store: Store, monitor: Executor, timeline: _Timeline, *, every: float, deadline: float) -> None:
-    """A monitor pass every ``every`` seconds, its runs printed, until both canaries are decided (or ``deadline``)."""
+async def _watch(
+    store: Store, monitor: Executor, timeline: _Timeline, *, every: float, first_look_units: int, deadline: float
+) -> None:
+    """A monitor pass every ``every`` seconds, its runs printed, until both canaries are decided (or ``deadline``).
+
+    The first pass waits until each challenger has ``first_look_units`` units: the monitor rolls a
+    canary back on a breached guardrail at any sample, and at two or three units the interval rests
+    on a variance estimated from them (two wrong answers make an accuracy of 0 with no spread), so
+    a look that early judges noise. A real monitor's interval (an hour) sees far more units.
+    """
     loop = asyncio.get_running_loop()
+    waiting = True
     while time.monotonic() < deadline:
         await asyncio.sleep(every)
+        if waiting:
+            counts = store.exposures.variant_counts(experiment_keys=(UPGRADE, RISKY))
+            if min(counts.get(key, {}).get(CHALLENGER, 0) for key in (UPGRADE, RISKY)) < first_look_units:
+                continue
+            waiting = False
         for run in await loop.run_in_executor(monitor, _monitor_pass):
             timeline.record(run)
         if _decided(store):
@@ -395,22 +413,25 @@ async def _served_after(base: str, api_key: str, holdout: dict[str, Any], *, cou
 
 
 def _metric_means(store: Store, key: str) -> list[str]:
-    """Each guardrail's control and challenger means in the latest stored analysis, as lines."""
+    """The units and each guardrail's means in the latest stored analysis (the monitor's last), as lines."""
     snapshot = store.snapshots.latest(experiment_key=key)
     if snapshot is None:
         return []
-    lines = []
+    units = ", ".join(f"{variant} {count}" for variant, count in snapshot.payload.get("units", {}).items())
+    lines = [f"    at the monitor's last analysis ({units} units):"]
     for metric in snapshot.payload.get("metrics", []):
         if metric.get("role") != "guardrail" or metric.get("segment"):
             continue
         effect = metric["effect"]
-        relative = effect["relative_effect"]  # undefined (null) when the control's mean is 0
-        change = "undefined, the control's mean is 0" if relative is None else f"{relative:+.1%}"
-        lines.append(
-            f"    {metric['metric']:<17} {CONTROL} {effect['control_mean']:.4g}, {CHALLENGER} "
-            f"{effect['treatment_mean']:.4g} (relative change {change})"
-        )
+        control, challenger = (_figure(effect[name], ".4g") for name in ("control_mean", "treatment_mean"))
+        relative = _figure(effect["relative_effect"], "+.1%")  # undefined with an undefined mean or a control's 0
+        lines.append(f"    {metric['metric']:<17} {CONTROL} {control}, {CHALLENGER} {challenger} (relative {relative})")
     return lines
+
+
+def _figure(value: float | None, spec: str) -> str:
+    """A stored figure, or ``undefined`` for the null JSON keeps for one that is not (no unit with a value, 0/0)."""
+    return "undefined" if value is None else format(value, spec)
 
 
 def demo_router(
@@ -509,7 +530,10 @@ def _run(stack: ExitStack, *, database: Path, workdir: Path, pace: Pace, seed: i
         f"5. {pace.users} simulated users at a time, each a new unit sending {REQUESTS_PER_UNIT} held-out rows; "
         f"the true label comes back 0.2-1 s later for {FEEDBACK_SHARE:.0%} of them"
     )
-    echo(f"6. the monitor (monitor_once, a process of its own) every {pace.monitor_seconds:g} s; the timeline:")
+    echo(
+        f"6. the monitor (monitor_once, a process of its own) every {pace.monitor_seconds:g} s, from when each "
+        f"challenger has {pace.min_units_per_step} units (a look at 2 or 3 judges noise); the timeline:"
+    )
     timeline = _Timeline(store, time.monotonic(), echo)
     timeline.header()
     traffic = _Traffic()
@@ -520,7 +544,14 @@ def _run(stack: ExitStack, *, database: Path, workdir: Path, pace: Pace, seed: i
             _drive(base, api_key, holdout, users=pace.users, seed=seed, traffic=traffic, stop=stop)
         )
         try:
-            await _watch(store, monitor, timeline, every=pace.monitor_seconds, deadline=time.monotonic() + timeout)
+            await _watch(
+                store,
+                monitor,
+                timeline,
+                every=pace.monitor_seconds,
+                first_look_units=pace.min_units_per_step,
+                deadline=time.monotonic() + timeout,
+            )
         finally:
             stop.set()
             await users
