@@ -244,11 +244,16 @@ class _Target:
     admin: dict[str, str]
 
 
-@pytest.fixture
-def fuzz_targets(tmp_path: Path, postgres_url: str) -> list[_Target]:
+BACKENDS = ("sqlite", "postgresql")
+
+
+# One parameter, which also names the test: without one, schemathesis' test ids leave out the operation.
+@pytest.fixture(params=[BACKENDS], ids=["+".join(BACKENDS)])
+def fuzz_targets(request: pytest.FixtureRequest, tmp_path: Path) -> list[_Target]:
     """The app on SQLite and on PostgreSQL, each started (its lifespan runs on) over its seeded store."""
     targets = []
-    for backend, url in (("sqlite", f"sqlite:///{tmp_path / 'store.db'}"), ("postgresql", postgres_url)):
+    for backend in request.param:
+        url = f"sqlite:///{tmp_path / 'store.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
         with open_store(url) as store:
             _, key = store.keys.create(role="admin", name="ops", actor="test")
         admin = {"Authorization": f"Bearer {key}"}
