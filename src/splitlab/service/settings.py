@@ -111,9 +111,9 @@ class Settings(BaseSettings):
     router_queue_size: Annotated[int, _must("be >= 10", lambda n: n >= 10)] = 100_000
     router_queue_full: Literal["drop", "shed"] = "drop"
     router_max_connections: Annotated[int, _must("be >= 1", lambda n: n >= 1)] = 200
-    session_secret: Annotated[
-        str | None, _must("be at least 32 characters", lambda s: s is None or len(s) >= 32)
-    ] = Field(default=None, repr=False)
+    session_secret: Annotated[str | None, _must("be at least 32 characters", lambda s: s is None or len(s) >= 32)] = (
+        Field(default=None, repr=False)
+    )
     session_hours: Annotated[float, _must("be in (0, 720]", lambda h: 0 < h <= 720)] = 12.0
 
     def store_timeouts(self) -> StoreTimeouts:
