@@ -308,12 +308,12 @@ async def _drive(
             for _ in range(REQUESTS_PER_UNIT):
                 row = rng.randrange(len(rows))
                 body = {"unit_id": unit, "input": {"features": rows[row]}}
+                traffic.requests[key] += 1
                 try:
                     response = await client.post(f"/api/v1/route/{key}/predict", json=body)
                 except httpx.TransportError:
                     traffic.failed[key] += 1
                     continue
-                traffic.requests[key] += 1
                 if response.status_code != 200:
                     traffic.failed[key] += 1
                     continue
@@ -365,7 +365,6 @@ def _start_monitor(url: str) -> ProcessPoolExecutor:
     the simulated users need, and its start-up would slow the first requests the canaries judge.
     """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("spawn")  # a fork would copy this process's threads and connections
     monitor = ProcessPoolExecutor(1, mp_context=context, initializer=_open_monitor_store, initargs=(url,))
