@@ -51,5 +51,6 @@ def test_openapi_documents_every_route() -> None:
             "/api/v1/experiments/{key}/status",
             "/api/v1/experiments/{key}/weights", "/api/v1/metrics", "/api/v1/metrics/{name}",
         "/api/v1/assign", "/api/v1/assign/batch", "/api/v1/config", "/api/v1/exposures", "/api/v1/events", "/metrics",
+        "/api/v1/route/{experiment}/predict", "/api/v1/route/{experiment}/feedback",
     }  # fmt: skip
     assert schema["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
