@@ -462,14 +462,20 @@ def demo_router(
     if users is not None:
         pace = dataclasses.replace(pace, users=users)
     with user_errors(), ExitStack() as stack:
-        if importlib.util.find_spec("sklearn") is None:
-            raise ValueError("the demo trains scikit-learn models: pip install scikit-learn (make demo-router does)")
+        # Both are development extras: the demo trains scikit-learn models and its users are httpx clients.
+        missing = [name for name, module in (("scikit-learn", "sklearn"), ("httpx", "httpx")) if not _has(module)]
+        if missing:
+            raise ValueError(f"the demo needs {' and '.join(missing)}: pip install {' '.join(missing)} (make does)")
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="splitlab-router-demo-")))
         workdir.mkdir(parents=True, exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{database}{suffix}").unlink(missing_ok=True)
         _run(stack, database=database, workdir=workdir, pace=pace, seed=seed, timeout=timeout)
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def _run(stack: ExitStack, *, database: Path, workdir: Path, pace: Pace, seed: int, timeout: float) -> None:
