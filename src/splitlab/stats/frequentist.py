@@ -95,12 +95,14 @@ def _interval(center: float, se: float, crit: float, alternative: str) -> Interv
 
 
 def _p_value(statistic: float, df: float | None, alternative: str) -> float:
-    dist = sps.norm if df is None else sps.t(df)
+    # sps.t.sf(x, df), not sps.t(df).sf(x): freezing a distribution costs ~1.6 ms, the call microseconds.
+    args = () if df is None else (df,)
+    dist = sps.norm if df is None else sps.t
     if alternative == "greater":
-        return float(dist.sf(statistic))
+        return float(dist.sf(statistic, *args))
     if alternative == "less":
-        return float(dist.cdf(statistic))
-    return float(min(1.0, 2 * dist.sf(abs(statistic))))
+        return float(dist.cdf(statistic, *args))
+    return float(min(1.0, 2 * dist.sf(abs(statistic), *args)))
 
 
 def _null_value(alternative: str, margin: float) -> float:
