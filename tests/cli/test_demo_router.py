@@ -11,7 +11,7 @@ import httpx
 from typer.testing import CliRunner
 
 from splitlab.cli import app
-from splitlab.cli.demo_router import FAILURE_RATE, SLOW_MS
+from splitlab.cli.demo_router import FAILURE_RATE, MODEL_MS, SLOW_MS
 from splitlab.storage import open_store
 
 
@@ -78,4 +78,5 @@ def test_the_readme_shows_the_router_demo_as_it_is() -> None:
     assert documented <= set(re.findall(r"--[a-z][a-z-]+", result.output))
     # The faults it states are the demo's.
     words = " ".join(readme.split())
-    assert f"{SLOW_MS:g} ms slower and answering {FAILURE_RATE * 100:g} % of its requests with a 500" in words
+    assert f"own answering after {MODEL_MS:g} ms" in words
+    assert f"after {SLOW_MS:g} ms and answering {FAILURE_RATE * 100:g} % of its requests with a 500" in words

@@ -50,9 +50,10 @@ RISKY = "risky-model"
 CONTROL, CHALLENGER = "current", "candidate"
 REQUESTS_PER_UNIT = 2
 FEEDBACK_SHARE = 0.8  # the share of requests whose true label comes back, a moment later
-SLOW_MS = 150.0  # the risky challenger's added latency
+MODEL_MS = 10.0  # every model server's added latency, a real model's compute (the two models' own differ by 0.2 ms)
+SLOW_MS = 150.0  # the risky challenger's, instead
 FAILURE_RATE = 0.15  # and the share of its requests answered 500
-TIMEOUT_MS = 300.0
+TIMEOUT_MS = 1000.0  # generous: a loaded laptop, not the model, should never time a call out
 CACHE_SECONDS = 0.5  # how long the router trusts what it read of an experiment (SPLITLAB_CACHE_SECONDS)
 
 _METRICS = """\
@@ -94,6 +95,7 @@ metrics:
 analysis: {{method: sequential, sequential: msprt}}
 routing:
   fallback: control
+  breaker: {{failures: 5, pause_seconds: 5}}
   canary:
     variant: {challenger}
     steps: {steps}
@@ -233,6 +235,10 @@ class _Timeline:
         self._seen: dict[str, str] = {}
 
     def header(self) -> None:
+        self._echo(
+            "   (a look is a run that changed a guardrail's state: ok; uncertain, its interval reaches past the "
+            "tolerance; harmed, significantly worse within it, which holds the step; breached, beyond it: rollback)"
+        )
         self._echo(f"{'time':>7}  {'experiment':<14} {'weights':<26} {'event':<9} why")
 
     def record(self, run: RunOutcome) -> None:
@@ -302,6 +308,7 @@ async def _drive(
 
     async def user(client: httpx.AsyncClient, number: int) -> None:
         key = (UPGRADE, RISKY)[number % 2]
+        await asyncio.sleep(rng.uniform(0, 2))  # users arrive over two seconds, not in one burst
         while not stop.is_set():
             unit = f"user-{next(counter)}"
             traffic.units[key] += 1
@@ -497,8 +504,8 @@ def _run(stack: ExitStack, *, database: Path, workdir: Path, pace: Pace, seed: i
     running = _start_all(
         stack,
         {
-            "good": lambda: model_server.start_model_server(paths["good"], name="good-v2"),
-            "weak": lambda: model_server.start_model_server(paths["weak"], name="weak-v1"),
+            "good": lambda: model_server.start_model_server(paths["good"], name="good-v2", delay_ms=MODEL_MS),
+            "weak": lambda: model_server.start_model_server(paths["weak"], name="weak-v1", delay_ms=MODEL_MS),
             "faulty": lambda: model_server.start_model_server(
                 paths["weak"], name="weak-v1-faulty", delay_ms=SLOW_MS, failure_rate=FAILURE_RATE, seed=seed
             ),
@@ -508,14 +515,25 @@ def _run(stack: ExitStack, *, database: Path, workdir: Path, pace: Pace, seed: i
     )
     servers: dict[str, RunningModelServer] = {role: running[role] for role in ("good", "weak", "faulty")}
     base, monitor = running["router"], running["monitor"]
-    _warm_up([servers["good"].url, servers["weak"].url], holdout)  # the first answers load the model's code
-    echo("2. model servers, each a process of its own:")
+    echo(f"2. model servers, each a process of its own, answering after {MODEL_MS:g} ms (a real model's compute):")
     echo(f"   good-v2         {servers['good'].url}")
     echo(f"   weak-v1         {servers['weak'].url}")
-    echo(f"   weak-v1-faulty  {servers['faulty'].url}  (+{SLOW_MS:g} ms, {FAILURE_RATE:.0%} answered 500)")
+    echo(f"   weak-v1-faulty  {servers['faulty'].url}  ({SLOW_MS:g} ms, {FAILURE_RATE:.0%} answered 500)")
     _write_catalog(workdir / "experiments", {role: server.url for role, server in servers.items()}, pace)
     apply_catalog(store, read_catalog(store, workdir / "experiments"), actor="demo")
     _, api_key = store.keys.create(role="admin", name="demo-router", actor="demo")
+    # No canary is judged on a cold start: the model servers first, then the router while the
+    # experiments are drafts (it answers with the control's model and records nothing).
+    rows = holdout["rows"][:10]
+    _warm_up([(server.url, {"features": row}) for server in (servers["good"], servers["weak"]) for row in rows])
+    _warm_up(
+        [
+            (f"{base}/api/v1/route/{key}/predict", {"unit_id": "warm-up", "input": {"features": row}})
+            for key in (UPGRADE, RISKY)
+            for row in rows
+        ],
+        headers={"Authorization": f"Bearer {api_key}"},
+    )
     echo(f"3. router: splitlab serve on {base}, store {database} (log {workdir / 'router.log'})")
     for key in (UPGRADE, RISKY):
         change_status(store, key=key, action="start", actor="demo")
@@ -610,11 +628,10 @@ def _start_all(stack: ExitStack, starters: dict[str, Callable[[], AbstractContex
     return {name: future.result()[0] for name, future in futures.items()}
 
 
-def _warm_up(urls: list[str], holdout: dict[str, Any], *, requests: int = 10) -> None:
-    """A few requests straight to each model server, so that no canary is judged on a cold start."""
+def _warm_up(posts: list[tuple[str, dict[str, Any]]], *, headers: dict[str, str] | None = None) -> None:
+    """POST each body to its URL, one after the other: the first answers of a process load its code."""
     import httpx
 
-    with httpx.Client(timeout=10) as client:
-        for url in urls:
-            for row in holdout["rows"][:requests]:
-                client.post(url, json={"features": row}).raise_for_status()
+    with httpx.Client(timeout=30, headers=headers) as client:
+        for url, body in posts:
+            client.post(url, json=body).raise_for_status()
