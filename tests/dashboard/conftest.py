@@ -51,9 +51,14 @@ BANDIT = "cta-colour"
 BANDIT_SPEC: dict[str, Any] = {
     "key": BANDIT,
     "name": "Call-to-action colour",
+    "owner": "growth-team@example.com",
     "variants": [{"key": "grey"}, {"key": "green"}, {"key": "orange"}],
-    "allocation": {"method": "bandit", "bandit": {"policy": "thompson", "draws": 1000, "update_every": 50}},
+    "metrics": {"goal": ["conversion"]},
+    "allocation": {"method": "bandit", "bandit": {"policy": "thompson", "metric": "purchase", "update_every": 50}},
 }
+CONVERTING = {"grey": 8, "green": 14, "orange": 10}  # units in a hundred rewarded, per arm
+DRAFT = "onboarding-tour"  # applied, never started: the one draft, for the status filter
+DRAFT_SPEC: dict[str, Any] = {"key": DRAFT, "variants": [{"key": "off"}, {"key": "tour"}]}
 
 
 def browser_unavailable(reason: str) -> NoReturn:
@@ -73,6 +78,8 @@ class Dashboard:
     viewer_key: str
     experiments: tuple[str, ...]
     log: Path
+    bandit: str = BANDIT
+    draft: str = DRAFT
 
 
 def _free_port() -> int:
@@ -84,22 +91,31 @@ def _free_port() -> int:
 def _prepare_store(database_url: str) -> tuple[tuple[str, ...], str, str]:
     """Experiments with data, and an admin and a viewer key: (experiment keys, admin key, viewer key)."""
     from splitlab.cli.demo import run_scenarios
+    from splitlab.operations.analysis import analyze
     from splitlab.operations.assignment import assign
-    from splitlab.operations.bandits import record_reward
+    from splitlab.operations.bandits import record_rewards
     from splitlab.operations.experiments import apply_spec, change_status
+    from splitlab.operations.simulation import simulate_experiment
     from splitlab.specs import ExperimentSpec
 
     with open_store(database_url) as store:
         results = run_scenarios(store, seed=7, scale=SCALE)
         apply_spec(store, ExperimentSpec.model_validate(BANDIT_SPEC), actor="ana")
+        apply_spec(store, ExperimentSpec.model_validate(DRAFT_SPEC), actor="ana")
         change_status(store, key=BANDIT, action="start", actor="ana", reason="find the colour that converts")
-        for i in range(300):
-            variant = assign(store, BANDIT, f"visitor-{i}", record=True).variant
-            chance = {"grey": 0.08, "green": 0.12, "orange": 0.10}[variant]
-            record_reward(store, BANDIT, f"visitor-{i}", float((i * 7919) % 100 < chance * 100))
+        simulate_experiment(store, BANDIT, units=3000, effects={"conversion": 0.2}, days=7, seed=7)
+        analyze(store, BANDIT)  # a stored readout, as the demo's examples have
+        # Then live rounds: units assigned one by one, as the service does, and rewarded in batches
+        # of the window's size, so the weights move window by window.
+        for first in range(0, 200, 50):
+            rewards = {}
+            for i in range(first, first + 50):
+                variant = assign(store, BANDIT, f"visitor-{i}", record=True).variant
+                rewards[f"visitor-{i}"] = float(i % 100 < CONVERTING[variant])  # a fixed share converts
+            record_rewards(store, BANDIT, rewards)
         _, admin_key = store.keys.create(role="admin", name="ops", actor="test")
         _, viewer_key = store.keys.create(role="viewer", name="analyst", actor="test")
-    return (*(result.key for result in results), BANDIT), admin_key, viewer_key
+    return (*(result.key for result in results), BANDIT, DRAFT), admin_key, viewer_key
 
 
 def _splitlab_command() -> list[str]:
@@ -111,10 +127,15 @@ def _splitlab_command() -> list[str]:
 
 @pytest.fixture(scope="session")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
-    """``splitlab serve`` on a free loopback port over the prepared store, stopped after the session."""
+    """``splitlab serve`` on a free loopback port over the prepared store, stopped after the session.
+
+    The server starts on the migrated, empty store while the store is filled: its start-up (seconds
+    of imports) overlaps the simulation, and no page is asked for before both are done.
+    """
     directory = tmp_path_factory.mktemp("dashboard")
     database_url = f"sqlite:///{directory / 'store.db'}"
-    experiments, admin_key, viewer_key = _prepare_store(database_url)
+    with open_store(database_url):  # migrated once, before the server and the simulation both open it
+        pass
     port = _free_port()
     log = directory / "server.log"
     with log.open("ab") as stderr:  # a pipe nobody reads would block the server
@@ -125,6 +146,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         )
     base = f"http://127.0.0.1:{port}"
     try:
+        experiments, admin_key, viewer_key = _prepare_store(database_url)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -203,6 +225,13 @@ def _described(message: Any) -> str:
     return f"console error at {message.location.get('url', '?')}: {message.text}"
 
 
+def _on_console(tab: Tab, message: Any) -> None:
+    # Chromium fetches /favicon.ico by itself, when it gets round to it; the dashboard has none (see
+    # test_pages.py::test_the_pages_have_an_icon), so its 404 would make any test fail by chance.
+    if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+        tab.errors.append(_described(message))
+
+
 @pytest.fixture
 def new_tab(browser: Any, dashboard: Dashboard) -> Iterator[Callable[..., Tab]]:
     """``new_tab(**context_options)``: a page in a context of its own (own cookies), closed after the test."""
@@ -214,7 +243,7 @@ def new_tab(browser: Any, dashboard: Dashboard) -> Iterator[Callable[..., Tab]]:
         contexts.append(context)
         page = context.new_page()
         tab = Tab(page)
-        page.on("console", lambda message: message.type == "error" and tab.errors.append(_described(message)))
+        page.on("console", lambda message: _on_console(tab, message))
         page.on("pageerror", lambda error: tab.errors.append(f"pageerror: {error}"))
         return tab
 
