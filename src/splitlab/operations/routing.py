@@ -284,8 +284,8 @@ def gate_state(metric: MetricResult) -> str:
     interval exists there, and a tolerated relative degradation of zero is zero in absolute terms,
     so the guardrail is ``breached`` when its always-valid absolute interval lies wholly on the bad
     side of 0. The interval is absolute only when the sequential test is (``hypothesis.mde_type:
-    absolute``); under a relative one a zero-baseline guardrail is at most ``harmed`` (held, never
-    rolled back by the canary).
+    absolute``); under a relative one a zero-baseline guardrail is at most ``harmed`` and never
+    rolls the canary back.
     """
     from splitlab.analysis.decision import guardrail_status, quote
 
@@ -302,12 +302,16 @@ def plan_canary(
 ) -> CanaryMove:
     """The canary's next move on ``readout`` (pure).
 
+    - fewer than ``min_units_per_step`` units in the challenger or the control: ``hold`` (the
+      intervals plug in each group's variance, which a handful of units cannot estimate: two
+      identical wrong answers make a variance of 0 and an interval far too narrow);
     - any guardrail ``breached`` (its always-valid CI wholly beyond the tolerated degradation) or a
-      ROLLBACK decision: ``rollback``, at any look;
-    - a guardrail ``harmed`` (significantly worse, within tolerance), an invalid readout (SRM), a
-      step held for less than ``min_step_minutes`` or with fewer than ``min_units_per_step``
-      challenger units: ``hold``;
-    - else the next step (``ramp``), or ``promote`` after the last step of the ramp.
+      ROLLBACK decision: ``rollback``, at the first look that shows it;
+    - an invalid readout (SRM) or a step held for less than ``min_step_minutes``: ``hold``;
+    - else the next step (``ramp``), or ``promote`` after the last step of the ramp. A guardrail
+      significantly worse but shown within its tolerance (``harmed``) does not hold the canary:
+      the tolerance is the degradation the spec accepts, and with enough traffic any real
+      difference becomes significant.
     """
     canary = spec.routing.canary if spec.routing is not None else None
     assert canary is not None  # noqa: S101 - the caller checks
@@ -316,34 +320,30 @@ def plan_canary(
     states = {m.metric: gate_state(m) for m in guardrails}
     decision = readout.decision
     category = None if decision is None else str(decision.category)
+    weight = readout.configured_weights.get(challenger, 0.0)
+    step = min(range(len(canary.ramp)), key=lambda i: abs(canary.ramp[i] - weight))
+    at = f"step {step + 1} of {len(canary.ramp)} ({canary.ramp[step]:.0%})"
+    fewest = min((readout.units.get(v, 0) for v in readout.variants), default=0)
+    if fewest < canary.min_units_per_step:
+        needed = canary.min_units_per_step
+        return CanaryMove("hold", (f"canary: {at} held: {fewest} units in a variant, min_units_per_step {needed}",))
     breached = sorted(name for name, state in states.items() if state == "breached")
     if breached or category == "ROLLBACK":
         why = tuple(f"canary: guardrail {name} breached its tolerance (always-valid CI)" for name in breached)
         if not breached and decision is not None:
             why = ("canary: decision ROLLBACK", *decision.reasons)
         return CanaryMove("rollback", why)
-    weight = readout.configured_weights.get(challenger, 0.0)
-    step = min(range(len(canary.ramp)), key=lambda i: abs(canary.ramp[i] - weight))
-    at = f"step {step + 1} of {len(canary.ramp)} ({canary.ramp[step]:.0%})"
-    if harmed := sorted(name for name, state in states.items() if state == "harmed"):
-        return CanaryMove("hold", (f"canary: {at} held: {', '.join(harmed)} significantly worse (within tolerance)",))
     if category == "INVALID":
-        return CanaryMove(
-            "hold", (f"canary: {at} held: the readout is invalid", *(decision.reasons if decision else ()))
-        )
+        reasons = decision.reasons if decision is not None else ()
+        return CanaryMove("hold", (f"canary: {at} held: the readout is invalid", *reasons))
     held = now - step_started_at
-    needed = timedelta(minutes=canary.min_step_minutes)
-    if held < needed:
-        minutes = (needed - held).total_seconds() / 60
+    minimum = timedelta(minutes=canary.min_step_minutes)
+    if held < minimum:
+        minutes = (minimum - held).total_seconds() / 60
         return CanaryMove("hold", (f"canary: {at} held {minutes:.1f} more minutes (min_step_minutes)",))
-    units = readout.units.get(challenger, 0)
-    if units < canary.min_units_per_step:
-        return CanaryMove(
-            "hold", (f"canary: {at} held: {units} of min_units_per_step {canary.min_units_per_step} units",)
-        )
     summary = "; ".join(f"{name}: {state}" for name, state in sorted(states.items()))
     if step + 1 < len(canary.ramp):
         share = canary.ramp[step + 1]
         why = (f"canary: {at} passed ({summary}); {challenger!r} to {share:.0%}",)
         return CanaryMove("ramp", why, canary_weights(spec, share))
-    return CanaryMove("promote", (f"canary: last step {at} passed ({summary}); {challenger!r} rolled out",))
+    return CanaryMove("promote", (f"canary: {at}, the last, passed ({summary}); {challenger!r} rolled out",))

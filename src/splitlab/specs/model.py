@@ -825,13 +825,15 @@ class Canary(_Model):
         steps: the challenger's share of traffic at each step, strictly increasing in (0, 1]; a
             last step of 1 is the promotion itself (the winner is rolled out to everyone).
         min_step_minutes: how long each step is held before the next, > 0; default 60.
-        min_units_per_step: units the challenger must have enrolled before it leaves a step, >= 0; default 0.
+        min_units_per_step: units the challenger and the control must each have before the gate
+            moves the canary (a ramp, a promotion or a rollback), >= 2; default 20: the intervals
+            plug in each group's variance, which a handful of units cannot estimate.
     """
 
     variant: VariantKey
     steps: tuple[Annotated[float, Field(strict=False, gt=0, le=1)], ...]
     min_step_minutes: float = Field(default=60.0, strict=False, gt=0)
-    min_units_per_step: int = Field(default=0, strict=True, ge=0)
+    min_units_per_step: int = Field(default=20, strict=True, ge=2)
 
     @field_validator("steps")
     @classmethod

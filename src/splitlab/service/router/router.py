@@ -200,15 +200,21 @@ class ModelRouter:
 
     async def _call_variant(self, key: str, routed: _Routed, variant: str, body: bytes) -> ModelAnswer:
         breaker = routed.breakers[variant]
+        before = breaker.state
         if not breaker.allow():
             self._telemetry.set_breaker(key, variant, breaker.state)
             self._telemetry.count_model_failure(key, variant, "breaker_open")
             return failed("breaker_open", f"the circuit breaker of variant {variant!r} is open")
         endpoint = routed.endpoints[variant]
-        answer = await self._caller.call(endpoint, body, timeout_ms=endpoint.timeout_ms or routed.routing.timeout_ms)
-        before = breaker.state
+        try:
+            answer = await self._caller.call(
+                endpoint, body, timeout_ms=endpoint.timeout_ms or routed.routing.timeout_ms
+            )
+        except BaseException:  # cancelled (the client left, the deadline): a half-open trial must not stay out
+            breaker.record(ok=False)
+            raise
         breaker.record(ok=answer.ok)
-        if breaker.state != before:
+        if breaker.state != before:  # open -> half-open (in allow) is logged too
             _log.warning("splitlab router: %s/%s breaker %s -> %s", key, variant, before, breaker.state)
         self._telemetry.set_breaker(key, variant, breaker.state)
         if not answer.ok:
