@@ -104,9 +104,11 @@ def test_the_keyboard_reaches_the_search_and_the_actions_and_escape_closes_a_dia
     page.keyboard.press("Enter")
     dialog = page.locator(f"dialog#confirm-{action}")
     dialog.wait_for(state="visible")
+    assert page.evaluate("() => document.activeElement.name") == "reason"  # focus moved into the dialog
     page.keyboard.press("Escape")
     dialog.wait_for(state="hidden")
     assert not dialog.evaluate("d => d.open")
+    assert page.evaluate("() => document.activeElement.dataset.action") == action  # and back to its button
     admin_tab.assert_clean()
 
 
@@ -118,3 +120,22 @@ def _tab_until(page: Any, selector: str, *, presses: int = 60) -> bool:
         if page.evaluate("s => document.activeElement !== null && document.activeElement.matches(s)", selector):
             return True
     return False
+
+
+def test_a_refused_action_comes_back_as_the_operations_message(admin_tab: Any, dashboard: Any) -> None:
+    target = "free-shipping-threshold"
+    page = admin_tab.page
+    page.goto(f"/experiments/{target}")
+    form = _action_form(page, "roll-out")
+    # A variant the spec does not have (the page's select offers only real ones): roll_out refuses it.
+    fields = {**form["hidden"], "variant": "no-such-variant", "reason": "typo"}
+    answer = page.request.post(form["action"], form=fields, max_redirects=0)
+    assert answer.status == 303
+    page.goto(f"/experiments/{target}")
+    flash = page.locator("p#flash").inner_text()
+    assert flash.startswith("Refused"), flash
+    assert "no-such-variant" in flash
+    assert _status(dashboard.database_url, target) == "running"
+    page.reload()
+    assert page.locator("p#flash").count() == 0  # a message is shown once
+    admin_tab.assert_clean()

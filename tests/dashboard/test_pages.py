@@ -124,8 +124,13 @@ def test_planning_computes_the_sample_size_the_stats_engine_gives(admin_tab: Any
     admin_tab.assert_clean()
 
 
-def test_signing_out_ends_the_session(admin_tab: Any) -> None:
+def test_signing_out_ends_the_session(admin_tab: Any, dashboard: Any) -> None:
     page = admin_tab.page
+    # The session is a cookie scripts cannot read and other sites' requests do not carry; the key stays out of it.
+    [cookie] = page.context.cookies()
+    assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == ("splitlab_session", True, "Strict")
+    assert dashboard.admin_key not in cookie["value"]
+    assert page.evaluate("() => document.cookie") == ""
     page.click("form#logout button")
     page.wait_for_selector("form#login")
     page.goto("/")
