@@ -2,8 +2,9 @@
 
 The store is a SQLite file prepared once with experiments that have data: the demo's bundled
 examples (applied, started, simulated with their planted effects and analysed, at a tenth of their
-planned traffic so it takes seconds), and a bandit with rewards. An admin key and a viewer key are
-created in the store before the server starts.
+planned traffic so it takes seconds), a Thompson bandit with simulated traffic, a stored readout
+and rounds of rewards, and a draft. An admin key and a viewer key are created in the store before
+any page is asked for.
 
 Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright's sync API; axe-core comes from
 npm into ``.cache/axe``. ``make test`` installs both (target ``browser-deps``). When either is
