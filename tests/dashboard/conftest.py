@@ -175,9 +175,13 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
             process.wait(timeout=30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Debian Chromium for the session, driven by Playwright."""
+    """One headless Debian Chromium per test module, driven by Playwright.
+
+    Not one per session: Playwright's sync API keeps an asyncio loop running in the main thread
+    while it lives, and every later test that calls ``asyncio.run`` would fail.
+    """
     if not CHROMIUM.exists():
         browser_unavailable(f"{CHROMIUM} is missing")
     try:
