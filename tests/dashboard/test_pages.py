@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
-
 from splitlab.stats.power import plan_sample_size
 
 DECISIONS = {"STRONG_LAUNCH", "LAUNCH", "CONSIDER_LAUNCH", "EXTEND_TEST", "NO_LAUNCH", "ROLLBACK", "INVALID"}
@@ -155,11 +153,6 @@ def test_the_bandit_page_shows_its_weights_moving_window_by_window(admin_tab: An
     admin_tab.assert_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operations.bandits.window_phases dates a bandit's first window 1970-01-01 when the store holds no "
-    "allocation phase for it (`at = start or first or datetime.fromtimestamp(0, UTC)`); the page shows that date",
-)
 def test_no_bandit_window_starts_before_the_experiment(admin_tab: Any, dashboard: Any) -> None:
     page = admin_tab.page
     page.goto(f"/experiments/{dashboard.bandit}")
@@ -168,11 +161,6 @@ def test_no_bandit_window_starts_before_the_experiment(admin_tab: Any, dashboard
     assert all(day >= "2020" for day in started), started
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no favicon: the pages declare no <link rel=icon> and /favicon.ico answers 404, which Chromium "
-    "logs as a console error on page loads (templates/base.html)",
-)
 def test_the_pages_have_an_icon(tab: Any) -> None:
     tab.page.goto("/login")
     declared = tab.page.locator("link[rel~=icon]").count() > 0

@@ -623,7 +623,7 @@ def window_phases(store: Store, experiment_key: str, *, as_of: datetime | None =
         state.stats.clear()
     variants = experiment.spec.variant_keys
     stored = store.experiments.phases(key=experiment_key)
-    first = stored[0].started_at if stored else None
+    first = stored[0].started_at if stored else _started_at(store, experiment_key)
     starts = dict(state.starts)
     windows: list[tuple[datetime | None, tuple[float, ...]]] = []
     for window in sorted(set(state.frozen) | set(state.stats)):
@@ -643,7 +643,7 @@ def window_phases(store: Store, experiment_key: str, *, as_of: datetime | None =
             continue
         if phases and start is not None and start <= phases[-1].started_at:
             continue
-        at = start or first or datetime.fromtimestamp(0, UTC)
+        at = start or first or datetime.now(UTC)
         version = max((p.spec_version for p in stored if p.started_at <= at), default=1)
         phases.append(
             AllocationPhase(experiment_key, len(phases) + 1, at, version, dict(zip(variants, weights, strict=True)))
@@ -879,3 +879,8 @@ def _mean_propensities(experiment: _Experiment, rows: Mapping[str, Any]) -> dict
         if name in variants and window.lstrip("-").isdigit():
             sums.setdefault(int(window), np.zeros((2, len(variants))))[:, variants[name]] += (arm.n, arm.sum)
     return {w: tuple(float(x) for x in a[1] / a[0]) for w, a in sums.items() if (a[0] > 0).all()}
+
+
+def _started_at(store: Store, experiment_key: str) -> datetime | None:
+    """When the experiment first started running (a bandit records no allocation phase: its weights move), or None."""
+    return next((v.changed_at for v in store.experiments.history(key=experiment_key) if v.status == "running"), None)
