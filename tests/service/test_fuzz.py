@@ -171,6 +171,13 @@ CONFIG = schemathesis.Config.from_dict(
                 },
             },
             {
+                # `segment` is a query array: `?segment=x` is a one-item array to the app and to HTTP,
+                # while schemathesis' negative generation sends it as a bare string that "violates" the
+                # array schema and expects a 4xx (seen once in a full run, ST201). Every other check stays.
+                "include-name": "GET /api/v1/experiments/{key}/results",
+                "checks": {"negative_data_rejection": {"enabled": False}},
+            },
+            {
                 "include-name": "PUT /api/v1/experiments/{key}",
                 "parameters": {"path.key": _draw("spec-keys", 0.7), "body.key": _draw("spec-keys", 0.7)},
             },
