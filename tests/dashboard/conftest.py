@@ -231,8 +231,9 @@ def _described(message: Any) -> str:
 
 
 def _on_console(tab: Tab, message: Any) -> None:
-    # Chromium fetches /favicon.ico by itself, when it gets round to it; the dashboard has none (see
-    # test_pages.py::test_the_pages_have_an_icon), so its 404 would make any test fail by chance.
+    # Chromium asks for /favicon.ico by itself, when it gets round to it, wherever a page declares no
+    # icon (the API's JSON): whether the pages have one is test_pages.py::test_the_pages_have_an_icon's
+    # to say, deterministically, not any test's by chance.
     if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
         tab.errors.append(_described(message))
 
