@@ -105,3 +105,29 @@ def test_sequential_test_below_its_planned_sample_lets_the_boundary_decide(store
     assert decision.category in ("STRONG_LAUNCH", "LAUNCH")
     assert decision.reasons[-1].startswith("planned sample: health check 'sample_size' failed:")
     assert decision.reasons[-1].endswith("a sequential design may stop before it: its boundary decides.")
+
+
+def test_a_sequential_timeline_band_is_the_confidence_sequence_of_each_days_look(store: Store) -> None:
+    # Read at every look, a sequential spec's band must hold at every look: each day's interval is the
+    # mSPRT's confidence sequence at the look with that day's units, wider than the day's fixed-horizon CI.
+    spec = _spec("seq-band", schedule="{min_sample_size: 6000}", analysis="{method: sequential, sequential: msprt}")
+    readout = _run(store, spec, units=3_000, days=7)
+    conversion = next(m for m in readout.metrics if m.metric == "conversion")
+    assert conversion.sequential is not None
+    looks = {look.n: look.ci for look in conversion.sequential.looks}  # absolute differences
+    points = [p for p in readout.timeline if p.metric == "conversion"]
+    assert len(points) >= 5
+    assert {p.interval for p in points} == {"msprt confidence sequence"}
+    for p in points:
+        low, high = looks[p.units]
+        assert p.relative_ci == pytest.approx((low / p.control_mean, high / p.control_mean), rel=1e-12)
+    fixed = _spec("fixed-band", schedule="{min_sample_size: 6000}")
+    fixed_points = {p.day: p for p in _run(store, fixed, units=3_000, days=7).timeline if p.metric == "conversion"}
+    assert {p.interval for p in fixed_points.values()} == {"ci"}
+    widths = [
+        (p.relative_ci[1] - p.relative_ci[0], fixed_points[p.day].relative_ci[1] - fixed_points[p.day].relative_ci[0])
+        for p in points
+        if p.day in fixed_points
+    ]
+    assert widths
+    assert all(sequence > ci for sequence, ci in widths)

@@ -514,8 +514,50 @@ def _timeline(analysis: _Analysis) -> list[TimelinePoint]:
                 units = agg.cell_units.get(_day_key(analysis.control, day), 0) + agg.cell_units.get(
                     _day_key(variant, day), 0
                 )
-                points.append(TimelinePoint(day, name, variant, units, effect.relative_effect, effect.relative_ci))
+                points.append(
+                    TimelinePoint(
+                        day,
+                        name,
+                        variant,
+                        units,
+                        effect.relative_effect,
+                        effect.relative_ci,
+                        control_mean=effect.control_mean,
+                    )
+                )
     return points
+
+
+def _always_valid(points: list[TimelinePoint], readouts: Sequence[MetricResult]) -> list[TimelinePoint]:
+    """Each day's interval replaced by the sequential test's at the look with the day's units, where there is one.
+
+    A sequential spec is read at every look, so its timeline's band must be valid at every look: the
+    mSPRT's confidence sequence (or a group-sequential design's repeated CI). Looks are the days'
+    cumulative data, matched by their units; an absolute monitor's interval is put on the
+    timeline's relative scale over the day's control mean, as :func:`splitlab.analysis.decision.quote`
+    does for the last look.
+    """
+    sequences = {
+        (m.metric, m.variant): m.sequential
+        for m in readouts
+        if m.role == "goal" and m.sequential is not None and m.sequential.looks
+    }
+    if not sequences:
+        return points
+    out = []
+    for point in points:
+        sequential = sequences.get((point.metric, point.variant))
+        look = None if sequential is None else next((x for x in sequential.looks if x.n == point.units), None)
+        if sequential is None or look is None:
+            out.append(point)
+            continue
+        ci = look.ci
+        if not sequential.relative:
+            scale = abs(point.control_mean)
+            ci = (ci[0] / scale, ci[1] / scale) if scale > 0 and math.isfinite(scale) else (math.nan, math.nan)
+        name = f"{sequential.method} {'confidence sequence' if sequential.method == 'msprt' else 'repeated CI'}"
+        out.append(replace(point, relative_ci=ci, interval=name))
+    return out
 
 
 def analyze_experiment(
@@ -637,7 +679,7 @@ def analyze_experiment(
         health=tuple(_health(analysis, srm, units, weights, planned, phase_weights)),
         metrics=tuple(readouts),
         segments=tuple(segment_readouts),
-        timeline=tuple(_timeline(analysis)),
+        timeline=tuple(_always_valid(_timeline(analysis), readouts)),
         phases=summaries,
         min_duration_days=spec.schedule.min_duration_days,
         max_duration_days=spec.schedule.max_duration_days,

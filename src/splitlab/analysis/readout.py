@@ -59,7 +59,12 @@ class HealthCheck:
 
 @dataclass(frozen=True, slots=True)
 class TimelinePoint:
-    """Cumulative relative lift of a metric for one treatment at the end of one day, with its CI."""
+    """Cumulative relative lift of a metric for one treatment at the end of one day, with its interval.
+
+    ``interval`` names that interval: ``ci`` (the day's fixed-horizon CI, not corrected for looking
+    every day), or the sequential test's (``msprt confidence sequence``: valid at every look).
+    ``control_mean`` is the control's mean on the data up to that day.
+    """
 
     day: date
     metric: str
@@ -67,6 +72,8 @@ class TimelinePoint:
     units: int
     relative_effect: float
     relative_ci: Interval
+    interval: str = "ci"
+    control_mean: float = math.nan
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -237,9 +237,14 @@ def timeline_section(readout: ExperimentReadout) -> str:
             )
         chart = band_chart(series, title=f"{metric}: cumulative relative lift with CI, by day", fmt=lambda v: pct(v, 1))
         out.append(f"<h3>{_e(metric)}</h3>{chart}")
+    names = {p.interval for p in readout.timeline}
+    band = (
+        f"band: its {next(iter(names))} (valid at every look)"
+        if names and "ci" not in names
+        else "band: its CI (not corrected for looking every day)"
+    )
     out.append(
-        '<p class="caption">Line: relative lift of each treatment over control on the data up to that day; '
-        "band: its CI (not corrected for looking every day).</p>"
+        f'<p class="caption">Line: relative lift of each treatment over control on the data up to that day; {band}.</p>'
     )
     return "".join(out)
 
