@@ -55,6 +55,9 @@ __all__ = ["API_PREFIX", "app_from_env", "create_app"]
 
 _EVENTS_PATH = f"{API_PREFIX}/events"
 _ANALYSIS_PATHS = ("/results", "/status", "/metrics")
+_DASHBOARD_EXPERIMENTS = "/experiments/"
+"""The dashboard's experiment pages, which may analyse (``?fresh=1``, or no fresh stored readout): they get
+``analysis_timeout_seconds`` too. The API's own paths begin with ``/api/v1``."""
 """The paths (by their endings) whose requests run analyses, Prometheus scrapes included (they read
 the SRM of every running experiment): they get ``analysis_timeout_seconds``."""
 
@@ -205,6 +208,7 @@ def create_app(settings: Settings) -> FastAPI:
         request_timeout=settings.request_timeout_seconds,
         long_timeout=settings.analysis_timeout_seconds,
         long_paths=_ANALYSIS_PATHS,
+        long_prefixes=(_DASHBOARD_EXPERIMENTS,),
     )
     # Every route sits on the app's own router, each under its full path, the hottest first: a
     # request is matched against the routes in order, one regex each, where FastAPI resolves a route

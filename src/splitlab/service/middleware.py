@@ -67,9 +67,10 @@ class RequestGuard:
 
     A body is refused by its ``Content-Length`` before it is read, or while a chunked body streams
     in. A request not answered within ``request_timeout`` seconds (``long_timeout`` for the paths
-    ending in one of ``long_paths``: analyses) is answered 408 if the app is waiting for its body
-    then, else 503 (it waits on the store). A client that disconnects is counted, not logged with
-    a traceback. Latency is observed by method, route template and status.
+    ending in one of ``long_paths`` or starting with one of ``long_prefixes``: analyses) is
+    answered 408 if the app is waiting for its body then, else 503 (it waits on the store). A client
+    that disconnects is counted, not logged with a traceback. Latency is observed by method, route
+    template and status.
 
     Args:
         app: The application to guard.
@@ -80,6 +81,7 @@ class RequestGuard:
         request_timeout: Seconds a request may take.
         long_timeout: Seconds a request to one of ``long_paths`` may take.
         long_paths: Path endings of the routes that run analyses.
+        long_prefixes: Path beginnings of the routes that run analyses (the dashboard's experiment pages).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class RequestGuard:
         request_timeout: float = 5.0,
         long_timeout: float = 60.0,
         long_paths: tuple[str, ...] = (),
+        long_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.api_prefix = api_prefix
@@ -102,6 +105,7 @@ class RequestGuard:
         self.request_timeout = request_timeout
         self.long_timeout = long_timeout
         self.long_paths = long_paths
+        self.long_prefixes = long_prefixes
         # The requests in flight by deadline class, oldest first (a dict keeps insertion order): one
         # watcher task checks them, which costs a request two dict operations where a timer of
         # its own would cost a heap push and a cancellation.
@@ -158,7 +162,9 @@ class RequestGuard:
                 exchange.response_started = True
             await send(message)
 
-        in_flight = self._in_flight_long if scope["path"].endswith(self.long_paths) else self._in_flight
+        path = scope["path"]
+        long = path.endswith(self.long_paths) or path.startswith(self.long_prefixes)
+        in_flight = self._in_flight_long if long else self._in_flight
         in_flight[exchange] = None
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
