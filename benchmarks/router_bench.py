@@ -3,7 +3,7 @@
 Two model servers run as ``splitlab serve-model`` does (``start_model_server``: one uvicorn
 process each, access log off): the demo's good model (``train_demo_models``: StandardScaler +
 LogisticRegression on 30 features) and its weak one, the shadow's challenger. ``splitlab serve``
-(one worker, SQLite in a temporary directory, or a database of its own on the PostgreSQL server
+(one worker, its access log off as the model servers' is, SQLite in a temporary directory, or a database of its own on the PostgreSQL server
 of ``--database-url``, created and dropped by the run) routes two experiments whose control is
 the good model at weight 1: ``plain``, and ``shadowed``, which also copies every request
 (``routing.shadow``, share 1, ``max_in_flight`` 64) to the weak model after the answer is sent.
@@ -368,7 +368,9 @@ def run() -> int:
                 postgres_database(args.database_url, f"splitlab_bench_{secrets.token_hex(4)}")
             )
         admin, sdk = new_key("admin", database), new_key("sdk", database)
-        router = stack.enter_context(Server("router", [SPLITLAB, "serve", "--database", database], 1, folder))
+        router = stack.enter_context(
+            Server("router", [SPLITLAB, "serve", "--no-access-log", "--database", database], 1, folder)
+        )
         log(f"model servers {good.url} {weak.url}, router {router.url}; setting up the experiments")
         set_up_router(router.url, admin, sdk, good.server.url, weak.server.url, bodies[0])
         loads = {"direct": Load("direct", good.url, "/predict", {}, bodies, 0)}

@@ -22,6 +22,13 @@ def serve(
     monitor: Annotated[
         bool, typer.Option("--monitor", help="Also run the monitor (splitlab monitor) in each worker.")
     ] = False,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log a line per request (uvicorn's access log); /metrics counts every request either way.",
+        ),
+    ] = True,
 ) -> None:
     """Run the HTTP service (API under /api/v1, OpenAPI at /docs) on the store."""
     import shutil
@@ -60,6 +67,7 @@ def serve(
             port=port,
             workers=workers,
             http=http_protocol(),  # uvicorn's own, with a deadline on request headers
+            access_log=access_log,
         )
     finally:
         if metrics_dir is not None:
