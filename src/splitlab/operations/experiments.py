@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import ValidationError
@@ -70,6 +71,7 @@ __all__ = [
     "apply_catalog",
     "apply_spec",
     "change_status",
+    "days_running",
     "define_metrics",
     "experiment_with_allocation",
     "get_experiment",
@@ -184,6 +186,30 @@ def history(store: Store, key: str) -> list[ExperimentVersion]:
     """
     get_experiment(store, key)
     return store.experiments.history(key=key)
+
+
+def days_running(store: Store, key: str, *, now: datetime | None = None) -> float | None:
+    """Days the experiment has been running: the sum of its running spells in the audit log (None: never started).
+
+    Pauses do not count, and a stopped or rolled-out experiment's count ends where it stopped
+    running; a bandit, which records no allocation phases, is counted like any other.
+
+    Raises:
+        NotFoundError: No experiment ``key``.
+    """
+    versions = history(store, key)
+    now = now or datetime.now(UTC)
+    total, since = 0.0, None
+    for version in versions:
+        if version.status == "running" and since is None:
+            since = version.changed_at
+        elif version.status != "running" and since is not None:
+            total += (version.changed_at - since).total_seconds()
+            since = None
+    if since is not None:
+        total += (now - since).total_seconds()
+    started = any(v.status == "running" for v in versions)
+    return total / 86_400 if started else None
 
 
 def read_catalog(store: Store, path: str | os.PathLike[str]) -> Catalog:

@@ -137,8 +137,7 @@ def experiment_rows(store: Store, *, status: str | None = None, query: str = "")
             decision = (snapshot.payload.get("decision") or {}).get("category")
             source = f"snapshot {snapshot.created_at:%Y-%m-%d %H:%M}"
             warnings = _snapshot_warnings(snapshot.payload)
-        phases = experiments.phases(store, record.key)
-        days = None if not phases else (now - phases[0].started_at).total_seconds() / 86_400
+        days = experiments.days_running(store, record.key, now=now)
         mine = actions.get(record.key, [])
         rows.append(
             ListRow(
