@@ -327,7 +327,14 @@ def _canary_spec(key: str, challenger: str) -> dict[str, Any]:
         key,
         {"python": f"{_MODULE}:right"},
         {"python": f"{_MODULE}:{challenger}"},
-        routing={"canary": {"variant": "challenger", "steps": [0.2, 0.5, 1], "min_step_minutes": 30}},
+        routing={
+            "canary": {
+                "variant": "challenger",
+                "steps": [0.2, 0.5, 1],
+                "min_step_minutes": 30,
+                "min_units_per_step": 10,
+            }
+        },
         control_weight=0.8,
         challenger_weight=0.2,
         metrics={
@@ -382,8 +389,8 @@ def test_a_healthy_canary_steps_up_after_each_hold_and_is_promoted_at_the_end(
     units = 0
     with open_store(database_url) as store:
         for minutes in (10, 40, 60, 75):
-            _traffic(client, "upgrade", range(units, units + 150))
-            units += 150
+            _traffic(client, "upgrade", range(units, units + 90))
+            units += 90
             report = monitor_once(store, experiment="upgrade", now=start + timedelta(minutes=minutes), due_only=False)
             [run] = report.runs
             assert run.error is None
