@@ -218,12 +218,12 @@ def create_app(settings: Settings) -> FastAPI:
         route
         for router in (
             assign.hot,
+            route.router,
             assign.router,
             config.router,
             ingest.router,
             health.router,
             experiments.router,
-            route.router,
             bandits.router,
             monitor.router,
             metric_definitions.router,

@@ -31,6 +31,9 @@ __all__ = ["PredictionLog"]
 
 _log = logging.getLogger("splitlab.service")
 
+_EARLY_WRITE = 5_000
+"""Records queued that make the writer write before its interval ends (a burst is written in time)."""
+
 Dropped = Callable[[str, int], None]
 """``dropped(reason, records)``: records given up (``queue_full``, ``refused``, ``store_error``)."""
 
@@ -60,6 +63,7 @@ class PredictionLog:
         self._cond = threading.Condition()
         self._closing = False
         self._writing = 0
+        self._flushing = 0
         self._thread = threading.Thread(target=self._run, name="splitlab-prediction-log", daemon=True)
         self._thread.start()
 
@@ -80,14 +84,23 @@ class PredictionLog:
                 self._exposed.put((exposure.experiment_key, exposure.unit_id), True)
                 self._exposures.append(exposure)
             self._rows.extend(events)
-            self._cond.notify()
+            # The writer wakes on its interval, not per record: a wake-up per request would make a
+            # transaction per request at low traffic, and a thread switch on every request's path.
+            if len(self._rows) + len(self._exposures) >= _EARLY_WRITE:
+                self._cond.notify()
         return True
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything queued before the call is written (or given up); False on timeout."""
         with self._cond:
+            self._flushing += 1
             self._cond.notify_all()
-            return self._cond.wait_for(lambda: not self._exposures and not self._rows and not self._writing, timeout)
+            try:
+                return self._cond.wait_for(
+                    lambda: not self._exposures and not self._rows and not self._writing, timeout
+                )
+            finally:
+                self._flushing -= 1
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued (up to ``timeout`` seconds) and stop the thread."""
@@ -99,9 +112,12 @@ class PredictionLog:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._exposures or self._rows or self._closing, None)
-                if self._closing and not self._exposures and not self._rows:
-                    return
+                if not (self._closing or self._flushing or self._full()):
+                    self._cond.wait(self._interval)  # let the records of the interval gather
+                if not self._exposures and not self._rows:
+                    if self._closing:
+                        return
+                    continue
                 exposures, rows = list(self._exposures), list(self._rows)
                 self._exposures.clear()
                 self._rows.clear()
@@ -115,8 +131,11 @@ class PredictionLog:
                 if self._closing and kept is not None:
                     self._dropped("store_error", len(self._exposures) + len(self._rows))
                     return
-                if not self._closing:  # let the next records gather: one transaction writes them all
+                if kept is not None and not self._closing:  # the store is in trouble: a moment before retrying
                     self._cond.wait(self._interval)
+
+    def _full(self) -> bool:
+        return len(self._rows) + len(self._exposures) >= _EARLY_WRITE
 
     def _write(self, exposures: list[Exposure], rows: list[Event]) -> tuple[list[Exposure], list[Event]] | None:
         """Write one round; what to try again (None: written or given up)."""
