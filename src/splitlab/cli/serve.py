@@ -30,7 +30,7 @@ def serve(
         ),
     ] = True,
 ) -> None:
-    """Run the HTTP service (API under /api/v1, OpenAPI at /docs) on the store."""
+    """Run the HTTP service on the store: API under /api/v1 (OpenAPI at /docs), model router, dashboard at /."""
     import shutil
     import tempfile
 
