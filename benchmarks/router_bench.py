@@ -3,8 +3,9 @@
 Two model servers run as ``splitlab serve-model`` does (``start_model_server``: one uvicorn
 process each, access log off): the demo's good model (``train_demo_models``: StandardScaler +
 LogisticRegression on 30 features) and its weak one, the shadow's challenger. ``splitlab serve``
-(one worker, its access log off as the model servers' is, SQLite in a temporary directory, or a database of its own on the PostgreSQL server
-of ``--database-url``, created and dropped by the run) routes two experiments whose control is
+(one worker, its access log off as the model servers' is, SQLite in a temporary directory, or a
+database of its own on the PostgreSQL server of ``--database-url``, created and dropped by the
+run) routes two experiments whose control is
 the good model at weight 1: ``plain``, and ``shadowed``, which also copies every request
 (``routing.shadow``, share 1, ``max_in_flight`` 64) to the weak model after the answer is sent.
 
