@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from splitlab.operations.errors import InvalidInputError
 from splitlab.specs import ExperimentSpec
-from splitlab.storage import Event, StoredEvent
+from splitlab.storage import Event, NotFoundError, StoredEvent
 
 if TYPE_CHECKING:
     from splitlab.analysis.readout import ExperimentReadout, MetricResult
@@ -225,12 +225,24 @@ class Feedback:
         return found
 
 
-def feedback_events(prediction: StoredEvent, feedback: Feedback) -> list[Event]:
+def feedback_events(prediction: StoredEvent | None, feedback: Feedback, *, experiment: str) -> list[Event]:
     """The events that record ``feedback`` on the stored ``prediction`` event (see the module docstring).
 
+    Args:
+        prediction: The stored event whose id is the feedback's request id, or None when there is none.
+        feedback: The feedback.
+        experiment: The experiment the feedback was sent to: the prediction must be one of its own.
+
     Raises:
+        NotFoundError: ``prediction`` is missing, not a ``prediction`` event, or of another experiment.
         InvalidInputError: The feedback is empty or its reward is out of bounds.
     """
+    of = (prediction.properties or {}).get("experiment") if prediction is not None else None
+    if prediction is None or prediction.name != PREDICTION or of != experiment:
+        request = feedback.request_id
+        raise NotFoundError(
+            f"no prediction of experiment {experiment!r} has request id {request!r} (not yet recorded?)"
+        )
     if problems := feedback.problems():
         raise InvalidInputError(problems)
     request, unit, at = feedback.request_id, prediction.unit_id, max(feedback.timestamp, prediction.timestamp)

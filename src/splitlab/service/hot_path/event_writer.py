@@ -14,6 +14,7 @@ transaction, and this writer tries that group once more before failing it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from splitlab.service.errors import stopping
+from splitlab.service.errors import UnavailableError, stopping
 from splitlab.service.hot_path.futures import settle
 from splitlab.storage import Store, WriteResult
 
@@ -63,6 +64,19 @@ class EventWriter:
             self._queue.append((rows, future))
             self._cond.notify_all()
         return future
+
+    async def commit(self, rows: Sequence[tuple[Any, ...]], *, timeout: float, what: str) -> WriteResult:
+        """Submit ``rows`` and wait for their commit without holding a thread; what the batch did.
+
+        Raises:
+            UnavailableError: The commit took longer than ``timeout`` seconds (``what`` names the records in
+                the message: event ids make the client's retry safe), or the service is stopping.
+        """
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(self.submit(rows)), timeout)
+        except TimeoutError:
+            message = f"writing the {what} took too long; retry (event ids make it safe)"
+            raise UnavailableError("database", message) from None
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is queued and stop the thread."""

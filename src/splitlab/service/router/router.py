@@ -34,7 +34,7 @@ from splitlab.service.router.models import ModelAnswer, ModelCaller, failed
 from splitlab.service.router.prediction_log import PredictionLog
 from splitlab.service.telemetry import Telemetry
 from splitlab.specs import ModelEndpoint, Routing, model_endpoints
-from splitlab.storage import Exposure, NotFoundError, Store, StoredEvent, WriteResult
+from splitlab.storage import Exposure, Store, StoredEvent, WriteResult
 
 __all__ = ["ModelRouter", "RoutedAnswer"]
 
@@ -186,6 +186,8 @@ class ModelRouter:
                     routed.breakers[variant] = CircuitBreaker(
                         failures=breaker.failures, pause_seconds=breaker.pause_seconds
                     )
+            for variant, kept in routed.breakers.items():  # the gauge shows every variant, closed ones too
+                self._telemetry.set_breaker(experiment.key, variant, kept.state)
             self._routed[experiment.key] = routed
         return routed
 
@@ -202,7 +204,8 @@ class ModelRouter:
         breaker = routed.breakers[variant]
         before = breaker.state
         if not breaker.allow():
-            self._telemetry.set_breaker(key, variant, breaker.state)
+            if breaker.state != before:  # open -> half-open with its trial already out
+                self._telemetry.set_breaker(key, variant, breaker.state)
             self._telemetry.count_model_failure(key, variant, "breaker_open")
             return failed("breaker_open", f"the circuit breaker of variant {variant!r} is open")
         endpoint = routed.endpoints[variant]
@@ -214,9 +217,9 @@ class ModelRouter:
             breaker.record(ok=False)
             raise
         breaker.record(ok=answer.ok)
-        if breaker.state != before:  # open -> half-open (in allow) is logged too
+        if breaker.state != before:  # open -> half-open (in allow) is logged too; the gauge moves with the state
             _log.warning("splitlab router: %s/%s breaker %s -> %s", key, variant, before, breaker.state)
-        self._telemetry.set_breaker(key, variant, breaker.state)
+            self._telemetry.set_breaker(key, variant, breaker.state)
         if not answer.ok:
             self._telemetry.count_model_failure(key, variant, answer.failure or "error")
         return answer
@@ -277,17 +280,11 @@ class ModelRouter:
         prediction = self._recent.peek(feedback.request_id)
         if prediction is None:
             prediction = await run_in_threadpool(self._store.events.get, event_id=feedback.request_id)
-        properties = prediction.properties or {} if prediction is not None else {}
-        if prediction is None or prediction.name != "prediction" or properties.get("experiment") != key:
-            message = f"no prediction of experiment {key!r} has request id {feedback.request_id!r} (not yet recorded?)"
-            raise NotFoundError(message)
-        events = feedback_events(prediction, feedback)
+        events = feedback_events(prediction, feedback, experiment=key)
         rows = await run_in_threadpool(self._store.events.encode, events)
-        try:
-            result = await asyncio.wait_for(asyncio.wrap_future(self._events.submit(rows)), FEEDBACK_TIMEOUT_SECONDS)
-        except TimeoutError:
-            raise UnavailableError("database", "writing the feedback took too long; retry (it is idempotent)") from None
-        variant = str(properties.get("variant"))
+        result = await self._events.commit(rows, timeout=FEEDBACK_TIMEOUT_SECONDS, what="feedback")
+        assert prediction is not None  # noqa: S101 - feedback_events refused a missing one
+        variant = str((prediction.properties or {}).get("variant"))
         for event in events:
             self._telemetry.count_feedback(key, variant, event.name, event.value)
         return result

@@ -10,7 +10,6 @@ the clock-skew allowance (``clock_skew_seconds``): the store checks exposures, t
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -21,7 +20,7 @@ from fastapi import APIRouter, Request, Response, Security, status
 from fastapi.concurrency import run_in_threadpool
 
 from splitlab.service.deps import ApiKeyAuth, runtime_of
-from splitlab.service.errors import ERRORS, InvalidInputError, UnavailableError, http_error
+from splitlab.service.errors import ERRORS, InvalidInputError, http_error
 from splitlab.service.hot_path.lean_route import LeanRoute, json_body, json_response, parse_body, read_body
 from splitlab.service.hot_path.recorder import RECORD_TIMEOUT_SECONDS, write_failures_as_503
 from splitlab.service.routes import API_PREFIX
@@ -143,10 +142,7 @@ async def log_events(request: Request) -> Response:
     runtime, body = runtime_of(request), await read_body(request)
     rows = await run_in_threadpool(_encode_events, runtime, body)
     # Committed with the batches of concurrent requests; the wait holds no thread.
-    try:
-        result = await asyncio.wait_for(asyncio.wrap_future(runtime.event_writer.submit(rows)), WRITE_TIMEOUT_SECONDS)
-    except TimeoutError:
-        raise UnavailableError("database", "writing the events took too long; retry (event ids make it safe)") from None
+    result = await runtime.event_writer.commit(rows, timeout=WRITE_TIMEOUT_SECONDS, what="events")
     return json_response(_public(result))
 
 
