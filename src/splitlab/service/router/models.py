@@ -123,8 +123,8 @@ class ModelCaller:
 
     def __init__(self, *, max_connections: int) -> None:
         # One pool per worker: connections to each upstream are kept alive and reused across requests.
-        # Not httpx: its AsyncClient cost 0.65-0.95 ms of CPU per call here, the pool 0.06-0.09 ms
-        # (the measurement is in splitlab.service.router.upstream's docstring).
+        # Not httpx: its AsyncClient costs 6x (one call at a time) to 14x (16 in flight) the pool's client
+        # CPU per call on this project's machine (benchmarks/upstream_bench.py prints the ratio).
         self._client = UpstreamPool(max_connections=max_connections)
         self._python: dict[str, Callable[[Any], Any]] = {}
         self._loading = threading.Lock()
