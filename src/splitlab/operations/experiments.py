@@ -81,6 +81,7 @@ __all__ = [
     "phases",
     "read_catalog",
     "reweight",
+    "roll_back",
     "roll_out",
 ]
 
@@ -327,6 +328,22 @@ def change_status(
         key=key, status=str(status), actor=actor, reason=reason, phase_weights=weights, then=then
     )
     return StatusChange(old_status=record.status, record=get_experiment(store, key))
+
+
+def roll_back(
+    store: Store,
+    *,
+    key: str,
+    actor: str,
+    reason: str | None = None,
+    then: Callable[[Connection, ExperimentVersion], None] | None = None,
+) -> StatusChange:
+    """Take the treatment away from everyone: the experiment is paused (nobody, enrolled units included, is served it).
+
+    What the monitor's ``auto_rollback`` and a canary's harm do, and the dashboard's "roll back"; ``start``
+    resumes it. Arguments and errors as :func:`change_status`'s.
+    """
+    return change_status(store, key=key, action=Action.PAUSE, actor=actor, reason=reason, then=then)
 
 
 def roll_out(

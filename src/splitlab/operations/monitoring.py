@@ -446,7 +446,7 @@ def _act(
     now: datetime,
 ) -> None:
     """Apply ``planned`` through the lifecycle operations, its record and notifications in the same transaction."""
-    from splitlab.operations.experiments import change_status, reweight, roll_out
+    from splitlab.operations.experiments import change_status, reweight, roll_back, roll_out
 
     reason = "; ".join(planned.reasons)
 
@@ -471,9 +471,10 @@ def _act(
     elif planned.action == "ramp":
         assert planned.weights is not None  # noqa: S101 - a ramp carries its weights
         reweight(store, key=spec.key, weights=planned.weights, actor=MONITOR_ACTOR, reason=reason, then=record)
+    elif planned.action == "rollback":
+        roll_back(store, key=spec.key, actor=MONITOR_ACTOR, reason=reason, then=record)
     else:
-        action = "pause" if planned.action == "rollback" else "stop"
-        change_status(store, key=spec.key, action=action, actor=MONITOR_ACTOR, reason=reason, then=record)
+        change_status(store, key=spec.key, action="stop", actor=MONITOR_ACTOR, reason=reason, then=record)
 
 
 def _notify_error(

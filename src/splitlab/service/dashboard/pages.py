@@ -311,7 +311,8 @@ def _apply(runtime: Runtime, key: str, action: str, actor: str, reason: str, var
     with runtime.changing(key):
         if action == "roll-out":
             moved = experiments.roll_out(runtime.store, key=key, variant=variant or "", actor=actor, reason=reason)
+        elif action == "rollback":
+            moved = experiments.roll_back(runtime.store, key=key, actor=actor, reason=reason)
         else:
-            lifecycle = {"rollback": "pause"}.get(action, action)
-            moved = experiments.change_status(runtime.store, key=key, action=lifecycle, actor=actor, reason=reason)
+            moved = experiments.change_status(runtime.store, key=key, action=action, actor=actor, reason=reason)
     return f"{views.ACTIONS[action]}: {key} went from {moved.old_status} to {moved.record.status}."
