@@ -1,4 +1,4 @@
-"""``splitlab.analyze``: a whole A/B analysis of a unit-level pandas or polars frame."""
+"""``splitlab.analyze``: a whole A/B analysis of unit-level rows: a frame, an Arrow table, a lazy or SQL table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from splitlab.analysis.aggregate import Groups, MetricData, column, groups, look_codes, metric_statistics, resolve_kind
+from splitlab.analysis.aggregate import MetricData, natural_order
+from splitlab.analysis.backends import frame_source
 from splitlab.analysis.comparison import Options, compare, corrected
 from splitlab.analysis.metrics import VALUE_TESTS, Covariate, MetricSpec, parse_metrics
 from splitlab.analysis.results import AnalysisResult, MetricResult
@@ -40,7 +41,12 @@ def analyze(
     """Analyse an experiment from unit-level rows (one row per unit).
 
     Args:
-        data: a pandas or polars frame (or a mapping of equal-length columns).
+        data: one row per unit, in memory (a pandas or polars DataFrame, a pyarrow Table, a
+            mapping of equal-length columns) or in an engine (a polars LazyFrame, an Ibis table of
+            any backend, a DuckDB relation). An engine input is aggregated in its engine, by one
+            group-by on the variant computing counts, sums, sums of squares and cross-products;
+            only those come to Python (:mod:`splitlab.analysis.backends`). A test on unit-level
+            values (``mann-whitney``, ``bootstrap``) reads that metric's column and the variant's.
         metrics: ``{name: definition}``; a definition is a column (kind inferred: 0/1 values make
             a proportion, anything else a mean), ``"col:proportion"``, ``"col:mean"``,
             ``"num/den"`` or ``("num", "den")`` for a ratio, or a :class:`MetricSpec` from
@@ -86,26 +92,32 @@ def analyze(
             msg = "planned_n is required with sequential: the units planned in all variants together"
             raise ValueError(msg)
         check_positive("planned_n", planned_n)
-    specs = [resolve_kind(spec, data) for spec in parse_metrics(metrics, covariates, tests)]
-    grouping = groups(data, variant)
-    labels = grouping.labels
+    source = frame_source(data)
+    # Values that are not finite, or whose squares overflow, give sums that are not: the
+    # comparison reports them as NON_FINITE, so numpy's overflow warnings say nothing more.
+    with np.errstate(over="ignore", invalid="ignore"):
+        aggregation = source.aggregate(
+            parse_metrics(metrics, covariates, tests),
+            variant=variant,
+            time_column=None if sequential is None else time_column,
+        )
+    labels = aggregation.labels
     if len(labels) < 2:
         msg = f"column {variant!r} has {len(labels)} variant label(s) {list(labels)}; an experiment needs at least 2"
         raise ValueError(msg)
-    control_label = min(labels, key=_natural) if control is None else str(control)
+    control_label = min(labels, key=natural_order) if control is None else str(control)
     if control_label not in labels:
         msg = f"control == {control!r} is not a label of column {variant!r}; labels are {list(labels)}"
         raise ValueError(msg)
-    treatments = sorted((label for label in labels if label != control_label), key=_natural)
+    treatments = sorted((label for label in labels if label != control_label), key=natural_order)
     ordered = (control_label, *treatments)
-    counts = dict(zip(labels, grouping.counts, strict=True))
+    counts = dict(zip(labels, aggregation.counts, strict=True))
     srm = srm_test({label: counts[label] for label in ordered}, _weights(weights, ordered), threshold=srm_threshold)
-    looks = None if time_column is None or sequential is None else look_codes(data, time_column)
     # Each comparison sees two of the k variants, so its planned size is that share of planned_n
     # (equal weights assumed; pass the per-comparison figure through the Python API otherwise).
     per_comparison = None if planned_n is None else float(planned_n) * 2 / len(labels)
     results: list[MetricResult] = []
-    for spec in specs:
+    for spec, metric_data in zip(aggregation.specs, aggregation.metrics, strict=True):
         options = Options(
             test=spec.test,
             alpha=alpha,
@@ -114,11 +126,8 @@ def analyze(
             sequential=sequential,
             planned_n=per_comparison,
         )
-        # Values that are not finite, or whose squares overflow, give sums that are not: the
-        # comparison reports them as NON_FINITE, so numpy's overflow warnings say nothing more.
+        values = source.unit_values(spec, variant=variant, labels=labels) if spec.test in VALUE_TESTS else None
         with np.errstate(over="ignore", invalid="ignore"):
-            metric_data = metric_statistics(spec, data, grouping, looks=looks)
-            values = _variant_values(spec, data, grouping) if spec.test in VALUE_TESTS else None
             per_metric = _compare_metric(spec, metric_data, labels, control_label, treatments, options, values)
         results.extend(corrected(per_metric, method=correction, alpha=alpha))
     return AnalysisResult(
@@ -128,16 +137,8 @@ def analyze(
         metrics=tuple(results),
         alpha=alpha,
         correction=correction,
-        unlabelled_rows=grouping.unlabelled,
+        unlabelled_rows=aggregation.unlabelled,
     )
-
-
-def _natural(label: str) -> tuple[int, float, str]:
-    """Sort numeric labels by value ("2" before "10"), then text labels alphabetically."""
-    try:
-        return (0, float(label), "")
-    except ValueError:
-        return (1, 0.0, label)
 
 
 def _weights(weights: Mapping[str, float] | None, labels: tuple[str, ...]) -> dict[str, float] | None:
@@ -148,12 +149,6 @@ def _weights(weights: Mapping[str, float] | None, labels: tuple[str, ...]) -> di
         msg = f"weights must name every variant label {sorted(labels)}, got {sorted(given)}"
         raise ValueError(msg)
     return {label: given[label] for label in labels}
-
-
-def _variant_values(spec: MetricSpec, data: Any, grouping: Groups) -> list[np.ndarray]:
-    """The metric's per-unit values of each variant, for a test on unit-level values (NaN kept, the test drops it)."""
-    values = np.asarray(column(data, str(spec.column)), dtype=np.float64)
-    return [values[grouping.codes == g] for g in range(len(grouping.labels))]
 
 
 def _compare_metric(
