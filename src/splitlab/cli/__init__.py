@@ -13,6 +13,7 @@ from splitlab.cli.demo_router import demo_router
 from splitlab.cli.experiments import apply, archive, list_experiments, pause, roll_out, show_experiment, start, stop
 from splitlab.cli.monitor import monitor
 from splitlab.cli.notify import notifications_app, notify_app
+from splitlab.cli.plan import plan
 from splitlab.cli.sample_size import sample_size
 from splitlab.cli.serve import app as keys_app
 from splitlab.cli.serve import serve
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 app.command("analyze-file")(analyze_file)
 app.command("sample-size")(sample_size)
+app.command("plan")(plan)
 app.command("apply")(apply)
 app.command("list")(list_experiments)
 app.command("show")(show_experiment)
