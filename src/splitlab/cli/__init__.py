@@ -19,6 +19,7 @@ from splitlab.cli.serve import app as keys_app
 from splitlab.cli.serve import serve
 from splitlab.cli.serve_model import serve_model
 from splitlab.cli.simulate import simulate
+from splitlab.cli.validate import validate
 
 app = typer.Typer(
     name="splitlab",
@@ -52,6 +53,7 @@ app.add_typer(keys_app, name="keys")
 app.command("monitor")(monitor)
 app.add_typer(notify_app, name="notify")
 app.add_typer(notifications_app, name="notifications")
+app.command("validate")(validate)
 
 
 @app.command("version")
