@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +82,13 @@ def test_plan_errors(database: list[str]) -> None:
         empty.output
     )
     assert "'conversion'" in empty.output
+
+
+def test_readme_usage_options_exist() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    usage = next(line for line in readme.splitlines() if line.startswith("splitlab plan "))
+    documented = set(re.findall(r"--[a-z][a-z-]+", usage))
+    result = runner.invoke(app, ["plan", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert documented == {"--reference-date", "--days", "--json"}
+    assert documented <= set(re.findall(r"--[a-z][a-z-]+", result.output))
