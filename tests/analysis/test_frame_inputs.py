@@ -12,7 +12,9 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
+from xml.etree import ElementTree as ET
 
 import duckdb
 import ibis
@@ -25,6 +27,7 @@ import pytest
 import splitlab
 from splitlab.analysis.backends import frame_source
 from splitlab.analysis.metrics import parse_metrics
+from splitlab.analysis.readout import Decision, ExperimentReadout, HealthCheck, Verdict
 from splitlab.stats.statistics import MeanStatistic, ProportionStatistic
 
 N = 3_000
@@ -286,3 +289,83 @@ def test_nan_and_null_are_both_missing() -> None:
     lazy = pl.from_arrow(table).lazy()  # type: ignore[union-attr]
     for data in (table, lazy, ibis.memtable(table), duckdb.connect().from_arrow(table)):
         _assert_same(expected, splitlab.analyze(data, metrics=metrics, control="control"))
+
+
+# --- in a notebook: HTML tables and the forest plot --------------------------------------------
+
+EVIL = "<script>alert('x')</script>"
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _evil_result() -> splitlab.AnalysisResult:
+    frame = FRAME.assign(variant=FRAME.variant.replace({"c": "<b>c</b>"}))
+    return splitlab.analyze(frame, metrics={"conversion": "converted", EVIL: "revenue:mean"}, control="control")
+
+
+def _readout(result: splitlab.AnalysisResult) -> ExperimentReadout:
+    units = dict(zip(result.srm.variants, result.srm.counts, strict=True))
+    return ExperimentReadout(
+        experiment_key="checkout",
+        name=f"Checkout {EVIL}",
+        spec_version=1,
+        status="running",
+        analysed_at=datetime(2024, 5, 1, tzinfo=UTC),
+        days_running=7.0,
+        control=result.control,
+        variants=result.variants,
+        configured_weights={v: 1 / len(units) for v in units},
+        units=units,
+        excluded_units=0,
+        planned_units_per_variant=None,
+        daily_units=400.0,
+        srm=result.srm,
+        health=(HealthCheck("srm", True, "error", f"split as configured {EVIL}"),),
+        metrics=tuple(dataclasses.replace(m, role="goal") for m in result.metrics),
+        decision=Verdict(category=Decision.EXTEND_TEST, reasons=(f"not yet {EVIL}",)),
+    )
+
+
+@pytest.mark.parametrize("make", [lambda r: r, _readout], ids=["result", "readout"])
+def test_repr_html_is_a_table_with_every_text_escaped(make: Callable[[Any], Any]) -> None:
+    result = _evil_result()
+    page = make(result)._repr_html_()
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "&lt;b&gt;c&lt;/b&gt;" in page
+    assert "<b>" not in page
+    assert page.startswith('<div class="splitlab">')
+    assert page.endswith("</div>")
+    # Every rule of its style sheet is scoped: the output styles nothing else of the notebook.
+    style = page.split("<style>", 1)[1].split("</style>", 1)[0]
+    selectors = [s.strip() for rule in style.split("}") if "{" in rule for s in rule.split("{")[0].split(",")]
+    assert selectors
+    assert all(s.startswith(".splitlab") for s in selectors)
+    table = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert table.count("<tr") == len(result.metrics) == 4
+    assert "conversion" in table
+
+
+@pytest.mark.parametrize("make", [lambda r: r, _readout], ids=["result", "readout"])
+def test_plot_is_a_forest_plot_of_every_metric_and_treatment(make: Callable[[Any], Any], tmp_path: Any) -> None:
+    result = _evil_result()
+    plot = make(result).plot()
+    root = ET.fromstring(plot._repr_svg_())  # noqa: S314 - our own output: a well-formed standalone SVG document
+    assert root.tag == f"{SVG}svg"
+    assert root.find(f"{SVG}style") is not None
+    intervals = [e for e in root.iter(f"{SVG}line") if "ci" in e.get("class", "").split()]
+    assert len(intervals) == len(result.metrics)
+    (zero,) = [e for e in root.iter(f"{SVG}line") if e.get("class") == "reference"]
+    labels = [e.text for e in root.iter(f"{SVG}text") if e.get("class") == "label"]
+    assert labels == [f"{m.metric}: {m.variant}" for m in result.metrics]
+    dots = [float(e.get("cx", "nan")) for e in root.iter(f"{SVG}circle")]
+    for m, dot, line in zip(result.metrics, dots, intervals, strict=True):
+        low, high = m.effect.relative_ci
+        # Right of the zero line exactly when the effect is positive; the interval around the dot.
+        assert (dot > float(zero.get("x1", "nan"))) == (m.effect.relative_effect > 0)
+        assert float(line.get("x1", "nan")) <= dot <= float(line.get("x2", "nan"))
+        assert low < m.effect.relative_effect < high
+    assert plot.save(tmp_path / "effects.svg").read_text(encoding="utf-8") == plot.to_svg()
+    absolute = make(result).plot(effect="absolute")
+    assert [row.estimate for row in absolute.rows] == [m.effect.absolute_effect for m in result.metrics]
+    with pytest.raises(ValueError, match="effect == 'lift', must be 'relative' or 'absolute'"):
+        make(result).plot(effect="lift")

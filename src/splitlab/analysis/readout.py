@@ -11,11 +11,14 @@ import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from splitlab.analysis.results import MetricResult, Role
 from splitlab.stats.results import Interval
 from splitlab.stats.srm import SrmResult
+
+if TYPE_CHECKING:
+    from splitlab.analysis.report.notebook import ForestPlot
 
 __all__ = [
     "Decision",
@@ -186,3 +189,21 @@ class ExperimentReadout:
             "excluded_units": self.excluded_units,
             "phases": [phase.to_dict() for phase in self.phases],
         }
+
+    def _repr_html_(self) -> str:
+        """Decision, metric tables and charts, health checks and traffic as HTML, for Jupyter (every text escaped)."""
+        from splitlab.analysis.report.notebook import readout_html
+
+        return readout_html(self)
+
+    def plot(self, *, effect: Literal["relative", "absolute"] = "relative") -> ForestPlot:
+        """A forest plot of every metric's effect per treatment with its CI, and a line at zero.
+
+        splitlab's own SVG chart, as :meth:`splitlab.AnalysisResult.plot` (no plotting library needed).
+
+        Args:
+            effect: ``relative`` (default; comparable across metrics) or ``absolute``.
+        """
+        from splitlab.analysis.report.notebook import forest_plot
+
+        return forest_plot(self.metrics, variants=self.variants, control=self.control, effect=effect)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console, ConsoleOptions, RenderResult
 
+    from splitlab.analysis.report.notebook import ForestPlot
+
 Role = Literal["goal", "secondary", "guardrail"]
 
 
@@ -198,3 +200,25 @@ class AnalysisResult:
         from splitlab.analysis.render import rich_report
 
         yield from rich_report(self, width=options.max_width)
+
+    def _repr_html_(self) -> str:
+        """The table as HTML, for Jupyter (every text escaped)."""
+        from splitlab.analysis.report.notebook import result_html
+
+        return result_html(self)
+
+    def plot(self, *, effect: Literal["relative", "absolute"] = "relative") -> ForestPlot:
+        """A forest plot of the effects with their CIs, one row per metric and treatment, a line at zero.
+
+        It is splitlab's own SVG chart (the HTML report's), not a matplotlib Figure, so no plotting
+        library is needed: Jupyter shows it, ``.save("effects.svg")`` writes it
+        (:class:`splitlab.analysis.report.notebook.ForestPlot`). ``to_frame()`` has the same
+        figures for another plotting library.
+
+        Args:
+            effect: ``relative`` (default; comparable across metrics) or ``absolute`` (each
+                metric in its own units).
+        """
+        from splitlab.analysis.report.notebook import forest_plot
+
+        return forest_plot(self.metrics, variants=self.variants, control=self.control, effect=effect)
