@@ -30,6 +30,7 @@ METRICS = [
     for data in (
         {"name": "conversion", "kind": "binary", "event": "purchase", "window_days": 7},
         {"name": "revenue", "kind": "sum", "event": "purchase", "window_days": 7, "covariate": {"pre_window_days": 14}},
+        {"name": "basket", "kind": "mean", "event": "purchase", "window_days": 7},
         {
             "name": "aov",
             "kind": "ratio",
@@ -130,6 +131,7 @@ def _unit_values(h: History, start_day: float = 0.0, days: float = 14.0) -> dict
     return {
         "conversion": (per_unit(post) > 0).astype(float),
         "revenue": per_unit(post, h.value),
+        "revenue_units": per_unit(post),
         "revenue_pre": per_unit(pre, h.value),
         "aov_num": per_unit(everything, h.value),
         "aov_den": per_unit(everything),
@@ -298,3 +300,20 @@ def test_to_dict_keys(store: Store) -> None:
     assert data["traffic"]["window_start"] == "2024-03-01T00:00:00+00:00"
     assert data["metrics"][0]["metric"] == "revenue"
     assert data["sample_size"]["per_variant"] > 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_mean_metric_counts_the_units_with_a_value(store: Store, history: History) -> None:
+    apply_spec(store, _spec("basket", primary="basket"), actor="test")
+    plan = plan_experiment(store, "basket", reference=START + timedelta(days=14), days=14)
+    values = _unit_values(history)
+    has_value = values["revenue_units"] > 0
+    basket = values["revenue"][has_value] / values["revenue_units"][has_value]
+    estimate = plan.metrics[0]
+    assert estimate.units == int(has_value.sum()) < plan.traffic.units
+    assert estimate.baseline == pytest.approx(basket.mean(), rel=1e-9)
+    assert estimate.variance == pytest.approx(basket.var(ddof=1), rel=1e-9)
+    assert plan.sample_size is not None
+    share = estimate.units / plan.traffic.units
+    assert plan.units_needed == math.ceil(plan.sample_size.total / share)
+    assert any("have a value of metric 'basket'" in reason for reason in plan.reasons)

@@ -670,15 +670,17 @@ def plan_experiment(
     inputs = _size(estimate, statistic, relative=identity["relative"], options=options)
     rho = estimate.rho_squared
     reductions = {"plain": 0.0} | ({"cuped": rho} if rho is not None else {})
-    share_c, share_t = control_weight * traffic.daily_units, smallest * traffic.daily_units
+    # A mean metric's sample is the units with a value (a purchase); the others count every unit.
+    valued = estimate.units / traffic.units
+    share_c, share_t = control_weight * traffic.daily_units * valued, smallest * traffic.daily_units * valued
     n_planned = share_c * planned_days
     sizes: dict[str, dict[str, Any]] = {}
     try:
         for label, reduction in reductions.items():
             plan = plan_sample_size(mde=hypothesis.mde, power=hypothesis.power, variance_reduction=reduction,
-                                    daily_traffic=[traffic.daily_units], **inputs)  # fmt: skip
-            enrol = max(plan.total, math.ceil(max(plan.per_variant / control_weight,
-                                                  plan.treatment_per_variant / smallest) - 1e-9))  # fmt: skip
+                                    daily_traffic=[traffic.daily_units * valued], **inputs)  # fmt: skip
+            needed = max(plan.total, plan.per_variant / control_weight, plan.treatment_per_variant / smallest)
+            enrol = math.ceil(needed / valued - 1e-9)
             power_inputs = {k: v for k, v in inputs.items() if k != "metric"}
             sizes[label] = {
                 "plan": plan,
@@ -705,6 +707,12 @@ def plan_experiment(
         sequential = _sequential(spec.analysis.sequential, pair, planned_n=2.0 * planned_per_variant,
                                  days=planned_days, alpha=spec.alpha, cuped=in_spec)  # fmt: skip
     verdict, reasons = _verdict(spec, estimate, traffic, plain, cuped, planned_days, planned_source)
+    if valued < 1:
+        note = (
+            f"{valued:.1%} of the window's units have a value of metric {primary!r} (kind {estimate.kind!r}): "
+            "the sample sizes count those, the units to enrol and the days count every unit"
+        )
+        reasons = (*reasons, note)
     return ExperimentPlan(
         **identity,
         sample_size=plain["plan"],
