@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -136,6 +136,30 @@ def redis_url() -> str:
     finally:
         client.close()
     return url
+
+
+SPARK_SKIP_VAR = "SPLITLAB_SKIP_SPARK"
+
+
+@pytest.fixture(scope="session")
+def spark() -> Any:
+    """The one Spark session of the test run (local mode, two cores), started on first use.
+
+    Spark tests carry the ``spark`` marker: ``pytest -m "not spark"`` (or ``SPLITLAB_SKIP_SPARK=1``)
+    leaves them out on a developer's machine. Under ``CI=true`` a missing pyspark or Java fails.
+    """
+    if os.environ.get(SPARK_SKIP_VAR) == "1" and os.environ.get("CI") != "true":
+        pytest.skip(f"{SPARK_SKIP_VAR}=1")
+    try:
+        from splitlab.analysis.spark import spark_session
+
+        session = spark_session("local[2]", app_name="splitlab-tests")
+        session.conf.set("spark.sql.shuffle.partitions", "2")  # tests' tables are small: one task per core
+    except Exception as exc:  # any start-up failure (no pyspark, no Java) is the same skip
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Spark is required under CI=true and could not start: {exc}", pytrace=False)
+        pytest.skip(f"Spark could not start ({exc}); pip install pyspark and Java 17")
+    return session
 
 
 @pytest.fixture

@@ -37,6 +37,8 @@ _TYPES = {
     },
     "duckdb": {"text": "VARCHAR", "float": "DOUBLE", "time": "TIMESTAMPTZ", "json": "JSON", "bool": "BOOLEAN"},
 }
+# Spark has no JSON type: a JSON attribute column is a string that get_json_object reads.
+_SPARK_TYPES = {"text": "string", "float": "double", "time": "timestamp", "json": "string", "bool": "boolean"}
 
 
 @dataclass
@@ -47,14 +49,20 @@ class Database:
     connection: Any
     url: str | None = None
     stores: list[Any] = field(default_factory=list)
+    views: list[str] = field(default_factory=list)
 
     def create_table(self, name: str, columns: dict[str, str], rows: Sequence[Sequence[Any]]) -> None:
         """Create ``name`` with columns of kinds text/float/time/json/bool and insert ``rows``."""
+        kinds = list(columns.values())
+        converted = [[self._value(v, k) for v, k in zip(row, kinds, strict=True)] for row in rows]
+        if self.backend == "spark":
+            schema = ", ".join(f"`{c}` {_SPARK_TYPES[k]}" for c, k in columns.items())
+            self.connection.createDataFrame(converted, schema=schema).createOrReplaceTempView(name)
+            self.views.append(name)
+            return
         types = _TYPES[self.backend]
         definitions = ", ".join('"' + c.replace('"', '""') + f'" {types[k]}' for c, k in columns.items())
         ddl = f"CREATE TABLE {name} ({definitions})"
-        kinds = list(columns.values())
-        converted = [[self._value(v, k) for v, k in zip(row, kinds, strict=True)] for row in rows]
         if self.backend == "duckdb":
             self.connection.execute(ddl)
             if converted:  # through a frame: DuckDB's executemany goes row by row
@@ -77,7 +85,9 @@ class Database:
                 conn.execute(text(f"INSERT INTO {name} VALUES ({placeholders})"), params)  # noqa: S608
 
     def create_index(self, table: str, columns: Sequence[str]) -> None:
-        """Index ``columns`` of ``table``, as a warehouse's table would be indexed."""
+        """Index ``columns`` of ``table``, as a warehouse's table would be indexed (Spark has no indexes)."""
+        if self.backend == "spark":
+            return
         ddl = f"CREATE INDEX ix_{table} ON {table} ({', '.join(columns)})"
         if self.backend == "duckdb":
             self.connection.execute(ddl)
@@ -103,7 +113,17 @@ class Database:
 
 
 def open_database(backend: str, directory: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
-    """A fresh database of ``backend``, closed (and its schema dropped) afterwards."""
+    """A fresh database of ``backend``, closed (and its schema dropped) afterwards.
+
+    ``spark``: the test run's one Spark session (tests/conftest.py); its tables are temporary views,
+    dropped afterwards.
+    """
+    if backend == "spark":
+        database = Database("spark", request.getfixturevalue("spark"))
+        yield database
+        for view in database.views:
+            database.connection.catalog.dropTempView(view)
+        return
     if backend == "duckdb":
         connection = duckdb.connect()
         yield Database("duckdb", connection)
@@ -141,6 +161,14 @@ def postgres_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
 @pytest.fixture(scope="module", params=BACKENDS)
 def module_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     """Like ``database``, shared by the tests of a module (for data sets worth loading once)."""
+    yield from open_database(request.param, tmp_path_factory.mktemp("db"), request)
+
+
+@pytest.fixture(scope="module", params=[*BACKENDS, pytest.param("spark", marks=pytest.mark.spark)])
+def module_database_or_spark(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
+    """Like ``module_database``, and Spark (local mode; temporary views) as a fourth engine."""
     yield from open_database(request.param, tmp_path_factory.mktemp("db"), request)
 
 

@@ -4,7 +4,8 @@ Thousands of units with repeated exposures (some in two variants), events before
 every window, NULL values, percentile and absolute capping, CUPED covariates of every shape,
 segments from a JSON column and a plain column, cumulative days and an ``as_of`` cut-off. The
 reference reads the same raw rows with pandas and builds statistics with the ``from_values``
-constructors; every number must agree to a relative 1e-9 on SQLite, DuckDB and PostgreSQL.
+constructors; every number must agree to a relative 1e-9 on SQLite, DuckDB, PostgreSQL and Spark (local mode, the
+same query translated to Spark SQL), so the four engines agree with each other to 1e-9 too.
 """
 
 from __future__ import annotations
@@ -238,7 +239,8 @@ def data() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @pytest.fixture(scope="module")
-def loaded(module_database: Any, data: tuple[pd.DataFrame, pd.DataFrame]) -> Any:
+def loaded(module_database_or_spark: Any, data: tuple[pd.DataFrame, pd.DataFrame]) -> Any:
+    module_database = module_database_or_spark
     exposures, events = data
     module_database.create_table(
         "wh_exposures",

@@ -1,9 +1,13 @@
-"""The few SQL fragments that differ between SQLite, PostgreSQL and DuckDB.
+"""The few SQL fragments that differ between SQLite, PostgreSQL and DuckDB, and the warehouses.
 
 Everything else in the aggregation query is SQL that the three engines read the same way:
 CTEs (``AS MATERIALIZED``), window functions, ``FILTER`` clauses on aggregates and ``UNION ALL``.
 Times are turned into integer microseconds since 1970-01-01 UTC as soon as they are read, so the
 attribution windows are integer comparisons with the same result on every engine.
+
+The warehouses (Spark, Databricks, BigQuery, Snowflake, Trino) get the same query: it is written in
+DuckDB's SQL and translated by one transpiler (sqlglot, :mod:`splitlab.analysis.sql.transpile`), so
+there is one query builder and no second copy of the aggregation per warehouse.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 
 __all__ = [
     "DIALECTS",
+    "NATIVE_DIALECTS",
+    "WAREHOUSE_DIALECTS",
     "Dialect",
     "dialect_of",
     "execute",
@@ -53,11 +59,33 @@ def sql_float(value: float) -> str:
     return f"CAST({float(value)!r} AS DOUBLE PRECISION)"
 
 
+NATIVE_DIALECTS = ("sqlite", "postgresql", "duckdb")
+"""Engines the query is written for directly."""
+WAREHOUSE_DIALECTS = ("spark", "databricks", "bigquery", "snowflake", "trino")
+"""Engines that get the DuckDB query translated by sqlglot (Spark runs in the tests, the others in snapshots)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Dialect:
-    """One engine's spelling of time conversion, day buckets and JSON look-ups."""
+    """One engine's spelling of time conversion, day buckets and JSON look-ups.
+
+    A warehouse dialect spells every fragment as DuckDB does; :meth:`finish` translates the whole
+    statement at the end.
+    """
 
     name: str
+
+    @property
+    def _spelling(self) -> str:
+        return self.name if self.name in NATIVE_DIALECTS else "duckdb"
+
+    def finish(self, sql: str) -> str:
+        """The statement in this engine's SQL (a warehouse's through sqlglot; the native three as built)."""
+        if self.name in NATIVE_DIALECTS:
+            return sql
+        from splitlab.analysis.sql.transpile import to_dialect
+
+        return to_dialect(sql, self.name)
 
     def micros(self, column: str) -> str:
         """Microseconds since 1970-01-01 UTC of a time column, as an integer.
@@ -66,30 +94,30 @@ class Dialect:
         is also read); PostgreSQL: ``timestamptz`` or ``timestamp`` (read as UTC); DuckDB:
         ``TIMESTAMPTZ`` or ``TIMESTAMP`` (read as UTC).
         """
-        if self.name == "sqlite":
+        if self._spelling == "sqlite":
             return (
                 f"(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) * 1000000"
                 f" + CAST(substr({column} || '000000', 21, 6) AS INTEGER))"
             )
-        if self.name == "postgresql":
+        if self._spelling == "postgresql":
             return f"CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)"
         return f"epoch_us({column})"
 
     def day(self, micros: str) -> str:
         """The UTC day number (days since 1970-01-01) of a microsecond time."""
-        operator = "//" if self.name == "duckdb" else "/"
+        operator = "//" if self._spelling == "duckdb" else "/"
         return f"({micros} {operator} {DAY_US})"
 
     def json_text(self, column: str, key: str) -> str:
         """The value of ``key`` in a JSON column as text (JSON ``true`` is ``'true'``, ``null`` is NULL)."""
         path = sql_string(f'$."{key}"')
-        if self.name == "sqlite":
+        if self._spelling == "sqlite":
             extracted = f"json_extract({column}, {path})"
             return (
                 f"(CASE json_type({column}, {path}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'"
                 f" WHEN 'null' THEN NULL ELSE CAST({extracted} AS TEXT) END)"
             )
-        if self.name == "postgresql":
+        if self._spelling == "postgresql":
             return f"(CAST({column} AS JSONB) ->> {sql_string(key)})"
         return f"json_extract_string({column}, {path})"
 
@@ -98,7 +126,19 @@ class Dialect:
         return f"(CASE WHEN {column} THEN 1 ELSE 0 END)"
 
 
-DIALECTS = {name: Dialect(name) for name in ("sqlite", "postgresql", "duckdb")}
+DIALECTS = {name: Dialect(name) for name in (*NATIVE_DIALECTS, *WAREHOUSE_DIALECTS)}
+
+# SQLAlchemy's names of the warehouses whose dialect packages (sqlalchemy-bigquery, snowflake-sqlalchemy,
+# trino, databricks-sqlalchemy) a user may have installed: the same query then runs there through the engine.
+_SQLALCHEMY_NAMES = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql",
+    "duckdb": "duckdb",
+    "bigquery": "bigquery",
+    "snowflake": "snowflake",
+    "trino": "trino",
+    "databricks": "databricks",
+}
 
 
 def _is_duckdb(connection: Any) -> bool:
@@ -106,26 +146,33 @@ def _is_duckdb(connection: Any) -> bool:
     return duckdb is not None and isinstance(connection, duckdb.DuckDBPyConnection)
 
 
+def _is_spark(connection: Any) -> bool:
+    spark_sql = sys.modules.get("pyspark.sql")
+    return spark_sql is not None and isinstance(connection, spark_sql.SparkSession)
+
+
 def dialect_of(connection: Any) -> Dialect:
-    """The dialect of a SQLAlchemy ``Engine``/``Connection`` or a ``duckdb.DuckDBPyConnection``.
+    """The dialect of a SQLAlchemy ``Engine``/``Connection``, a ``duckdb.DuckDBPyConnection`` or a ``SparkSession``.
 
     Raises:
         TypeError: ``connection`` is none of those.
-        ValueError: a SQLAlchemy connection to an engine other than SQLite, PostgreSQL or DuckDB.
+        ValueError: a SQLAlchemy connection to an engine the aggregation has no dialect for.
     """
     if _is_duckdb(connection):
         return DIALECTS["duckdb"]
+    if _is_spark(connection):
+        return DIALECTS["spark"]
     from sqlalchemy.engine import Connection, Engine
 
     if isinstance(connection, Engine | Connection):
         name = connection.dialect.name
-        if name not in DIALECTS:
-            msg = f"connection is a {name} database; the aggregation runs on {', '.join(DIALECTS)}"
+        if name not in _SQLALCHEMY_NAMES:
+            msg = f"connection is a {name} database; the aggregation runs on {', '.join(_SQLALCHEMY_NAMES)}"
             raise ValueError(msg)
-        return DIALECTS[name]
+        return DIALECTS[_SQLALCHEMY_NAMES[name]]
     msg = (
-        "connection must be a SQLAlchemy Engine or Connection, or a duckdb.DuckDBPyConnection, "
-        f"got {type(connection).__name__}"
+        "connection must be a SQLAlchemy Engine or Connection, a duckdb.DuckDBPyConnection or a "
+        f"pyspark.sql.SparkSession, got {type(connection).__name__}"
     )
     raise TypeError(msg)
 
@@ -136,6 +183,10 @@ def execute(connection: Any, sql: str) -> list[dict[str, Any]]:
         cursor = connection.execute(sql)
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    if _is_spark(connection):
+        from splitlab.analysis.spark import run_query
+
+        return run_query(connection, sql)
     from sqlalchemy.engine import Connection, Engine
 
     if isinstance(connection, Engine):

@@ -440,7 +440,7 @@ def build_query(
     if unit_level:
         # Sorted: the bootstrap resamples by position, so the same units give the same CI on every engine.
         tail = "SELECT variant, m0_0 AS value FROM unit_metrics WHERE m0_0 IS NOT NULL ORDER BY variant, m0_0"
-        sql = "WITH " + ",\n".join(ctes) + "\n" + tail
+        sql = dialect.finish("WITH " + ",\n".join(ctes) + "\n" + tail)
         return AggregationQuery(sql, tuple(segments), by_day, tuple(layouts), phased)
 
     aggregate_columns = [item for i, layout in enumerate(layouts) if layout.kind != "quantile"
@@ -494,5 +494,5 @@ def build_query(
                     f"  FROM unit_raw\n) ranked_m{i}\nWHERE {_quantile_band(layout.quantile)}",
                 )
             )
-    sql = "WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(branches)
+    sql = dialect.finish("WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(branches))
     return AggregationQuery(sql, tuple(segments), by_day, tuple(layouts), phased)
