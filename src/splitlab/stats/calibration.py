@@ -255,21 +255,22 @@ def _line(check: Check, outcome: Outcome, z: float) -> CalibrationLine:
 
 
 def run_checks(
-    checks: Sequence[Check], *, seed: int = 0, false_alarm: float = SUITE_FALSE_ALARM
+    checks: Sequence[Check], *, seed: int = 0, false_alarm: float = SUITE_FALSE_ALARM, lines: int | None = None
 ) -> tuple[CalibrationLine, ...]:
     """Run every check with its own seeded stream and judge it against the suite's band.
 
     Each check's generator is seeded by ``(seed, crc32(check))``, so a line gives the same figure
-    whatever other lines run with it.
+    whatever other lines run with it. ``lines``: the number of lines the band's ``z`` is set for,
+    when these checks are part of a larger suite (default: ``len(checks)``).
     """
     if not checks:
         return ()
-    z = band_z(len(checks), false_alarm=false_alarm)
-    lines = []
+    z = band_z(len(checks) if lines is None else lines, false_alarm=false_alarm)
+    out = []
     for check in checks:
         rng = np.random.default_rng([seed, zlib.crc32(check.check.encode())])
-        lines.append(_line(check, check.run(rng, check.reps), z))
-    return tuple(lines)
+        out.append(_line(check, check.run(rng, check.reps), z))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------------------------
