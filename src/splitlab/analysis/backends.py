@@ -288,23 +288,35 @@ class _PolarsLazy(_Engine):
     def run(self, keys: list[str], terms: dict[Term, str]) -> list[dict[str, Any]]:
         import polars as pl
 
+        # Each column is masked once per set of columns that must be present (null where any is
+        # missing): the sums then skip nulls, and a count is a count of non-nulls. A condition in
+        # every sum instead made polars slower (1 M rows from Parquet, three metrics: 230 -> 150 ms).
+        masked: dict[tuple[tuple[str, ...], str], str] = {}
+
         def value(name: str) -> Any:
             return pl.col(name).cast(pl.Float64)
 
-        def present(names: tuple[str, ...]) -> Any:
-            return pl.all_horizontal([value(n).is_not_null() & value(n).is_not_nan() for n in names])
+        def column(present: tuple[str, ...], name: str) -> Any:
+            alias = masked.setdefault((present, name), f"splitlab_masked_{len(masked)}")
+            return pl.col(alias)
 
         def expression(term: Term) -> Any:
             if isinstance(term, NonBinary):
-                x = value(term.column)
-                return (present((term.column,)) & (x != 0) & (x != 1)).sum()
-            product = pl.lit(1.0)
-            for name in term.factors:
-                product = product * value(name)
-            return pl.when(present(term.present)).then(product).otherwise(0.0).sum()
+                x = column((term.column,), term.column)
+                return ((x != 0) & (x != 1)).sum()
+            if not term.factors:
+                return column(term.present, term.present[0]).count()
+            product = column(term.present, term.factors[0])
+            for name in term.factors[1:]:
+                product = product * column(term.present, name)
+            return product.sum()
 
         aggregates = [pl.len().alias(ROWS), *(expression(term).alias(name) for term, name in terms.items())]
-        answer = self._frame.group_by(keys).agg(aggregates).collect()
+        columns = []
+        for (present, name), alias in masked.items():
+            condition = pl.all_horizontal([value(n).is_not_null() & value(n).is_not_nan() for n in present])
+            columns.append(pl.when(condition).then(value(name)).alias(alias))
+        answer = self._frame.with_columns(columns).group_by(keys).agg(aggregates).collect()
         return list(answer.rows(named=True))
 
     def select(self, variant: str, column: str) -> pa.Table:
