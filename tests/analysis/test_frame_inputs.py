@@ -269,8 +269,8 @@ def test_missing_times_and_a_single_variant_are_errors(kind: str) -> None:
         splitlab.analyze(INPUTS[kind](alone), metrics={"c": "converted"})
 
 
-def test_nan_and_null_are_both_missing() -> None:
-    # pandas holds either as NaN; an engine keeps them apart, and both must leave the unit out.
+def _nan_and_null() -> tuple[pa.Table, pd.DataFrame]:
+    """Revenue with NaNs and nulls as an Arrow table, and as pandas has it (both NaN)."""
     values = FRAME.revenue.to_numpy().copy()
     null = np.zeros(N, dtype=bool)
     null[[1, 2, 3]] = True  # nulls besides the NaNs
@@ -282,7 +282,12 @@ def test_nan_and_null_are_both_missing() -> None:
         }
     )
     assert pa.compute.sum(pa.compute.is_nan(table["revenue"])).as_py() == 11
-    frame = FRAME.assign(revenue=np.where(null, np.nan, values))
+    return table, FRAME.assign(revenue=np.where(null, np.nan, values))
+
+
+def test_nan_and_null_are_both_missing() -> None:
+    # pandas holds either as NaN; an engine keeps them apart, and both must leave the unit out.
+    table, frame = _nan_and_null()
     metrics: dict[str, Any] = {"revenue": "revenue:mean", "aov": ("revenue", "orders")}
     expected = splitlab.analyze(frame, metrics=metrics, control="control")
     assert expected.metrics[0].excluded_units != (0, 0)
@@ -369,3 +374,23 @@ def test_plot_is_a_forest_plot_of_every_metric_and_treatment(make: Callable[[Any
     assert [row.estimate for row in absolute.rows] == [m.effect.absolute_effect for m in result.metrics]
     with pytest.raises(ValueError, match="effect == 'lift', must be 'relative' or 'absolute'"):
         make(result).plot(effect="lift")
+
+
+def test_an_ibis_table_in_postgresql(postgres_schemas: Any, reference: splitlab.AnalysisResult) -> None:
+    # Another SQL engine under the same plan: booleans, integer sums and NaN as PostgreSQL has them.
+    url = postgres_schemas.base
+    connection = ibis.postgres.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        table = connection.create_table("splitlab_frame_inputs", ibis.memtable(FRAME), temp=True)
+        _assert_same(reference, splitlab.analyze(table, metrics=METRICS, control="control"))
+        arrow, frame = _nan_and_null()
+        nan_table = connection.create_table("splitlab_frame_inputs_nan", ibis.memtable(arrow), temp=True)
+        nans = connection.raw_sql("SELECT count(*) FROM splitlab_frame_inputs_nan WHERE revenue = 'NaN'").fetchone()
+        assert nans == (11,)
+        metrics: dict[str, Any] = {"aov": ("revenue", "orders"), "test": splitlab.mean("revenue", test="mann-whitney")}
+        expected = splitlab.analyze(frame, metrics=metrics, control="control")
+        _assert_same(expected, splitlab.analyze(nan_table, metrics=metrics, control="control"))
+    finally:
+        connection.disconnect()

@@ -344,9 +344,12 @@ class _IbisTable(_Engine):
         import ibis
 
         table = self._table
+        schema = self._schema
 
         def value(name: str) -> Any:
-            return table[name].cast("float64")
+            # PostgreSQL casts a boolean to a 4-byte integer only, not to a bigint or a float.
+            column = table[name].cast("int32") if schema[name].is_boolean() else table[name]
+            return column.cast("float64")
 
         def present(names: tuple[str, ...]) -> Any:
             condition = ibis.literal(True)
@@ -358,8 +361,11 @@ class _IbisTable(_Engine):
             if isinstance(term, NonBinary):
                 x = value(term.column)
                 return ibis.ifelse(present((term.column,)) & (x != 0) & (x != 1), 1, 0).sum()
-            product = ibis.literal(1.0)
-            for name in term.factors:
+            if not term.factors:
+                # An integer count: PostgreSQL sums a float literal as numeric, which Arrow cannot read as a double.
+                return ibis.ifelse(present(term.present), 1, 0).sum()
+            product = value(term.factors[0])
+            for name in term.factors[1:]:
                 product = product * value(name)
             return ibis.ifelse(present(term.present), product, 0.0).sum()
 
