@@ -376,12 +376,14 @@ def _metric_check(
     test_name = definition.test or ("quantile" if definition.kind == "quantile" else None)
 
     def groups(labels: npt.NDArray[np.int64]) -> list[tuple[Any, Any]]:
+        k = len(variants)
+        # One pass over the units per number of the statistic: the group sums of a re-randomisation.
+        sums = [np.bincount(labels, weights=rows[:, j], minlength=k) for j in range(rows.shape[1])]
         out = []
-        for g in range(len(variants)):
-            members = labels == g
-            statistic = None if template is None else _rebuild(template, iter(rows[members].sum(axis=0)))
-            values = None if column is None else column[members]
-            out.append((statistic, values[np.isfinite(values)] if values is not None else None))
+        for g in range(k):
+            statistic = None if template is None else _rebuild(template, (column_sums[g] for column_sums in sums))
+            values = None if column is None else column[(labels == g) & np.isfinite(column)]
+            out.append((statistic, values))
         return out
 
     def called(labels: npt.NDArray[np.int64]) -> bool | None:
