@@ -590,27 +590,10 @@ def analyze_experiment(
     from splitlab.analysis.decision import DecisionRules, decide
     from splitlab.analysis.report import readout_to_dict
 
-    record = store.experiments.get(key=key)
-    if record is None:
-        msg = f"experiment {key!r} is not in the store; `splitlab apply` creates it"
-        raise ValueError(msg)
-    spec = ExperimentSpec.model_validate(record.spec)
-    names = [name for name, _, _ in _roles(spec)]
-    stored = store.metrics.get_many(names=names)
-    missing = [name for name in names if name not in stored]
-    if missing:
-        msg = f"experiment {key!r} uses metrics with no stored definition: {missing}; `splitlab apply` the metrics file"
-        raise ValueError(msg)
-    metrics = {name: MetricDefinition.model_validate(stored[name]) for name in dict.fromkeys(names)}
-    dimensions = list(spec.stratify_by if segments is None else segments)
-    strata_dimensions = [a for a in spec.stratify_by if a not in dimensions] if spec.analysis.post_stratify else []
+    record, spec, metrics, dimensions, strata_dimensions = _inputs(store, key, segments)
     connection, source = data if data is not None else (store.engine, Source.splitlab_store())
     bandit_windows = phases is not None
-    if phases is None:
-        phases = [
-            p for p in store.experiments.phases(key=key) if as_of is None or p.phase == 1 or p.started_at <= as_of
-        ]
-    phases = list(phases)
+    phases = list(phases if phases is not None else _store_phases(store, key, as_of))
     aggregates = aggregate_experiment(
         connection,
         experiment_key=key,
@@ -701,3 +684,70 @@ def analyze_experiment(
     if save:
         store.snapshots.add(experiment_key=key, spec_version=record.current_version, payload=readout_to_dict(readout))
     return readout
+
+
+def _inputs(
+    store: Any, key: str, segments: Sequence[str] | None
+) -> tuple[Any, ExperimentSpec, dict[str, MetricDefinition], list[str], list[str]]:
+    """The stored experiment's record, spec, metric definitions and segment dimensions (as analysed)."""
+    record = store.experiments.get(key=key)
+    if record is None:
+        msg = f"experiment {key!r} is not in the store; `splitlab apply` creates it"
+        raise ValueError(msg)
+    spec = ExperimentSpec.model_validate(record.spec)
+    names = [name for name, _, _ in _roles(spec)]
+    stored = store.metrics.get_many(names=names)
+    missing = [name for name in names if name not in stored]
+    if missing:
+        msg = f"experiment {key!r} uses metrics with no stored definition: {missing}; `splitlab apply` the metrics file"
+        raise ValueError(msg)
+    metrics = {name: MetricDefinition.model_validate(stored[name]) for name in dict.fromkeys(names)}
+    dimensions = list(spec.stratify_by if segments is None else segments)
+    strata_dimensions = [a for a in spec.stratify_by if a not in dimensions] if spec.analysis.post_stratify else []
+    return record, spec, metrics, dimensions, strata_dimensions
+
+
+def _store_phases(store: Any, key: str, as_of: datetime | None) -> list[Any]:
+    return [p for p in store.experiments.phases(key=key) if as_of is None or p.phase == 1 or p.started_at <= as_of]
+
+
+def experiment_sql(
+    store: Any,
+    key: str,
+    *,
+    dialect: str,
+    source: Source | None = None,
+    segments: Sequence[str] | None = None,
+    as_of: datetime | None = None,
+) -> str:
+    """The aggregation statement :func:`analyze_experiment` runs for ``key``, in ``dialect``'s SQL.
+
+    For running the aggregation inside a warehouse splitlab cannot connect to: the statement reads
+    the tables ``source`` maps (default the store's own tables) and returns the sufficient
+    statistics per variant, segment, allocation phase and day (docs/scale.md).
+
+    Args:
+        store: a :class:`splitlab.storage.Store` (the spec and metric definitions).
+        key: the experiment key.
+        dialect: ``sqlite``, ``postgresql``, ``duckdb``, ``spark``, ``databricks``, ``bigquery``,
+            ``snowflake`` or ``trino``.
+        source: the tables to read; default the store's.
+        segments: as in :func:`analyze_experiment`.
+        as_of: as in :func:`analyze_experiment`.
+
+    Raises:
+        ValueError: an unknown dialect (the message lists them) or experiment.
+    """
+    from splitlab.analysis.sql import aggregation_sql
+
+    _, _, metrics, dimensions, strata_dimensions = _inputs(store, key, segments)
+    return aggregation_sql(
+        dialect,
+        experiment_key=key,
+        metrics=list(metrics.values()),
+        source=source or Source.splitlab_store(),
+        segments=[*dimensions, *strata_dimensions],
+        by_day=True,
+        as_of=as_of,
+        phase_starts=[p.started_at for p in _store_phases(store, key, as_of)[1:]],
+    )

@@ -1,4 +1,4 @@
-"""Apache Spark for data past one machine: a session, and Parquet files as tables.
+"""Apache Spark for data past one machine: the session, and running the aggregation query on it.
 
 The aggregation runs on Spark as on the embedded engines: :func:`splitlab.analysis.sql.aggregate_experiment`
 takes a ``SparkSession`` as its connection and runs the same query, translated to Spark SQL
@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["LOCAL_MASTER", "register_parquet", "run_query", "spark_session"]
+__all__ = ["LOCAL_MASTER", "run_query", "spark_session"]
 
 LOCAL_MASTER = "local[*]"
 """Spark in this process's JVM on every core: what ``database: spark`` means in a source file."""
@@ -62,39 +60,6 @@ def spark_session(master: str | None = None, *, app_name: str = "splitlab") -> S
     )
     session.sparkContext.setLogLevel("ERROR")
     return session
-
-
-def register_parquet(connection: Any, tables: Mapping[str, str | Path]) -> None:
-    """Make Parquet files (a file, a folder of parts or a glob) readable as tables under the given names.
-
-    Args:
-        connection: a ``SparkSession`` (temporary views) or a ``duckdb.DuckDBPyConnection``
-            (temporary views over ``read_parquet``).
-        tables: ``{table name: path}``.
-
-    Raises:
-        ValueError: a name that is not a plain identifier, or a path that does not exist.
-    """
-    from splitlab.analysis.sql._dialect import _is_duckdb, _is_spark, quote_identifier, sql_string
-
-    for name, path in tables.items():
-        if not isinstance(name, str) or not name.isidentifier():
-            msg = f"tables: {name!r} is not a plain table name (letters, digits, _)"
-            raise ValueError(msg)
-        location = str(path)
-        if not any(ch in location for ch in "*?[") and not Path(location).exists():
-            msg = f"tables.{name}: {location!r} does not exist"
-            raise ValueError(msg)
-        if _is_spark(connection):
-            connection.read.parquet(location).createOrReplaceTempView(name)
-        elif _is_duckdb(connection):
-            connection.execute(
-                f"CREATE OR REPLACE TEMP VIEW {quote_identifier(name)} AS "  # noqa: S608 - quoted name, literal path
-                f"SELECT * FROM read_parquet({sql_string(location)})"
-            )
-        else:
-            msg = f"tables: Parquet files are read by Spark or DuckDB, not by {type(connection).__name__}"
-            raise TypeError(msg)
 
 
 def run_query(session: SparkSession, sql: str) -> list[dict[str, Any]]:

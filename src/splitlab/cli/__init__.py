@@ -19,6 +19,7 @@ from splitlab.cli.serve import app as keys_app
 from splitlab.cli.serve import serve
 from splitlab.cli.serve_model import serve_model
 from splitlab.cli.simulate import simulate
+from splitlab.cli.sql import sql
 from splitlab.cli.validate import validate
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ app.command("assign")(assign)
 app.command("simulate")(simulate)
 app.command("analyze")(analyze)
 app.command("status")(status)
+app.command("sql")(sql)
 app.command("demo")(demo)
 app.command("demo-router")(demo_router)
 app.add_typer(events.app, name="events")

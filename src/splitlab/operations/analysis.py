@@ -27,7 +27,7 @@ from splitlab.storage import Snapshot, Store, store_failure
 if TYPE_CHECKING:
     from splitlab.analysis.readout import ExperimentReadout
 
-__all__ = ["AnalysisOutcome", "analyze", "latest_results"]
+__all__ = ["AnalysisOutcome", "aggregation_statement", "analyze", "latest_results"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,3 +145,33 @@ def latest_results(
         if outcome.snapshot is None:
             raise ConflictError("results", f"the readout of {key!r} was not saved: {outcome.not_saved}")
     return store.snapshots.latest(experiment_key=key), outcome
+
+def aggregation_statement(
+    store: Store,
+    key: str,
+    *,
+    dialect: str,
+    source: str | os.PathLike[str] | None = None,
+    segments: Sequence[str] | None = None,
+) -> str:
+    """The aggregation statement ``analyze`` would run for ``key``, written in ``dialect``'s SQL.
+
+    For a warehouse splitlab does not connect to (BigQuery, Snowflake, Trino, Databricks): run it
+    there and analyse its rows (docs/scale.md). ``source`` is a source file whose table mapping the
+    statement reads (its ``database`` is not opened); default the store's own tables.
+
+    Raises:
+        NotFoundError: No experiment ``key``.
+        InvalidInputError: An unknown dialect or a bad source file (the field is named).
+    """
+    from splitlab.analysis.experiment import experiment_sql
+    from splitlab.analysis.warehouse import read_source
+
+    get_experiment(store, key)
+    try:
+        mapping = None if source is None else read_source(Path(source))[2]
+        return experiment_sql(store, key, dialect=dialect, source=mapping, segments=segments)
+    except (ValueError, FileNotFoundError) as exc:
+        field = "dialect" if str(exc).startswith("dialect ==") else "source"
+        raise InvalidInputError([(field, str(exc))]) from None
+

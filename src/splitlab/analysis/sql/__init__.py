@@ -1,10 +1,18 @@
 """In-database aggregation: metric definitions -> one SQL query per experiment -> sufficient statistics.
 
-Runs on SQLite, PostgreSQL and DuckDB with the same statistics; raw rows never come to Python.
-See docs/aggregation.md.
+Runs on SQLite, PostgreSQL, DuckDB and Spark with the same statistics; raw rows never come to Python.
+The warehouses get the same statement in their SQL (``aggregation_sql``). See docs/aggregation.md
+and docs/scale.md.
 """
 
-from splitlab.analysis.sql.aggregate import CellKey, ExperimentAggregates, Statistic, aggregate_experiment, unit_values
+from splitlab.analysis.sql.aggregate import (
+    CellKey,
+    ExperimentAggregates,
+    Statistic,
+    aggregate_experiment,
+    aggregation_sql,
+    unit_values,
+)
 from splitlab.analysis.sql.quantile import QuantileStatistic
 from splitlab.analysis.sql.query import AggregationQuery, build_query
 from splitlab.analysis.sql.source import EventTable, ExposureTable, Source
@@ -19,6 +27,7 @@ __all__ = [
     "Source",
     "Statistic",
     "aggregate_experiment",
+    "aggregation_sql",
     "build_query",
     "unit_values",
 ]

@@ -44,7 +44,7 @@ from typing import Any, NamedTuple, Union
 import numpy as np
 import numpy.typing as npt
 
-from splitlab.analysis.sql._dialect import dialect_of, execute
+from splitlab.analysis.sql._dialect import DIALECTS, dialect_of, execute
 from splitlab.analysis.sql.quantile import QuantileStatistic
 from splitlab.analysis.sql.query import MetricColumns, build_query
 from splitlab.analysis.sql.source import Source
@@ -304,6 +304,44 @@ def aggregate_experiment(
         as_of=as_of,
         phased=query.phased,
     )
+
+
+def aggregation_sql(
+    dialect: str,
+    *,
+    experiment_key: str,
+    metrics: Sequence[MetricDefinition],
+    source: Source,
+    segments: Sequence[str] = (),
+    by_day: bool = False,
+    as_of: datetime | None = None,
+    phase_starts: Sequence[datetime] = (),
+) -> str:
+    """The statement :func:`aggregate_experiment` runs, in ``dialect``'s SQL, for a database splitlab cannot reach.
+
+    Arguments as in :func:`aggregate_experiment`, with the engine named instead of connected:
+    ``sqlite``, ``postgresql``, ``duckdb``, ``spark``, ``databricks``, ``bigquery``, ``snowflake``
+    or ``trino``. Its result rows are the sufficient statistics (docs/aggregation.md, docs/scale.md).
+
+    Raises:
+        ValueError: an unknown dialect (the message lists them), or invalid arguments.
+    """
+    if dialect not in DIALECTS:
+        msg = f"dialect == {dialect!r}, must be one of {', '.join(DIALECTS)}"
+        raise ValueError(msg)
+    metric_list, segment_names = _check_arguments(
+        experiment_key, metrics, source, segments, by_day, as_of, phase_starts
+    )
+    return build_query(
+        DIALECTS[dialect],
+        experiment_key=experiment_key,
+        metrics=metric_list,
+        source=source,
+        segments=segment_names,
+        by_day=by_day,
+        as_of_us=None if as_of is None else _micros(as_of),
+        phase_starts_us=[_micros(start) for start in phase_starts],
+    ).sql
 
 
 def unit_values(
