@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from splitlab.operations.analysis import analyze
 from splitlab.analysis.report import readout_to_dict
+from splitlab.operations.analysis import analyze
 from splitlab.operations.experiments import apply_catalog, change_status, read_catalog
 from splitlab.operations.simulation import simulate_experiment
 from splitlab.storage import open_store
@@ -88,7 +88,7 @@ def _assert_same_readout(found: Any, expected: Any) -> None:
     assert compared > 50  # the effects, intervals and p-values were compared, not only labels
 
 
-def test_spark_reads_parquet_and_equals_duckdb_and_the_store(lake: dict[str, Any], spark: Any) -> None:  # noqa: ARG001
+def test_spark_reads_parquet_and_equals_duckdb_and_the_store(lake: dict[str, Any], spark: Any) -> None:
     duckdb_readout = analyze(lake["store"], KEY, save=False, source=lake["sources"]["duckdb"]).readout
     spark_readout = analyze(lake["store"], KEY, save=False, source=lake["sources"]["spark"]).readout
     _assert_same_readout(duckdb_readout, lake["stored"])
