@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 import sqlglot
+from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
 from splitlab.analysis.sql import Source, aggregation_sql
-from splitlab.analysis.sql._dialect import WAREHOUSE_DIALECTS
+from splitlab.analysis.sql._dialect import DIALECTS, WAREHOUSE_DIALECTS, dialect_of
 from splitlab.cli import app
 from splitlab.specs.model import MetricDefinition
 
@@ -103,3 +104,15 @@ def test_the_cli_prints_the_experiments_statement(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["sql", "nope", *database])
     assert missing.exit_code == 2
     assert "nope" in missing.output
+
+
+@pytest.mark.parametrize("name", ["bigquery", "snowflake", "trino", "databricks"])
+def test_a_sqlalchemy_engine_of_a_warehouse_gets_its_dialect(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The warehouses' SQLAlchemy packages are not installed here; an engine reporting their dialect name
+    # stands in for one, which is all dialect_of reads.
+    engine = create_engine("sqlite://")
+    monkeypatch.setattr(engine.dialect, "name", name)
+    assert dialect_of(engine) == DIALECTS[name]
+    monkeypatch.setattr(engine.dialect, "name", "oracle")
+    with pytest.raises(ValueError, match="connection is a oracle database; the aggregation runs on sqlite, "):
+        dialect_of(engine)
