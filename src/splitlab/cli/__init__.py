@@ -11,6 +11,7 @@ from splitlab.cli.assign import assign
 from splitlab.cli.demo import demo
 from splitlab.cli.demo_router import demo_router
 from splitlab.cli.experiments import apply, archive, list_experiments, pause, roll_out, show_experiment, start, stop
+from splitlab.cli.export import export, export_catalog
 from splitlab.cli.monitor import monitor
 from splitlab.cli.notify import notifications_app, notify_app
 from splitlab.cli.plan import plan
@@ -45,6 +46,8 @@ app.command("simulate")(simulate)
 app.command("analyze")(analyze)
 app.command("status")(status)
 app.command("sql")(sql)
+app.command("export")(export)
+app.command("export-catalog")(export_catalog)
 app.command("demo")(demo)
 app.command("demo-router")(demo_router)
 app.add_typer(events.app, name="events")

@@ -38,11 +38,14 @@ class AnalysisOutcome:
         readout: The experiment's readout (health checks, results, decision).
         snapshot: The stored snapshot, when it was saved.
         not_saved: Why the readout was not kept (asked not to, or the store refused it), else None.
+        warnings: What went wrong after the snapshot was kept (an export to the spec's ``export``
+            target that failed), without undoing it.
     """
 
     readout: ExperimentReadout
     snapshot: Snapshot | None
     not_saved: str | None
+    warnings: tuple[str, ...] = ()
 
     @property
     def saved(self) -> bool:
@@ -123,7 +126,12 @@ def _keep(store: Store, readout: ExperimentReadout) -> AnalysisOutcome:
             raise
         # Read-only, locked past the timeout, gone: the readout still stands, and the user sees why it was not kept.
         return AnalysisOutcome(readout=readout, snapshot=None, not_saved=str(failure))
-    return AnalysisOutcome(readout=readout, snapshot=snapshot, not_saved=None)
+    from splitlab.operations.export import export_saved
+
+    # After the snapshot's commit: a spec's `export` target that fails is a warning, never a lost snapshot.
+    export_warning = export_saved(store, snapshot, readout)
+    warnings = () if export_warning is None else (export_warning,)
+    return AnalysisOutcome(readout=readout, snapshot=snapshot, not_saved=None, warnings=warnings)
 
 
 def latest_results(
@@ -145,6 +153,7 @@ def latest_results(
         if outcome.snapshot is None:
             raise ConflictError("results", f"the readout of {key!r} was not saved: {outcome.not_saved}")
     return store.snapshots.latest(experiment_key=key), outcome
+
 
 def aggregation_statement(
     store: Store,
@@ -174,4 +183,3 @@ def aggregation_statement(
     except (ValueError, FileNotFoundError) as exc:
         field = "dialect" if str(exc).startswith("dialect ==") else "source"
         raise InvalidInputError([(field, str(exc))]) from None
-

@@ -28,6 +28,7 @@ import re
 import urllib.parse
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, NoReturn, Self
 
@@ -66,6 +67,8 @@ __all__ = [
     "DecisionOptions",
     "EventAggregate",
     "ExperimentSpec",
+    "Export",
+    "ExportTarget",
     "Guardrail",
     "Holdout",
     "Hypothesis",
@@ -86,6 +89,7 @@ __all__ = [
     "check_target_references",
     "metric_references",
     "model_endpoints",
+    "parse_export_target",
     "undefined_metrics",
     "undefined_targets",
 ]
@@ -935,6 +939,176 @@ def _check_routing(spec: ExperimentSpec, routing: Routing) -> None:
         _raise_at(spec, ("variants", keys.index(canary.variant), "weight"), msg, weight)
 
 
+EXPORT_KINDS: tuple[str, ...] = ("postgresql", "duckdb", "parquet", "spark")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_POSTGRES_SCHEMES = ("postgresql+psycopg", "postgresql", "postgres")
+_EXPORT_FORMS = (
+    "postgresql+psycopg://USER@HOST/DB[?schema=S], duckdb:///FILE.duckdb, parquet:///DIR (or a directory path), "
+    "spark:DATABASE"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportTarget:
+    """Where ``splitlab export`` writes the results tables, parsed from a target string.
+
+    Attributes:
+        kind: ``postgresql``, ``duckdb``, ``parquet`` or ``spark``.
+        location: the database URL without its ``schema`` parameter (``postgresql``, always
+            ``postgresql+psycopg://``), the DuckDB file or the Parquet directory (a path,
+            relative to the working directory unless absolute), or ``""`` (``spark``).
+        schema: the PostgreSQL or DuckDB schema, or the Spark database; None: the connection's
+            default (PostgreSQL's ``search_path``, DuckDB's ``main``, Spark's current database).
+    """
+
+    kind: Literal["postgresql", "duckdb", "parquet", "spark"]
+    location: str
+    schema: str | None = None
+
+    def __str__(self) -> str:
+        """The target as a user would write it, a password hidden."""
+        shown = self.location
+        if self.kind == "postgresql":
+            parts = urllib.parse.urlsplit(shown)
+            if parts.password is not None:
+                host = parts.netloc.rpartition("@")[2]
+                shown = parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+        elif self.kind == "duckdb":
+            shown = f"duckdb:///{shown}"
+        elif self.kind == "spark":
+            shown = f"spark:{self.schema or ''}"
+        if self.schema is not None and self.kind in ("postgresql", "duckdb"):
+            shown += f"{'&' if '?' in shown else '?'}schema={self.schema}"
+        return shown
+
+
+def parse_export_target(to: str, schema: str | None = None) -> ExportTarget:
+    """Parse an export target: the one grammar of ``splitlab export --to`` and of a spec's ``export.to``.
+
+    A path without a scheme is a Parquet directory. ``duckdb:///`` and ``parquet:///`` take the
+    path after the third slash, as SQLAlchemy's ``sqlite:///`` does (``duckdb:////abs/x.duckdb``
+    is absolute). ``spark://`` is refused: it is a Spark master's URL, not a place for tables.
+
+    Args:
+        to: the target string.
+        schema: the schema (Spark: the database), when ``to`` does not give one; both may give
+            it only if they agree.
+
+    Raises:
+        ValueError: an unknown scheme, a malformed URL, an empty path, a schema that is not a
+            plain identifier or that disagrees with the URL's; the message starts with ``to``'s value.
+
+    Example:
+        >>> target = parse_export_target("postgresql://ana@db.example.com/dw?schema=experiments")
+        >>> target.kind, target.location, target.schema
+        ('postgresql', 'postgresql+psycopg://ana@db.example.com/dw', 'experiments')
+        >>> parse_export_target("results/").kind
+        'parquet'
+    """
+    if not isinstance(to, str) or not to.strip():
+        msg = f"{to!r} is empty, must be an export target: {_EXPORT_FORMS}"
+        raise ValueError(msg)
+    to = to.strip()
+    match = _SCHEME.match(to)
+    scheme = match.group(1).lower() if match else None
+    if scheme is None or (len(scheme) == 1 and to[1:2] == ":"):  # no scheme, or a drive letter
+        return ExportTarget(kind="parquet", location=to, schema=_export_schema(to, None, schema))
+    rest = to[match.end() :] if match else to
+    if scheme in _POSTGRES_SCHEMES:
+        parts = urllib.parse.urlsplit(to)
+        if not parts.hostname and not parts.path.strip("/"):
+            msg = f"{to!r} names no host or database, must look like postgresql+psycopg://USER@HOST/DB"
+            raise ValueError(msg)
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        given = [value for name, value in query if name == "schema"]
+        kept = urllib.parse.urlencode([(name, value) for name, value in query if name != "schema"])
+        location = parts._replace(scheme="postgresql+psycopg", query=kept).geturl()
+        return ExportTarget(
+            kind="postgresql", location=location, schema=_export_schema(to, given[-1] if given else None, schema)
+        )
+    if scheme in ("duckdb", "parquet"):
+        if not rest.startswith("///"):
+            msg = f"{to!r} must look like {scheme}:///PATH (three slashes; four for an absolute path)"
+            raise ValueError(msg)
+        path, _, query_text = rest[3:].partition("?")
+        if not path:
+            msg = f"{to!r} names no path, must look like {scheme}:///PATH"
+            raise ValueError(msg)
+        query = urllib.parse.parse_qsl(query_text, keep_blank_values=True)
+        unknown = [name for name, _ in query if name != "schema" or scheme == "parquet"]
+        if unknown:
+            msg = f"{to!r}: unknown parameter {unknown[0]!r}" + (", only schema" if scheme == "duckdb" else "")
+            raise ValueError(msg)
+        given = [value for _, value in query]
+        url_schema = given[-1] if given else None
+        kind: Literal["duckdb", "parquet"] = "duckdb" if scheme == "duckdb" else "parquet"
+        return ExportTarget(kind=kind, location=path, schema=_export_schema(to, url_schema, schema))
+    if scheme == "spark":
+        if rest.startswith("//"):
+            msg = (
+                f"{to!r} is a Spark master URL; export to Spark tables with spark:DATABASE "
+                "(the session's master is SPLITLAB_SPARK_MASTER)"
+            )
+            raise ValueError(msg)
+        database = rest or None
+        if database is not None and not _IDENTIFIER.fullmatch(database):
+            msg = f"{to!r}: database {database!r} must be a plain identifier (letters, digits, _)"
+            raise ValueError(msg)
+        return ExportTarget(kind="spark", location="", schema=_export_schema(to, database, schema))
+    msg = f"{to!r} is not an export target (scheme {scheme!r}), must be one of: {_EXPORT_FORMS}"
+    raise ValueError(msg)
+
+
+def _export_schema(to: str, given: str | None, schema: str | None) -> str | None:
+    if given is not None and schema is not None and given != schema:
+        msg = f"{to!r} names schema {given!r} and schema == {schema!r} another; give it once"
+        raise ValueError(msg)
+    chosen = given if given is not None else schema
+    if chosen is not None and not _IDENTIFIER.fullmatch(chosen):
+        msg = f"schema == {chosen!r}, must be a plain identifier (letters, digits, _, not starting with a digit)"
+        raise ValueError(msg)
+    return chosen
+
+
+class Export(_Model):
+    """Where every saved readout of the experiment is also written as results tables (``export``).
+
+    Attributes:
+        to: an export target (:func:`parse_export_target`): a PostgreSQL URL, ``duckdb:///FILE``,
+            ``parquet:///DIR`` or a directory, ``spark:DATABASE``. A PostgreSQL URL may not hold a
+            password (a spec is stored, listed and exported): libpq's ``PGPASSWORD`` or
+            ``~/.pgpass`` supply it.
+        schema: the schema (Spark: the database) of the tables; default the target's own.
+    """
+
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=False, validate_by_alias=True)
+
+    to: str
+    db_schema: str | None = Field(default=None, alias="schema")
+
+    @field_validator("db_schema")
+    @classmethod
+    def _check_schema(cls, value: str | None) -> str | None:
+        return _export_schema("", None, value)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        try:
+            target = parse_export_target(self.to, self.db_schema)
+        except ValueError as exc:
+            _raise_at(self, ("to",), f"to == {exc}", self.to)
+        if target.kind == "postgresql" and urllib.parse.urlsplit(target.location).password is not None:
+            msg = "to holds a password; a spec is stored and shown: give it in PGPASSWORD or ~/.pgpass instead"
+            _raise_at(self, ("to",), msg, str(target))
+        return self
+
+    @property
+    def target(self) -> ExportTarget:
+        """The parsed target."""
+        return parse_export_target(self.to, self.db_schema)
+
+
 class ExperimentSpec(_Model):
     """A versioned experiment: who is eligible, how they are split, and how the result is judged.
 
@@ -962,6 +1136,8 @@ class ExperimentSpec(_Model):
         notifications: this experiment's own :class:`NotificationTarget` list (unique names).
         routing: see :class:`Routing`: the experiment routes model traffic (every variant's
             payload declares its model); optional.
+        export: see :class:`Export`: every saved readout is also written to these results
+            tables; optional.
 
     When validated with ``context={"metrics": names}`` every metric reference must be in ``names``.
     """
@@ -988,6 +1164,7 @@ class ExperimentSpec(_Model):
     monitoring: Monitoring = Field(default_factory=Monitoring)
     notifications: tuple[NotificationTarget, ...] = ()
     routing: Routing | None = None
+    export: Export | None = None
 
     @model_validator(mode="before")
     @classmethod
