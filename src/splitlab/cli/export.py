@@ -20,7 +20,7 @@ def _target(to: str, schema: str | None) -> Any:
     try:
         return export_target(to, schema)
     except InvalidInputError as error:
-        raise ValueError("; ".join(f"--{field} {message}" for field, message in error.problems)) from None
+        raise ValueError("; ".join(f"--{field}: {message}" for field, message in error.problems)) from None
 
 
 def export(
@@ -57,7 +57,7 @@ def export(
             try:
                 outcome = export_results(store, key, to=target, all_snapshots=all_snapshots)
             except ExportFailedError as error:
-                raise ValueError(f"--to {error.target} cannot be written: {error.reason}") from None
+                raise ValueError(f"--to: {error.target} cannot be written: {error.reason}") from None
     if as_json:
         typer.echo(
             json.dumps(

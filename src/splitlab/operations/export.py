@@ -111,9 +111,13 @@ def export_target(to: str | ExportTarget, schema: str | None = None) -> ExportTa
             raise InvalidInputError([("schema", f"schema == {schema!r}, but the target names {to.schema!r}")])
         return to
     try:
-        return parse_export_target(to, schema)
+        parse_export_target(to)
     except ValueError as exc:
         raise InvalidInputError([("to", str(exc))]) from None
+    try:  # the target is well formed: what is left is the schema, or its disagreement with the target's
+        return parse_export_target(to, schema)
+    except ValueError as exc:
+        raise InvalidInputError([("schema", str(exc))]) from None
 
 
 def export_results(
