@@ -173,6 +173,25 @@ def module_database_or_spark(
 
 
 @pytest.fixture
+def open_database_of(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """``open(backend)``: a fresh database of any backend, ``spark`` included, closed after the test.
+
+    For a fixture whose parameters combine a backend with something else (a hand case's store and
+    warehouse layouts, of which Spark has only the second).
+    """
+    opened: list[Iterator[Database]] = []
+
+    def open_one(backend: str) -> Database:
+        generator = open_database(backend, tmp_path, request)
+        opened.append(generator)
+        return next(generator)
+
+    yield open_one
+    for generator in opened:
+        next(generator, None)
+
+
+@pytest.fixture
 def store_loader() -> Any:
     """``load(database, exposures, events)``: fill the store's tables (see ``_load_store``)."""
     return _load_store

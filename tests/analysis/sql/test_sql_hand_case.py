@@ -1,4 +1,4 @@
-"""A hand-built experiment, aggregated on SQLite, DuckDB and PostgreSQL, against numbers worked out by hand.
+"""A hand-built experiment, aggregated on SQLite, DuckDB, PostgreSQL and Spark, against numbers worked out by hand.
 
 Every attribution boundary has an event on each side of it (one microsecond apart), so moving a
 boundary, making an end inclusive or a start exclusive, changes the expected statistics. The
@@ -124,10 +124,18 @@ WAREHOUSE = {
 }  # fmt: skip
 
 
-@pytest.fixture(params=["store", "warehouse"])
-def loaded(request: pytest.FixtureRequest, database: Any, store_loader: Any) -> tuple[Any, Source]:
+LAYOUTS = [
+    *((backend, layout) for backend in ("sqlite", "duckdb", "postgresql") for layout in ("store", "warehouse")),
+    pytest.param(("spark", "warehouse"), marks=pytest.mark.spark),  # Spark reads tables; it holds no store
+]
+
+
+@pytest.fixture(params=LAYOUTS, ids="-".join)
+def loaded(request: pytest.FixtureRequest, open_database_of: Any, store_loader: Any) -> tuple[Any, Source]:
     """The case in the store's tables or in a warehouse layout (every exposure a row, device a column)."""
-    if request.param == "store":
+    backend, layout = request.param
+    database = open_database_of(backend)
+    if layout == "store":
         store_loader(database, EXPOSURES, EVENTS)
         source = Source.splitlab_store()
         connection = database.stores[0].engine if database.stores else database.connection
