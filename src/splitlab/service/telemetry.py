@@ -23,10 +23,6 @@ from prometheus_client.registry import Collector
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from splitlab.operations.bandits import window_srm
-from splitlab.specs import ExperimentSpec, to_plan
-from splitlab.stats.srm import srm_test
-
 if TYPE_CHECKING:
     from splitlab.service.runtime import Runtime
 
@@ -304,6 +300,13 @@ class _StoreGauges(Collector):
     def _fill(
         self, flag: GaugeMetricFamily, p_value: GaugeMetricFamily, exposed: GaugeMetricFamily, weight: GaugeMetricFamily
     ) -> None:
+        # Imported at the first scrape, not with this module: the SRM tests bring scipy (a second of a
+        # worker's start-up that a service nobody scrapes never needs), and `splitlab serve`'s parent
+        # process imports this module for one constant.
+        from splitlab.operations.bandits import window_srm
+        from splitlab.specs import ExperimentSpec, to_plan
+        from splitlab.stats.srm import srm_test
+
         store = self._runtime.store
         running = store.experiments.list(status="running")
         counts = store.exposures.variant_counts(experiment_keys=[r.key for r in running])

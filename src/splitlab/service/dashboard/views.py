@@ -3,6 +3,10 @@
 Nothing here decides anything about an experiment: decisions, warnings, effects and sample sizes
 come from the operations (a stored snapshot, the monitor's state, an analysis, the power module)
 and the report's own renderers draw the charts and tables. These functions only read and arrange.
+
+The analysis, the report and the statistics (pandas, scipy) are imported by the functions that
+show a readout or a plan, not with this module: the service imports it at start-up, in every
+worker, and most workers never draw a readout.
 """
 
 from __future__ import annotations
@@ -12,28 +16,20 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from markupsafe import Markup
 
-from splitlab.analysis.readout import ExperimentReadout
-from splitlab.analysis.report import (
-    decision_section,
-    health_section,
-    metrics_section,
-    readout_from_dict,
-    segments_section,
-    timeline_section,
-    traffic_section,
-)
 from splitlab.operations import analysis, experiments
-from splitlab.operations.bandits import window_phases
 from splitlab.operations.errors import ConflictError
 from splitlab.specs import ExperimentSpec
 from splitlab.specs.lifecycle import Action, allowed_actions
-from splitlab.stats.power import SampleSizePlan, plan_sample_size
 from splitlab.storage import ExperimentRecord, Snapshot, Store
+
+if TYPE_CHECKING:
+    from splitlab.analysis.readout import ExperimentReadout
+    from splitlab.stats.power import SampleSizePlan
 
 __all__ = [
     "ACTIONS",
@@ -221,6 +217,8 @@ def _readout(
     store: Store, record: ExperimentRecord, *, fresh: bool
 ) -> tuple[ExperimentReadout | None, str, str | None]:
     """The readout to show, where it comes from, and why there is none."""
+    from splitlab.analysis.report import readout_from_dict
+
     if not fresh:
         snapshot: Snapshot | None = store.snapshots.latest(experiment_key=record.key)
         if (
@@ -249,6 +247,16 @@ def experiment_page(store: Store, key: str, *, fresh: bool = False, can_act: boo
     Raises:
         NotFoundError: No experiment ``key``.
     """
+    from splitlab.analysis.report import (
+        decision_section,
+        health_section,
+        metrics_section,
+        segments_section,
+        timeline_section,
+        traffic_section,
+    )
+    from splitlab.operations.bandits import window_phases
+
     record = experiments.get_experiment(store, key)
     spec = _spec_of(record)
     history = experiments.history(store, key)
@@ -350,6 +358,8 @@ def _routing_metrics(store: Store, spec: ExperimentSpec, readout: ExperimentRead
     }
     if not names:
         return None
+    from splitlab.analysis.report import metrics_section
+
     subset = replace(readout, metrics=tuple(m for m in readout.metrics if m.metric in names))
     return Markup(metrics_section(subset))  # noqa: S704 - the report escapes every text
 
@@ -418,6 +428,8 @@ def plan(form: PlanningForm) -> SampleSizePlan:
     Raises:
         ValueError: An input that is not a number, or out of its bounds (the message names it).
     """
+    from splitlab.stats.power import plan_sample_size
+
     numbers = {}
     for name in ("baseline", "mde", "alpha", "power", "daily_units"):
         try:
