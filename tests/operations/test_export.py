@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import re
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -316,26 +317,43 @@ def test_catalog_files_are_the_stored_specs(store: Store, tmp_path: Path) -> Non
         export_catalog(store, tmp_path / "catalog", keys=["nope"])
 
 
+def _read_spark(spark: Any, database: str) -> dict[str, list[dict[str, Any]]]:
+    tables = {}
+    for table in TABLES:
+        rows = [row.asDict() for row in spark.read.table(f"{database}.{table.name}").collect()]
+        tables[table.name] = _sorted(rows, table.name)
+    return tables
+
+
 @pytest.mark.spark
 def test_spark_tables_match_the_other_targets(store: Store, tmp_path: Path, spark: Any) -> None:
-    database = f"splitlab_export_{abs(hash(tmp_path)) % 10**8}"
-    # The warehouse directory is fixed when the session starts: this database lives under tmp_path.
-    spark.sql(f"CREATE DATABASE {database} LOCATION '{tmp_path / 'warehouse'}'")
+    first, second = (f"splitlab_export_{abs(hash(tmp_path)) % 10**8}_{n}" for n in (1, 2))
+    # The warehouse directory is fixed when the session starts: these databases live under tmp_path.
+    spark.sql(f"CREATE DATABASE {first} LOCATION '{tmp_path / 'first'}'")
+    spark.sql(f"CREATE DATABASE {second} LOCATION '{tmp_path / 'second'}'")
     try:
-        export_results(store, KEY, to=f"spark:{database}", all_snapshots=True, exported_at=STAMP)
-        export_results(store, KEY, to="spark:", schema=database, all_snapshots=True, exported_at=STAMP)
-        in_spark = {
-            table.name: _sorted(
-                [row.asDict() for row in spark.read.table(f"{database}.{table.name}").collect()], table.name
-            )
-            for table in TABLES
-        }
+        export_results(store, KEY, to=f"spark:{first}", all_snapshots=True, exported_at=STAMP)
         export_results(store, KEY, to=str(tmp_path / "lake"), all_snapshots=True, exported_at=STAMP)
-        assert in_spark == _read_parquet(tmp_path / "lake")
-        columns = spark.read.table(f"{database}.splitlab_results").columns
-        assert set(columns) == set(next(t for t in TABLES if t.name == "splitlab_results").column_names)
+        in_parquet = _read_parquet(tmp_path / "lake")
+        assert _read_spark(spark, first) == in_parquet
+        columns = spark.read.table(f"{first}.splitlab_results").columns
+        assert columns[-2:] == ["experiment", "snapshot_id"]  # the partition columns, last
+        # A process whose in-memory catalog does not know the tables finds their files at the
+        # database's location: it adopts them and replaces the latest snapshot's partitions only.
+        for table in TABLES:
+            shutil.copytree(tmp_path / "first" / table.name, tmp_path / "second" / table.name)
+        export_results(store, KEY, to="spark:", schema=second, exported_at=STAMP)
+        assert _read_spark(spark, second) == in_parquet
+        # A table that an overwrite would empty (not partitioned as ours) is refused before anything is written.
+        spark.sql(f"DROP TABLE {first}.splitlab_health_checks")
+        copy = f"SELECT * FROM {second}.splitlab_health_checks"  # noqa: S608 - our own names
+        spark.sql(f"CREATE TABLE {first}.splitlab_health_checks USING parquet AS {copy}")
+        with pytest.raises(ExportFailedError, match="not partitioned by experiment, snapshot_id"):
+            export_results(store, KEY, to=f"spark:{first}")
+        assert _read_spark(spark, first) == in_parquet
     finally:
-        spark.sql(f"DROP DATABASE IF EXISTS {database} CASCADE")
+        for database in (first, second):
+            spark.sql(f"DROP DATABASE IF EXISTS {database} CASCADE")
 
 
 def test_non_finite_figures_are_null(store: Store, tmp_path: Path) -> None:

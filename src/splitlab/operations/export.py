@@ -1,7 +1,7 @@
 """Export stored readouts as normalised results tables, and the spec catalog as versioned files.
 
 The tables and their rows are :mod:`splitlab.analysis.export_rows`'s (pure); this module reads
-the store, parses the target (:func:`splitlab.specs.parse_export_target`, the grammar a spec's
+the store, parses the target (:func:`splitlab.specs.model.parse_export_target`, the grammar a spec's
 ``export.to`` shares) and writes each table to it, importing the target's driver only then:
 
 - PostgreSQL (SQLAlchemy and psycopg) and DuckDB: one transaction per export, which creates the
@@ -12,8 +12,9 @@ the store, parses the target (:func:`splitlab.specs.parse_export_target`, the gr
 - Parquet: a directory per table holding one file per snapshot (``EXPERIMENT.snapshot-ID.parquet``)
   or per experiment (``EXPERIMENT.parquet``), each written to a hidden temporary file and renamed
   over the old one, so a reader never sees half a file.
-- Spark: tables in the session's catalog (``saveAsTable`` creates them, partitioned by the columns
-  an export replaces); each write overwrites only its own partitions (dynamic partition overwrite).
+- Spark: tables in the session's catalog, partitioned by the columns an export replaces and
+  created with dynamic partition overwrite as their own option, so each ``insertInto`` overwrite
+  replaces only the partitions it writes (a plain ``saveAsTable`` append would add a copy).
 
 :func:`export_saved` is the hook :func:`splitlab.operations.analysis.analyze` calls after a
 snapshot is stored: it exports the snapshot to the spec's ``export`` target, and a failure
@@ -105,7 +106,7 @@ class CatalogOutcome:
 
 
 def export_target(to: str | ExportTarget, schema: str | None = None) -> ExportTarget:
-    """``to`` parsed (:func:`~splitlab.specs.parse_export_target`); a bad one is an ``InvalidInputError`` on ``to``."""
+    """``to`` parsed (:func:`~splitlab.specs.model.parse_export_target`); a bad one is an ``InvalidInputError`` on ``to``."""
     if isinstance(to, ExportTarget):
         if schema is not None and schema != to.schema:
             raise InvalidInputError([("schema", f"schema == {schema!r}, but the target names {to.schema!r}")])
@@ -134,7 +135,7 @@ def export_results(
     Args:
         store: The store holding the experiment and its snapshots.
         key: The experiment.
-        to: The target (a string in the grammar of :func:`~splitlab.specs.parse_export_target`, or parsed).
+        to: The target (a string in the grammar of :func:`~splitlab.specs.model.parse_export_target`, or parsed).
         schema: The target's schema (Spark: database), when ``to`` does not name one.
         all_snapshots: Export every snapshot; default only the latest.
         exported_at: The ``exported_at`` of every row; default now.
@@ -426,21 +427,68 @@ def _write_spark(target: ExportTarget, rows: Rows, keys: Keys) -> None:  # noqa:
     try:
         if target.schema is not None:
             session.sql(f"CREATE DATABASE IF NOT EXISTS `{target.schema}`")
-        for table in TABLES:
-            name = f"`{target.schema}`.`{table.name}`" if target.schema else f"`{table.name}`"
+        database = target.schema or session.catalog.currentDatabase()
+        frames = []
+        for table in TABLES:  # every table checked before any is written: Spark has no transaction across them
+            name = f"`{database}`.`{table.name}`"
             schema = T.StructType([T.StructField(c.name, types[c.type], c.nullable) for c in table.columns])
-            values = [tuple(row[c] for c in table.column_names) for row in rows[table.name]]
-            frame = session.createDataFrame(values, schema)
-            if not session.catalog.tableExists(name.replace("`", "")):
-                # Partitioned by the replaced columns: a later export overwrites exactly its own partitions.
-                empty = frame.limit(0).write.format("parquet").partitionBy(*table.replace_by)
-                empty.saveAsTable(name, mode="append")
+            if not session.catalog.tableExists(f"{database}.{table.name}"):
+                _create_spark_table(session, database, table, schema)
             existing = session.table(name).columns
             _check_columns(target, table, existing)
+            _check_spark_partitions(session, target, name, table)
+            values = [tuple(row[c] for c in table.column_names) for row in rows[table.name]]
             # insertInto is positional, and a partitioned table keeps its partition columns last.
-            frame.select(*existing).write.option("partitionOverwriteMode", "dynamic").insertInto(name, overwrite=True)
+            frames.append((name, session.createDataFrame(values, schema).select(*existing)))
+        for name, frame in frames:
+            frame.write.insertInto(name, overwrite=True)
     except PySparkException as exc:
         raise _failed(target, exc) from None
+
+
+def _check_spark_partitions(session: Any, target: ExportTarget, name: str, table: Table) -> None:
+    """Refuse a table an overwrite would empty: not partitioned as ours are, or without dynamic overwrite."""
+    partitions = [column.name for column in session.catalog.listColumns(name.replace("`", "")) if column.isPartition]
+    described = {str(row[0]): str(row[1]) for row in session.sql(f"DESCRIBE TABLE EXTENDED {name}").collect()}
+    if partitions != list(table.replace_by) or "partitionOverwriteMode=dynamic" not in described.get(
+        "Storage Properties", ""
+    ):
+        message = (
+            f"table {table.name} exists but is not partitioned by {', '.join(table.replace_by)} with "
+            "OPTIONS (partitionOverwriteMode 'dynamic'): an export would overwrite all of it; "
+            "export to another database, or drop the table"
+        )
+        raise ExportFailedError(target, message)
+
+
+def _create_spark_table(session: Any, database: str, table: Table, schema: Any) -> None:
+    """Create ``table`` partitioned by the columns an export replaces, so a write overwrites exactly its partitions.
+
+    Spark's built-in catalog lives in memory: a new process does not know the tables an earlier
+    one made, though their files are still at the table's location, where Spark refuses to
+    create a managed table. Those files are then adopted as the table (an external one at that
+    location, its partitions recovered), and the export goes on replacing its own partitions.
+    """
+    from pyspark.errors import PySparkException
+
+    name = f"`{database}`.`{table.name}`"
+    columns = ", ".join(f"`{field.name}` {field.dataType.simpleString()}" for field in schema.fields)
+    partitions = ", ".join(f"`{column}`" for column in table.replace_by)
+    # The table's own option, read by every insert into it: an overwrite replaces the partitions it
+    # writes, not the whole table (Spark's default for an insert overwrite).
+    create = (
+        f"CREATE TABLE {name} ({columns}) USING parquet OPTIONS (partitionOverwriteMode 'dynamic') "
+        f"PARTITIONED BY ({partitions})"
+    )
+    try:
+        session.sql(create)
+    except PySparkException as exc:
+        if exc.getCondition() != "LOCATION_ALREADY_EXISTS":
+            raise
+        location = f"{session.catalog.getDatabase(database).locationUri.rstrip('/')}/{table.name}"
+        quoted = location.replace("\\", "\\\\").replace("'", "\\'")
+        session.sql(f"{create} LOCATION '{quoted}'")
+        session.sql(f"ALTER TABLE {name} RECOVER PARTITIONS")
 
 
 _WRITERS: dict[str, Callable[[ExportTarget, Rows, Keys], None]] = {
@@ -459,7 +507,7 @@ def export_catalog(
 ) -> CatalogOutcome:
     """Write every version of every experiment's spec as ``DIR/KEY/vN.yaml``, and ``DIR/index.json``.
 
-    Each file is the spec as ``splitlab apply`` reads it (:func:`splitlab.specs.dump_spec`:
+    Each file is the spec as ``splitlab apply`` reads it (:func:`splitlab.specs.loading.dump_spec`:
     defaults left out), so ``load_spec(file)`` equals the stored spec of that version. The index
     lists, per experiment, its status and current version and, per version, its file, status,
     author, time, reason and diff. Files are replaced whole (written aside, then renamed), so a
