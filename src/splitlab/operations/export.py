@@ -106,7 +106,7 @@ class CatalogOutcome:
 
 
 def export_target(to: str | ExportTarget, schema: str | None = None) -> ExportTarget:
-    """``to`` parsed (:func:`~splitlab.specs.model.parse_export_target`); a bad one is an ``InvalidInputError`` on ``to``."""
+    """``to`` parsed by ``parse_export_target``; a bad one is an ``InvalidInputError`` on ``to`` (or ``schema``)."""
     if isinstance(to, ExportTarget):
         if schema is not None and schema != to.schema:
             raise InvalidInputError([("schema", f"schema == {schema!r}, but the target names {to.schema!r}")])
