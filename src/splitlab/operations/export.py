@@ -24,6 +24,7 @@ there is a warning on the analysis' outcome, never a lost snapshot.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -448,11 +449,15 @@ def _write_spark(target: ExportTarget, rows: Rows, keys: Keys) -> None:  # noqa:
 
 def _check_spark_partitions(session: Any, target: ExportTarget, name: str, table: Table) -> None:
     """Refuse a table an overwrite would empty: not partitioned as ours are, or without dynamic overwrite."""
-    partitions = [column.name for column in session.catalog.listColumns(name.replace("`", "")) if column.isPartition]
-    described = {str(row[0]): str(row[1]) for row in session.sql(f"DESCRIBE TABLE EXTENDED {name}").collect()}
-    if partitions != list(table.replace_by) or "partitionOverwriteMode=dynamic" not in described.get(
-        "Storage Properties", ""
-    ):
+    # One DESCRIBE (the catalog's listColumns costs as much again): the columns, then
+    # "# Partition Information", "# col_name" and the partition columns up to a blank line, then
+    # the details, "Storage Properties" among them.
+    described = [(str(row[0]), str(row[1])) for row in session.sql(f"DESCRIBE TABLE EXTENDED {name}").collect()]
+    names = [first for first, _ in described]
+    start = names.index("# Partition Information") + 2 if "# Partition Information" in names else len(names)
+    partitions = list(itertools.takewhile(bool, names[start:]))
+    storage = dict(described).get("Storage Properties", "")
+    if partitions != list(table.replace_by) or "partitionOverwriteMode=dynamic" not in storage:
         message = (
             f"table {table.name} exists but is not partitioned by {', '.join(table.replace_by)} with "
             "OPTIONS (partitionOverwriteMode 'dynamic'): an export would overwrite all of it; "
