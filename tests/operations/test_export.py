@@ -110,13 +110,14 @@ def _read_parquet(directory: Path) -> dict[str, list[dict[str, Any]]]:
     return {table.name: _sorted(pq.read_table(directory / table.name).to_pylist(), table.name) for table in TABLES}
 
 
-def _read_postgres(url: str) -> dict[str, list[dict[str, Any]]]:
+def _read_postgres(url: str, schema: str | None = None) -> dict[str, list[dict[str, Any]]]:
     engine = create_engine(url, poolclass=NullPool)
+    prefix = f'"{schema}".' if schema else ""
     try:
         with engine.connect() as conn:
             return {
                 table.name: _sorted(
-                    [dict(row._mapping) for row in conn.execute(text(f"SELECT * FROM {table.name}"))],  # noqa: S608
+                    [dict(row._mapping) for row in conn.execute(text(f"SELECT * FROM {prefix}{table.name}"))],  # noqa: S608
                     table.name,
                 )
                 for table in TABLES
@@ -187,18 +188,25 @@ def test_duckdb_round_trip_and_idempotent(store: Store, tmp_path: Path) -> None:
     assert _without_export_time(again) == _without_export_time(first)
 
 
-def test_targets_agree_row_for_row(store: Store, tmp_path: Path, postgres_url: str) -> None:
+def test_targets_agree_row_for_row(store: Store, tmp_path: Path, postgres_url: str, postgres_schemas: Any) -> None:
     snapshots = store.snapshots.list(experiment_key=KEY)
     for target in (f"duckdb:///{tmp_path / 'r.duckdb'}?schema=analytics", f"parquet:///{tmp_path / 'lake'}"):
         export_results(store, KEY, to=target, all_snapshots=True, exported_at=STAMP)
     export_results(store, KEY, to=postgres_url, all_snapshots=True, exported_at=STAMP)
     export_results(store, KEY, to=postgres_url, all_snapshots=True, exported_at=STAMP)
+    # A schema of its own, created by the export (under the session's prefix: dropped at its end).
+    named = f"{postgres_schemas.prefix}_export"
+    export_results(store, KEY, to=postgres_url, schema=named, exported_at=STAMP)
     in_duckdb = _read_duckdb(tmp_path / "r.duckdb", schema="analytics")
     in_parquet = _read_parquet(tmp_path / "lake")
     in_postgres = _read_postgres(postgres_url)
     _check_against_payload(in_parquet, snapshots)
     assert in_duckdb == in_parquet
     assert in_postgres == in_parquet
+    in_named = _read_postgres(postgres_url, schema=named)
+    assert in_named["splitlab_results"] == [
+        r for r in in_parquet["splitlab_results"] if r["snapshot_id"] == snapshots[-1].id
+    ]
     files = sorted(p.name for p in (tmp_path / "lake" / "splitlab_results").iterdir())
     assert files == [f"{KEY}.snapshot-{s.id}.parquet" for s in snapshots]
 
