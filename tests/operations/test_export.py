@@ -288,6 +288,10 @@ def test_the_spec_option_exports_every_saved_snapshot(tmp_path: Path, caplog: py
         assert f"snapshot {failed.snapshot.id} of {KEY!r} was saved but not exported" in warning
         assert "is a file, a Parquet target is a directory" in warning
         assert warning in caplog.text
+    # The command line says so too, on stderr, and still exits 0 with the readout.
+    result = CliRunner().invoke(app, ["analyze", KEY, "--json", *db])
+    assert result.exit_code == 0
+    assert "was saved but not exported" in result.stderr
 
 
 def test_a_bad_export_option_is_refused_by_apply(tmp_path: Path) -> None:

@@ -59,6 +59,8 @@ def analyze(
         typer.echo(f"HTML report: {html}")
     if save and not outcome.saved:
         typer.echo(f"warning: snapshot not saved ({outcome.not_saved})", err=True)
+    for warning in outcome.warnings:  # e.g. the spec's export target failed; the snapshot is kept
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def status(
