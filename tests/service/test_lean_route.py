@@ -36,12 +36,6 @@ def test_importing_the_app_leaves_the_analysis_and_pandas_for_the_routes_that_ne
     assert loaded_with_the_app["splitlab.analysis"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/assign's own imports bring scipy: operations.assignment -> operations.bandits -> splitlab.bandits "
-    "(scipy.integrate, scipy.special) and splitlab.stats (its __init__ imports every module, scipy.stats); "
-    "when those import scipy lazily this passes and the marker goes",
-)
 def test_importing_the_app_does_not_import_scipy(loaded_with_the_app: dict[str, bool]) -> None:
     assert loaded_with_the_app["scipy"] is False
 

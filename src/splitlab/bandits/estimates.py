@@ -44,8 +44,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import special
 
+# scipy is imported by the functions that use it: the service's /assign imports this module
+# (through splitlab.operations.bandits), and its workers start without scipy.
 from splitlab.bandits._common import FloatArray
 from splitlab.stats._validation import check_probability
 from splitlab.stats.results import NAN_INTERVAL, ErrorCode, Interval
@@ -217,6 +218,8 @@ def effective_statistics(
 def _interval(mean: float, se: float, alpha: float) -> Interval:
     if not (math.isfinite(mean) and math.isfinite(se)):
         return NAN_INTERVAL
+    from scipy import special
+
     z = float(special.ndtri(1 - alpha / 2))
     return (mean - z * se, mean + z * se)
 

@@ -18,6 +18,9 @@ simulation (:mod:`splitlab.bandits.simulation`).
 
 Example:
     >>> import numpy as np
+
+# scipy is imported by the functions that use it: the service's /assign imports this module
+# (through splitlab.operations.bandits), and its workers start without scipy.
     >>> policy = BernoulliThompson(3)
     >>> policy.update_batch([0, 0, 1, 1, 2, 2], [1, 0, 1, 1, 0, 0])
     >>> policy.weights().round(4).tolist()
@@ -38,7 +41,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, overload
 
 import numpy as np
-from scipy import integrate, special
 
 from splitlab.bandits._common import (
     FloatArray,
@@ -76,6 +78,8 @@ _NORMAL_RANGE = 12.0  # standard normal mass beyond +-12 is below 1e-32
 
 def _integrate(func: Callable[[float], float], low: float, high: float, kinks: list[float]) -> float:
     """QUADPACK's adaptive integral to about 1e-10, told where the integrand bends sharply."""
+    from scipy import integrate
+
     return float(integrate.quad(func, low, high, points=kinks or None, epsabs=1e-13, epsrel=1e-10, limit=200)[0])
 
 
@@ -351,6 +355,8 @@ class BernoulliThompson(ThompsonPolicy):
 
 def p_best_beta(a: FloatArray, b: FloatArray) -> FloatArray:
     """``P(theta_i = max_j theta_j)`` for independent ``Beta(a_j, b_j)``, by quadrature on the quantile scale."""
+    from scipy import special
+
     k = a.size
     means = a / (a + b)
     p = np.empty(k)
@@ -364,6 +370,7 @@ def p_best_beta(a: FloatArray, b: FloatArray) -> FloatArray:
 
 def _beta_integrand(a: float, b: float, a_others: FloatArray, b_others: FloatArray) -> Callable[[float], float]:
     """``u -> prod_j F_j(Q(u))``: the chance that the others are all below arm ``(a, b)``'s ``u``-quantile."""
+    from scipy import special
 
     def integrand(u: float) -> float:
         return float(np.prod(special.betainc(a_others, b_others, special.betaincinv(a, b, u))))
@@ -404,6 +411,8 @@ def p_best_normal(means: FloatArray, sds: FloatArray) -> FloatArray:
 
 def _normal_below(x: float, means: FloatArray, sds: FloatArray) -> FloatArray:
     """``P(theta_j < x)`` per arm; point masses count a tie as one half."""
+    from scipy import special
+
     with np.errstate(divide="ignore", invalid="ignore"):
         smooth = special.ndtr((x - means) / np.where(sds > 0, sds, 1.0))
     step = np.where(x > means, 1.0, np.where(x == means, 0.5, 0.0))

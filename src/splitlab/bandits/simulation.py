@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import special
 
+# scipy is imported by the functions that use it: the service's /assign imports this module
+# (through splitlab.operations.bandits), and its workers start without scipy.
 from splitlab.bandits._common import FloatArray, IntArray, check_count, check_number
 from splitlab.bandits.policies import Policy, make_policy
 from splitlab.bandits.production import ProductionSettings, decide_weights
@@ -153,6 +154,8 @@ def simulate(
         regrets, pulls = _batched(rule, environment, rounds, replications, batch, chosen)
     best_found = pulls.argmax(axis=1) == means.argmax()
     mean = float(regrets.mean())
+    from scipy import special
+
     half = float(special.ndtri(1 - alpha / 2)) * float(regrets.std(ddof=1)) / math.sqrt(replications)
     return SimulationResult(
         policy=rule.name,

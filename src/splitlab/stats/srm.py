@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
+# scipy is imported by the functions that use it: the service's /assign imports this module
+# (through splitlab.operations.bandits), and its workers start without scipy.
 from splitlab.stats._validation import check_positive, check_probability
 from splitlab.stats.results import ErrorCode
 
@@ -190,6 +191,8 @@ def srm_test(counts: Counts, weights: Weights | None = None, *, threshold: float
     obs = np.asarray(observed, dtype=np.float64)
     expected = total * np.asarray(shares, dtype=np.float64)
     statistic = float(np.sum((obs - expected) ** 2 / expected))
+    from scipy import stats as sps
+
     p_value = float(sps.chi2.sf(statistic, df))
     return SrmResult(
         statistic=statistic,
@@ -255,6 +258,8 @@ def phased_srm_test(
     expected = tuple(math.fsum(r.expected[j] for r in counted) for j in range(len(variants)))
     statistic = math.fsum(r.statistic for r in counted)
     df = sum(r.df for r in counted)
+    from scipy import stats as sps
+
     p_value = float(sps.chi2.sf(statistic, df))
     overall = SrmResult(
         statistic=statistic,
