@@ -34,8 +34,10 @@ $(BROWSER_STAMP):
 
 browser-deps: $(BROWSER_STAMP)
 
+# Two workers: most tests wait on servers, subprocesses and databases, so two keep both cores busy.
+# --dist loadgroup with the groups of tests/conftest.py: a file's tests share a worker, Spark's tests too.
 pytest: $(STAMP) $(BROWSER_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 test: lint typecheck pytest
 

@@ -138,6 +138,14 @@ def redis_url() -> str:
     return url
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep a file's tests on one worker under ``pytest -n 2 --dist loadgroup`` (make test), and every Spark test
+    on one worker: module fixtures (servers, stores, a browser) start once, and so does the run's one JVM."""
+    for item in items:
+        group = "spark" if item.get_closest_marker("spark") else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 SPARK_SKIP_VAR = "SPLITLAB_SKIP_SPARK"
 
 
