@@ -76,10 +76,11 @@ def run_query(session: SparkSession, sql: str) -> list[dict[str, Any]]:
     from sqlglot import exp
 
     tree = sqlglot.parse_one(sql, read="spark")
-    with_clause = tree.args.get("with")
-    if with_clause is None:
+    ctes = list(tree.ctes) if isinstance(tree, exp.Query) else []
+    if not ctes:
         return [row.asDict() for row in session.sql(sql).collect()]
-    tree.set("with", None)
+    for cte in ctes:
+        cte.pop()  # the CTE leaves the statement: it becomes a view (an emptied WITH is not written)
     suffix = uuid.uuid4().hex[:12]
     renamed: dict[str, str] = {}
 
@@ -88,7 +89,6 @@ def run_query(session: SparkSession, sql: str) -> list[dict[str, Any]]:
             return exp.to_table(renamed[node.name]).as_(node.alias_or_name)
         return node
 
-    ctes = list(with_clause.expressions)
     reads = {cte.alias: 0 for cte in ctes}
     for node in [*(cte.this for cte in ctes), tree]:
         for table in node.find_all(exp.Table):

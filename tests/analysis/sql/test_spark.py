@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from splitlab.analysis.report import readout_to_dict
+from splitlab.analysis.spark import run_query
 from splitlab.operations.analysis import analyze
 from splitlab.operations.experiments import apply_catalog, change_status, read_catalog
 from splitlab.operations.simulation import simulate_experiment
@@ -104,3 +105,41 @@ def test_a_missing_parquet_path_names_the_table(lake: dict[str, Any], tmp_path: 
     source.write_text(yaml.safe_dump(config), encoding="utf-8")
     with pytest.raises(Exception, match=r"tables\.events: .*nowhere.* does not exist"):
         analyze(lake["store"], KEY, save=False, source=source)
+
+
+class _StatementSpy:
+    """A Spark session that records the statements it is given (the rest goes to the real session)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.statements: list[str] = []
+
+    def sql(self, statement: str) -> Any:
+        self.statements.append(statement)
+        return self.session.sql(statement)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
+
+
+def test_a_cte_read_twice_is_computed_once(spark: Any) -> None:
+    spark.createDataFrame([(1, 2.0), (2, 3.0), (3, 5.0)], "unit int, value double").createOrReplaceTempView("numbers")
+    statement = (
+        "WITH doubled AS (SELECT unit, value * 2 AS value FROM numbers), "
+        "top AS (SELECT MAX(value) AS value FROM doubled), once AS (SELECT COUNT(*) AS n FROM numbers) "
+        "SELECT d.unit, d.value, t.value AS top, o.n FROM doubled AS d CROSS JOIN top AS t CROSS JOIN once AS o "
+        "UNION ALL SELECT NULL, SUM(value), NULL, NULL FROM doubled"
+    )
+    spy = _StatementSpy(spark)
+    rows = run_query(spy, statement)
+    assert sorted((r["unit"] or 0, r["value"]) for r in rows) == [(0, 20.0), (1, 4.0), (2, 6.0), (3, 10.0)]
+    assert {r["top"] for r in rows if r["unit"] is not None} == {10.0}
+    # One statement per CTE, then the final SELECT over their views; none of them is a WITH any more.
+    assert len(spy.statements) == 4
+    assert not any(s.lstrip().upper().startswith("WITH") for s in spy.statements)
+    assert "splitlab_doubled_" in spy.statements[1]
+    assert "splitlab_doubled_" in spy.statements[3]
+    assert "splitlab_top_" in spy.statements[3]
+    # The views are gone afterwards.
+    assert not [t.name for t in spark.catalog.listTables() if t.name.startswith("splitlab_")]
+    spark.catalog.dropTempView("numbers")
