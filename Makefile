@@ -35,9 +35,9 @@ $(BROWSER_STAMP):
 browser-deps: $(BROWSER_STAMP)
 
 # Two workers: most tests wait on servers, subprocesses and databases, so two keep both cores busy.
-# --dist loadgroup with the groups of tests/conftest.py: a file's tests share a worker, Spark's tests too.
+# tests/conftest.py's scheduler keeps a file's tests on one worker, and Spark's tests on one worker.
 pytest: $(STAMP) $(BROWSER_STAMP)
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2
 
 test: lint typecheck pytest
 

@@ -138,12 +138,21 @@ def redis_url() -> str:
     return url
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep a file's tests on one worker under ``pytest -n 2 --dist loadgroup`` (make test), and every Spark test
-    on one worker: module fixtures (servers, stores, a browser) start once, and so does the run's one JVM."""
-    for item in items:
-        group = "spark" if item.get_closest_marker("spark") else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: make test runs ``pytest -n 2``
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Send a file's tests to one worker, and every Spark test to one worker.
+
+    Module fixtures (servers, stores, a browser) then start once, and so does the run's one JVM. A
+    Spark test is known by its id (``test_spark.py``, a ``[spark]`` parameter), because the scheduler
+    sees ids, not markers.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileOrSparkScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return "spark" if "spark" in nodeid.lower() else nodeid.split("::", 1)[0]
+
+    return FileOrSparkScheduling(config, log)
 
 
 SPARK_SKIP_VAR = "SPLITLAB_SKIP_SPARK"
