@@ -9,6 +9,7 @@ optional dependency (``pip install 'splitlab[spark]'``, Java 17).
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,9 @@ def spark_session(master: str | None = None, *, app_name: str = "splitlab") -> S
     if master.startswith("local"):
         # In-process Spark talks to itself only: bind to loopback instead of guessing a public address.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Spark's Python workers (for rows sent from Python) default to the `python3` on PATH, which may be
+        # another interpreter than this one, without this environment's packages.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master(master)
     session = (
         builder.appName(app_name)
