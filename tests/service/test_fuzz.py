@@ -98,10 +98,10 @@ BEYOND_JSON_SCHEMA = [
 Free-form JSON (attributes, properties; a routed prediction's attributes too) without NUL, lone
 surrogates or deep nesting, which the databases refuse; exposures of experiments and variants that
 exist; rewards in [0, 1] under a policy that needs them there; a rolled-out variant the spec
-declares; segments some exposure of the experiment carries; a spec or metric that names the key of its URL, and the rules of
-`splitlab apply` (slugs, two variants or more, weights summing to 1, defined metrics, disjoint
-namespace ranges ...). There, schema-valid data may be refused with a 422 (schemathesis'
-positive_data_acceptance check); everywhere else it must not be.
+declares; segments some exposure of the experiment carries; a spec or metric that names the key of
+its URL, and the rules of `splitlab apply` (slugs, two variants or more, weights summing to 1,
+defined metrics, disjoint namespace ranges ...). There, schema-valid data may be refused with a 422
+(schemathesis' positive_data_acceptance check); everywhere else it must not be.
 """
 
 
