@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, Union
@@ -44,9 +44,9 @@ from typing import Any, NamedTuple, Union
 import numpy as np
 import numpy.typing as npt
 
-from splitlab.analysis.sql._dialect import DIALECTS, dialect_of, execute
+from splitlab.analysis.sql._dialect import DIALECTS, Dialect, dialect_of, execute
 from splitlab.analysis.sql.quantile import QuantileStatistic
-from splitlab.analysis.sql.query import MetricColumns, build_query
+from splitlab.analysis.sql.query import AggregationQuery, MetricColumns, build_query
 from splitlab.analysis.sql.source import Source
 from splitlab.specs.model import MetricDefinition
 from splitlab.stats.statistics import CovariateStatistic, MeanStatistic, ProportionStatistic, RatioStatistic
@@ -278,20 +278,15 @@ def aggregate_experiment(
             event values from a source without a value column, an unsupported database.
         TypeError: ``connection`` is not a database connection.
     """
-    metric_list, segment_names = _check_arguments(
-        experiment_key, metrics, source, segments, by_day, as_of, phase_starts
-    )
-    dialect = dialect_of(connection)
-    as_of_us = None if as_of is None else _micros(as_of)
-    query = build_query(
-        dialect,
+    query, segment_names = _checked_query(
+        lambda: dialect_of(connection),
         experiment_key=experiment_key,
-        metrics=metric_list,
+        metrics=metrics,
         source=source,
-        segments=segment_names,
+        segments=segments,
         by_day=by_day,
-        as_of_us=as_of_us,
-        phase_starts_us=[_micros(start) for start in phase_starts],
+        as_of=as_of,
+        phase_starts=phase_starts,
     )
     rows = execute(connection, query.sql)
     return _assemble(
@@ -329,11 +324,36 @@ def aggregation_sql(
     if dialect not in DIALECTS:
         msg = f"dialect == {dialect!r}, must be one of {', '.join(DIALECTS)}"
         raise ValueError(msg)
+    query, _ = _checked_query(
+        lambda: DIALECTS[dialect],
+        experiment_key=experiment_key,
+        metrics=metrics,
+        source=source,
+        segments=segments,
+        by_day=by_day,
+        as_of=as_of,
+        phase_starts=phase_starts,
+    )
+    return query.sql
+
+
+def _checked_query(
+    dialect: Callable[[], Dialect],
+    *,
+    experiment_key: str,
+    metrics: Sequence[MetricDefinition],
+    source: Source,
+    segments: Sequence[str],
+    by_day: bool,
+    as_of: datetime | None,
+    phase_starts: Sequence[datetime],
+) -> tuple[AggregationQuery, tuple[str, ...]]:
+    """The arguments checked (before the engine is looked at), then the query in the engine's dialect."""
     metric_list, segment_names = _check_arguments(
         experiment_key, metrics, source, segments, by_day, as_of, phase_starts
     )
-    return build_query(
-        DIALECTS[dialect],
+    query = build_query(
+        dialect(),
         experiment_key=experiment_key,
         metrics=metric_list,
         source=source,
@@ -341,7 +361,8 @@ def aggregation_sql(
         by_day=by_day,
         as_of_us=None if as_of is None else _micros(as_of),
         phase_starts_us=[_micros(start) for start in phase_starts],
-    ).sql
+    )
+    return query, segment_names
 
 
 def unit_values(
