@@ -71,7 +71,7 @@ def run_query(session: SparkSession, sql: str) -> list[dict[str, Any]]:
 
     Spark inlines a CTE at every reference: the aggregation's ``units`` and per-unit CTEs, read by
     the capping thresholds, the cells and the quantile bands, would be recomputed from the raw tables
-    for each (15 scans of the event table for a spec with three capped metrics). So the statement is
+    for each (the events joined again per reader; benchmarks/scale_bench.py). So the statement is
     split at its CTEs: each one becomes a temporary view, and one read more than once is
     materialised first (``localCheckpoint``: computed once, lineage cut); the final ``SELECT`` reads
     the views. Views and cached blocks are dropped afterwards. Only the result rows reach the driver.
